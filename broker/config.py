@@ -1,0 +1,283 @@
+"""Configuration as data: settings, agencies, recipients and agreements, each checked against a schema.
+
+Precedence for settings: defaults < file (deploy/interchange.yaml) < environment (INTERCHANGE_*) <
+command line.  A bad file stops start-up with a ConfigError naming the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from broker.errors import ConfigError
+from broker.projection import Projector
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "deploy" / "interchange.yaml"
+
+CLASSIFICATION_LEVELS = {"OFFICIAL": 1, "OFFICIAL-SENSITIVE": 2, "SECRET": 3, "TOP SECRET": 4}
+
+
+@cache
+def _schema_validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def check_against_schema(name: str, document: Any, file: str) -> None:
+    """Raise ConfigError for the first (most relevant) schema error of a configuration document."""
+    error = jsonschema.exceptions.best_match(_schema_validator(name).iter_errors(document))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path)
+        raise ConfigError(file, key, error.message)
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        with path.open("rb") as fh:
+            return yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "", f"not valid YAML: {exc}") from exc
+
+
+# ---------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    core_vhost: str = "interchange"
+    recipient_vhost_prefix: str = "interchange."
+    prefetch: int = 500
+    confirm_timeout_seconds: float = 30.0
+    heartbeat_seconds: int = 30
+    management_url: str = "http://127.0.0.1:15672/"
+    audit_dir: Path = PROJECT_ROOT / "var" / "audit"
+    audit_batch: int = 500
+    agencies_file: Path = PROJECT_ROOT / "deploy" / "config" / "agencies.yaml"
+    recipients_file: Path = PROJECT_ROOT / "deploy" / "config" / "recipients.yaml"
+    agreements_dir: Path = PROJECT_ROOT / "deploy" / "agreements"
+    metrics_port: int = 0
+    max_body_bytes: int = 4 * 1024 * 1024
+    require_publisher: bool = False
+
+    def recipient_vhost(self, recipient: str) -> str:
+        return f"{self.recipient_vhost_prefix}{recipient}"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+ENV_VARS = {
+    "INTERCHANGE_AMQP_URL": ("amqp_url", str),
+    "INTERCHANGE_CORE_VHOST": ("core_vhost", str),
+    "INTERCHANGE_VHOST_PREFIX": ("recipient_vhost_prefix", str),
+    "INTERCHANGE_MANAGEMENT_URL": ("management_url", str),
+    "INTERCHANGE_AUDIT_DIR": ("audit_dir", Path),
+    "INTERCHANGE_AGREEMENTS": ("agreements_dir", Path),
+    "INTERCHANGE_AGENCIES": ("agencies_file", Path),
+    "INTERCHANGE_RECIPIENTS": ("recipients_file", Path),
+    "INTERCHANGE_METRICS_PORT": ("metrics_port", int),
+    "INTERCHANGE_PREFETCH": ("prefetch", int),
+    "INTERCHANGE_CONFIRM_TIMEOUT": ("confirm_timeout_seconds", float),
+    "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", lambda v: v.lower() in ("1", "true", "yes")),
+}
+
+
+def load_settings(file: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults < file < environment < keyword overrides (the command line)."""
+    environ = dict(os.environ if environ is None else environ)
+    file = Path(environ.get("INTERCHANGE_CONFIG", file or DEFAULT_SETTINGS_FILE))
+    settings = Settings()
+    if file.exists():
+        doc = load_yaml(file) or {}
+        check_against_schema("settings", doc, str(file))
+        settings = _apply_file(settings, doc, file.parent)
+    for var, (attr, convert) in ENV_VARS.items():
+        if var in environ:
+            try:
+                settings = replace(settings, **{attr: convert(environ[var])})
+            except ValueError as exc:
+                raise ConfigError(var, attr, f"bad value {environ[var]!r}: {exc}") from exc
+    return settings.with_overrides(**overrides)
+
+
+def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings:
+    amqp, audit, paths = doc.get("amqp", {}), doc.get("audit", {}), doc.get("paths", {})
+    changes: dict[str, Any] = {
+        "amqp_url": amqp.get("url"), "core_vhost": amqp.get("core_vhost"),
+        "recipient_vhost_prefix": amqp.get("recipient_vhost_prefix"), "prefetch": amqp.get("prefetch"),
+        "confirm_timeout_seconds": amqp.get("confirm_timeout_seconds"),
+        "heartbeat_seconds": amqp.get("heartbeat_seconds"),
+        "management_url": doc.get("management_url"),
+        "audit_dir": _resolve(base, audit.get("dir")), "audit_batch": audit.get("batch"),
+        "agencies_file": _resolve(base, paths.get("agencies")),
+        "recipients_file": _resolve(base, paths.get("recipients")),
+        "agreements_dir": _resolve(base, paths.get("agreements")),
+        "metrics_port": doc.get("metrics", {}).get("port"),
+        "max_body_bytes": doc.get("limits", {}).get("max_body_bytes"),
+        "require_publisher": doc.get("identity", {}).get("require_publisher"),
+    }
+    return settings.with_overrides(**changes)
+
+
+def _resolve(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+# ---------------------------------------------------------------- agencies and recipients
+
+@dataclass(frozen=True)
+class Agency:
+    code: str
+    name: str
+    kind: str
+    groups: tuple[str, ...] = ()
+    publishers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: str
+    name: str
+    cls: str
+    max_classification: str
+    format: str = "common-json"
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def as_condition_subject(self) -> dict[str, Any]:
+        return {"id": self.id, "class": self.cls, "attributes": self.attributes}
+
+
+def load_agencies(path: Path) -> dict[str, Agency]:
+    doc = load_yaml(path)
+    check_against_schema("agencies", doc, str(path))
+    agencies: dict[str, Agency] = {}
+    for i, item in enumerate(doc["agencies"]):
+        if item["code"] in agencies:
+            raise ConfigError(str(path), f"agencies.{i}.code", f"duplicate agency code {item['code']!r}")
+        agencies[item["code"]] = Agency(item["code"], item["name"], item["kind"], tuple(item.get("groups", ())),
+                                        tuple(item.get("publishers", ())))
+    return agencies
+
+
+def load_recipients(path: Path) -> dict[str, Recipient]:
+    doc = load_yaml(path)
+    check_against_schema("recipients", doc, str(path))
+    recipients: dict[str, Recipient] = {}
+    for i, item in enumerate(doc["recipients"]):
+        if item["id"] in recipients:
+            raise ConfigError(str(path), f"recipients.{i}.id", f"duplicate recipient id {item['id']!r}")
+        recipients[item["id"]] = Recipient(item["id"], item["name"], item["class"], item["max_classification"],
+                                           item.get("format", "common-json"), dict(item.get("attributes", {})))
+    return recipients
+
+
+# ---------------------------------------------------------------- agreements
+
+@dataclass(frozen=True)
+class Agreement:
+    id: str
+    title: str
+    controller: str
+    providers: tuple[str, ...]
+    recipient: str
+    record_types: tuple[str, ...]
+    purposes: tuple[str, ...]
+    lawful_basis: str
+    max_classification: str
+    permitted_codes: tuple[str, ...]
+    legacy_max_handling: int
+    fields: dict[str, Projector]
+    conditions: tuple[dict[str, Any], ...]
+    valid_from: dt.date
+    valid_until: dt.date
+    review_by: dt.date
+    status: str
+    file: str = ""
+
+    def status_on(self, today: dt.date) -> str:
+        """`active`, `suspended`, `not_yet_valid` or `expired` on a given day."""
+        if self.status == "suspended":
+            return "suspended"
+        if today < self.valid_from:
+            return "not_yet_valid"
+        if today > self.valid_until:
+            return "expired"
+        return "active"
+
+
+def agreement_from_doc(doc: dict[str, Any], file: str = "") -> Agreement:
+    """Build an Agreement from an already schema-checked document."""
+    dates = {}
+    for key in ("valid_from", "valid_until", "review_by"):
+        try:
+            dates[key] = dt.date.fromisoformat(str(doc[key]))
+        except ValueError as exc:
+            raise ConfigError(file, key, f"not a date: {doc[key]!r}") from exc
+    if dates["valid_until"] < dates["valid_from"]:
+        raise ConfigError(file, "valid_until", "is before valid_from")
+    missing = [t for t in doc["record_types"] if t not in doc["fields"]]
+    if missing:
+        raise ConfigError(file, "fields", f"no field allow-list for record type(s) {', '.join(missing)}")
+    handling = doc.get("handling", {})
+    return Agreement(
+        id=doc["id"], title=doc["title"], controller=doc["controller"], providers=tuple(doc["providers"]),
+        recipient=doc["recipient"], record_types=tuple(doc["record_types"]), purposes=tuple(doc["purposes"]),
+        lawful_basis=doc["lawful_basis"], max_classification=doc["max_classification"],
+        permitted_codes=tuple(handling.get("permitted_codes", ["P"])),
+        legacy_max_handling=int(handling.get("legacy_max_handling", "1")),
+        fields={t: Projector(paths) for t, paths in doc["fields"].items()},
+        conditions=tuple(doc.get("conditions", ())), status=doc["status"], file=file, **dates)
+
+
+def load_agreements(directory: Path, recipients: dict[str, Recipient] | None = None) -> list[Agreement]:
+    """Every `*.yaml` directly in `directory`, checked and sorted by id."""
+    if not directory.is_dir():
+        raise ConfigError(str(directory), "", "agreements directory does not exist")
+    agreements: dict[str, Agreement] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        doc = load_yaml(path)
+        # YAML turns unquoted dates into date objects; the schema speaks strings.
+        if isinstance(doc, dict):
+            doc = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in doc.items()}
+        check_against_schema("agreement", doc, str(path))
+        agreement = agreement_from_doc(doc, str(path))
+        if agreement.id in agreements:
+            raise ConfigError(str(path), "id", f"duplicate agreement id {agreement.id!r}")
+        if recipients is not None and agreement.recipient not in recipients:
+            raise ConfigError(str(path), "recipient", f"unknown recipient {agreement.recipient!r}")
+        agreements[agreement.id] = agreement
+    return sorted(agreements.values(), key=lambda a: a.id)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Everything the routing core needs to decide: loaded once at start-up."""
+
+    agencies: dict[str, Agency]
+    recipients: dict[str, Recipient]
+    agreements: list[Agreement]
+
+    @classmethod
+    def load(cls, settings: Settings) -> Registry:
+        recipients = load_recipients(settings.recipients_file)
+        return cls(load_agencies(settings.agencies_file), recipients,
+                   load_agreements(settings.agreements_dir, recipients))
+
+    def publishers_of(self, agency: str) -> tuple[str, ...]:
+        found = self.agencies.get(agency)
+        return found.publishers if found else ()

@@ -1,0 +1,86 @@
+"""One error tree for Interchange, split by who must act.
+
+- ConfigError: an operator must fix a configuration file (names the file, the key and the reason).
+- DataError: the sender must fix a record (names the record id, the field path and the reason code).
+- TransportError: RabbitMQ or the network failed; retrying may help.
+
+Reason codes are a fixed list so that metrics, dead-letter headers and audit entries stay bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Why a record was refused at ingress (dead-lettered with this reason).
+REJECT_REASONS = (
+    "malformed_json",
+    "unsupported_content_type",
+    "body_too_large",
+    "schema_invalid",
+    "identifier_invalid",
+    "unknown_agency",
+    "classification_not_permitted",
+    "publisher_not_origin",
+    "adapter_error",
+)
+
+# Why a recipient did not receive a record (audited as withheld).
+WITHHOLD_REASONS = (
+    "no_agreement",
+    "agreement_not_yet_valid",
+    "agreement_expired",
+    "agreement_suspended",
+    "classification_above_ceiling",
+    "handling_code_not_permitted",
+    "handling_conditions_exclude_recipient",
+    "intelligence_ungraded",
+    "legacy_handling_no_onward_sharing",
+    "condition_not_met",
+)
+
+
+class InterchangeError(Exception):
+    """Base of every error Interchange raises on purpose."""
+
+
+class ConfigError(InterchangeError):
+    """A configuration file is wrong: names the file, the key path and the reason."""
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file, self.key, self.reason = file, key, reason
+        super().__init__(f"{file}: {key or '(top)'}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field of one record."""
+
+    record_id: str | None
+    path: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path or "(record)"
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"record_id": self.record_id, "path": self.path, "code": self.code, "message": self.message}
+
+
+class DataError(InterchangeError):
+    """A record cannot be accepted. Carries the record id, a reason code and every field error."""
+
+    def __init__(self, reason: str, errors: list[FieldError] | tuple[FieldError, ...], record_id: str | None = None,
+                 location: str | None = None) -> None:
+        self.reason = reason
+        self.errors = tuple(errors)
+        self.record_id = record_id if record_id is not None else (self.errors[0].record_id if self.errors else None)
+        self.location = location
+        first = str(self.errors[0]) if self.errors else reason
+        where = f" at {location}" if location else ""
+        super().__init__(f"record {self.record_id or '?'}{where}: {reason}: {first}")
+
+
+class TransportError(InterchangeError):
+    """RabbitMQ refused, returned, nacked or did not confirm a publish, or the connection failed."""

@@ -1,0 +1,266 @@
+"""The flow of one record, from the bytes a force published to the plan of what must be sent.
+
+    route(message, context) -> Plan
+
+1. refuse what is too big or not JSON;            -> dead letter + audit `rejected`
+2. validate against the common schema and check identifiers;
+3. check the origin agency, the classification and the publisher's identity;
+4. decide, for each recipient an agreement covers, deliver or withhold (broker.rules);
+5. render each recipient's view and build one audit message holding every decision.
+
+Everything here is pure: no I/O, no clock except `context.now`.  `broker.worker` carries a Plan out:
+audit first (confirmed), then deliveries or the dead letter (confirmed), then the input is acked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from broker import audit, topology
+from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
+from broker.errors import FieldError
+from broker.rules import Deliver, Rulebook, Withhold
+
+ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
+
+Renderer = Callable[[dict[str, Any]], tuple[bytes, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An inbound AMQP message as the routing core sees it."""
+
+    body: bytes
+    content_type: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+    user_id: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    redelivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One publish: `target` is 'core' or a recipient id (which vhost it goes to)."""
+
+    target: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    correlation_id: str | None
+    headers: dict[str, Any]
+    content_type: str = "application/json"
+
+
+@dataclass(slots=True)
+class Plan:
+    outcome: str                       # routed | rejected | duplicate
+    record_id: str | None
+    correlation_id: str | None
+    audit: Outgoing | None = None
+    outputs: list[Outgoing] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    withheld: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    source: str | None = None
+    record_type: str | None = None
+    record_time: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def common_json(record: dict[str, Any]) -> tuple[bytes, str]:
+    return orjson.dumps(record), "application/json"
+
+
+@dataclass
+class Context:
+    """What route() needs, built once at start-up."""
+
+    settings: Settings
+    registry: Registry
+    validator: Any
+    rulebook: Rulebook
+    renderers: dict[str, Renderer] = field(default_factory=dict)
+    actor: dict[str, Any] = field(default_factory=dict)
+    seen: Callable[[str], bool] = lambda _record_id: False
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    @classmethod
+    def build(cls, settings: Settings, registry: Registry, validator: Any, **kwargs: Any) -> Context:
+        rulebook = Rulebook(registry.agreements, registry.recipients, registry.agencies)
+        return cls(settings, registry, validator, rulebook, **kwargs)
+
+
+def route(message: Message, ctx: Context) -> Plan:
+    """Decide what must be published for one inbound message."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    now = ctx.clock()
+    record, refusal = _parse(message, ctx)
+    timings["parse"] = time.perf_counter() - started
+    if refusal is not None:
+        return _reject(message, record, refusal, ctx, now, timings)
+    assert record is not None
+    if ctx.seen(record["id"]):
+        return Plan("duplicate", record["id"], record.get("correlation_id"), timings=timings)
+
+    mark = time.perf_counter()
+    refusal = _admit(record, message, ctx)
+    timings["validate"] = time.perf_counter() - mark
+    if refusal is not None:
+        return _reject(message, record, refusal, ctx, now, timings)
+
+    mark = time.perf_counter()
+    decisions = ctx.rulebook.decide(record, now)
+    timings["decide"] = time.perf_counter() - mark
+    return _deliver(record, message, decisions, ctx, now, timings)
+
+
+# ------------------------------------------------------------------ steps
+
+Refusal = tuple[str, list[FieldError]]
+
+
+def _parse(message: Message, ctx: Context) -> tuple[dict[str, Any] | None, Refusal | None]:
+    def refuse(reason: str, path: str, text: str) -> tuple[None, Refusal]:
+        return None, (reason, [FieldError(message.message_id, path, reason, text)])
+
+    if len(message.body) > ctx.settings.max_body_bytes:
+        return refuse("body_too_large", "", f"body of {len(message.body)} bytes exceeds the limit of "
+                                            f"{ctx.settings.max_body_bytes}")
+    content_type = (message.content_type or "").split(";")[0].strip().lower()
+    if content_type not in ACCEPTED_CONTENT_TYPES:
+        return refuse("unsupported_content_type", "", f"content type {message.content_type!r} is not accepted; "
+                                                      "publish common-schema JSON (application/json)")
+    try:
+        record = orjson.loads(message.body)
+    except orjson.JSONDecodeError as exc:
+        return refuse("malformed_json", "", f"not valid JSON: {exc}")
+    if not isinstance(record, dict):
+        return refuse("schema_invalid", "", f"a record must be a JSON object, not {type(record).__name__}")
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        return record, ("schema_invalid", [FieldError(message.message_id, "id", "schema_invalid",
+                                                      "every record needs a string id")])
+    return record, None
+
+
+def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | None:
+    errors = ctx.validator.validate(record)
+    if errors:
+        codes = {e.code for e in errors}
+        return ("identifier_invalid" if codes == {"identifier_invalid"} else "schema_invalid"), list(errors)
+    record_id = record["id"]
+    agency_code = record["origin"]["agency"]
+    agency = ctx.registry.agencies.get(agency_code)
+    if agency is None:
+        return "unknown_agency", [FieldError(record_id, "origin.agency", "unknown_agency",
+                                             f"agency {agency_code!r} is not registered with this exchange")]
+    tier = record["classification"]["tier"]
+    if CLASSIFICATION_LEVELS.get(tier, 4) >= CLASSIFICATION_LEVELS["SECRET"]:
+        return "classification_not_permitted", [FieldError(
+            record_id, "classification.tier", "classification_not_permitted",
+            f"{tier} material must never enter the exchange")]
+    if message.user_id or ctx.settings.require_publisher:
+        if message.user_id not in agency.publishers:
+            return "publisher_not_origin", [FieldError(
+                record_id, "origin.agency", "publisher_not_origin",
+                f"publisher {message.user_id or '(none)'!r} may not publish as agency {agency_code!r}")]
+    return None
+
+
+def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver | Withhold], ctx: Context,
+             now: dt.datetime, timings: dict[str, float]) -> Plan:
+    mark = time.perf_counter()
+    record_id, correlation_id = record["id"], record.get("correlation_id")
+    plan = Plan("routed", record_id, correlation_id, source=record["origin"]["agency"], record_type=record["type"],
+                record_time=record.get("time"), timings=timings)
+    hashes: dict[str, str] = {}
+    for decision in decisions:
+        if isinstance(decision, Deliver):
+            recipient = ctx.registry.recipients[decision.recipient]
+            render = ctx.renderers.get(recipient.format, common_json)
+            body, content_type = render(decision.projection.record)
+            hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
+            plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
+                                         record_id, correlation_id, _delivery_headers(record, decision),
+                                         content_type))
+            plan.delivered.append(decision.recipient)
+        else:
+            plan.withheld[decision.recipient or "none"] = decision.reason
+    timings["render"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    entries = audit.decision_entries(record, decisions, _context_of(message, ctx), _iso(now), hashes)
+    plan.audit = _audit_message(entries, record_id, correlation_id)
+    timings["audit"] = time.perf_counter() - mark
+    return plan
+
+
+def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, ctx: Context,
+            now: dt.datetime, timings: dict[str, float]) -> Plan:
+    reason, errors = refusal
+    record_id = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    record_id = record_id or message.message_id
+    correlation_id = (record.get("correlation_id") if isinstance(record, dict) else None) or message.correlation_id
+    error_paths = [{"path": e.path, "code": e.code} for e in errors[:100]]
+    entry = audit.rejection_entry(record, reason, error_paths, _context_of(message, ctx), _iso(now))
+    headers = {
+        "x-interchange-reason": reason,
+        "x-interchange-errors": orjson.dumps([e.as_dict() | {"record_id": record_id} for e in errors[:100]]).decode(),
+        "x-interchange-rejected-at": _iso(now),
+        "x-original-user-id": message.user_id or "",
+        "x-original-content-type": message.content_type or "",
+    }
+    dead = Outgoing("core", topology.DLX, reason, message.body, record_id or entry["entry_id"], correlation_id,
+                    headers, message.content_type or "application/octet-stream")
+    source = (record.get("origin") or {}).get("agency") if isinstance(record, dict) and \
+        isinstance(record.get("origin"), dict) else None
+    return Plan("rejected", record_id, correlation_id, audit=_audit_message([entry], record_id, correlation_id),
+                outputs=[dead], reason=reason, source=source,
+                record_type=record.get("type") if isinstance(record, dict) else None, timings=timings)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _delivery_headers(record: dict[str, Any], decision: Deliver) -> dict[str, Any]:
+    agreement = decision.agreement
+    headers: dict[str, Any] = {
+        "x-agreement": agreement.id,
+        "x-lawful-basis": agreement.lawful_basis,
+        "x-purposes": ",".join(agreement.purposes),
+        "x-classification": audit.classification_label(record),
+        "x-record-type": record["type"],
+        "x-origin-agency": record["origin"]["agency"],
+    }
+    handling = record.get("handling")
+    if handling:
+        headers["x-handling"] = orjson.dumps(handling).decode()
+    supersedes = record.get("supersedes")
+    if supersedes:
+        headers["x-supersedes"] = supersedes.get("id", "")
+        headers["x-supersedes-kind"] = supersedes.get("kind", "correction")
+    return headers
+
+
+def _context_of(message: Message, ctx: Context) -> dict[str, Any]:
+    actor = dict(ctx.actor)
+    if message.user_id:
+        actor["publisher"] = message.user_id
+    return {"actor": actor, "message_id": message.message_id, "correlation_id": message.correlation_id}
+
+
+def _audit_message(entries: list[dict[str, Any]], record_id: str | None, correlation_id: str | None) -> Outgoing:
+    batch_id = entries[0]["entry_id"]
+    return Outgoing("core", "", topology.AUDIT_QUEUE, orjson.dumps({"batch": batch_id, "entries": entries}),
+                    f"audit-{batch_id}", correlation_id, {"x-record-id": record_id or ""})
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

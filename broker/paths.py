@@ -1,0 +1,79 @@
+"""Field paths: `data.persons[].name.family` names every family name in a record.
+
+A path is dot-separated keys; a key followed by `[]` means "every element of this list".  Paths name
+whole subtrees.  These functions are pure and are used by projection, conditions and the audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Any
+
+EVERY = "[]"
+
+
+@lru_cache(maxsize=4096)
+def parse(path: str) -> tuple[str, ...]:
+    """`data.persons[].name` -> ('data', 'persons', '[]', 'name')."""
+    steps: list[str] = []
+    for part in path.split("."):
+        if part.endswith(EVERY):
+            steps.extend((part[:-2], EVERY))
+        else:
+            steps.append(part)
+    return tuple(steps)
+
+
+def values_at(doc: Any, path: str) -> list[Any]:
+    """Every value found at `path` (lists under `[]` are walked; missing keys yield nothing)."""
+    return list(_walk(doc, parse(path)))
+
+
+def _walk(node: Any, steps: tuple[str, ...]) -> Iterator[Any]:
+    if not steps:
+        yield node
+        return
+    head, rest = steps[0], steps[1:]
+    if head == EVERY:
+        if isinstance(node, list):
+            for item in node:
+                yield from _walk(item, rest)
+    elif isinstance(node, dict) and head in node:
+        yield from _walk(node[head], rest)
+
+
+def leaf_paths(doc: Any, prefix: str = "") -> Iterator[str]:
+    """Generic paths (with `[]`) of every leaf in `doc`, without repeats in order of first appearance."""
+    seen: set[str] = set()
+    for path in _leaves(doc, prefix):
+        if path not in seen:
+            seen.add(path)
+            yield path
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(node, list) and node and any(isinstance(v, (dict, list)) for v in node):
+        for item in node:
+            yield from _leaves(item, prefix + EVERY)
+    else:
+        yield prefix
+
+
+def compile_tree(paths: Iterable[str]) -> dict[str, Any]:
+    """Turn an allow-list of paths into a nested dict; `True` marks a kept subtree."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        steps = parse(path)
+        for step in steps[:-1]:
+            child = node.get(step)
+            if child is True:
+                break
+            node = node.setdefault(step, {})
+        else:
+            node[steps[-1]] = True
+    return tree

@@ -1,0 +1,144 @@
+"""Deciding who receives a record: a pure function of (record, agreements, time).
+
+Deny by default.  A recipient receives a record only through an agreement that names the record's
+provider, type and recipient, is in force on the day, allows the record's classification and handling,
+and whose conditions all hold.  The result is one Decision per recipient that some agreement covers for
+this provider and record type; a record that no agreement covers gets one `no_agreement` withholding.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from broker import conditions
+from broker.config import CLASSIFICATION_LEVELS, Agency, Agreement, Recipient
+from broker.projection import Projection
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    recipient: str
+    agreement: Agreement
+    projection: Projection
+
+    outcome = "delivered"
+    reason = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withhold:
+    recipient: str | None
+    agreement: Agreement | None
+    reason: str
+    detail: str = ""
+
+    outcome = "withheld"
+
+
+Decision = Deliver | Withhold
+
+
+def classification_level(record: dict[str, Any]) -> int:
+    marking = record.get("classification") or {}
+    tier = marking.get("tier", "OFFICIAL")
+    level = CLASSIFICATION_LEVELS.get(tier, 4)
+    return 2 if tier == "OFFICIAL" and marking.get("sensitive") else level
+
+
+def classification_label(record: dict[str, Any]) -> str:
+    level = classification_level(record)
+    return next(name for name, lvl in CLASSIFICATION_LEVELS.items() if lvl == level)
+
+
+class Rulebook:
+    """Agreements compiled for fast deciding: indexed by record type, provider groups resolved."""
+
+    def __init__(self, agreements: Iterable[Agreement], recipients: dict[str, Recipient],
+                 agencies: dict[str, Agency]) -> None:
+        self.agreements = list(agreements)
+        self.recipients = recipients
+        self.agencies = agencies
+        self._by_type: dict[str, list[Agreement]] = defaultdict(list)
+        for agreement in self.agreements:
+            for record_type in agreement.record_types:
+                self._by_type[record_type].append(agreement)
+
+    def provides(self, agreement: Agreement, agency_code: str) -> bool:
+        if agency_code in agreement.providers:
+            return True
+        agency = self.agencies.get(agency_code)
+        return agency is not None and any(f"group:{g}" in agreement.providers for g in agency.groups)
+
+    def decide(self, record: dict[str, Any], now: dt.datetime) -> list[Decision]:
+        """For each recipient an agreement covers: Deliver (with its view) or Withhold (with a reason)."""
+        agency = (record.get("origin") or {}).get("agency", "")
+        candidates: dict[str, list[Agreement]] = defaultdict(list)
+        for agreement in self._by_type.get(record.get("type", ""), ()):
+            if self.provides(agreement, agency):
+                candidates[agreement.recipient].append(agreement)
+        if not candidates:
+            return [Withhold(None, None, "no_agreement")]
+        today = now.date()
+        return [self._decide_for(record, recipient, agreements, today)
+                for recipient, agreements in sorted(candidates.items())]
+
+    def _decide_for(self, record: dict[str, Any], recipient_id: str, agreements: list[Agreement],
+                    today: dt.date) -> Decision:
+        recipient = self.recipients.get(recipient_id)
+        first_refusal: Withhold | None = None
+        for agreement in agreements:
+            refusal = self._refusal(record, recipient, agreement, today) if recipient else \
+                Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
+            if refusal is None:
+                return Deliver(recipient_id, agreement, agreement.fields[record["type"]].project(record))
+            first_refusal = first_refusal or refusal
+        assert first_refusal is not None
+        return first_refusal
+
+    def _refusal(self, record: dict[str, Any], recipient: Recipient, agreement: Agreement,
+                 today: dt.date) -> Withhold | None:
+        def refuse(reason: str, detail: str = "") -> Withhold:
+            return Withhold(recipient.id, agreement, reason, detail)
+
+        status = agreement.status_on(today)
+        if status != "active":
+            return refuse(f"agreement_{status}")
+        level = classification_level(record)
+        ceiling = min(CLASSIFICATION_LEVELS[agreement.max_classification],
+                      CLASSIFICATION_LEVELS[recipient.max_classification])
+        if level > ceiling:
+            return refuse("classification_above_ceiling", classification_label(record))
+        handling_refusal = self._handling_refusal(record, recipient, agreement)
+        if handling_refusal:
+            return refuse(*handling_refusal)
+        unmet = conditions.failed(list(agreement.conditions), record, recipient.as_condition_subject())
+        if unmet:
+            return refuse("condition_not_met", unmet)
+        return None
+
+    @staticmethod
+    def _handling_refusal(record: dict[str, Any], recipient: Recipient,
+                          agreement: Agreement) -> tuple[str, str] | None:
+        handling = record.get("handling")
+        if not handling:
+            return ("intelligence_ungraded", "") if record.get("type") == "intelligence.report" else None
+        if handling.get("scheme") == "5x5x5":
+            level = int(handling.get("handling", "5"))
+            if level >= 4:
+                return "legacy_handling_no_onward_sharing", f"5x5x5 handling {level}"
+            if level > agreement.legacy_max_handling:
+                return "handling_code_not_permitted", f"5x5x5 handling {level}"
+            return None
+        code = handling.get("code")
+        if code not in agreement.permitted_codes:
+            return "handling_code_not_permitted", f"3x5x2 handling code {code}"
+        if code == "C":
+            named = handling.get("conditions") or {}
+            if recipient.id not in named.get("recipients", ()) and \
+                    recipient.cls not in named.get("recipient_classes", ()):
+                return "handling_conditions_exclude_recipient", ""
+        return None

@@ -1,0 +1,115 @@
+"""The RabbitMQ topology, declared in code and exported as `deploy/rabbitmq/definitions.json`.
+
+Core vhost (`settings.core_vhost`):
+  exchange interchange.ingress (topic)  -> quorum queue interchange.route   (records from forces)
+  quorum queue interchange.audit (single active consumer)                  (audit entries, to the writer)
+  exchange interchange.dlx (topic)      -> quorum queue interchange.dead    (refused records, with reasons)
+One vhost per recipient (`settings.recipient_vhost(id)`), holding only that recipient's queues:
+  exchange interchange.deliver (fanout) -> quorum queue interchange.inbox
+  exchange interchange.dlx (topic)      -> quorum queue interchange.dead
+Dead-lettering and delivery limits are policies, so operators can change them without redeclaring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INGRESS_EXCHANGE = "interchange.ingress"
+ROUTE_QUEUE = "interchange.route"
+AUDIT_QUEUE = "interchange.audit"
+DLX = "interchange.dlx"
+DEAD_QUEUE = "interchange.dead"
+DELIVER_EXCHANGE = "interchange.deliver"
+INBOX_QUEUE = "interchange.inbox"
+
+QUORUM = {"x-queue-type": "quorum"}
+DELIVERY_LIMIT = 20
+
+
+def core_spec() -> dict[str, list[dict[str, Any]]]:
+    return {
+        "exchanges": [
+            {"name": INGRESS_EXCHANGE, "type": "topic"},
+            {"name": DLX, "type": "topic"},
+        ],
+        "queues": [
+            {"name": ROUTE_QUEUE, "arguments": dict(QUORUM)},
+            {"name": AUDIT_QUEUE, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})},
+            {"name": DEAD_QUEUE, "arguments": dict(QUORUM)},
+        ],
+        "bindings": [
+            {"source": INGRESS_EXCHANGE, "destination": ROUTE_QUEUE, "routing_key": "#"},
+            {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
+        ],
+        "policies": [
+            {"name": "interchange-core", "pattern": r"^interchange\.(route|audit)$", "apply-to": "queues",
+             "priority": 0, "definition": {
+                 "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
+                 "overflow": "reject-publish", "delivery-limit": DELIVERY_LIMIT}},
+        ],
+    }
+
+
+def recipient_spec() -> dict[str, list[dict[str, Any]]]:
+    return {
+        "exchanges": [
+            {"name": DELIVER_EXCHANGE, "type": "fanout"},
+            {"name": DLX, "type": "topic"},
+        ],
+        "queues": [
+            {"name": INBOX_QUEUE, "arguments": dict(QUORUM)},
+            {"name": DEAD_QUEUE, "arguments": dict(QUORUM)},
+        ],
+        "bindings": [
+            {"source": DELIVER_EXCHANGE, "destination": INBOX_QUEUE, "routing_key": ""},
+            {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
+        ],
+        "policies": [
+            {"name": "interchange-inbox", "pattern": r"^interchange\.inbox$", "apply-to": "queues",
+             "priority": 0, "definition": {
+                 "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
+                 "overflow": "reject-publish", "delivery-limit": 50}},
+        ],
+    }
+
+
+def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """vhost name -> spec, for the core and every recipient."""
+    specs = {core_vhost: core_spec()}
+    for vhost in recipient_vhosts.values():
+        specs[vhost] = recipient_spec()
+    return specs
+
+
+def declare(channel: Any, spec: dict[str, list[dict[str, Any]]]) -> None:
+    """Declare a vhost's exchanges, queues and bindings on a blocking pika channel (idempotent)."""
+    for exchange in spec["exchanges"]:
+        channel.exchange_declare(exchange["name"], exchange["type"], durable=True)
+    for queue in spec["queues"]:
+        channel.queue_declare(queue["name"], durable=True, arguments=queue["arguments"])
+    for binding in spec["bindings"]:
+        channel.queue_bind(binding["destination"], binding["source"], binding["routing_key"])
+
+
+def definitions(core_vhost: str, recipient_vhosts: dict[str, str], extra: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The topology in RabbitMQ's definitions format (importable with `rabbitmqctl import_definitions`)."""
+    out: dict[str, Any] = {"vhosts": [], "exchanges": [], "queues": [], "bindings": [], "policies": [],
+                           "users": [], "permissions": []}
+    for vhost, spec in vhost_specs(core_vhost, recipient_vhosts).items():
+        out["vhosts"].append({"name": vhost})
+        for exchange in spec["exchanges"]:
+            out["exchanges"].append({"name": exchange["name"], "vhost": vhost, "type": exchange["type"],
+                                     "durable": True, "auto_delete": False, "internal": False, "arguments": {}})
+        for queue in spec["queues"]:
+            out["queues"].append({"name": queue["name"], "vhost": vhost, "durable": True, "auto_delete": False,
+                                  "arguments": queue["arguments"]})
+        for binding in spec["bindings"]:
+            out["bindings"].append({"source": binding["source"], "vhost": vhost, "destination":
+                                    binding["destination"], "destination_type": "queue",
+                                    "routing_key": binding["routing_key"], "arguments": {}})
+        for policy in spec["policies"]:
+            out["policies"].append(dict(policy, vhost=vhost))
+    for key, value in (extra or {}).items():
+        out[key] = value
+    return out

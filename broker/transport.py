@@ -1,0 +1,287 @@
+"""AMQP transport: asynchronous publisher confirms, mandatory publishes, manual acks, reconnects.
+
+One `AmqpTransport` holds one connection per vhost it talks to (the core vhost and one per recipient),
+all on a single pika IOLoop, each with a confirming channel.  Publishes are pipelined: a callback fires
+when the broker confirms (ok), nacks, returns (unroutable) or fails to confirm within the confirm timeout.
+When any connection is lost or a confirm is overdue, every connection is closed, every pending publish
+fails, and the transport reconnects with backoff; unacked inputs are redelivered by RabbitMQ, so nothing
+is lost and duplicates carry the same message_id.
+
+pika's exceptions stop here: callers see `ok=False` with a reason, or a TransportError.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.select_connection import IOLoop
+
+from broker.errors import TransportError
+from broker.exchange import Outgoing
+
+Confirmed = Callable[[bool, str], None]
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A consumed message and where it came from (for ack/nack)."""
+
+    target: str
+    delivery_tag: int
+    generation: int
+    body: bytes
+    properties: Any
+    redelivered: bool
+
+
+@dataclass(slots=True)
+class _Pending:
+    callback: Confirmed
+    deadline: float
+    key: tuple[str, str, str]
+    returned: str = ""
+
+
+@dataclass
+class _Link:
+    target: str
+    vhost: str
+    connection: Any = None
+    channel: Any = None
+    ready: bool = False
+    seq: int = 0
+    pending: collections.OrderedDict[int, _Pending] = field(default_factory=collections.OrderedDict)
+
+
+def connection_parameters(url: str, vhost: str, heartbeat: int = 30, name: str = "interchange") -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    params.virtual_host = vhost
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = 300
+    params.connection_attempts = 1
+    params.client_properties = {"connection_name": name}
+    return params
+
+
+class AmqpTransport:
+    """Connections to several vhosts on one IOLoop, with pipelined publisher confirms."""
+
+    def __init__(self, url: str, vhosts: dict[str, str], confirm_timeout: float = 30.0, heartbeat: int = 30,
+                 name: str = "interchange", max_backoff: float = 10.0) -> None:
+        self.url, self.confirm_timeout, self.heartbeat, self.name = url, confirm_timeout, heartbeat, name
+        self.ioloop = IOLoop()
+        self.links = {target: _Link(target, vhost) for target, vhost in vhosts.items()}
+        self.generation = 0
+        self.on_ready: Callable[[], None] = lambda: None
+        self.on_lost: Callable[[str], None] = lambda reason: None
+        self._consumers: list[tuple[str, str, int, Callable[[Inbound], None]]] = []
+        self._stopping = False
+        self._backoff = 0.5
+        self._max_backoff = max_backoff
+        self._handled_loss = 0
+        self.reconnects = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None:
+        self.on_ready = on_ready
+        if on_lost:
+            self.on_lost = on_lost
+        self._connect_all()
+        self.ioloop.call_later(1.0, self._watch_confirms)
+
+    def run(self) -> None:
+        self.ioloop.start()
+
+    def stop(self) -> None:
+        """Close every connection cleanly and stop the loop (safe from signal handlers via call_soon)."""
+        self._stopping = True
+        for link in self.links.values():
+            if link.connection is not None and link.connection.is_open:
+                link.connection.close()
+        self.ioloop.call_later(0.2, self._stop_when_closed)
+
+    def stop_threadsafe(self) -> None:
+        self.ioloop.add_callback_threadsafe(self.stop)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        return self.ioloop.call_later(delay, callback)
+
+    def _stop_when_closed(self) -> None:
+        if all(link.connection is None or link.connection.is_closed for link in self.links.values()):
+            self.ioloop.stop()
+        else:
+            self.ioloop.call_later(0.1, self._stop_when_closed)
+
+    # ------------------------------------------------------------ connecting
+    def _connect_all(self) -> None:
+        self.generation += 1
+        for link in self.links.values():
+            self._connect(link, self.generation)
+
+    def _connect(self, link: _Link, generation: int) -> None:
+        params = connection_parameters(self.url, link.vhost, self.heartbeat, f"{self.name}:{link.target}")
+        link.ready, link.seq = False, 0
+        link.connection = pika.SelectConnection(
+            params, custom_ioloop=self.ioloop,
+            on_open_callback=lambda conn: conn.channel(on_open_callback=lambda ch: self._channel_open(link, ch,
+                                                                                                   generation)),
+            on_open_error_callback=lambda conn, err: self._lost(f"cannot connect to vhost {link.vhost}: {err}",
+                                                                generation),
+            on_close_callback=lambda conn, reason: self._lost(f"connection to {link.vhost} closed: {reason}",
+                                                              generation))
+
+    def _channel_open(self, link: _Link, channel: Any, generation: int) -> None:
+        link.channel = channel
+        channel.add_on_close_callback(lambda ch, reason: self._lost(f"channel on {link.vhost} closed: {reason}",
+                                                                    generation))
+        channel.add_on_return_callback(lambda ch, method, props, body: self._returned(link, method, props))
+        channel.confirm_delivery(ack_nack_callback=lambda frame: self._confirmed(link, frame),
+                                 callback=lambda _frame: self._link_ready(link, generation))
+
+    def _link_ready(self, link: _Link, generation: int) -> None:
+        if generation != self.generation:
+            return
+        link.ready = True
+        if all(lk.ready for lk in self.links.values()):
+            self._backoff = 0.5
+            for target, queue, prefetch, on_message in self._consumers:
+                self._start_consumer(target, queue, prefetch, on_message)
+            self.on_ready()
+
+    def _lost(self, reason: str, generation: int) -> None:
+        if self._stopping or generation != self.generation or self._handled_loss == generation:
+            return
+        self._handled_loss = generation
+        self._fail_all_pending(reason)
+        self.on_lost(reason)
+        for link in self.links.values():
+            link.ready = False
+            if link.connection is not None and link.connection.is_open:
+                link.connection.close()
+        delay, self._backoff = self._backoff, min(self._backoff * 2, self._max_backoff)
+        self.reconnects += 1
+        self.ioloop.call_later(delay, self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self._stopping:
+            return
+        if any(link.connection is not None and not link.connection.is_closed for link in self.links.values()):
+            self.ioloop.call_later(0.1, self._reconnect)
+            return
+        self._connect_all()
+
+    # ------------------------------------------------------------ publishing
+    @property
+    def ready(self) -> bool:
+        return all(link.ready for link in self.links.values())
+
+    def publish(self, out: Outgoing, callback: Confirmed) -> None:
+        """Publish persistent and mandatory; `callback(ok, reason)` fires exactly once."""
+        link = self.links.get(out.target)
+        if link is None:
+            callback(False, f"no connection for target {out.target!r}")
+            return
+        if not link.ready:
+            callback(False, f"connection to {link.vhost} is not ready")
+            return
+        properties = pika.BasicProperties(
+            content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
+            correlation_id=out.correlation_id, headers=out.headers, timestamp=int(time.time()))
+        try:
+            link.channel.basic_publish(out.exchange, out.routing_key, out.body, properties, mandatory=True)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            callback(False, f"publish failed: {exc!r}")
+            return
+        link.seq += 1
+        link.pending[link.seq] = _Pending(callback, time.monotonic() + self.confirm_timeout,
+                                          (out.exchange, out.routing_key, out.message_id))
+
+    def _returned(self, link: _Link, method: Any, properties: Any) -> None:
+        key = (method.exchange, method.routing_key, properties.message_id)
+        for pending in link.pending.values():
+            if pending.key == key and not pending.returned:
+                pending.returned = f"unroutable ({method.reply_code} {method.reply_text})"
+                return
+
+    def _confirmed(self, link: _Link, frame: Any) -> None:
+        method = frame.method
+        ok = isinstance(method, pika.spec.Basic.Ack)
+        tag, multiple = method.delivery_tag, method.multiple
+        settled: list[_Pending] = []
+        if multiple:
+            while link.pending and next(iter(link.pending)) <= tag:
+                settled.append(link.pending.popitem(last=False)[1])
+        elif tag in link.pending:
+            settled.append(link.pending.pop(tag))
+        for pending in settled:
+            if pending.returned:
+                pending.callback(False, pending.returned)
+            else:
+                pending.callback(ok, "" if ok else "nacked by broker")
+
+    def _fail_all_pending(self, reason: str) -> None:
+        for link in self.links.values():
+            pending, link.pending = link.pending, collections.OrderedDict()
+            for item in pending.values():
+                item.callback(False, reason)
+
+    def _watch_confirms(self) -> None:
+        if self._stopping:
+            return
+        now = time.monotonic()
+        for link in self.links.values():
+            if link.pending and next(iter(link.pending.values())).deadline < now:
+                self._lost(f"no confirm from {link.vhost} within {self.confirm_timeout}s", self.generation)
+                break
+        self.ioloop.call_later(1.0, self._watch_confirms)
+
+    def pending_count(self) -> int:
+        return sum(len(link.pending) for link in self.links.values())
+
+    # ------------------------------------------------------------ consuming
+    def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Inbound], None]) -> None:
+        """Consume `queue` on `target`; resumes by itself after every reconnect."""
+        self._consumers.append((target, queue, prefetch, on_message))
+        if self.ready:
+            self._start_consumer(target, queue, prefetch, on_message)
+
+    def _start_consumer(self, target: str, queue: str, prefetch: int, on_message: Callable[[Inbound], None]) -> None:
+        link, generation = self.links[target], self.generation
+
+        def deliver(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+            on_message(Inbound(target, method.delivery_tag, generation, body, properties, method.redelivered))
+
+        link.channel.basic_qos(prefetch_count=prefetch)
+        link.channel.basic_consume(queue, deliver, auto_ack=False)
+
+    def ack(self, inbound: Inbound, multiple: bool = False) -> None:
+        if inbound.generation == self.generation and self.links[inbound.target].ready:
+            self.links[inbound.target].channel.basic_ack(inbound.delivery_tag, multiple=multiple)
+
+    def reject(self, inbound: Inbound, requeue: bool = True) -> None:
+        if inbound.generation == self.generation and self.links[inbound.target].ready:
+            self.links[inbound.target].channel.basic_nack(inbound.delivery_tag, multiple=False, requeue=requeue)
+
+
+def blocking_channel(url: str, vhost: str, name: str = "interchange-cli") -> tuple[Any, Any]:
+    """A blocking connection and channel for short CLI work; raises TransportError with advice."""
+    try:
+        connection = pika.BlockingConnection(connection_parameters(url, vhost, 30, name))
+    except pika.exceptions.ProbableAuthenticationError as exc:
+        raise TransportError(f"RabbitMQ refused the credentials in {_redact(url)}: {exc}") from exc
+    except pika.exceptions.AMQPConnectionError as exc:
+        raise TransportError(f"cannot connect to RabbitMQ at {_redact(url)} vhost {vhost!r}: {exc!r}. "
+                             "Is it running (rabbitmq-server -detached) and does the vhost exist "
+                             "(interchange topology apply)?") from exc
+    return connection, connection.channel()
+
+
+def _redact(url: str) -> str:
+    params = pika.URLParameters(url)
+    return f"{'amqps' if params.ssl_options else 'amqp'}://{params.host}:{params.port}"

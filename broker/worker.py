@@ -1,0 +1,212 @@
+"""The routing worker: consume records, carry out each Plan, acknowledge only when it is safe.
+
+For each record: `exchange.route()` decides (pure); then the audit message is published and confirmed;
+then every delivery (or the dead letter) is published and confirmed; then the input is acked.  If any
+publish fails, the input is rejected with requeue and decided again later (at-least-once; every copy of a
+delivery has the record id as message_id).  Acks are batched: the longest finished prefix of deliveries
+is acked with one `multiple=True` ack.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker import exchange, logs, topology
+from broker.exchange import Context, Message, Outgoing, Plan
+from broker.metrics import Metrics
+from broker.transport import Inbound
+
+
+class SeenRecords:
+    """Ids of records this worker routed to the end, newest kept (bounded)."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self._ids
+
+    def add(self, record_id: str) -> None:
+        self._ids[record_id] = None
+        if len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+
+class AckBatcher:
+    """Acks the longest prefix of settled deliveries with one multiple=True ack.
+
+    A rejected (requeued) delivery is settled by its nack; the batch ack then stops short of it.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.order: collections.deque[Inbound] = collections.deque()
+        self.done: dict[int, bool] = {}
+        self.generation = -1
+
+    def received(self, inbound: Inbound) -> None:
+        if inbound.generation != self.generation:
+            self.order.clear()
+            self.done.clear()
+            self.generation = inbound.generation
+        self.order.append(inbound)
+
+    def settle(self, inbound: Inbound, acked: bool = True) -> None:
+        if inbound.generation != self.generation:
+            return
+        self.done[inbound.delivery_tag] = acked
+        last_acked = None
+        while self.order and self.order[0].delivery_tag in self.done:
+            head = self.order.popleft()
+            if self.done.pop(head.delivery_tag):
+                last_acked = head
+        if last_acked is not None:
+            self.transport.ack(last_acked, multiple=True)
+
+
+@dataclass(slots=True)
+class _Job:
+    inbound: Inbound
+    plan: Plan
+    started: float
+    remaining: int = 0
+    failure: str = ""
+    outputs: list[Outgoing] = field(default_factory=list)
+
+
+class Worker:
+    """Consumes `interchange.route` and carries out plans on an AmqpTransport (or the memory one)."""
+
+    def __init__(self, ctx: Context, transport: Any, metrics: Metrics | None = None, log: Any = None) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        self.metrics = metrics or Metrics()
+        self.log = log or logs.get("interchange.worker")
+        self.seen = SeenRecords()
+        self.ctx.seen = self.seen.__contains__
+        self.ctx.actor = self.ctx.actor or {"system": "interchange", "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        self.acks = AckBatcher(transport)
+        self.in_flight = 0
+        self.routed = 0
+        self.ready = False
+
+    def start(self) -> None:
+        self.transport.start(on_ready=self._on_ready, on_lost=self._on_lost)
+        self.transport.consume("core", topology.ROUTE_QUEUE, self.ctx.settings.prefetch, self.on_message)
+
+    def _on_ready(self) -> None:
+        self.ready = True
+        self.log.info("worker_ready", vhost=self.ctx.settings.core_vhost,
+                      recipients=len(self.ctx.registry.recipients), agreements=len(self.ctx.registry.agreements))
+
+    def _on_lost(self, reason: str) -> None:
+        self.ready = False
+        self.in_flight = 0
+        self.metrics.reconnects.inc()
+        self.log.warning("connection_lost", reason=reason, note="unacked records will be redelivered")
+
+    # ---------------------------------------------------------------- per record
+    def on_message(self, inbound: Inbound) -> None:
+        self.acks.received(inbound)
+        props = inbound.properties
+        message = Message(inbound.body, props.content_type, props.message_id, props.correlation_id,
+                          props.user_id, props.headers or {}, inbound.redelivered)
+        plan = exchange.route(message, self.ctx)
+        self._observe_stages(plan)
+        if plan.outcome == "duplicate":
+            self.metrics.duplicates.inc()
+            self.log.info("record_duplicate_dropped", record_id=plan.record_id, correlation_id=plan.correlation_id)
+            self.acks.settle(inbound)
+            return
+        self.metrics.received.labels(plan.source if plan.source in self.ctx.registry.agencies else "unregistered").inc()
+        job = _Job(inbound, plan, time.perf_counter())
+        self.in_flight += 1
+        assert plan.audit is not None
+        self.transport.publish(plan.audit, lambda ok, why: self._audited(job, ok, why))
+
+    def _audited(self, job: _Job, ok: bool, why: str) -> None:
+        if not ok:
+            self.metrics.publish_failures.labels("audit").inc()
+            self._fail(job, f"audit not confirmed: {why}")
+            return
+        if not job.plan.outputs:
+            self._finish(job)
+            return
+        job.remaining = len(job.plan.outputs)
+        for out in job.plan.outputs:
+            self.transport.publish(out, lambda ok, why, out=out: self._published(job, out, ok, why))
+
+    def _published(self, job: _Job, out: Outgoing, ok: bool, why: str) -> None:
+        if not ok:
+            self.metrics.publish_failures.labels(out.target).inc()
+            job.failure = job.failure or f"{out.target}: {why}"
+        job.remaining -= 1
+        if job.remaining == 0:
+            if job.failure:
+                self._fail(job, job.failure)
+            else:
+                self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        plan = job.plan
+        self.in_flight -= 1
+        self.routed += 1
+        self.acks.settle(job.inbound)
+        if plan.record_id and plan.outcome == "routed":
+            self.seen.add(plan.record_id)
+        publish_seconds = time.perf_counter() - job.started
+        self.metrics.stage_seconds.labels("publish").observe(publish_seconds)
+        self._count(plan)
+        self.log.info("record_" + plan.outcome, record_id=plan.record_id, correlation_id=plan.correlation_id,
+                      source=plan.source, record_type=plan.record_type, delivered=plan.delivered,
+                      withheld=plan.withheld, reason=plan.reason,
+                      durations_ms={k: round(v * 1000, 3) for k, v in plan.timings.items()}
+                      | {"publish": round(publish_seconds * 1000, 3)})
+
+    def _fail(self, job: _Job, why: str) -> None:
+        self.in_flight -= 1
+        self.metrics.requeued.inc()
+        self.transport.reject(job.inbound, requeue=True)
+        self.acks.settle(job.inbound, acked=False)
+        self.log.warning("record_requeued", record_id=job.plan.record_id, correlation_id=job.plan.correlation_id,
+                         reason=why)
+
+    # ---------------------------------------------------------------- metrics
+    def _observe_stages(self, plan: Plan) -> None:
+        for stage, seconds in plan.timings.items():
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+
+    def _count(self, plan: Plan) -> None:
+        m = self.metrics
+        if plan.outcome == "rejected":
+            m.rejected.labels(plan.reason).inc()
+            return
+        agreements = _agreements_of(plan)
+        for recipient in plan.delivered:
+            m.decisions.labels(recipient, agreements.get(recipient, ""), "delivered", "").inc()
+            m.delivered.labels(recipient).inc()
+        for recipient, reason in plan.withheld.items():
+            m.decisions.labels(recipient, agreements.get(recipient, ""), "withheld", reason).inc()
+        if plan.delivered and plan.record_time:
+            latency = _seconds_since(plan.record_time)
+            if latency is not None:
+                m.latency.observe(latency)
+
+
+def _agreements_of(plan: Plan) -> dict[str, str]:
+    return {out.target: out.headers.get("x-agreement", "") for out in plan.outputs if out.target != "core"}
+
+
+def _seconds_since(timestamp: str) -> float | None:
+    try:
+        then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (dt.datetime.now(dt.UTC) - then).total_seconds())
