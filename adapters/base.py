@@ -1,0 +1,190 @@
+"""The adapter contract: inbound adapters translate, outbound adapters render.
+
+An inbound adapter turns the bytes of one legacy export into common-schema records (docs/DESIGN.md §2):
+
+    for result in adapter.translate(source, mapping):
+        if isinstance(result, DataError): ...   # one bad record; the others still come
+        else: ...                              # a common-schema record dict
+
+`source` is bytes, a binary file object or a path.  Inputs are read as a stream (line by line, or XML
+iterparse with elements cleared), so memory does not grow with the size of the input.  A problem with
+one record is yielded as an `AdapterError` (a `DataError`) naming where (`location`: line, record
+number or XPath), which field (`errors[0].path`) and why (`errors[0].code`); translation then carries
+on with the next record.  A problem with the whole input (hostile XML, unknown layout) is yielded as a
+single `AdapterError` and translation stops.  Adapters never raise for bad data.
+
+An outbound adapter renders one common-schema record for a partner:
+`adapter.render(record, options) -> (body_bytes, content_type)`; a record it cannot render raises
+`AdapterError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, ClassVar, Union
+
+from broker.errors import DataError, FieldError
+
+from adapters.mapping import Mapping, load_mapping, mapping_names
+
+Record = dict[str, Any]
+Result = Union[Record, DataError]
+Source = Union[bytes, bytearray, memoryview, IO[bytes], str, os.PathLike]
+
+SPEC_VERSION = "1.0"
+SCHEMA_BASE = "https://interchange.police.uk/schemas/v1/"
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
+MAX_ID = 128
+
+
+class AdapterError(DataError):
+    """One record (or the whole input) an adapter could not translate or render.
+
+    `code` is the adapter's own short code (`asn_check_character`, `xml_entity_declared`, ...); the
+    broker-level reason is always `adapter_error`.
+    """
+
+    def __init__(self, code: str, message: str, *, location: str | None = None, path: str = "",
+                 record_id: str | None = None) -> None:
+        self.code = code
+        super().__init__("adapter_error", [FieldError(record_id, path, code, message)],
+                         record_id=record_id, location=location)
+
+    @classmethod
+    def of(cls, errors: list[FieldError], *, location: str | None = None,
+           record_id: str | None = None) -> AdapterError:
+        """One error carrying every field error found in one record (the first gives `code`)."""
+        first = errors[0]
+        error = cls(first.code, first.message, location=location, path=first.path, record_id=record_id)
+        error.errors = tuple(FieldError(record_id, e.path, e.code, e.message) for e in errors)
+        return error
+
+
+@contextlib.contextmanager
+def open_binary(source: Source) -> Iterator[IO[bytes]]:
+    """Yield a binary stream for bytes, an open binary file or a path (closing only what it opened)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            yield handle
+    else:
+        yield source
+
+
+def make_id(*parts: str) -> str:
+    """A record id from stable parts: joined by '-', unsafe characters replaced, hashed when too long."""
+    raw = "-".join(_ID_UNSAFE.sub("_", str(part)).strip("_") for part in parts if part not in (None, ""))
+    if len(raw) <= MAX_ID:
+        return raw
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return f"{raw[:MAX_ID - 33]}-{digest}"
+
+
+def digest(*values: object, size: int = 20) -> str:
+    """A short stable hex digest of values (used for ids of rows that carry no key of their own)."""
+    joined = "\x1f".join("" if v is None else str(v) for v in values)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:size]
+
+
+def envelope(mapping: Mapping, record_type: str, record_id: str, time: str, data: Record, *,
+             correlation_id: str | None = None, subjects: list[str] | None = None) -> Record:
+    """Wrap `data` in the common envelope, taking origin and default markings from the mapping."""
+    record: Record = {
+        "specversion": SPEC_VERSION,
+        "id": record_id,
+        "source": mapping.source,
+        "type": record_type,
+        "time": time,
+        "dataschema": f"{SCHEMA_BASE}{record_type}.json",
+        "origin": {"agency": mapping.agency, "system": mapping.system},
+    }
+    if correlation_id:
+        record["correlation_id"] = correlation_id[:MAX_ID]
+    record["classification"] = dict(mapping.classification)
+    if mapping.handling:
+        record["handling"] = dict(mapping.handling)
+    if subjects:
+        record["subjects"] = subjects
+    record["data"] = prune(data)
+    return record
+
+
+def problem(path: str, code: str, message: str) -> FieldError:
+    """A field error before the record id is known (AdapterError.of fills it in)."""
+    return FieldError(None, path, code, message)
+
+
+def prune(value: Any) -> Any:
+    """Drop None, empty strings, empty lists and empty dicts, recursively (absent beats empty)."""
+    if isinstance(value, dict):
+        pruned = {k: prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [v for v in (prune(v) for v in value) if v not in (None, "", [], {})]
+    return value
+
+
+class Adapter:
+    """What every adapter declares: its registry name, direction, description and folder."""
+
+    name: ClassVar[str]
+    direction: ClassVar[str]
+    description: ClassVar[str]
+    folder: ClassVar[Path]
+
+    @classmethod
+    def mappings(cls) -> list[str]:
+        """Names of the mapping files shipped under `<folder>/mappings/`."""
+        return mapping_names(cls.folder)
+
+    @classmethod
+    def load_mapping(cls, name_or_path: str | os.PathLike) -> Mapping:
+        """Load a shipped mapping by name, or any mapping file by path; checked against the schema."""
+        return load_mapping(cls.folder, name_or_path)
+
+
+class InboundAdapter(Adapter):
+    """Legacy bytes -> common-schema records."""
+
+    direction: ClassVar[str] = "inbound"
+
+    def translate(self, source: Source, mapping: Mapping | str) -> Iterator[Result]:
+        """Yield one record dict or one AdapterError per record of `source`; never raise for bad data."""
+        if not isinstance(mapping, Mapping):
+            mapping = self.load_mapping(mapping)
+        try:
+            with open_binary(source) as stream:
+                yield from self._translate(stream, mapping)
+        except DataError as exc:
+            yield exc
+        except (UnicodeDecodeError, ValueError, OSError) as exc:
+            yield AdapterError("input_unreadable", f"{type(exc).__name__}: {exc}")
+
+    def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
+        raise NotImplementedError
+
+
+class OutboundAdapter(Adapter):
+    """One common-schema record -> (bytes, content type) for a partner system."""
+
+    direction: ClassVar[str] = "outbound"
+    content_type: ClassVar[str]
+    record_types: ClassVar[tuple[str, ...]]
+
+    def render(self, record: Record, options: dict[str, Any] | None = None) -> tuple[bytes, str]:
+        """Render `record`; raise AdapterError if it is of the wrong type or lacks what the layout needs."""
+        if record.get("type") not in self.record_types:
+            raise AdapterError("record_type_not_supported",
+                               f"{self.name} renders {', '.join(self.record_types)}, not {record.get('type')!r}",
+                               path="type", record_id=record.get("id"))
+        return self._render(record, options or {})
+
+    def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:
+        raise NotImplementedError
