@@ -41,6 +41,7 @@ SPEC_VERSION = "1.0"
 SCHEMA_BASE = "https://interchange.police.uk/schemas/v1/"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
 MAX_ID = 128
+KEEP_EMPTY = frozenset({"given"})  # required by the schema even when empty
 
 
 class AdapterError(DataError):
@@ -125,7 +126,7 @@ def prune(value: Any) -> Any:
     """Drop None, empty strings, empty lists and empty dicts, recursively (absent beats empty)."""
     if isinstance(value, dict):
         pruned = {k: prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {}) or (k in KEEP_EMPTY and v == [])}
     if isinstance(value, list):
         return [v for v in (prune(v) for v in value) if v not in (None, "", [], {})]
     return value
