@@ -5,7 +5,7 @@ A condition in an agreement is data::
     - name: consent_recorded
       equals: {path: data.consent.given, value: true}
 
-Operators: `equals`, `exists`, `in`, `recipient_attribute_in`, and the combinators `not`, `any`, `all`.
+Operators: `equals`, `exists`, `in`, `prefix`, `recipient_attribute_in`, and the combinators `not`, `any`, `all`.
 Anything else is refused when the agreement is loaded (by the agreement schema), so no agreement can
 run code.  `failed(conditions, record, recipient)` returns the name of the first unmet condition.
 """
@@ -33,6 +33,10 @@ def _in(spec: Mapping[str, Any], record: Mapping[str, Any], recipient: Recipient
     return any(value in allowed for value in values_at(record, spec["path"]))
 
 
+def _prefix(spec: Mapping[str, Any], record: Mapping[str, Any], recipient: Recipient) -> bool:
+    return any(isinstance(value, str) and value.startswith(spec["value"]) for value in values_at(record, spec["path"]))
+
+
 def _recipient_attribute_in(spec: Mapping[str, Any], record: Mapping[str, Any], recipient: Recipient) -> bool:
     mine = (recipient.get("attributes") or {}).get(spec["attribute"])
     return mine is not None and any(str(value) == mine for value in values_at(record, spec["path"]))
@@ -54,6 +58,7 @@ OPERATORS: dict[str, Callable[[Any, Mapping[str, Any], Recipient], bool]] = {
     "equals": _equals,
     "exists": _exists,
     "in": _in,
+    "prefix": _prefix,
     "recipient_attribute_in": _recipient_attribute_in,
     "not": _not,
     "any": _any,
