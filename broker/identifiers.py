@@ -2,21 +2,21 @@
 
 Pure functions, no I/O.  Two entry points cover every scheme:
 
-- ``check(scheme, value) -> str | None``: ``None`` when the value is fine, otherwise one sentence a person can act
-  on, e.g. ``PNC ID 2001/0171310S has check letter S, expected W``.
-- ``normalise(scheme, value) -> str``: the canonical form (``pnc`` ``79/163001B`` -> ``1979/0163001B``).  It never
-  raises for a string: a value that cannot be parsed comes back trimmed (and upper-cased where the scheme is
-  case-insensitive), so call ``check`` first when the difference matters.
+- ``check(scheme, value) -> str | None``: ``None`` when the value is fine, otherwise one sentence a person
+  can act on, e.g. ``PNC ID 2001/0171310S has check letter S, expected W``.
+- ``normalise(scheme, value) -> str``: the canonical form (``pnc`` ``79/163001B`` -> ``1979/0163001B``).
+  It never raises for a string: a value that cannot be parsed comes back trimmed (and upper-cased where the
+  scheme is case-insensitive), so call ``check`` first when the difference matters.
 
 Rules and test vectors: REFERENCE.md section 2.  Decisions taken here:
 
 - PNC ID, CRO number and ASN share the mod-23 check alphabet ``ZABCDEFGHJKLMNPQRTUVWXY``.
 - Two-digit PNC years expand to 20YY when YY is at most the current year's YY, otherwise 19YY (MoJ's rule).
 - CRO ``SF`` numbers are checked on ``YY + serial.zfill(5)`` (REFERENCE "probable"); canonical form pads to 5.
-- Postcodes use the strict BS 7666 pattern: pseudo-postcodes (``ZZ99 9ZZ``) and ``BFPO`` numbers are refused.
+- Postcodes use the strict BS 7666 pattern: pseudo-postcodes (``ZZ99 9ZZ``) and ``BFPO`` are refused.
 - NINO: older suffixes F, M, P or a missing suffix are accepted (data quality, not an error).
-- VRM: current, prefix and suffix formats are recognised; dateless, Northern Ireland and personalised marks are
-  accepted as long as they are plausible (1-7 letters and digits with at least one of each).
+- VRM: current, prefix and suffix formats are recognised; dateless, Northern Ireland and personalised
+  marks are accepted when plausible (2-7 letters and digits with at least one of each).
 - ASN force codes are not checked against the force table: dummy ASNs (force 00, 50, 63...) are real data.
 """
 
@@ -107,7 +107,7 @@ def mod23(number: int) -> str:
     return CHECK_ALPHABET[number % 23]
 
 
-# --- PNC ID ---------------------------------------------------------------------------------------------------
+# --- PNC ID -------------------------------------------------------------------------------------------------
 
 
 def _expand_year(yy: str, pivot: int | None = None) -> str:
@@ -118,7 +118,7 @@ def _expand_year(yy: str, pivot: int | None = None) -> str:
 
 def _pnc_parts(value: str, pivot: int | None = None) -> tuple[str, str, str] | None:
     """(four-digit year, seven-digit serial, check letter) or None when the value is not a PNC ID."""
-    m = _PNC_INPUT.fullmatch(_compact(value, keep="/"))
+    m = _PNC_INPUT.fullmatch(_compact(value, keep="/-"))
     if not m:
         return None
     year, serial, letter = [g for g in m.groups() if g is not None]
@@ -143,10 +143,12 @@ def _check_pnc(value: str) -> str | None:
     if parts is None:
         return f"PNC ID {value} is not in the form YYYY/NNNNNNNC (or short YY/NNNNNNC)"
     expected = pnc_check_char(parts[0], parts[1])
-    return None if expected == parts[2] else f"PNC ID {value} has check letter {parts[2]}, expected {expected}"
+    return (
+        None if expected == parts[2] else f"PNC ID {value} has check letter {parts[2]}, expected {expected}"
+    )
 
 
-# --- CRO number -----------------------------------------------------------------------------------------------
+# --- CRO number ---------------------------------------------------------------------------------------------
 
 
 def cro_check_char(serial: str | int, year: str | int, *, sf: bool = False) -> str:
@@ -156,7 +158,7 @@ def cro_check_char(serial: str | int, year: str | int, *, sf: bool = False) -> s
 
 def _cro_parts(value: str) -> tuple[bool, str, str, str] | None:
     """(is SF form, serial, two-digit year, check letter) or None."""
-    text = _compact(value, keep="/")
+    text = _compact(value, keep="/-")
     if m := _CRO_SF.fullmatch(text):
         return True, m.group(2), m.group(1), m.group(3)
     if m := _CRO_STD.fullmatch(text):
@@ -179,15 +181,17 @@ def _check_cro(value: str) -> str | None:
         return f"CRO number {value} is not in the form NNNNNN/YYC or SFYY/NNNNNC"
     sf, serial, year, letter = parts
     expected = cro_check_char(serial, year, sf=sf)
-    return None if expected == letter else f"CRO number {value} has check letter {letter}, expected {expected}"
+    return (
+        None if expected == letter else f"CRO number {value} has check letter {letter}, expected {expected}"
+    )
 
 
-# --- Arrest/Summons Number ------------------------------------------------------------------------------------
+# --- Arrest/Summons Number ----------------------------------------------------------------------------------
 
 
 def _asn_parts(value: str) -> tuple[str, str, str, str, str, str, str] | None:
     """(YY, org letter or '', FF, UU, SS, 11-digit sequence, check letter) from any accepted form, or None."""
-    text = _compact(value, keep="/")
+    text = _compact(value, keep="/-")
     if "/" in text:
         m = _ASN_DISPLAY.fullmatch(text)
         if not m:
@@ -232,11 +236,11 @@ def _check_asn(value: str) -> str | None:
     return None if expected == letter else f"ASN {value} has check letter {letter}, expected {expected}"
 
 
-# --- NHS number -----------------------------------------------------------------------------------------------
+# --- NHS number ---------------------------------------------------------------------------------------------
 
 
 def nhs_check_digit(first_nine: str) -> int | None:
-    """Mod-11 check digit for the first nine digits, or None when no check digit exists (remainder gives 10)."""
+    """Mod-11 check digit for the first nine digits, or None when none exists (11 - remainder is 10)."""
     total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
     check = 11 - total % 11
     return 0 if check == 11 else None if check == 10 else check
@@ -254,7 +258,7 @@ def _check_nhs(value: str) -> str | None:
     return None
 
 
-# --- Other schemes --------------------------------------------------------------------------------------------
+# --- Other schemes ------------------------------------------------------------------------------------------
 
 
 def force_name(code: str) -> str | None:
@@ -277,7 +281,7 @@ def _postcode_form(value: str) -> str:
 
 
 def vrm_format(value: str) -> str | None:
-    """``current``, ``prefix``, ``suffix``, ``plausible`` (dateless, NI or personalised) or None when implausible."""
+    """``current``, ``prefix``, ``suffix``, ``plausible`` (dateless, NI, personalised) or None."""
     text = _compact(value)
     for name, pattern in _VRM_FORMATS:
         if pattern.fullmatch(text):
@@ -306,8 +310,16 @@ def _check_simple(scheme: str, value: str) -> str | None:
 
 
 _LABELS = {
-    "pnc": "PNC ID", "cro": "CRO number", "asn": "ASN", "nhs": "NHS number", "nino": "National Insurance number",
-    "urn": "CPS URN", "vrm": "VRM", "postcode": "postcode", "force": "PNC force code", "uprn": "UPRN",
+    "pnc": "PNC ID",
+    "cro": "CRO number",
+    "asn": "ASN",
+    "nhs": "NHS number",
+    "nino": "National Insurance number",
+    "urn": "CPS URN",
+    "vrm": "VRM",
+    "postcode": "postcode",
+    "force": "PNC force code",
+    "uprn": "UPRN",
     "police-uk": "data.police.uk crime id",
 }
 _CHECKERS = {"pnc": _check_pnc, "cro": _check_cro, "asn": _check_asn, "nhs": _check_nhs}
@@ -319,11 +331,11 @@ def _compact(value: str, keep: str = "") -> str:
     return re.sub(f"[\\s{re.escape(drop)}]", "", value.upper())
 
 
-# --- Public entry points --------------------------------------------------------------------------------------
+# --- Public entry points ------------------------------------------------------------------------------------
 
 
 def check(scheme: str, value: object) -> str | None:
-    """None when ``value`` is a well-formed ``scheme`` identifier, else a message naming the value and the fault."""
+    """None when ``value`` is a well-formed ``scheme`` identifier, else a message naming value and fault."""
     if scheme not in SCHEMES:
         return f"unknown identifier scheme {str(scheme)[:40]!r}"
     if not isinstance(value, str) or not value.strip():
@@ -336,14 +348,16 @@ def check(scheme: str, value: object) -> str | None:
 
 
 def normalise(scheme: str, value: str) -> str:
-    """Canonical form of an identifier; unparseable values come back trimmed (upper-cased if case-insensitive)."""
+    """Canonical form of an identifier; unparseable values come back trimmed (upper-cased if no case)."""
     text = value.strip()
     if scheme in OPAQUE_SCHEMES or scheme not in SCHEMES or scheme in ("uprn", "force"):
         return text
     if scheme == "police-uk":
         return text.lower()
     canonical = {
-        "pnc": pnc_canonical, "cro": cro_canonical, "asn": asn_expand,
+        "pnc": pnc_canonical,
+        "cro": cro_canonical,
+        "asn": asn_expand,
     }.get(scheme)
     if canonical is not None:
         return canonical(text) or text.upper()
