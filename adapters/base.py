@@ -107,7 +107,7 @@ def envelope(mapping: Mapping, record_type: str, record_id: str, time: str, data
         "origin": {"agency": mapping.agency, "system": mapping.system},
     }
     if correlation_id:
-        record["correlation_id"] = correlation_id[:MAX_ID]
+        record["correlation_id"] = make_id(correlation_id)
     record["classification"] = dict(mapping.classification)
     if mapping.handling:
         record["handling"] = dict(mapping.handling)
