@@ -27,6 +27,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_TRANSPORT = 0, 1, 2, 3, 4
 Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, Handler] = {}
 
+# Modules that add their own commands: each has `add_commands(sub, groups, command)` where `sub` is the
+# top-level subparsers, `groups` maps a group name ("audit", "rules", ...) to its subparsers (a module may
+# add a new group with `new_group`), and `command(key)` registers a handler under "group sub" or "name".
+CLI_MODULES: list[str] = []
+
 
 def command(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
@@ -61,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate common-schema JSON/NDJSON files; every error is printed")
     p.add_argument("files", nargs="+", type=Path)
 
-    rules = sub.add_parser("rules", help="explain and test sharing decisions").add_subparsers(
-        dest="rules_command", required=True, metavar="SUBCOMMAND")
+    rules = new_group(sub, "rules", "explain and test sharing decisions")
     p = rules.add_parser("explain", help="show who would receive each record, which fields, and why not")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--at", help="decide as at this time (ISO 8601; default now)")
@@ -70,12 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("test", help="run the agreements' tests as data (deploy/agreements/tests)")
     p.add_argument("--tests", type=Path, help="folder of rule tests (default <agreements>/tests)")
 
-    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True,
-                                                                      metavar="SUBCOMMAND")
+    audit = new_group(sub, "audit", "the audit log")
     audit.add_parser("verify", help="check the hash chain; names the first bad entry")
 
-    topo = sub.add_parser("topology", help="RabbitMQ topology").add_subparsers(dest="topology_command",
-                                                                           required=True, metavar="SUBCOMMAND")
+    topo = new_group(sub, "topology", "RabbitMQ topology")
     p = topo.add_parser("export", help="print the topology as RabbitMQ definitions JSON")
     p.add_argument("--output", type=Path)
     topo.add_parser("apply", help="create or update vhosts, policies, exchanges and queues on RabbitMQ")
@@ -88,7 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole exchange on the example records and report")
     p.add_argument("--keep", action="store_true", help="leave the demo vhosts in place afterwards")
+
+    groups = {"rules": rules, "audit": audit, "topology": topo}
+    import importlib
+    for module in CLI_MODULES:
+        importlib.import_module(module).add_commands(sub, groups, command)
     return parser
+
+
+def new_group(sub: Any, name: str, help_text: str) -> Any:
+    """A command group (`interchange NAME SUBCOMMAND`); its handlers register as "NAME SUBCOMMAND"."""
+    return sub.add_parser(name, help=help_text).add_subparsers(dest=f"{name}_command", required=True,
+                                                               metavar="SUBCOMMAND")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,10 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, **{k: getattr(args, k) for k in
                                  ("core_vhost", "recipient_vhost_prefix", "agreements_dir", "audit_dir")},
                                  amqp_url=args.amqp_url)
-        key = args.command
-        for sub in ("rules_command", "audit_command", "topology_command"):
-            if getattr(args, sub, None):
-                key = f"{args.command} {getattr(args, sub)}"
+        group_command = getattr(args, f"{args.command}_command", None)
+        key = f"{args.command} {group_command}" if group_command else args.command
         return COMMANDS[key](args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

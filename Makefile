@@ -1,0 +1,33 @@
+# Interchange: `make demo` runs the exchange on the example records; `make test` runs the test suite.
+# Both create .venv, install the project and make sure RabbitMQ is reachable first.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench lint rabbitmq clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+rabbitmq:
+	@bash scripts/ensure-rabbitmq.sh
+
+demo: $(STAMP) rabbitmq
+	$(PY) -m broker demo
+
+test: $(STAMP) rabbitmq
+	$(PY) -m pytest -q
+
+bench: $(STAMP) rabbitmq
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check broker adapters tests
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
