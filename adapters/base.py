@@ -185,7 +185,13 @@ class OutboundAdapter(Adapter):
             raise AdapterError("record_type_not_supported",
                                f"{self.name} renders {', '.join(self.record_types)}, not {record.get('type')!r}",
                                path="type", record_id=record.get("id"))
-        return self._render(record, options or {})
+        try:
+            return self._render(record, options or {})
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise AdapterError("record_incomplete", f"cannot render: {type(exc).__name__} {exc}",
+                               record_id=record.get("id")) from None
 
     def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:
         raise NotImplementedError

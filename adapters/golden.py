@@ -6,7 +6,7 @@ Each entry of golden.yaml is one case:
       mapping: libra-spi             # inbound only
       expected: spi-fine.expected.jsonl
 
-    - record: case-file.json         # outbound: a common-schema record (JSON) in fixtures/
+    - record: examples:02-case.file-to-cps.json   # outbound: a record in fixtures/ or examples/records/
       options: {}
       expected: case-file.expected.xml
 
@@ -29,6 +29,7 @@ from broker.errors import DataError
 from adapters.registry import ADAPTERS, adapter_class
 
 PUBLIC = Path(os.environ.get("INTERCHANGE_PUBLIC_FIXTURES", "/work/shared/fixtures/public"))
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "records"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,11 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)
 
     def path(self, name: str) -> Path:
-        return PUBLIC / name[len("public:"):] if name.startswith("public:") else self.folder / name
+        if name.startswith("public:"):
+            return PUBLIC / name[len("public:"):]
+        if name.startswith("examples:"):
+            return EXAMPLES / name[len("examples:"):]
+        return self.folder / name
 
     def __str__(self) -> str:
         return f"{self.adapter}:{self.input or self.record}"

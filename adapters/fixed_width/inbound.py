@@ -102,7 +102,9 @@ class FixedWidthAdapter(InboundAdapter):
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         layout = load_layout(mapping.get("layout"))
         group: list[tuple[str, dict[str, Any], str]] = []
+        seen = 0
         for location, kind, values, error in _records(stream, layout, mapping):
+            seen += 1
             if error is not None:
                 yield error
                 continue
@@ -112,6 +114,8 @@ class FixedWidthAdapter(InboundAdapter):
             group.append((kind, values, location))
         if group:
             yield _crime(group, mapping)
+        if not seen:
+            yield AdapterError("input_empty", "the extract holds no records", location="byte 0")
 
 
 def _records(stream: IO[bytes], layout: dict[str, Any],
