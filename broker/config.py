@@ -208,6 +208,7 @@ class Agreement:
     review_by: dt.date
     status: str
     file: str = ""
+    scope: dict[str, Any] = field(default_factory=dict)   # record type -> {"persons": element condition}
 
     def status_on(self, today: dt.date) -> str:
         """`active`, `suspended`, `not_yet_valid` or `expired` on a given day."""
@@ -241,7 +242,8 @@ def agreement_from_doc(doc: dict[str, Any], file: str = "") -> Agreement:
         permitted_codes=tuple(handling.get("permitted_codes", ["P"])),
         legacy_max_handling=int(handling.get("legacy_max_handling", "1")),
         fields={t: Projector(paths) for t, paths in doc["fields"].items()},
-        conditions=tuple(doc.get("conditions", ())), status=doc["status"], file=file, **dates)
+        conditions=tuple(doc.get("conditions", ())), status=doc["status"], file=file,
+        scope=dict(doc.get("scope") or {}), **dates)
 
 
 def load_agreements(directory: Path, recipients: dict[str, Recipient] | None = None) -> list[Agreement]:
