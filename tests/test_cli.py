@@ -1,0 +1,63 @@
+"""The CLI: --help everywhere, documented exit codes, clear configuration errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from broker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, build_parser
+from broker.config import PROJECT_ROOT
+from broker.testing import EXAMPLES
+
+
+def interchange(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, **kwargs)
+
+
+def all_commands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        nested = [a for a in p._actions if getattr(a, "choices", None) and a.dest.endswith("_command")]
+        if nested:
+            for child in nested[0].choices:
+                yield [name, child]
+        else:
+            yield [name]
+
+
+@pytest.mark.parametrize("words", list(all_commands()), ids=lambda w: " ".join(w))
+def test_every_command_has_help(words):
+    result = interchange(*words, "--help")
+    assert result.returncode == 0 and "usage: interchange" in result.stdout
+
+
+def test_rules_test_passes_on_the_sample_agreements():
+    result = interchange("rules", "test")
+    assert result.returncode == EXIT_OK, result.stdout
+    assert " 0 failed" in result.stdout
+
+
+def test_validate_exits_1_and_names_the_path_and_reason_of_each_error():
+    result = interchange("validate", str(EXAMPLES / "invalid"))
+    assert result.returncode == EXIT_FAILED
+    assert "identifiers[1]" in result.stdout and "check" in result.stdout.lower()
+    assert interchange("validate", str(EXAMPLES / "02-case.file-to-cps.json")).returncode == EXIT_OK
+
+
+def test_a_broken_agreement_stops_start_up_with_file_key_and_reason(tmp_path):
+    bad = tmp_path / "agreements"
+    bad.mkdir()
+    (bad / "ISA-BAD.yaml").write_text("id: ISA-BAD\ntitle: x\nstatus: sometimes\n")
+    result = interchange("--agreements", str(bad), "rules", "explain", str(EXAMPLES / "02-case.file-to-cps.json"))
+    assert result.returncode == EXIT_CONFIG
+    assert "ISA-BAD.yaml" in result.stderr and "required" in result.stderr
+
+
+def test_rules_explain_agrees_with_the_agreement_tests():
+    result = interchange("rules", "explain", "--at", "2026-11-26T12:00:00Z", str(EXAMPLES / "10-intelligence.report-3x5x2-c-force13.json"))
+    assert "DELIVER force-13" in result.stdout
+    assert "WITHHOLD force-01: handling_conditions_exclude_recipient" in result.stdout

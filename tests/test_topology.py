@@ -1,0 +1,44 @@
+"""The topology in code and deploy/rabbitmq/definitions.json stay equal; declaring is idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from broker import provision, topology
+from broker.config import PROJECT_ROOT
+
+
+def test_definitions_json_is_what_topology_export_prints():
+    exported = subprocess.run([sys.executable, "-m", "broker", "topology", "export"], capture_output=True,
+                              check=True, cwd=PROJECT_ROOT).stdout
+    committed = (PROJECT_ROOT / "deploy" / "rabbitmq" / "definitions.json").read_bytes()
+    assert orjson.loads(exported) == orjson.loads(committed), \
+        "run `interchange topology export --output deploy/rabbitmq/definitions.json`"
+
+
+def test_every_recipient_has_its_own_vhost_holding_only_its_queues(registry):
+    from broker.config import load_settings
+    definitions = topology.definitions("interchange", provision.recipient_vhosts(load_settings(environ={}), registry))
+    for recipient in registry.recipients:
+        vhost = f"interchange.{recipient}"
+        queues = {q["name"] for q in definitions["queues"] if q["vhost"] == vhost}
+        assert topology.INBOX_QUEUE in queues and topology.ROUTE_QUEUE not in queues
+
+
+def test_record_queues_are_quorum_queues_and_dead_lettering_is_set_by_policy():
+    spec = topology.core_spec()
+    assert all(q["arguments"]["x-queue-type"] == "quorum" for q in spec["queues"])
+    assert all("x-dead-letter-exchange" not in q["arguments"] for q in spec["queues"])
+    [policy] = [p for p in spec["policies"] if p["name"] == "interchange-core"]
+    assert policy["definition"]["dead-letter-strategy"] == "at-least-once"
+    assert policy["definition"]["delivery-limit"] > 0
+
+
+@pytest.mark.rabbitmq
+def test_applying_the_topology_twice_changes_nothing(broker):
+    before = broker.vhosts
+    assert provision.apply(broker.settings, broker.registry) == before
