@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
@@ -36,3 +38,17 @@ def configure(level: str = "info", stream: Any = None) -> None:
 
 def get(name: str = "interchange", **bound: Any) -> Any:
     return structlog.get_logger(name).bind(**bound)
+
+
+def record_context(record_id: str | None, correlation_id: str | None) -> AbstractContextManager[Any]:
+    """Bind record_id and correlation_id to every log line written inside the `with` block."""
+    return structlog.contextvars.bound_contextvars(record_id=record_id, correlation_id=correlation_id)
+
+
+def in_record_context(record_id: str | None, correlation_id: str | None,
+                      callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a callback (a publisher confirm, say) so the lines it logs carry the record's ids."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with record_context(record_id, correlation_id):
+            return callback(*args, **kwargs)
+    return call

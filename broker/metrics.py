@@ -8,12 +8,25 @@ registry, so tests can use a fresh one and read values with `get_sample_value`.
 
 from __future__ import annotations
 
+import datetime as dt
 import platform
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from broker import __version__
 from broker.errors import REJECT_REASONS
+
+if TYPE_CHECKING:
+    from broker.config import Agreement, Registry
+
+UNREGISTERED = "unregistered"
+DEFAULT_FORMAT = "common-json"
+FORMAT_HEADER = "x-interchange-format"
+# Inbound adapters (adapters/registry.py); a header naming anything else is counted as common-json.
+INBOUND_FORMATS = frozenset({"common-json", "cjse-spi", "police-uk-csv", "niem-nibrs", "fixed-width",
+                             "custody-csv"})
 
 STAGES = ("parse", "validate", "decide", "render", "audit", "publish")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -27,7 +40,7 @@ class Metrics:
         self.build_info = Gauge("interchange_build_info", "Build information", ["version", "python"], registry=r)
         self.build_info.labels(__version__, platform.python_version()).set(1)
         self.received = Counter("interchange_records_received_total", "Records consumed from the ingress",
-                                ["source"], registry=r)
+                                ["source", "format"], registry=r)
         self.rejected = Counter("interchange_records_rejected_total", "Records refused at ingress and dead-lettered",
                                 ["reason"], registry=r)
         self.decisions = Counter("interchange_decisions_total", "Sharing decisions by recipient and outcome",
@@ -46,7 +59,47 @@ class Metrics:
                                  "From record time to confirmed delivery", buckets=LATENCY_BUCKETS, registry=r)
         self.reconnects = Counter("interchange_reconnects_total", "Connection losses followed by a reconnect",
                                   registry=r)
+        self.dead_lettered = Counter("interchange_dead_lettered_total",
+                                     "Records whose dead letter RabbitMQ confirmed on interchange.dead", ["reason"],
+                                     registry=r)
+        self.audit_written = Counter("interchange_audit_entries_written_total",
+                                     "Audit entries appended to the hash-chained log and fsynced", registry=r)
+        self.audit_checkpoint_failures = Counter("interchange_audit_checkpoint_failures_total",
+                                                 "Audit checkpoints that could not be written or signed", registry=r)
+        self.audit_verify_failures = Counter("interchange_audit_verify_failures_total",
+                                             "Audit chain verifications that found a broken chain", registry=r)
+        self.agreement_days_to_expiry = Gauge("interchange_agreement_days_to_expiry",
+                                              "Days until an agreement's valid_until (negative once expired)",
+                                              ["agreement"], registry=r)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
+            self.dead_lettered.labels(reason)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
+
+    def preinitialise(self, registry: Registry) -> None:
+        """Create every series the configuration allows, at zero, so rates and alerts see them from start."""
+        for source in [*registry.agencies, UNREGISTERED]:
+            self.received.labels(source, DEFAULT_FORMAT)
+        self.publish_failures.labels("audit")
+        self.publish_failures.labels("core")
+        for recipient in registry.recipients:
+            self.delivered.labels(recipient)
+            self.publish_failures.labels(recipient)
+        for agreement in registry.agreements:
+            self.decisions.labels(agreement.recipient, agreement.id, "delivered", "")
+        self.observe_agreements(registry.agreements)
+
+    def observe_agreements(self, agreements: Iterable[Agreement], today: dt.date | None = None) -> None:
+        """Set interchange_agreement_days_to_expiry for each agreement (called at start and on each scrape)."""
+        today = today or dt.datetime.now(dt.UTC).date()
+        for agreement in agreements:
+            self.agreement_days_to_expiry.labels(agreement.id).set((agreement.valid_until - today).days)
+
+
+def format_label(headers: dict[str, object] | None) -> str:
+    """The inbound format of a record: the adapter named in `x-interchange-format`, else common-json."""
+    value = (headers or {}).get(FORMAT_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return value if isinstance(value, str) and value in INBOUND_FORMATS else DEFAULT_FORMAT

@@ -19,7 +19,7 @@ from typing import Any
 
 from broker import exchange, logs, topology
 from broker.exchange import Context, Message, Outgoing, Plan
-from broker.metrics import Metrics
+from broker.metrics import Metrics, format_label
 from broker.transport import Inbound
 
 
@@ -92,6 +92,7 @@ class Worker:
         self.seen = SeenRecords()
         self.ctx.seen = self.seen.__contains__
         self.ctx.actor = self.ctx.actor or {"system": "interchange", "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        self.metrics.preinitialise(ctx.registry)
         self.acks = AckBatcher(transport)
         self.in_flight = 0
         self.routed = 0
@@ -119,17 +120,23 @@ class Worker:
         message = Message(inbound.body, props.content_type, props.message_id, props.correlation_id,
                           props.user_id, props.headers or {}, inbound.redelivered)
         plan = exchange.route(message, self.ctx)
+        with logs.record_context(plan.record_id, plan.correlation_id):
+            self._carry_out(inbound, plan, format_label(message.headers))
+
+    def _carry_out(self, inbound: Inbound, plan: Plan, fmt: str) -> None:
         self._observe_stages(plan)
         if plan.outcome == "duplicate":
             self.metrics.duplicates.inc()
             self.log.info("record_duplicate_dropped", record_id=plan.record_id, correlation_id=plan.correlation_id)
             self.acks.settle(inbound)
             return
-        self.metrics.received.labels(plan.source if plan.source in self.ctx.registry.agencies else "unregistered").inc()
+        source = plan.source if plan.source in self.ctx.registry.agencies else "unregistered"
+        self.metrics.received.labels(source, fmt).inc()
         job = _Job(inbound, plan, time.perf_counter())
         self.in_flight += 1
         assert plan.audit is not None
-        self.transport.publish(plan.audit, lambda ok, why: self._audited(job, ok, why))
+        self.transport.publish(plan.audit, logs.in_record_context(
+            plan.record_id, plan.correlation_id, lambda ok, why: self._audited(job, ok, why)))
 
     def _audited(self, job: _Job, ok: bool, why: str) -> None:
         if not ok:
@@ -141,7 +148,9 @@ class Worker:
             return
         job.remaining = len(job.plan.outputs)
         for out in job.plan.outputs:
-            self.transport.publish(out, lambda ok, why, out=out: self._published(job, out, ok, why))
+            self.transport.publish(out, logs.in_record_context(
+                job.plan.record_id, job.plan.correlation_id,
+                lambda ok, why, out=out: self._published(job, out, ok, why)))
 
     def _published(self, job: _Job, out: Outgoing, ok: bool, why: str) -> None:
         if not ok:
@@ -187,6 +196,7 @@ class Worker:
         m = self.metrics
         if plan.outcome == "rejected":
             m.rejected.labels(plan.reason).inc()
+            m.dead_lettered.labels(plan.reason).inc()
             return
         agreements = _agreements_of(plan)
         for recipient in plan.delivered:
