@@ -107,6 +107,8 @@ def decision_entries(record: dict[str, Any], decisions: Iterable[Deliver | Withh
                      lawful_basis=agreement.lawful_basis if agreement else None,
                      purposes=list(agreement.purposes) if agreement else [])
         if isinstance(decision, Deliver):
+            if decision.scoped is not None:   # only the people in the recipient's scope were disclosed
+                entry["subject_keys"] = subject_keys(decision.scoped)
             entry["fields_disclosed"] = list(decision.projection.disclosed)
             entry["fields_withheld"] = list(decision.projection.withheld)
             entry["body_sha256"] = body_hashes.get(decision.recipient)

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from broker import conditions
+from broker import conditions, scope
 from broker.config import CLASSIFICATION_LEVELS, Agency, Agreement, Recipient
+from broker.paths import leaf_paths
 from broker.projection import Projection
 
 
@@ -24,6 +25,7 @@ class Deliver:
     recipient: str
     agreement: Agreement
     projection: Projection
+    scoped: dict[str, Any] | None = None      # the record after entity scoping, when the agreement scopes it
 
     outcome = "delivered"
     reason = None
@@ -40,6 +42,16 @@ class Withhold:
 
 
 Decision = Deliver | Withhold
+
+
+def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, agreement: Agreement) -> Deliver:
+    """Project the (scoped) view; withheld paths are counted against the whole record."""
+    projection = agreement.fields[record["type"]].project(view)
+    if view is record:
+        return Deliver(recipient_id, agreement, projection)
+    shown = set(projection.disclosed)
+    withheld = tuple(p for p in leaf_paths(record.get("data"), "data") if p not in shown)
+    return Deliver(recipient_id, agreement, Projection(projection.record, projection.disclosed, withheld), view)
 
 
 def classification_level(record: dict[str, Any]) -> int:
@@ -94,7 +106,11 @@ class Rulebook:
             refusal = self._refusal(record, recipient, agreement, today) if recipient else \
                 Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
             if refusal is None:
-                return Deliver(recipient_id, agreement, agreement.fields[record["type"]].project(record))
+                view, in_scope = scope.apply(agreement.scope.get(record["type"]), record,
+                                             recipient.as_condition_subject())
+                if in_scope != 0:
+                    return _deliver(record, view, recipient_id, agreement)
+                refusal = Withhold(recipient_id, agreement, "condition_not_met", "no person in the agreement's scope")
             first_refusal = first_refusal or refusal
         assert first_refusal is not None
         return first_refusal

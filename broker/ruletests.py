@@ -9,6 +9,10 @@ A rule test is a YAML file beside the agreements (deploy/agreements/tests/*.yaml
       - {recipient: cps, outcome: delivered, agreement: ISA-CPS-CASEFILES, disclosed_include: [data.urn]}
       - {recipient: victim-support-london, outcome: withheld, reason: condition_not_met}
 
+A test may change the record before deciding: `set: {"data.persons.3.home_educated": false}` and
+`unset: [classification.descriptors]` (dotted paths, list indices as numbers).  An expectation may name
+`persons: [p3]`, the person ids left in the recipient's view after the agreement's `scope`.
+
 Every delivery the decision makes must be listed (no surprise recipients); every listed expectation must
 hold.  The record is validated first, as the routing core would.
 """
@@ -64,6 +68,7 @@ class Deciding:
             item: dict[str, Any] = {"recipient": decision.recipient, "outcome": decision.outcome,
                                     "agreement": decision.agreement.id if decision.agreement else None}
             if isinstance(decision, Deliver):
+                item["persons"] = _person_ids(decision.scoped if decision.scoped is not None else record)
                 item["disclosed"] = list(decision.projection.disclosed)
                 item["withheld_fields"] = list(decision.projection.withheld)
             else:
@@ -103,6 +108,7 @@ def run_file(path: Path, deciding: Deciding) -> TestResult:
     doc = load_yaml(path)
     result = TestResult(f"{path.name}: {doc.get('name', path.stem)}")
     record = doc.get("record_inline") or orjson.loads((path.parent / doc["record"]).read_bytes())
+    record = _changed(record, doc.get("set") or {}, doc.get("unset") or [])
     explanation = deciding.explain(record, parse_time(doc.get("at", dt.datetime.now(dt.UTC))))
     if doc.get("expect_rejected"):
         if explanation["outcome"] != "rejected":
@@ -136,6 +142,9 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
         missing = [p for p in want.get(key, []) if p not in have]
         if missing:
             problems.append(f"{recipient}: {key} missing {missing} (have {have})")
+    persons = set(got.get("persons", []))
+    if "persons" in want and set(want["persons"]) != persons:
+        problems.append(f"{recipient}: persons in view are {sorted(persons)}, expected {sorted(want['persons'])}")
     leaked = [p for p in want.get("disclosed_exclude", []) if any(d == p or d.startswith(p + ".") or
                                                                   d.startswith(p + "[]") for d in got.get("disclosed", []))]
     if leaked:
@@ -145,3 +154,29 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
 
 def run_folder(folder: Path, deciding: Deciding) -> list[TestResult]:
     return [run_file(path, deciding) for path in sorted(folder.glob("*.yaml"))]
+
+
+def _person_ids(record: dict[str, Any]) -> list[str]:
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    return [p.get("id") for p in data.get("persons") or [] if isinstance(p, dict)]
+
+
+def _changed(record: dict[str, Any], changes: dict[str, Any], removals: list[str]) -> dict[str, Any]:
+    """A copy of the record with `set` ({"data.persons.3.home_educated": false}) and `unset` applied."""
+    if not changes and not removals:
+        return record
+    out = orjson.loads(orjson.dumps(record))
+    for path, value in list(changes.items()) + [(p, _UNSET) for p in removals]:
+        *parents, last = path.split(".")
+        node: Any = out
+        for step in parents:
+            node = node[int(step)] if isinstance(node, list) else node.setdefault(step, {})
+        key: Any = int(last) if isinstance(node, list) else last
+        if value is _UNSET:
+            node.pop(key, None) if isinstance(node, dict) else node.pop(key)
+        else:
+            node[key] = value
+    return out
+
+
+_UNSET = object()

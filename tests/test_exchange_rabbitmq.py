@@ -66,8 +66,10 @@ def test_the_school_sees_only_the_minimal_encompass_fields(broker):
     _route_all(broker, [encompass])
     [(props, raw)] = broker.inbox("school-100001")
     body = orjson.loads(raw)
-    assert set(body["data"]) == {"scheme", "incident", "child_present", "children"}
-    assert "persons" not in body["data"] and "summary" not in body["data"]
+    assert set(body["data"]) == {"scheme", "incident", "child_present", "children", "persons"}
+    assert set(body["data"]["incident"]) == {"time"} and "summary" not in body["data"]
+    [child] = body["data"]["persons"]   # only the school's own pupil: not the sibling, not the adults
+    assert set(child) == {"id", "name", "birth_date", "school"} and body["data"]["children"] == [child["id"]]
 
 
 def test_invalid_records_are_dead_lettered_with_reason_and_field_errors(broker):
