@@ -71,6 +71,12 @@ class RabbitAdmin:
     def users(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/users"))
 
+    def user_permissions(self, user: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/users/{self.q(user)}/permissions"))
+
+    def clear_permissions(self, vhost: str, user: str) -> None:
+        self._call("DELETE", f"/permissions/{self.q(vhost)}/{self.q(user)}")
+
     def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str) -> None:
         self._call("PUT", f"/permissions/{self.q(vhost)}/{self.q(user)}",
                    {"configure": configure, "write": write, "read": read})
