@@ -143,8 +143,11 @@ def _check_line(line: bytes, prev: str, expected_seq: int) -> tuple[str, int | N
 class AuditWriter:
     """Consumes the audit queue and appends to the log in fsynced batches (one per process, SAC queue)."""
 
-    def __init__(self, settings: Any, batch_size: int | None = None, idle_seconds: float = 0.05) -> None:
+    def __init__(self, settings: Any, batch_size: int | None = None, idle_seconds: float = 0.05,
+                 metrics: Any = None) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.connected = False
         self.log = AuditLog(Path(settings.audit_dir))
         self.batch_size = batch_size or settings.audit_batch
         self.idle_seconds = idle_seconds
@@ -162,6 +165,7 @@ class AuditWriter:
         connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
                                                "interchange-audit-writer")
         channel.basic_qos(prefetch_count=self.batch_size * 2)
+        self.connected = True
         self.events.info("audit_writer_started", path=str(self.log.path), seq=self.log.seq)
         try:
             batch: list[tuple[Any, bytes]] = []
@@ -175,12 +179,14 @@ class AuditWriter:
                 if method is None and (self._stop or stop_when_idle):
                     break
         finally:
+            self.connected = False
             self.log.close()
             if connection.is_open:
                 connection.close()
         return self.written
 
     def _write(self, batch: list[tuple[Any, bytes]]) -> None:
+        before = self.written
         for _method, body in batch:
             message = orjson.loads(body)
             if self.log.has_batch(message["batch"]):
@@ -188,3 +194,5 @@ class AuditWriter:
             self.log.append(message["entries"], message["batch"])
             self.written += len(message["entries"])
         self.log.sync()
+        if self.metrics is not None:
+            self.metrics.audit_written.inc(self.written - before)

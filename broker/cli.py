@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agreements", dest="agreements_dir", type=Path, help="agreements directory")
     parser.add_argument("--audit-dir", dest="audit_dir", type=Path, help="audit log directory")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--metrics-port", dest="metrics_port", type=int,
+                        help="serve /metrics, /healthz, /readyz on this port (0 = off; run: base port of the children)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the routing core: audit writer plus N workers, supervised")
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                    else sys.stdout)
     try:
         settings = load_settings(args.config, **{k: getattr(args, k) for k in
-                                 ("core_vhost", "recipient_vhost_prefix", "agreements_dir", "audit_dir")},
+                                 ("core_vhost", "recipient_vhost_prefix", "agreements_dir", "audit_dir",
+                                  "metrics_port")},
                                  amqp_url=args.amqp_url)
         group_command = getattr(args, f"{args.command}_command", None)
         key = f"{args.command} {group_command}" if group_command else args.command
@@ -168,7 +171,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     Registry.load(settings)  # a bad configuration stops start-up here, before any child starts
     extra = _passthrough(args)
-    return supervise(child_commands(args.workers, extra))
+    return supervise(child_commands(args.workers, extra, settings.metrics_port))
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

@@ -60,12 +60,13 @@ class Metrics:
         self.reconnects = Counter("interchange_reconnects_total", "Connection losses followed by a reconnect",
                                   registry=r)
         self.dead_lettered = Counter("interchange_dead_lettered_total",
-                                     "Records whose dead letter RabbitMQ confirmed on interchange.dead", ["reason"],
-                                     registry=r)
+                                     "Records whose dead letter RabbitMQ confirmed on interchange.dead",
+                                     ["reason"], registry=r)
         self.audit_written = Counter("interchange_audit_entries_written_total",
                                      "Audit entries appended to the hash-chained log and fsynced", registry=r)
         self.audit_checkpoint_failures = Counter("interchange_audit_checkpoint_failures_total",
-                                                 "Audit checkpoints that could not be written or signed", registry=r)
+                                                 "Audit checkpoints that could not be written or signed",
+                                                 registry=r)
         self.audit_verify_failures = Counter("interchange_audit_verify_failures_total",
                                              "Audit chain verifications that found a broken chain", registry=r)
         self.agreement_days_to_expiry = Gauge("interchange_agreement_days_to_expiry",
@@ -91,7 +92,7 @@ class Metrics:
         self.observe_agreements(registry.agreements)
 
     def observe_agreements(self, agreements: Iterable[Agreement], today: dt.date | None = None) -> None:
-        """Set interchange_agreement_days_to_expiry for each agreement (called at start and on each scrape)."""
+        """Set interchange_agreement_days_to_expiry per agreement (at start and before each scrape)."""
         today = today or dt.datetime.now(dt.UTC).date()
         for agreement in agreements:
             self.agreement_days_to_expiry.labels(agreement.id).set((agreement.valid_until - today).days)

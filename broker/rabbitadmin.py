@@ -93,5 +93,18 @@ class RabbitAdmin:
     def queues(self, vhost: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/queues/{self.q(vhost)}"))
 
+    def all_queues(self) -> list[dict[str, Any]]:
+        """Every queue of every vhost (name, vhost, messages, consumers only): one call for readiness."""
+        return list(self._call("GET", "/queues?columns=name,vhost,messages,consumers"))
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        self._call("DELETE", f"/queues/{self.q(vhost)}/{self.q(name)}")
+
+    def connections(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/connections?columns=name,vhost,client_properties"))
+
+    def close_connection(self, name: str) -> None:
+        self._call("DELETE", f"/connections/{self.q(name)}")
+
     def overview(self) -> dict[str, Any]:
         return dict(self._call("GET", "/overview"))

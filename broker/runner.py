@@ -50,18 +50,34 @@ def make_worker(settings: Settings, metrics: Metrics | None = None, registry: Re
 
 
 def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
+    from broker import health
+    from broker.provision import admin_for
+
     worker = make_worker(settings, metrics)
+    server = _serve(settings, worker.metrics, health.worker_readiness(worker, admin_for(settings)),
+                    lambda: worker.metrics.observe_agreements(worker.ctx.registry.agreements))
     _on_signals(lambda: worker.transport.stop_threadsafe())
     worker.start()
     worker.transport.run()
+    if server is not None:
+        server.shutdown()
     logs.get("interchange.worker").info("worker_stopped", routed=worker.routed)
     return 0
 
 
 def run_audit_writer(settings: Settings) -> int:
-    from broker.auditlog import AuditWriter
+    from broker import health
+    from broker.auditlog import LOG_NAME, AuditWriter, verify
+    from broker.provision import admin_for
 
-    writer = AuditWriter(settings)
+    metrics = Metrics()
+    writer = AuditWriter(settings, metrics=metrics)
+    verdict = verify(writer.log.path.parent / LOG_NAME)
+    if not verdict.ok:
+        metrics.audit_verify_failures.inc()
+        logs.get("interchange.audit").error("audit_chain_broken", line=verdict.first_bad_line,
+                                            seq=verdict.first_bad_seq, problem=verdict.problem)
+    _serve(settings, metrics, health.audit_writer_readiness(lambda: writer, admin_for(settings), settings))
     _on_signals(writer.stop)
     while True:
         try:
@@ -72,7 +88,7 @@ def run_audit_writer(settings: Settings) -> int:
                 return 0
             logs.get("interchange.audit").warning("audit_writer_reconnecting", error=repr(exc))
             time.sleep(1.0)
-            writer = AuditWriter(settings)
+            writer = AuditWriter(settings, metrics=metrics)
             _on_signals(writer.stop)
 
 
@@ -111,12 +127,30 @@ def supervise(commands: dict[str, list[str]], max_backoff: float = 30.0) -> int:
     return 0
 
 
-def child_commands(workers: int, extra_args: list[str]) -> dict[str, list[str]]:
+def child_commands(workers: int, extra_args: list[str], metrics_port: int = 0) -> dict[str, list[str]]:
+    """argv of each child; with a metrics port P the audit writer serves on P and worker i on P+1+i."""
     base = [sys.executable, "-m", "broker"]
-    commands = {"audit-writer": base + ["audit-writer"] + extra_args}
+
+    def port(offset: int) -> list[str]:
+        return ["--metrics-port", str(metrics_port + offset)] if metrics_port else []
+
+    commands = {"audit-writer": base + extra_args + port(0) + ["audit-writer"]}
     for i in range(workers):
-        commands[f"worker-{i}"] = base + ["worker"] + extra_args
+        commands[f"worker-{i}"] = base + extra_args + port(1 + i) + ["worker"]
     return commands
+
+
+def _serve(settings: Settings, metrics: Metrics, readiness: Any,
+           before_scrape: Callable[[], None] | None = None) -> Any:
+    """Serve /metrics, /healthz and /readyz on settings.metrics_port (0 = off)."""
+    if not settings.metrics_port:
+        return None
+    from broker.health import serve
+
+    server = serve(settings.metrics_port, metrics.registry, readiness, before_scrape=before_scrape)
+    logs.get("interchange.health").info("metrics_serving", port=server.server_address[1],
+                                        paths=["/metrics", "/healthz", "/readyz"])
+    return server
 
 
 def _on_signals(callback: Callable[[], None]) -> None:
