@@ -13,7 +13,7 @@ import pika
 from broker import topology
 from broker.config import Registry, Settings
 from broker.rabbitadmin import RabbitAdmin
-from broker.transport import blocking_channel
+from broker.transport import blocking_channel, split_urls
 
 
 def recipient_vhosts(settings: Settings, registry: Registry) -> dict[str, str]:
@@ -21,14 +21,14 @@ def recipient_vhosts(settings: Settings, registry: Registry) -> dict[str, str]:
 
 
 def admin_for(settings: Settings) -> RabbitAdmin:
-    params = pika.URLParameters(settings.amqp_url)
+    params = pika.URLParameters(split_urls(settings.amqp_url)[0])
     return RabbitAdmin(settings.management_url, params.credentials.username, params.credentials.password)
 
 
 def apply(settings: Settings, registry: Registry, admin: RabbitAdmin | None = None) -> list[str]:
     """Create or update every vhost the configuration needs; returns the vhosts touched."""
     admin = admin or admin_for(settings)
-    core_user = pika.URLParameters(settings.amqp_url).credentials.username
+    core_user = pika.URLParameters(split_urls(settings.amqp_url)[0]).credentials.username
     specs = topology.vhost_specs(settings.core_vhost, recipient_vhosts(settings, registry))
     for vhost, spec in specs.items():
         admin.put_vhost(vhost)

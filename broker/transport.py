@@ -59,8 +59,14 @@ class _Link:
     pending: collections.OrderedDict[int, _Pending] = field(default_factory=collections.OrderedDict)
 
 
+def split_urls(url: str) -> list[str]:
+    """`amqp://a:5672/,amqp://b:5672/` -> one URL per cluster node (a single URL is a list of one)."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    return urls or [url]
+
+
 def connection_parameters(url: str, vhost: str, heartbeat: int = 30, name: str = "interchange") -> pika.URLParameters:
-    params = pika.URLParameters(url)
+    params = pika.URLParameters(split_urls(url)[0])
     params.virtual_host = vhost
     params.heartbeat = heartbeat
     params.blocked_connection_timeout = 300
@@ -75,6 +81,8 @@ class AmqpTransport:
     def __init__(self, url: str, vhosts: dict[str, str], confirm_timeout: float = 30.0, heartbeat: int = 30,
                  name: str = "interchange", max_backoff: float = 10.0) -> None:
         self.url, self.confirm_timeout, self.heartbeat, self.name = url, confirm_timeout, heartbeat, name
+        self.urls = split_urls(url)   # cluster nodes: all links use one, the next after every loss
+        self.node = 0
         self.ioloop = IOLoop()
         self.links = {target: _Link(target, vhost) for target, vhost in vhosts.items()}
         self.generation = 0
@@ -125,7 +133,8 @@ class AmqpTransport:
             self._connect(link, self.generation)
 
     def _connect(self, link: _Link, generation: int) -> None:
-        params = connection_parameters(self.url, link.vhost, self.heartbeat, f"{self.name}:{link.target}")
+        params = connection_parameters(self.urls[self.node], link.vhost, self.heartbeat,
+                                       f"{self.name}:{link.target}")
         link.ready, link.seq = False, 0
         link.connection = pika.SelectConnection(
             params, custom_ioloop=self.ioloop,
@@ -165,6 +174,7 @@ class AmqpTransport:
             if link.connection is not None and link.connection.is_open:
                 link.connection.close()
         delay, self._backoff = self._backoff, min(self._backoff * 2, self._max_backoff)
+        self.node = (self.node + 1) % len(self.urls)
         self.reconnects += 1
         self.ioloop.call_later(delay, self._reconnect)
 
@@ -270,9 +280,17 @@ class AmqpTransport:
 
 
 def blocking_channel(url: str, vhost: str, name: str = "interchange-cli") -> tuple[Any, Any]:
-    """A blocking connection and channel for short CLI work; raises TransportError with advice."""
+    """A blocking connection and channel for short CLI work, trying each node of a URL list in turn;
+    raises TransportError with advice."""
+    urls = split_urls(url)
+    for node_url in urls[:-1]:
+        try:
+            connection = pika.BlockingConnection(connection_parameters(node_url, vhost, 30, name))
+            return connection, connection.channel()
+        except pika.exceptions.AMQPConnectionError:
+            continue
     try:
-        connection = pika.BlockingConnection(connection_parameters(url, vhost, 30, name))
+        connection = pika.BlockingConnection(connection_parameters(urls[-1], vhost, 30, name))
     except pika.exceptions.ProbableAuthenticationError as exc:
         raise TransportError(f"RabbitMQ refused the credentials in {_redact(url)}: {exc}") from exc
     except pika.exceptions.AMQPConnectionError as exc:
@@ -283,5 +301,9 @@ def blocking_channel(url: str, vhost: str, name: str = "interchange-cli") -> tup
 
 
 def _redact(url: str) -> str:
-    params = pika.URLParameters(url)
-    return f"{'amqps' if params.ssl_options else 'amqp'}://{params.host}:{params.port}"
+    """The scheme, host and port of each node, without credentials."""
+    shown = []
+    for node_url in split_urls(url):
+        params = pika.URLParameters(node_url)
+        shown.append(f"{'amqps' if params.ssl_options else 'amqp'}://{params.host}:{params.port}")
+    return ",".join(shown)
