@@ -36,7 +36,7 @@ def entry_hash(prev: str, entry: dict[str, Any]) -> str:
 class AuditLog:
     """Append-only, hash-chained JSONL file. Only one process may write it at a time."""
 
-    def __init__(self, directory: Path, remember_batches: int = 100_000) -> None:
+    def __init__(self, directory: Path, remember_batches: int = 100_000, sidecar: Any = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / LOG_NAME
         self.seq, self.head = 0, GENESIS
@@ -44,6 +44,10 @@ class AuditLog:
         self._batch_set: set[str] = set()
         self._recover()
         self._fh = self.path.open("ab")
+        # index and signed checkpoints (broker.auditsidecar); best effort, never blocks an append
+        self.sidecar = sidecar
+        if sidecar is not None:
+            sidecar.opened(self.path)
 
     def _recover(self) -> None:
         if not self.path.exists():
@@ -64,22 +68,29 @@ class AuditLog:
         return batch in self._batch_set
 
     def append(self, entries: list[dict[str, Any]], batch: str = "") -> None:
-        lines = []
+        lines, chained = [], []
         for entry in entries:
             self.seq += 1
             entry = dict(entry, seq=self.seq, prev=self.head, batch=batch)
             entry["hash"] = self.head = entry_hash(self.head, entry)
             lines.append(orjson.dumps(entry, option=_SORT))
+            chained.append(entry)
         self._fh.write(b"\n".join(lines) + b"\n")
         self._remember(batch)
+        if self.sidecar is not None:
+            self.sidecar.appended(chained)
 
     def sync(self) -> None:
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        if self.sidecar is not None:
+            self.sidecar.synced(self.seq, self.head)
 
     def close(self) -> None:
         self.sync()
         self._fh.close()
+        if self.sidecar is not None:
+            self.sidecar.closed(self.seq, self.head)
 
 
 def read_entries(path: Path) -> Iterator[dict[str, Any]]:
@@ -148,7 +159,8 @@ class AuditWriter:
         self.settings = settings
         self.metrics = metrics
         self.connected = False
-        self.log = AuditLog(Path(settings.audit_dir))
+        from broker.auditsidecar import Sidecar
+        self.log = AuditLog(Path(settings.audit_dir), sidecar=Sidecar.for_writer(settings.audit_dir, metrics))
         self.batch_size = batch_size or settings.audit_batch
         self.idle_seconds = idle_seconds
         self.events = logs.get("interchange.audit")
