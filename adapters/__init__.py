@@ -10,5 +10,13 @@ common-schema record in the layout a partner's system accepts.  Look them up by 
 from adapters.base import AdapterError, InboundAdapter, OutboundAdapter, Result
 from adapters.registry import AdapterInfo, UnknownAdapter, get_adapter, list_adapters
 
-__all__ = ["AdapterError", "AdapterInfo", "InboundAdapter", "OutboundAdapter", "Result", "UnknownAdapter",
-           "get_adapter", "list_adapters"]
+__all__ = [
+    "AdapterError",
+    "AdapterInfo",
+    "InboundAdapter",
+    "OutboundAdapter",
+    "Result",
+    "UnknownAdapter",
+    "get_adapter",
+    "list_adapters",
+]

@@ -27,15 +27,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, ClassVar, Union
-
-from broker.errors import DataError, FieldError
+from typing import IO, Any, ClassVar
 
 from adapters.mapping import Mapping, load_mapping, mapping_names
+from broker.errors import DataError, FieldError
 
 Record = dict[str, Any]
-Result = Union[Record, DataError]
-Source = Union[bytes, bytearray, memoryview, IO[bytes], str, os.PathLike]
+Result = Record | DataError
+Source = bytes | bytearray | memoryview | IO[bytes] | str | os.PathLike
 
 SPEC_VERSION = "1.0"
 SCHEMA_BASE = "https://interchange.police.uk/schemas/v1/"
@@ -51,15 +50,27 @@ class AdapterError(DataError):
     broker-level reason is always `adapter_error`.
     """
 
-    def __init__(self, code: str, message: str, *, location: str | None = None, path: str = "",
-                 record_id: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        location: str | None = None,
+        path: str = "",
+        record_id: str | None = None,
+    ) -> None:
         self.code = code
-        super().__init__("adapter_error", [FieldError(record_id, path, code, message)],
-                         record_id=record_id, location=location)
+        super().__init__(
+            "adapter_error",
+            [FieldError(record_id, path, code, message)],
+            record_id=record_id,
+            location=location,
+        )
 
     @classmethod
-    def of(cls, errors: list[FieldError], *, location: str | None = None,
-           record_id: str | None = None) -> AdapterError:
+    def of(
+        cls, errors: list[FieldError], *, location: str | None = None, record_id: str | None = None
+    ) -> AdapterError:
         """One error carrying every field error found in one record (the first gives `code`)."""
         first = errors[0]
         error = cls(first.code, first.message, location=location, path=first.path, record_id=record_id)
@@ -85,7 +96,7 @@ def make_id(*parts: str) -> str:
     if len(raw) <= MAX_ID:
         return raw
     digest = hashlib.sha256(raw.encode()).hexdigest()[:32]
-    return f"{raw[:MAX_ID - 33]}-{digest}"
+    return f"{raw[: MAX_ID - 33]}-{digest}"
 
 
 def digest(*values: object, size: int = 20) -> str:
@@ -94,8 +105,16 @@ def digest(*values: object, size: int = 20) -> str:
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:size]
 
 
-def envelope(mapping: Mapping, record_type: str, record_id: str, time: str, data: Record, *,
-             correlation_id: str | None = None, subjects: list[str] | None = None) -> Record:
+def envelope(
+    mapping: Mapping,
+    record_type: str,
+    record_id: str,
+    time: str,
+    data: Record,
+    *,
+    correlation_id: str | None = None,
+    subjects: list[str] | None = None,
+) -> Record:
     """Wrap `data` in the common envelope, taking origin and default markings from the mapping."""
     record: Record = {
         "specversion": SPEC_VERSION,
@@ -126,7 +145,9 @@ def prune(value: Any) -> Any:
     """Drop None, empty strings, empty lists and empty dicts, recursively (absent beats empty)."""
     if isinstance(value, dict):
         pruned = {k: prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {}) or (k in KEEP_EMPTY and v == [])}
+        return {
+            k: v for k, v in pruned.items() if v not in (None, "", [], {}) or (k in KEEP_EMPTY and v == [])
+        }
     if isinstance(value, list):
         return [v for v in (prune(v) for v in value) if v not in (None, "", [], {})]
     return value
@@ -182,16 +203,20 @@ class OutboundAdapter(Adapter):
     def render(self, record: Record, options: dict[str, Any] | None = None) -> tuple[bytes, str]:
         """Render `record`; raise AdapterError if it is of the wrong type or lacks what the layout needs."""
         if record.get("type") not in self.record_types:
-            raise AdapterError("record_type_not_supported",
-                               f"{self.name} renders {', '.join(self.record_types)}, not {record.get('type')!r}",
-                               path="type", record_id=record.get("id"))
+            raise AdapterError(
+                "record_type_not_supported",
+                f"{self.name} renders {', '.join(self.record_types)}, not {record.get('type')!r}",
+                path="type",
+                record_id=record.get("id"),
+            )
         try:
             return self._render(record, options or {})
         except DataError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise AdapterError("record_incomplete", f"cannot render: {type(exc).__name__} {exc}",
-                               record_id=record.get("id")) from None
+            raise AdapterError(
+                "record_incomplete", f"cannot render: {type(exc).__name__} {exc}", record_id=record.get("id")
+            ) from None
 
     def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:
         raise NotImplementedError

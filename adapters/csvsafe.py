@@ -32,14 +32,18 @@ class _LineCounter:
         if not line:
             raise StopIteration
         if len(line) > self.max_line and not line.endswith("\n"):
-            raise AdapterError("line_too_long", f"a line is longer than {self.max_line} characters",
-                               location=f"line {self.lines + 1}")
+            raise AdapterError(
+                "line_too_long",
+                f"a line is longer than {self.max_line} characters",
+                location=f"line {self.lines + 1}",
+            )
         self.lines += 1
         return line
 
 
-def rows(stream: IO[bytes], encoding: str = "utf-8", *, max_field: int = MAX_FIELD,
-         dialect: str = "excel") -> Iterator[tuple[int, list[str]]]:
+def rows(
+    stream: IO[bytes], encoding: str = "utf-8", *, max_field: int = MAX_FIELD, dialect: str = "excel"
+) -> Iterator[tuple[int, list[str]]]:
     """Yield (starting line number, row) for each CSV row of a binary stream."""
     codecs.lookup(encoding)
     text = io.TextIOWrapper(_without_bom(stream), encoding=encoding, errors="strict", newline="")
@@ -54,11 +58,17 @@ def rows(stream: IO[bytes], encoding: str = "utf-8", *, max_field: int = MAX_FIE
         except csv.Error as exc:
             raise AdapterError("csv_malformed", str(exc), location=f"line {counter.lines}") from None
         except UnicodeDecodeError as exc:
-            raise AdapterError("csv_encoding_invalid", f"not valid {encoding}: {exc.reason}",
-                               location=f"line {counter.lines + 1}") from None
+            raise AdapterError(
+                "csv_encoding_invalid",
+                f"not valid {encoding}: {exc.reason}",
+                location=f"line {counter.lines + 1}",
+            ) from None
         if any(len(field) > max_field for field in row):
-            raise AdapterError("csv_field_too_long", f"a field is longer than {max_field} characters",
-                               location=f"line {start}")
+            raise AdapterError(
+                "csv_field_too_long",
+                f"a field is longer than {max_field} characters",
+                location=f"line {start}",
+            )
         yield start, row
         start = counter.lines + 1
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from broker.errors import DataError
 
 from adapters.registry import ADAPTERS, adapter_class
+from broker.errors import DataError
 
 PUBLIC = Path(os.environ.get("INTERCHANGE_PUBLIC_FIXTURES", "/work/shared/fixtures/public"))
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "records"
@@ -44,9 +44,9 @@ class Case:
 
     def path(self, name: str) -> Path:
         if name.startswith("public:"):
-            return PUBLIC / name[len("public:"):]
+            return PUBLIC / name[len("public:") :]
         if name.startswith("examples:"):
-            return EXAMPLES / name[len("examples:"):]
+            return EXAMPLES / name[len("examples:") :]
         return self.folder / name
 
     def __str__(self) -> str:
@@ -60,16 +60,32 @@ def cases(name: str) -> list[Case]:
     if not manifest.is_file():
         return []
     entries = yaml.safe_load(manifest.read_text(encoding="utf-8")) or []
-    return [Case(name, folder, e.get("input"), e.get("mapping"), e.get("record"), e["expected"], e.get("options") or {})
-            for e in entries]
+    return [
+        Case(
+            name,
+            folder,
+            e.get("input"),
+            e.get("mapping"),
+            e.get("record"),
+            e["expected"],
+            e.get("options") or {},
+        )
+        for e in entries
+    ]
 
 
 def as_json(result: dict[str, Any] | DataError) -> dict[str, Any]:
     """A result as it is written to a golden file."""
     if isinstance(result, dict):
         return result
-    return {"error": {"reason": result.reason, "location": result.location, "record_id": result.record_id,
-                      "errors": [e.as_dict() for e in result.errors]}}
+    return {
+        "error": {
+            "reason": result.reason,
+            "location": result.location,
+            "record_id": result.record_id,
+            "errors": [e.as_dict() for e in result.errors],
+        }
+    }
 
 
 def produce(case: Case) -> bytes:
@@ -77,7 +93,9 @@ def produce(case: Case) -> bytes:
     adapter = adapter_class(case.adapter)()
     if case.input is not None:
         results = adapter.translate(case.path(case.input), case.mapping)  # type: ignore[attr-defined]
-        return b"".join(json.dumps(as_json(r), sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in results)
+        return b"".join(
+            json.dumps(as_json(r), sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in results
+        )
     record = json.loads(case.path(case.record or "").read_text(encoding="utf-8"))
     body, _content_type = adapter.render(record, case.options)  # type: ignore[attr-defined]
     return body

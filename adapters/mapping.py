@@ -30,6 +30,7 @@ class Mapping:
 
     def __init__(self, name: str, file: str, data: dict[str, Any]) -> None:
         self.name, self.file, self.data = name, file, data
+        self._folded: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"Mapping({self.name!r}, agency={self.agency!r})"
@@ -69,16 +70,13 @@ class Mapping:
         if not fold_case:
             found = entries.get(value)
             return None if found is None else str(found)
-        return _folded(self.file, table, tuple(entries.items())).get(_fold(value))
+        if table not in self._folded:
+            self._folded[table] = {_fold(k): str(v) for k, v in entries.items()}
+        return self._folded[table].get(_fold(value))
 
 
 def _fold(text: str) -> str:
     return " ".join(str(text).replace("’", "'").split()).casefold()
-
-
-@lru_cache(maxsize=64)
-def _folded(_file: str, _table: str, items: tuple[tuple[str, Any], ...]) -> dict[str, str]:
-    return {_fold(k): str(v) for k, v in items}
 
 
 def mapping_names(folder: Path) -> list[str]:
@@ -126,7 +124,9 @@ def _extend(folder: Path, path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 def _check(path: Path, data: dict[str, Any], validator: Draft202012Validator) -> None:
     # The deepest error names the key to fix (a failed allOf also makes every key "unevaluated" at the top).
-    errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         first = errors[0]
         key = ".".join(str(p) for p in first.absolute_path)

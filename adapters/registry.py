@@ -11,11 +11,10 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from functools import lru_cache
-
-from broker.errors import ConfigError
+from functools import cache
 
 from adapters.base import Adapter, InboundAdapter, OutboundAdapter
+from broker.errors import ConfigError
 
 ADAPTERS: dict[str, str] = {
     # inbound: legacy format -> common schema
@@ -53,7 +52,7 @@ class AdapterInfo:
     mappings: tuple[str, ...]
 
 
-@lru_cache(maxsize=None)
+@cache
 def adapter_class(name: str) -> type[Adapter]:
     """Import and return the class registered as `name`."""
     try:

@@ -50,9 +50,16 @@ def make_parser(**extra: object) -> etree.XMLParser:
 
 # lxml processes XInclude only when .xinclude() is called, which Interchange never does; XInclude
 # elements are refused outright by the iterparse guard.
-_SAFE: dict[str, object] = dict(resolve_entities=False, no_network=True, load_dtd=False,
-                                dtd_validation=False, huge_tree=False, remove_pis=True,
-                                collect_ids=False, attribute_defaults=False)
+_SAFE: dict[str, object] = dict(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_pis=True,
+    collect_ids=False,
+    attribute_defaults=False,
+)
 
 
 def _pull_parser(tags: Iterable[str] | None) -> etree.XMLPullParser:
@@ -69,8 +76,9 @@ def parse(stream: IO[bytes], limits: Limits = Limits()) -> etree._Element:
     return root
 
 
-def iterparse(stream: IO[bytes], tags: Iterable[str] | None, limits: Limits = Limits(), *,
-              keep: bool = False) -> Iterator[etree._Element]:
+def iterparse(
+    stream: IO[bytes], tags: Iterable[str] | None, limits: Limits = Limits(), *, keep: bool = False
+) -> Iterator[etree._Element]:
     """Yield each completed element whose Clark-notation tag is in `tags` (None: only the root).
 
     Unless `keep`, a yielded element is cleared (and its earlier siblings removed) when the caller
@@ -116,8 +124,11 @@ def _chunks(stream: IO[bytes], limits: Limits) -> Iterator[bytes]:
     while chunk := stream.read(CHUNK):
         total += len(chunk)
         if total > limits.max_bytes:
-            raise AdapterError("body_too_large", f"the XML input exceeds {limits.max_bytes} bytes",
-                               location=f"byte {limits.max_bytes}")
+            raise AdapterError(
+                "body_too_large",
+                f"the XML input exceeds {limits.max_bytes} bytes",
+                location=f"byte {limits.max_bytes}",
+            )
         yield chunk
 
 
@@ -141,9 +152,13 @@ def _syntax_error(exc: etree.XMLSyntaxError, guard: _Guard) -> AdapterError:
     line, column = (first.line, first.column) if first is not None else (exc.lineno, exc.offset)
     where = f"line {line}, column {column}" if line else None
     if "depth" in message.lower():
-        return AdapterError("xml_too_deep", f"elements nested deeper than {guard.limits.max_depth}", location=where)
+        return AdapterError(
+            "xml_too_deep", f"elements nested deeper than {guard.limits.max_depth}", location=where
+        )
     if "entit" in message.lower():
-        return AdapterError("xml_entity_reference", f"entity references are refused: {message}", location=where)
+        return AdapterError(
+            "xml_entity_reference", f"entity references are refused: {message}", location=where
+        )
     return AdapterError("xml_malformed", message, location=where)
 
 
@@ -156,27 +171,41 @@ class _Guard:
 
     def on_start(self, element: etree._Element, depth: int) -> None:
         if depth > self.limits.max_depth:
-            raise AdapterError("xml_too_deep", f"elements nested deeper than {self.limits.max_depth}",
-                               location=f"line {element.sourceline}")
+            raise AdapterError(
+                "xml_too_deep",
+                f"elements nested deeper than {self.limits.max_depth}",
+                location=f"line {element.sourceline}",
+            )
         self.elements += 1
         if self.elements > self.limits.max_elements:
-            raise AdapterError("xml_too_many_elements", f"more than {self.limits.max_elements} elements",
-                               location=f"line {element.sourceline}")
+            raise AdapterError(
+                "xml_too_many_elements",
+                f"more than {self.limits.max_elements} elements",
+                location=f"line {element.sourceline}",
+            )
         tag = element.tag
         if isinstance(tag, str) and tag.startswith("{") and tag[1:].split("}", 1)[0] in XINCLUDE_NAMESPACES:
-            raise AdapterError("xml_xinclude", "XInclude elements are refused (no document inclusion)",
-                               location=f"line {element.sourceline}")
+            raise AdapterError(
+                "xml_xinclude",
+                "XInclude elements are refused (no document inclusion)",
+                location=f"line {element.sourceline}",
+            )
         for name, value in element.attrib.items():
             if len(value) > self.limits.max_attribute:
-                raise AdapterError("xml_attribute_too_long",
-                                   f"attribute {name} is longer than {self.limits.max_attribute} characters",
-                                   location=f"line {element.sourceline}")
+                raise AdapterError(
+                    "xml_attribute_too_long",
+                    f"attribute {name} is longer than {self.limits.max_attribute} characters",
+                    location=f"line {element.sourceline}",
+                )
 
     def on_end(self, element: etree._Element) -> None:
         for text in (element.text, element.tail):
             if text is not None and len(text) > self.limits.max_text:
-                raise AdapterError("xml_text_too_long", f"text longer than {self.limits.max_text} characters",
-                                   location=f"line {element.sourceline}")
+                raise AdapterError(
+                    "xml_text_too_long",
+                    f"text longer than {self.limits.max_text} characters",
+                    location=f"line {element.sourceline}",
+                )
 
 
 _DECL_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -192,7 +221,9 @@ class _Decoder:
         try:
             self.decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
         except LookupError:
-            raise AdapterError("xml_encoding_unknown", f"unknown encoding {encoding!r}", location="byte 0") from None
+            raise AdapterError(
+                "xml_encoding_unknown", f"unknown encoding {encoding!r}", location="byte 0"
+            ) from None
         self.encoding = encoding
         self.offset = 0
         self.prolog: list[str] | None = []
@@ -202,10 +233,12 @@ class _Decoder:
             text = self.decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
             at = self.offset - (len(exc.object) - len(chunk)) + exc.start
-            bad = exc.object[exc.start:exc.start + 1].hex()
-            raise AdapterError("xml_encoding_invalid",
-                               f"byte 0x{bad} at byte offset {max(at, 0)} is not valid {self.encoding}",
-                               location=f"byte {max(at, 0)}") from None
+            bad = exc.object[exc.start : exc.start + 1].hex()
+            raise AdapterError(
+                "xml_encoding_invalid",
+                f"byte 0x{bad} at byte offset {max(at, 0)} is not valid {self.encoding}",
+                location=f"byte {max(at, 0)}",
+            ) from None
         self.offset += len(chunk)
         if self.prolog is not None:
             self._watch_prolog(text)
@@ -217,8 +250,11 @@ class _Decoder:
         cleaned = _PROLOG_NOISE.sub("", seen)
         root = _ROOT_START.search(cleaned)
         if root is None and len(seen) > MAX_PROLOG:
-            raise AdapterError("xml_prolog_too_large", f"no root element in the first {MAX_PROLOG} characters",
-                               location="byte 0")
+            raise AdapterError(
+                "xml_prolog_too_large",
+                f"no root element in the first {MAX_PROLOG} characters",
+                location="byte 0",
+            )
         _check_doctype(cleaned[: root.start()] if root else cleaned)
         if root is not None:
             self.prolog = None
@@ -230,12 +266,16 @@ def _check_doctype(prolog: str) -> None:
         return
     doctype = prolog[start:]
     if "<!ENTITY" in doctype:
-        raise AdapterError("xml_entity_declared",
-                           "a DOCTYPE declaring entities is refused (entity expansion and external entities)",
-                           location="DOCTYPE")
+        raise AdapterError(
+            "xml_entity_declared",
+            "a DOCTYPE declaring entities is refused (entity expansion and external entities)",
+            location="DOCTYPE",
+        )
     head = doctype.split("[", 1)[0]
     if re.search(r"\b(SYSTEM|PUBLIC)\b", head):
-        raise AdapterError("xml_external_dtd", "a DOCTYPE naming an external DTD is refused", location="DOCTYPE")
+        raise AdapterError(
+            "xml_external_dtd", "a DOCTYPE naming an external DTD is refused", location="DOCTYPE"
+        )
 
 
 def _sniff_encoding(first: bytes) -> str:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from broker import identifiers
-from broker.errors import FieldError
 from lxml import etree
 
 from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
+from broker import identifiers
+from broker.errors import FieldError
 
 DC = "http://www.dca.gov.uk/xmlschemas/libra"
 MM = "http://schemas.cjse.gov.uk/messages/metadata/2006-05"
@@ -40,7 +40,9 @@ DEFENDANTS = _x("DC:Defendant")
 ASN = _x("string(DC:ProsecutorReference)")
 PERSON = _x("DC:CourtIndividualDefendant/DC:PersonDefendant/DC:BasePersonDetails")
 TITLE = _x("string(DC:PersonName/DC:PersonTitle)")
-GIVEN = _x("DC:PersonName/DC:PersonGivenName1|DC:PersonName/DC:PersonGivenName2|DC:PersonName/DC:PersonGivenName3")
+GIVEN = _x(
+    "DC:PersonName/DC:PersonGivenName1|DC:PersonName/DC:PersonGivenName2|DC:PersonName/DC:PersonGivenName3"
+)
 FAMILY = _x("string(DC:PersonName/DC:PersonFamilyName)")
 BIRTH = _x("string(DC:Birthdate)")
 GENDER = _x("string(DC:Gender)")
@@ -66,7 +68,9 @@ TAGS = (f"{{{DC}}}CourtHearing", f"{{{DC}}}Case", f"{{{MM}}}CreationDateTime")
 
 class SpiResultsAdapter(InboundAdapter):
     name = "cjse-spi"
-    description = "CJSE SPIResults / Libra ResultedCaseMessage XML (magistrates' court results) -> court.result"
+    description = (
+        "CJSE SPIResults / Libra ResultedCaseMessage XML (magistrates' court results) -> court.result"
+    )
     folder = Path(__file__).resolve().parent
     limits = Limits(max_bytes=16 * 1024 * 1024)
 
@@ -79,15 +83,20 @@ class SpiResultsAdapter(InboundAdapter):
             if tag == "CreationDateTime":
                 created = _utc(element.text or "")
             elif tag == "CourtHearing":
-                hearing = {"ou": HEARING_OU(element).strip(), "date": HEARING_DATE(element).strip(),
-                           "time": HEARING_TIME(element).strip(), "psa": PSA_CODE(element).strip()}
+                hearing = {
+                    "ou": HEARING_OU(element).strip(),
+                    "date": HEARING_DATE(element).strip(),
+                    "time": HEARING_TIME(element).strip(),
+                    "psa": PSA_CODE(element).strip(),
+                }
             else:
                 cases += 1
                 yield from _case(element, cases, hearing, created, mapping)
 
 
-def _case(case: etree._Element, number: int, hearing: dict[str, str], created: str | None,
-          mapping: Mapping) -> Iterator[Result]:
+def _case(
+    case: etree._Element, number: int, hearing: dict[str, str], created: str | None, mapping: Mapping
+) -> Iterator[Result]:
     urn = identifiers.normalise("urn", CASE_URN(case)) if CASE_URN(case).strip() else ""
     for index, defendant in enumerate(DEFENDANTS(case), start=1):
         location = f"//DC:Case[{number}]/DC:Defendant[{index}]"
@@ -99,29 +108,57 @@ def _case(case: etree._Element, number: int, hearing: dict[str, str], created: s
             yield record
 
 
-def _record(defendant: etree._Element, urn: str, hearing: dict[str, str], created: str | None,
-            mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _record(
+    defendant: etree._Element,
+    urn: str,
+    hearing: dict[str, str],
+    created: str | None,
+    mapping: Mapping,
+    problems: list[FieldError],
+) -> dict[str, Any]:
     asn = _asn(ASN(defendant).strip(), problems)
     if not urn:
         problems.append(problem("data.urn", "urn_missing", "the case has no PTIURN"))
     elif message := identifiers.check("urn", urn):
         problems.append(problem("data.urn", "urn_invalid", message))
     if not hearing.get("ou") or not hearing.get("date"):
-        problems.append(problem("data.hearing", "hearing_missing", "no court hearing (location and date) precedes the case"))
+        problems.append(
+            problem(
+                "data.hearing", "hearing_missing", "no court hearing (location and date) precedes the case"
+            )
+        )
     person, locations, links = _person(defendant, asn, mapping, problems)
     offences = [_offence(o, i, mapping, problems) for i, o in enumerate(OFFENCES(defendant))]
     if not offences:
         problems.append(problem("data.offences", "offences_missing", "the defendant has no offences"))
     data = {
-        "urn": urn, "asn": asn,
+        "urn": urn,
+        "asn": asn,
         "court": {"ou_code": hearing.get("ou"), "name": mapping.code("court", hearing.get("ou"))},
         "hearing": {"date": hearing.get("date"), "time": hearing.get("time")},
-        "defendant": "p1", "persons": [person], "locations": locations, "links": links, "offences": offences,
+        "defendant": "p1",
+        "persons": [person],
+        "locations": locations,
+        "links": links,
+        "offences": offences,
     }
-    record_id = make_id(mapping.agency, mapping.system, urn or "no-urn", asn or "no-asn", hearing.get("date", ""))
-    time = created or _utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}") or "1970-01-01T00:00:00Z"
-    return envelope(mapping, "court.result", record_id, time, data,
-                    correlation_id=f"case-{urn}" if urn else None, subjects=["p1"])
+    record_id = make_id(
+        mapping.agency, mapping.system, urn or "no-urn", asn or "no-asn", hearing.get("date", "")
+    )
+    time = (
+        created
+        or _utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}")
+        or "1970-01-01T00:00:00Z"
+    )
+    return envelope(
+        mapping,
+        "court.result",
+        record_id,
+        time,
+        data,
+        correlation_id=f"case-{urn}" if urn else None,
+        subjects=["p1"],
+    )
 
 
 def _asn(raw: str, problems: list[FieldError]) -> str:
@@ -135,40 +172,64 @@ def _asn(raw: str, problems: list[FieldError]) -> str:
     return identifiers.normalise("asn", raw)
 
 
-def _person(defendant: etree._Element, asn: str, mapping: Mapping,
-            problems: list[FieldError]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]:
+def _person(
+    defendant: etree._Element, asn: str, mapping: Mapping, problems: list[FieldError]
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]:
     details = PERSON(defendant)
     base = details[0] if details else None
     family = FAMILY(base).strip() if base is not None else ""
     given = [g.text.strip() for g in GIVEN(base) if g.text and g.text.strip()] if base is not None else []
     if not family:
         what = "a corporate defendant" if ORG_NAME(defendant).strip() else "the defendant"
-        problems.append(problem("data.persons[0].name.family", "defendant_name_missing",
-                                f"{what} has no PersonFamilyName"))
+        problems.append(
+            problem(
+                "data.persons[0].name.family", "defendant_name_missing", f"{what} has no PersonFamilyName"
+            )
+        )
     person: dict[str, Any] = {
         "id": "p1",
-        "name": {"title": TITLE(base).strip() if base is not None else None, "given": given, "family": family},
+        "name": {
+            "title": TITLE(base).strip() if base is not None else None,
+            "given": given,
+            "family": family,
+        },
         "birth_date": BIRTH(base).strip() if base is not None else None,
         "gender": mapping.code("gender", GENDER(base).strip()) if base is not None else None,
         "identifiers": [{"scheme": "asn", "value": asn}] if asn else [],
     }
-    lines = [e.text.strip() for e in ADDRESS_LINES(defendant) if e.text and e.text.strip()
-             and etree.QName(e).localname.startswith("AddressLine")]
-    postcode = [e.text.strip() for e in ADDRESS_LINES(defendant) if etree.QName(e).localname == "PostCode" and e.text]
+    lines = [
+        e.text.strip()
+        for e in ADDRESS_LINES(defendant)
+        if e.text and e.text.strip() and etree.QName(e).localname.startswith("AddressLine")
+    ]
+    postcode = [
+        e.text.strip() for e in ADDRESS_LINES(defendant) if etree.QName(e).localname == "PostCode" and e.text
+    ]
     if not lines:
         return person, [], []
     person["addresses"] = ["l1"]
-    location = {"id": "l1", "kind": "address", "address": {"lines": lines, "postcode": postcode[0] if postcode else None}}
+    location = {
+        "id": "l1",
+        "kind": "address",
+        "address": {"lines": lines, "postcode": postcode[0] if postcode else None},
+    }
     return person, [location], [{"from": "p1", "to": "l1", "type": "resides-at"}]
 
 
-def _offence(offence: etree._Element, index: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _offence(
+    offence: etree._Element, index: int, mapping: Mapping, problems: list[FieldError]
+) -> dict[str, Any]:
     path = f"data.offences[{index}]"
     local = OFFENCE_CODE(offence).strip()
     cjs = mapping.code("offence", local) or local
     if not CJS_OFFENCE.match(cjs):
-        problems.append(problem(f"{path}.cjs_code", "offence_code_unknown",
-                                f"offence code {local!r} is neither in the mapping's offence table nor a CJS code"))
+        problems.append(
+            problem(
+                f"{path}.cjs_code",
+                "offence_code_unknown",
+                f"offence code {local!r} is neither in the mapping's offence table nor a CJS code",
+            )
+        )
     sequence = SEQUENCE(offence).strip()
     plea, finding = PLEA(offence).strip(), FINDING(offence).strip()
     return {
@@ -176,7 +237,8 @@ def _offence(offence: etree._Element, index: int, mapping: Mapping, problems: li
         "sequence": int(sequence) if sequence.isdigit() else index + 1,
         "cjs_code": cjs,
         "wording": WORDING(offence).strip(),
-        "start": START(offence).strip(), "end": END(offence).strip(),
+        "start": START(offence).strip(),
+        "end": END(offence).strip(),
         "plea": _coded(mapping, "plea", plea, f"{path}.plea", problems),
         "verdict": _coded(mapping, "verdict", finding, f"{path}.verdict", problems),
         "results": [_result(r, mapping) for r in RESULTS(offence)],
@@ -188,7 +250,9 @@ def _coded(mapping: Mapping, table: str, value: str, path: str, problems: list[F
         return None
     found = mapping.code(table, value)
     if found is None:
-        problems.append(problem(path, f"{table}_code_unknown", f"{table} code {value!r} is not in the mapping"))
+        problems.append(
+            problem(path, f"{table}_code_unknown", f"{table} code {value!r} is not in the mapping")
+        )
     return found
 
 
@@ -219,5 +283,5 @@ def _utc(text: str) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -25,7 +25,12 @@ class CommonJsonAdapter(InboundAdapter):
     folder = Path(__file__).resolve().parent
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
-        limits = {"max_bytes": 16 * 1024 * 1024, "max_line": 1024 * 1024, "max_depth": 32, **mapping.get("limits", {})}
+        limits = {
+            "max_bytes": 16 * 1024 * 1024,
+            "max_line": 1024 * 1024,
+            "max_depth": 32,
+            **mapping.get("limits", {}),
+        }
         first = stream.readline(limits["max_line"] + 1)
         if not first.strip():
             raise AdapterError("json_empty", "the input holds no JSON", location="line 1")
@@ -46,7 +51,11 @@ def _ndjson(first: bytes, stream: IO[bytes], limits: dict[str, int]) -> Iterator
     line, number = first, 1
     while line:
         if len(line) > limits["max_line"] and not line.endswith(b"\n"):
-            yield AdapterError("line_too_long", f"a line is longer than {limits['max_line']} bytes", location=f"line {number}")
+            yield AdapterError(
+                "line_too_long",
+                f"a line is longer than {limits['max_line']} bytes",
+                location=f"line {number}",
+            )
             return
         if line.strip():
             yield _one(line, limits["max_depth"], f"line {number}")
@@ -61,8 +70,15 @@ def _document(body: bytes, max_depth: int) -> Iterator[Result]:
         return
     items = value if isinstance(value, list) else [value]
     for index, item in enumerate(items, start=1):
-        yield item if isinstance(item, dict) else AdapterError(
-            "json_not_object", f"record {index} is a JSON {type(item).__name__}, not an object", location=f"record {index}")
+        yield (
+            item
+            if isinstance(item, dict)
+            else AdapterError(
+                "json_not_object",
+                f"record {index} is a JSON {type(item).__name__}, not an object",
+                location=f"record {index}",
+            )
+        )
 
 
 def _one(text: bytes, max_depth: int, location: str) -> Result:
@@ -72,7 +88,9 @@ def _one(text: bytes, max_depth: int, location: str) -> Result:
         first = error.errors[0]
         return AdapterError(error.code, first.message, location=location, path=first.path)
     if not isinstance(value, dict):
-        return AdapterError("json_not_object", f"a JSON {type(value).__name__}, not an object", location=location)
+        return AdapterError(
+            "json_not_object", f"a JSON {type(value).__name__}, not an object", location=location
+        )
     return value
 
 
@@ -81,12 +99,17 @@ def _loads(text: bytes, max_depth: int) -> Any:
     if depth > max_depth:
         raise AdapterError("json_too_deep", f"JSON nested {depth} deep, more than {max_depth}")
     try:
-        return json.loads(text.decode("utf-8-sig"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return json.loads(
+            text.decode("utf-8-sig"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
     except UnicodeDecodeError as exc:
-        raise AdapterError("json_encoding_invalid", f"byte {exc.start} is not UTF-8", location=f"byte {exc.start}") from None
+        raise AdapterError(
+            "json_encoding_invalid", f"byte {exc.start} is not UTF-8", location=f"byte {exc.start}"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise AdapterError("malformed_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}",
-                           location=f"byte {exc.pos}") from None
+        raise AdapterError(
+            "malformed_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}", location=f"byte {exc.pos}"
+        ) from None
 
 
 def _depth(text: bytes) -> int:

@@ -38,8 +38,9 @@ class CpsXmlAdapter(OutboundAdapter):
         root = build(record)
         if not schema().validate(root):
             error = schema().error_log.last_error
-            raise AdapterError("xsd_invalid", f"{error.message} (line {error.line})", path="data",
-                               record_id=record.get("id"))
+            raise AdapterError(
+                "xsd_invalid", f"{error.message} (line {error.line})", path="data", record_id=record.get("id")
+            )
         body = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
         return body, self.content_type
 
@@ -57,8 +58,12 @@ def build(record: Record) -> etree._Element:
     persons = {p.get("id"): p for p in data.get("persons") or []}
     for field in ("urn", "defendants", "charges", "summary", "anticipated_plea"):
         if not data.get(field):
-            raise AdapterError("field_missing", f"a CPS case file needs data.{field}", path=f"data.{field}",
-                               record_id=record.get("id"))
+            raise AdapterError(
+                "field_missing",
+                f"a CPS case file needs data.{field}",
+                path=f"data.{field}",
+                record_id=record.get("id"),
+            )
     root = etree.Element(f"{{{NS}}}CaseFile", nsmap={None: NS}, version="1")
     marking = record.get("classification") or {}
     _el(root, "ProtectiveMarking", "OFFICIAL-SENSITIVE" if marking.get("sensitive") else "OFFICIAL")
@@ -88,9 +93,11 @@ def _officer(root: etree._Element, officer: dict[str, Any] | None) -> None:
             _el(element, tag, officer[key])
 
 
-def _defendants(parent: etree._Element, data: dict[str, Any], persons: dict[str, Any], record_id: Any) -> None:
+def _defendants(
+    parent: etree._Element, data: dict[str, Any], persons: dict[str, Any], record_id: Any
+) -> None:
     sequence = {c.get("id"): c.get("sequence") for c in data["charges"]}
-    charged = {}
+    charged: dict[str, list[int]] = {}
     for link in data.get("links") or []:
         if link.get("type") == "offender-in" and link.get("to") in sequence:
             charged.setdefault(link["from"], []).append(sequence[link["to"]])
@@ -125,6 +132,10 @@ def _person(parent: etree._Element, person: dict[str, Any], *, identifiers: bool
 
 def _lookup(persons: dict[str, Any], ref: str, path: str, record_id: Any) -> dict[str, Any]:
     if ref not in persons:
-        raise AdapterError("person_missing", f"{path} names {ref!r}, which is not in data.persons", path=path,
-                           record_id=record_id)
+        raise AdapterError(
+            "person_missing",
+            f"{path} names {ref!r}, which is not in data.persons",
+            path=path,
+            record_id=record_id,
+        )
     return persons[ref]

@@ -18,39 +18,69 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from adapters.base import AdapterError, OutboundAdapter, Record
 from broker.identifiers import force_name
 
-from adapters.base import AdapterError, OutboundAdapter, Record
-
 HERE = Path(__file__).resolve().parent
-COLUMNS = ["Crime ID", "Month", "Reported by", "Falls within", "Longitude", "Latitude", "Location", "LSOA code",
-           "LSOA name", "Crime type", "Last outcome category", "Context"]
+COLUMNS = [
+    "Crime ID",
+    "Month",
+    "Reported by",
+    "Falls within",
+    "Longitude",
+    "Latitude",
+    "Location",
+    "LSOA code",
+    "LSOA name",
+    "Crime type",
+    "Last outcome category",
+    "Context",
+]
 CATEGORY_LABELS = {
-    "anti-social-behaviour": "Anti-social behaviour", "bicycle-theft": "Bicycle theft", "burglary": "Burglary",
-    "criminal-damage-arson": "Criminal damage and arson", "drugs": "Drugs", "other-theft": "Other theft",
-    "possession-of-weapons": "Possession of weapons", "public-order": "Public order", "robbery": "Robbery",
-    "shoplifting": "Shoplifting", "theft-from-the-person": "Theft from the person", "vehicle-crime": "Vehicle crime",
-    "violent-crime": "Violence and sexual offences", "other-crime": "Other crime",
+    "anti-social-behaviour": "Anti-social behaviour",
+    "bicycle-theft": "Bicycle theft",
+    "burglary": "Burglary",
+    "criminal-damage-arson": "Criminal damage and arson",
+    "drugs": "Drugs",
+    "other-theft": "Other theft",
+    "possession-of-weapons": "Possession of weapons",
+    "public-order": "Public order",
+    "robbery": "Robbery",
+    "shoplifting": "Shoplifting",
+    "theft-from-the-person": "Theft from the person",
+    "vehicle-crime": "Vehicle crime",
+    "violent-crime": "Violence and sexual offences",
+    "other-crime": "Other crime",
 }
 OUTCOME_LABELS = {
-    "awaiting-court-result": "Awaiting court outcome", "court-result-unavailable": "Court result unavailable",
-    "unable-to-proceed": "Court case unable to proceed", "local-resolution": "Local resolution",
+    "awaiting-court-result": "Awaiting court outcome",
+    "court-result-unavailable": "Court result unavailable",
+    "unable-to-proceed": "Court case unable to proceed",
+    "local-resolution": "Local resolution",
     "no-further-action": "Investigation complete; no suspect identified",
-    "deprived-of-property": "Offender deprived of property", "fined": "Offender fined",
-    "absolute-discharge": "Offender given absolute discharge", "cautioned": "Offender given a caution",
+    "deprived-of-property": "Offender deprived of property",
+    "fined": "Offender fined",
+    "absolute-discharge": "Offender given absolute discharge",
+    "cautioned": "Offender given a caution",
     "drugs-possession-warning": "Offender given a drugs possession warning",
-    "penalty-notice-issued": "Offender given a penalty notice", "community-penalty": "Offender given community sentence",
+    "penalty-notice-issued": "Offender given a penalty notice",
+    "community-penalty": "Offender given community sentence",
     "conditional-discharge": "Offender given conditional discharge",
-    "suspended-sentence": "Offender given suspended prison sentence", "imprisoned": "Offender sent to prison",
-    "other-court-disposal": "Offender otherwise dealt with", "compensation": "Offender ordered to pay compensation",
-    "sentenced-in-another-case": "Suspect charged as part of another case", "charged": "Suspect charged",
-    "not-guilty": "Defendant found not guilty", "sent-to-crown-court": "Defendant sent to Crown Court",
+    "suspended-sentence": "Offender given suspended prison sentence",
+    "imprisoned": "Offender sent to prison",
+    "other-court-disposal": "Offender otherwise dealt with",
+    "compensation": "Offender ordered to pay compensation",
+    "sentenced-in-another-case": "Suspect charged as part of another case",
+    "charged": "Suspect charged",
+    "not-guilty": "Defendant found not guilty",
+    "sent-to-crown-court": "Defendant sent to Crown Court",
     "unable-to-prosecute": "Unable to prosecute suspect",
     "formal-action-not-in-public-interest": "Formal action is not in the public interest",
     "action-taken-by-another-organisation": "Action to be taken by another organisation",
     "further-investigation-not-in-public-interest": "Further investigation is not in the public interest",
     "further-action-not-in-public-interest": "Further action is not in the public interest",
-    "under-investigation": "Under investigation", "status-update-unavailable": "Status update unavailable",
+    "under-investigation": "Under investigation",
+    "status-update-unavailable": "Status update unavailable",
 }
 
 
@@ -66,8 +96,12 @@ class MapPoint(NamedTuple):
 def map_points(path: str = str(HERE / "map_points.csv")) -> tuple[MapPoint, ...]:
     """The anonymous map points to snap to (latitude, longitude, location, lsoa_code, lsoa_name)."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return tuple(MapPoint(float(r["latitude"]), float(r["longitude"]), r["location"], r["lsoa_code"],
-                              r["lsoa_name"]) for r in csv.DictReader(handle))
+        return tuple(
+            MapPoint(
+                float(r["latitude"]), float(r["longitude"]), r["location"], r["lsoa_code"], r["lsoa_name"]
+            )
+            for r in csv.DictReader(handle)
+        )
 
 
 def nearest(lat: float, lon: float, points: tuple[MapPoint, ...]) -> tuple[MapPoint, float]:
@@ -83,7 +117,7 @@ def nearest(lat: float, lon: float, points: tuple[MapPoint, ...]) -> tuple[MapPo
 
 class CrimeMapCsvAdapter(OutboundAdapter):
     name = "crime-map-csv"
-    description = "crime.report -> data.police.uk street-level CSV row (snapped to map points, month only, no personal data)"
+    description = "crime.report -> data.police.uk street CSV row (snapped, month only, no personal data)"
     folder = HERE
     content_type = "text/csv; charset=utf-8"
     record_types = ("crime.report",)
@@ -103,16 +137,31 @@ def street_row(record: Record, options: dict[str, Any]) -> list[str]:
     data = record["data"]
     category = CATEGORY_LABELS.get(data.get("category"))
     if category is None:
-        raise AdapterError("category_unknown", f"category {data.get('category')!r} has no data.police.uk label",
-                           path="data.category", record_id=record.get("id"))
+        raise AdapterError(
+            "category_unknown",
+            f"category {data.get('category')!r} has no data.police.uk label",
+            path="data.category",
+            record_id=record.get("id"),
+        )
     month = data.get("month") or (data.get("recorded") or "")[:7]
     force = force_name(record["origin"]["agency"]) or options.get("force_name") or record["origin"]["agency"]
     place = _snapped(data, options)
     crime_id = "" if data["category"] == "anti-social-behaviour" else _crime_id(record["id"], options)
     lon, lat = (f"{place.lon:.6f}", f"{place.lat:.6f}") if place else ("", "")
-    return [crime_id, month, force, force, lon, lat, place.location if place else "No Location",
-            place.lsoa_code if place else "", place.lsoa_name if place else "", category,
-            OUTCOME_LABELS.get(data.get("outcome"), "") if category != "Anti-social behaviour" else "", ""]
+    return [
+        crime_id,
+        month,
+        force,
+        force,
+        lon,
+        lat,
+        place.location if place else "No Location",
+        place.lsoa_code if place else "",
+        place.lsoa_name if place else "",
+        category,
+        OUTCOME_LABELS.get(data.get("outcome"), "") if category != "Anti-social behaviour" else "",
+        "",
+    ]
 
 
 def _snapped(data: dict[str, Any], options: dict[str, Any]) -> MapPoint | None:

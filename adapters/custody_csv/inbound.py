@@ -1,4 +1,4 @@
-"""Custody-system CSV export (Windows-1252 with BOM, dd/mm/yyyy, quoted multi-line fields) -> `custody.record`.
+"""Custody-system CSV export (Windows-1252 with BOM, dd/mm/yyyy, multi-line fields) -> `custody.record`.
 
 Which header holds which field, the date formats, the encoding and the code tables are all in the
 mapping, so a force whose export names its columns differently joins with a mapping file.
@@ -11,12 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from broker import identifiers
-from broker.errors import FieldError
-
 from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
 from adapters.csvsafe import rows
 from adapters.mapping import Mapping
+from broker import identifiers
+from broker.errors import FieldError
 
 REQUIRED = ("custody_number", "arrest_date", "arrest_reason", "family")
 
@@ -35,71 +34,118 @@ class CustodyCsvAdapter(InboundAdapter):
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                yield AdapterError("csv_column_count", f"expected {len(header)} columns, found {len(row)}",
-                                   location=f"line {line}")
+                yield AdapterError(
+                    "csv_column_count",
+                    f"expected {len(header)} columns, found {len(row)}",
+                    location=f"line {line}",
+                )
                 continue
             values = {field: row[index].strip() for field, index in columns.items()}
             problems: list[FieldError] = []
             record = _record(values, mapping, problems)
-            yield AdapterError.of(problems, location=f"line {line}", record_id=record["id"]) if problems else record
+            yield (
+                AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
+                if problems
+                else record
+            )
 
 
 def _columns(header: list[str], mapping: Mapping) -> dict[str, int]:
     wanted: dict[str, str] = mapping.get("columns")
-    missing = [f"{field} ({name!r})" for field, name in wanted.items() if name not in header and field in REQUIRED]
+    missing = [
+        f"{field} ({name!r})" for field, name in wanted.items() if name not in header and field in REQUIRED
+    ]
     if not header or missing:
-        raise AdapterError("layout_unknown", f"the header lacks {', '.join(missing) or 'every column'}",
-                           location="line 1")
+        raise AdapterError(
+            "layout_unknown", f"the header lacks {', '.join(missing) or 'every column'}", location="line 1"
+        )
     return {field: header.index(name) for field, name in wanted.items() if name in header}
 
 
 def _record(v: dict[str, str], mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
     for field in REQUIRED:
         if not v.get(field):
-            problems.append(problem(_PATHS.get(field, field), f"{field}_missing", f"{field.replace('_', ' ')} is empty"))
+            problems.append(
+                problem(_PATHS.get(field, field), f"{field}_missing", f"{field.replace('_', ' ')} is empty")
+            )
     formats = mapping.get("date_formats") or ["%d/%m/%Y"]
     arrested = _when(v.get("arrest_date"), v.get("arrest_time"), formats, "data.arrest.time", problems)
     released = _when(v.get("release_date"), v.get("release_time"), formats, "data.released.time", problems)
     birth = _when(v.get("birth_date"), None, formats, "data.persons[0].birth_date", problems)
     asn = _identifier("asn", v.get("asn"), "data.asn", problems)
     pnc = _identifier("pnc", v.get("pnc_id"), "data.persons[0].identifiers[0]", problems)
-    outcome = mapping.code("release_outcome", v.get("release_outcome"), fold_case=True) if v.get("release_outcome") else None
+    outcome = (
+        mapping.code("release_outcome", v.get("release_outcome"), fold_case=True)
+        if v.get("release_outcome")
+        else None
+    )
     if v.get("release_outcome") and outcome is None:
-        problems.append(problem("data.released.outcome", "release_outcome_unknown",
-                                f"release outcome {v['release_outcome']!r} is not in the mapping"))
+        problems.append(
+            problem(
+                "data.released.outcome",
+                "release_outcome_unknown",
+                f"release outcome {v['release_outcome']!r} is not in the mapping",
+            )
+        )
     person = {
-        "id": "p1", "name": {"given": (v.get("given") or "").split(), "family": v.get("family")},
-        "birth_date": (birth or "")[:10], "gender": mapping.code("gender", v.get("gender"), fold_case=True),
+        "id": "p1",
+        "name": {"given": (v.get("given") or "").split(), "family": v.get("family")},
+        "birth_date": (birth or "")[:10],
+        "gender": mapping.code("gender", v.get("gender"), fold_case=True),
         "ethnicity": {"self_defined": mapping.code("ethnicity", v.get("ethnicity"), fold_case=True)},
         "identifiers": [{"scheme": s, "value": x} for s, x in (("pnc", pnc), ("asn", asn)) if x],
         "addresses": ["l1"] if v.get("address") else [],
     }
     locations = []
     if v.get("address"):
-        lines = [part.strip() for part in v["address"].replace("\r", "").replace("\n", ",").split(",") if part.strip()]
-        locations.append({"id": "l1", "kind": "address", "address": {"lines": lines[:6], "postcode": v.get("postcode")}})
+        lines = [
+            part.strip()
+            for part in v["address"].replace("\r", "").replace("\n", ",").split(",")
+            if part.strip()
+        ]
+        locations.append(
+            {"id": "l1", "kind": "address", "address": {"lines": lines[:6], "postcode": v.get("postcode")}}
+        )
     if v.get("arrest_location"):
         locations.append({"id": "l2", "kind": "address", "address": {"lines": [v["arrest_location"][:256]]}})
     data = {
-        "custody_number": v.get("custody_number"), "asn": asn,
-        "arrest": {"time": arrested, "reason": " ".join(v.get("arrest_reason", "").split())[:2000],
-                   "location": "l2" if v.get("arrest_location") else None},
-        "detained_person": "p1", "station": mapping.code("station", v.get("station")) or v.get("station"),
+        "custody_number": v.get("custody_number"),
+        "asn": asn,
+        "arrest": {
+            "time": arrested,
+            "reason": " ".join(v.get("arrest_reason", "").split())[:2000],
+            "location": "l2" if v.get("arrest_location") else None,
+        },
+        "detained_person": "p1",
+        "station": mapping.code("station", v.get("station")) or v.get("station"),
         "released": {"time": released, "outcome": outcome} if released and outcome else None,
-        "persons": [person], "locations": locations,
+        "persons": [person],
+        "locations": locations,
         "links": [{"from": "p1", "to": "l1", "type": "resides-at"}] if v.get("address") else [],
     }
     record_id = make_id(mapping.agency, mapping.system, v.get("custody_number") or "no-custody-number")
-    return envelope(mapping, "custody.record", record_id, arrested or "1970-01-01T00:00:00Z", data,
-                    correlation_id=f"asn-{asn}" if asn else record_id, subjects=["p1"])
+    return envelope(
+        mapping,
+        "custody.record",
+        record_id,
+        arrested or "1970-01-01T00:00:00Z",
+        data,
+        correlation_id=f"asn-{asn}" if asn else record_id,
+        subjects=["p1"],
+    )
 
 
-_PATHS = {"custody_number": "data.custody_number", "arrest_date": "data.arrest.time",
-          "arrest_reason": "data.arrest.reason", "family": "data.persons[0].name.family"}
+_PATHS = {
+    "custody_number": "data.custody_number",
+    "arrest_date": "data.arrest.time",
+    "arrest_reason": "data.arrest.reason",
+    "family": "data.persons[0].name.family",
+}
 
 
-def _when(date: str | None, time: str | None, formats: list[str], path: str,
-          problems: list[FieldError]) -> str | None:
+def _when(
+    date: str | None, time: str | None, formats: list[str], path: str, problems: list[FieldError]
+) -> str | None:
     if not date:
         return None
     for form in formats:

@@ -19,7 +19,9 @@ from adapters.base import AdapterError, OutboundAdapter, Record
 
 class EncompassAdapter(OutboundAdapter):
     name = "encompass"
-    description = "safeguarding.notification -> minimal Operation Encompass school notice (JSON or plain text)"
+    description = (
+        "safeguarding.notification -> minimal Operation Encompass school notice (JSON or plain text)"
+    )
     folder = Path(__file__).resolve().parent
     content_type = "application/json"
     record_types = ("safeguarding.notification",)
@@ -35,8 +37,12 @@ def minimal(record: Record, school_urn: str | None = None) -> dict[str, Any]:
     """The notice as a dict: reference, incident time, child present, and the pupils it concerns."""
     data = record["data"]
     if data.get("scheme") != "encompass":
-        raise AdapterError("scheme_not_encompass", "only encompass notifications go to schools", path="data.scheme",
-                           record_id=record.get("id"))
+        raise AdapterError(
+            "scheme_not_encompass",
+            "only encompass notifications go to schools",
+            path="data.scheme",
+            record_id=record.get("id"),
+        )
     persons = {p["id"]: p for p in data.get("persons") or []}
     pupils = []
     for ref in data["children"]:
@@ -44,26 +50,56 @@ def minimal(record: Record, school_urn: str | None = None) -> dict[str, Any]:
         school = child.get("school") or {}
         if child.get("home_educated") or not school.get("urn") or school_urn not in (None, school["urn"]):
             continue
-        pupils.append({"given": child["name"].get("given") or [], "family": child["name"]["family"],
-                       "birth_date": child.get("birth_date"), "school_urn": school["urn"],
-                       "school_name": school.get("name")})
+        pupils.append(
+            {
+                "given": child["name"].get("given") or [],
+                "family": child["name"]["family"],
+                "birth_date": child.get("birth_date"),
+                "school_urn": school["urn"],
+                "school_name": school.get("name"),
+            }
+        )
     if not pupils:
-        raise AdapterError("no_pupils", "no child in the notification attends the school", path="data.children",
-                           record_id=record.get("id"))
-    return {"notification": record["id"], "scheme": "operation-encompass", "incident_time": data["incident"]["time"],
-            "child_present": data.get("child_present"), "children": pupils}
+        raise AdapterError(
+            "no_pupils",
+            "no child in the notification attends the school",
+            path="data.children",
+            record_id=record.get("id"),
+        )
+    return {
+        "notification": record["id"],
+        "scheme": "operation-encompass",
+        "incident_time": data["incident"]["time"],
+        "child_present": data.get("child_present"),
+        "children": pupils,
+    }
 
 
 def text(notice: dict[str, Any]) -> str:
     """A short plain-text notice for the key adult."""
-    when = datetime.fromisoformat(notice["incident_time"].replace("Z", "+00:00")).strftime("%d/%m/%Y at %H:%M UTC")
-    present = {True: "was present", False: "was not present"}.get(notice["child_present"], "may have been present")
-    lines = ["OPERATION ENCOMPASS - OFFICIAL-SENSITIVE", "",
-             f"Police attended a domestic abuse incident on {when}.",
-             f"A child {present}. Please make sure a key adult is available to the child(ren) below.", ""]
+    when = datetime.fromisoformat(notice["incident_time"].replace("Z", "+00:00")).strftime(
+        "%d/%m/%Y at %H:%M UTC"
+    )
+    present = {True: "was present", False: "was not present"}.get(
+        notice["child_present"], "may have been present"
+    )
+    lines = [
+        "OPERATION ENCOMPASS - OFFICIAL-SENSITIVE",
+        "",
+        f"Police attended a domestic abuse incident on {when}.",
+        f"A child {present}. Please make sure a key adult is available to the child(ren) below.",
+        "",
+    ]
     for child in notice["children"]:
         name = " ".join([*child["given"], child["family"]])
-        lines.append(f"- {name}, born {child['birth_date'] or 'unknown'}, {child['school_name'] or child['school_urn']}")
-    lines += ["", f"Reference: {notice['notification']}",
-              "Keep this notice secure. Do not share it outside the school's safeguarding team.", ""]
+        lines.append(
+            f"- {name}, born {child['birth_date'] or 'unknown'}, "
+            f"{child['school_name'] or child['school_urn']}"
+        )
+    lines += [
+        "",
+        f"Reference: {notice['notification']}",
+        "Keep this notice secure. Do not share it outside the school's safeguarding team.",
+        "",
+    ]
     return "\n".join(lines)

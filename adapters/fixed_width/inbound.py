@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-from broker import identifiers
-from broker.errors import ConfigError, FieldError
 from jsonschema import Draft202012Validator
 
 from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
 from adapters.mapping import Mapping
+from broker import identifiers
+from broker.errors import ConfigError, FieldError
 
 HERE = Path(__file__).resolve().parent
-POSITIVE = "{ABCDEFGHI"   # overpunched last digit 0-9, sign +
-NEGATIVE = "}JKLMNOPQR"   # overpunched last digit 0-9, sign -
+POSITIVE = "{ABCDEFGHI"  # overpunched last digit 0-9, sign +
+NEGATIVE = "}JKLMNOPQR"  # overpunched last digit 0-9, sign -
 
 
 @lru_cache(maxsize=8)
@@ -41,7 +41,9 @@ def load_layout(name: str) -> dict[str, Any]:
     for kind, record in layout["records"].items():
         for field in record["fields"]:
             if field["start"] + field["length"] - 1 > layout["record_length"]:
-                raise ConfigError(str(path), f"records.{kind}.{field['name']}", "field ends beyond record_length")
+                raise ConfigError(
+                    str(path), f"records.{kind}.{field['name']}", "field ends beyond record_length"
+                )
     return layout
 
 
@@ -79,7 +81,7 @@ def encode_record(layout: dict[str, Any], kind: str, values: dict[str, Any]) -> 
     """The fixed-width text of one record (used to build fixtures and by tests)."""
     line = [" "] * layout["record_length"]
     start, length = layout["type_field"]["start"], layout["type_field"]["length"]
-    line[start - 1:start - 1 + length] = kind.ljust(length)
+    line[start - 1 : start - 1 + length] = kind.ljust(length)
     for field in layout["records"][kind]["fields"]:
         value = values.get(field["name"])
         text = "" if value is None else str(value)
@@ -90,13 +92,15 @@ def encode_record(layout: dict[str, Any], kind: str, values: dict[str, Any]) -> 
             text = text.replace("-", "").replace(":", "")
         if len(text) > field["length"]:
             raise ValueError(f"{field['name']}: {text!r} is longer than {field['length']}")
-        line[field["start"] - 1:field["start"] - 1 + field["length"]] = text.ljust(field["length"])
+        line[field["start"] - 1 : field["start"] - 1 + field["length"]] = text.ljust(field["length"])
     return "".join(line)
 
 
 class FixedWidthAdapter(InboundAdapter):
     name = "fixed-width"
-    description = "Force crime-records mainframe extract (fixed-width, EBCDIC or ASCII, layout as data) -> crime.report"
+    description = (
+        "Force crime-records mainframe extract (fixed-width, EBCDIC or ASCII, layout as data) -> crime.report"
+    )
     folder = HERE
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
@@ -118,8 +122,9 @@ class FixedWidthAdapter(InboundAdapter):
             yield AdapterError("input_empty", "the extract holds no records", location="byte 0")
 
 
-def _records(stream: IO[bytes], layout: dict[str, Any],
-             mapping: Mapping) -> Iterator[tuple[str, str, dict[str, Any], AdapterError | None]]:
+def _records(
+    stream: IO[bytes], layout: dict[str, Any], mapping: Mapping
+) -> Iterator[tuple[str, str, dict[str, Any], AdapterError | None]]:
     size, encoding = layout["record_length"], mapping.get("encoding")
     type_start, type_length = layout["type_field"]["start"] - 1, layout["type_field"]["length"]
     for number, offset, raw in _blocks(stream, size, mapping.get("framing")):
@@ -127,30 +132,49 @@ def _records(stream: IO[bytes], layout: dict[str, Any],
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
-            yield location, "", {}, AdapterError("encoding_invalid", f"byte {offset + exc.start} is not {encoding}",
-                                                 location=location)
+            yield (
+                location,
+                "",
+                {},
+                AdapterError(
+                    "encoding_invalid", f"byte {offset + exc.start} is not {encoding}", location=location
+                ),
+            )
             continue
         if len(text) != size:
-            yield location, "", {}, AdapterError("record_length", f"record is {len(text)} characters, layout says {size}",
-                                                 location=location)
+            yield (
+                location,
+                "",
+                {},
+                AdapterError(
+                    "record_length",
+                    f"record is {len(text)} characters, layout says {size}",
+                    location=location,
+                ),
+            )
             continue
-        kind = text[type_start:type_start + type_length]
+        kind = text[type_start : type_start + type_length]
         yield (location, kind, *_fields(text, kind, layout, location))
 
 
-def _fields(text: str, kind: str, layout: dict[str, Any], location: str) -> tuple[dict[str, Any], AdapterError | None]:
+def _fields(
+    text: str, kind: str, layout: dict[str, Any], location: str
+) -> tuple[dict[str, Any], AdapterError | None]:
     spec = layout["records"].get(kind)
     if spec is None:
         known = ", ".join(layout["records"])
-        return {}, AdapterError("record_type_unknown", f"record type {kind!r} is not one of {known}", location=location)
+        return {}, AdapterError(
+            "record_type_unknown", f"record type {kind!r} is not one of {known}", location=location
+        )
     values: dict[str, Any] = {}
     for field in spec["fields"]:
-        raw = text[field["start"] - 1:field["start"] - 1 + field["length"]]
+        raw = text[field["start"] - 1 : field["start"] - 1 + field["length"]]
         try:
             values[field["name"]] = decode_field(field["type"], raw)
         except ValueError as exc:
-            return {}, AdapterError(f"{field['type']}_invalid", f"{field['name']}: {exc}", location=location,
-                                    path=field["name"])
+            return {}, AdapterError(
+                f"{field['type']}_invalid", f"{field['name']}: {exc}", location=location, path=field["name"]
+            )
     return values, None
 
 
@@ -176,7 +200,9 @@ def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping) -> Re
     header = next((v for k, v, _ in group if k == "CR"), None)
     ref = group[0][1].get("crime_ref") or ""
     if header is None:
-        problems.append(problem("data.crime_ref", "crime_header_missing", f"crime {ref} has no CR record before it"))
+        problems.append(
+            problem("data.crime_ref", "crime_header_missing", f"crime {ref} has no CR record before it")
+        )
         header = {}
     persons, links, by_seq = _nominals([v for k, v, _ in group if k == "NM"], mapping, problems)
     offences, category = _offences([v for k, v, _ in group if k == "OF"], mapping, problems)
@@ -185,21 +211,38 @@ def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping) -> Re
     location = _location(header)
     events.insert(0, {"id": "e1", "kind": "crime", "start": recorded})
     data = {
-        "crime_ref": ref, "category": category or mapping.get("default_category"), "recorded": recorded,
-        "month": (recorded or "")[:7], "persons": persons, "offences": offences, "events": events,
+        "crime_ref": ref,
+        "category": category or mapping.get("default_category"),
+        "recorded": recorded,
+        "month": (recorded or "")[:7],
+        "persons": persons,
+        "offences": offences,
+        "events": events,
         "locations": [location] if location else [],
-        "links": links + arrest_links + ([{"from": "e1", "to": "l1", "type": "occurred-at"}] if location else []),
+        "links": links
+        + arrest_links
+        + ([{"from": "e1", "to": "l1", "type": "occurred-at"}] if location else []),
     }
     record_id = make_id(mapping.agency, mapping.system, ref)
     if problems:
         return AdapterError.of(problems, location=group[0][2], record_id=record_id)
-    return envelope(mapping, "crime.report", record_id, recorded or "1970-01-01T00:00:00Z", data,
-                    correlation_id=f"crime-{mapping.agency}-{ref}", subjects=[p["id"] for p in persons])
+    return envelope(
+        mapping,
+        "crime.report",
+        record_id,
+        recorded or "1970-01-01T00:00:00Z",
+        data,
+        correlation_id=f"crime-{mapping.agency}-{ref}",
+        subjects=[p["id"] for p in persons],
+    )
 
 
-def _nominals(nominals: list[dict[str, Any]], mapping: Mapping,
-              problems: list[FieldError]) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[int, str]]:
-    persons, links, by_seq = [], [], {}
+def _nominals(
+    nominals: list[dict[str, Any]], mapping: Mapping, problems: list[FieldError]
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[Any, str]]:
+    persons: list[dict[str, Any]] = []
+    links: list[dict[str, str]] = []
+    by_seq: dict[Any, str] = {}
     for index, nominal in enumerate(nominals):
         path, pid = f"data.persons[{index}]", f"p{nominal.get('nominal_seq') or index + 1}"
         by_seq[nominal.get("nominal_seq")] = pid
@@ -211,47 +254,85 @@ def _nominals(nominals: list[dict[str, Any]], mapping: Mapping,
                 problems.append(problem(f"{path}.identifiers[0]", "pnc_invalid", message))
             ids.append({"scheme": "pnc", "value": identifiers.normalise("pnc", pnc)})
         ethnicity = mapping.code("ethnicity", nominal.get("ethnicity"))
-        persons.append({
-            "id": pid, "name": {"given": (nominal.get("given") or "").split(), "family": nominal.get("family")},
-            "birth_date": nominal.get("birth_date"), "gender": mapping.code("gender", nominal.get("gender")),
-            "ethnicity": {"self_defined": ethnicity} if ethnicity else None, "identifiers": ids,
-        })
+        persons.append(
+            {
+                "id": pid,
+                "name": {"given": (nominal.get("given") or "").split(), "family": nominal.get("family")},
+                "birth_date": nominal.get("birth_date"),
+                "gender": mapping.code("gender", nominal.get("gender")),
+                "ethnicity": {"self_defined": ethnicity} if ethnicity else None,
+                "identifiers": ids,
+            }
+        )
         role = mapping.code("role", nominal.get("role"))
         if role is None:
-            problems.append(problem(f"{path}", "role_unknown", f"nominal role {nominal.get('role')!r} is not in the mapping"))
+            problems.append(
+                problem(
+                    f"{path}", "role_unknown", f"nominal role {nominal.get('role')!r} is not in the mapping"
+                )
+            )
         else:
             links.append({"from": pid, "to": "e1", "type": role})
     return persons, links, by_seq
 
 
-def _offences(rows: list[dict[str, Any]], mapping: Mapping,
-              problems: list[FieldError]) -> tuple[list[dict[str, Any]], str | None]:
+def _offences(
+    rows: list[dict[str, Any]], mapping: Mapping, problems: list[FieldError]
+) -> tuple[list[dict[str, Any]], str | None]:
     offences, category = [], None
     for index, row in enumerate(rows):
         local = row.get("offence_code") or ""
         cjs = mapping.code("offence", local)
         if cjs is None:
-            problems.append(problem(f"data.offences[{index}].cjs_code", "offence_code_unknown",
-                                    f"local offence code {local!r} is not in the mapping's offence table"))
+            problems.append(
+                problem(
+                    f"data.offences[{index}].cjs_code",
+                    "offence_code_unknown",
+                    f"local offence code {local!r} is not in the mapping's offence table",
+                )
+            )
         category = category or mapping.code("offence_category", local)
-        offences.append({"id": f"o{index + 1}", "sequence": row.get("offence_seq") or index + 1, "cjs_code": cjs,
-                         "start": row.get("committed_from"), "end": row.get("committed_to")})
+        offences.append(
+            {
+                "id": f"o{index + 1}",
+                "sequence": row.get("offence_seq") or index + 1,
+                "cjs_code": cjs,
+                "start": row.get("committed_from"),
+                "end": row.get("committed_to"),
+            }
+        )
     return offences, category
 
 
-def _arrests(rows: list[dict[str, Any]], by_seq: dict[int, str],
-             problems: list[FieldError]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _arrests(
+    rows: list[dict[str, Any]], by_seq: dict[Any, str], problems: list[FieldError]
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     events, links = [], []
     for index, row in enumerate(rows):
         person = by_seq.get(row.get("nominal_seq"))
         if person is None:
-            problems.append(problem(f"data.events[{index + 1}]", "arrest_nominal_unknown",
-                                    f"arrest names nominal {row.get('nominal_seq')} which the crime does not list"))
+            problems.append(
+                problem(
+                    f"data.events[{index + 1}]",
+                    "arrest_nominal_unknown",
+                    f"arrest names nominal {row.get('nominal_seq')} which the crime does not list",
+                )
+            )
             continue
         event_id = f"a{index + 1}"
-        text = f"custody {row['custody_number']} at {row.get('station') or '?'}" if row.get("custody_number") else None
-        events.append({"id": event_id, "kind": "arrest", "start": _instant(row.get("arrest_date"), row.get("arrest_time")),
-                       "description": text})
+        text = (
+            f"custody {row['custody_number']} at {row.get('station') or '?'}"
+            if row.get("custody_number")
+            else None
+        )
+        events.append(
+            {
+                "id": event_id,
+                "kind": "arrest",
+                "start": _instant(row.get("arrest_date"), row.get("arrest_time")),
+                "description": text,
+            }
+        )
         links.append({"from": person, "to": event_id, "type": "arrested-in"})
     return events, links
 
@@ -259,7 +340,11 @@ def _arrests(rows: list[dict[str, Any]], by_seq: dict[int, str],
 def _location(header: dict[str, Any]) -> dict[str, Any] | None:
     if not header.get("location"):
         return None
-    return {"id": "l1", "kind": "address", "address": {"lines": [header["location"]], "postcode": header.get("postcode")}}
+    return {
+        "id": "l1",
+        "kind": "address",
+        "address": {"lines": [header["location"]], "postcode": header.get("postcode")},
+    }
 
 
 def _instant(date: str | None, time: str | None) -> str | None:

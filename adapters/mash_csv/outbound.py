@@ -14,9 +14,25 @@ from typing import Any
 
 from adapters.base import AdapterError, OutboundAdapter, Record
 
-COLUMNS = ["Referral ID", "Incident Ref", "Incident Time", "Risk", "Child Present", "Role", "Family Name",
-           "Given Names", "Date of Birth", "Under 18", "NHS Number", "PNC ID", "School URN", "School",
-           "Address", "Postcode", "Summary"]
+COLUMNS = [
+    "Referral ID",
+    "Incident Ref",
+    "Incident Time",
+    "Risk",
+    "Child Present",
+    "Role",
+    "Family Name",
+    "Given Names",
+    "Date of Birth",
+    "Under 18",
+    "NHS Number",
+    "PNC ID",
+    "School URN",
+    "School",
+    "Address",
+    "Postcode",
+    "Summary",
+]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -28,7 +44,9 @@ def neutralise(cell: Any) -> str:
 
 class MashCsvAdapter(OutboundAdapter):
     name = "mash-csv"
-    description = "safeguarding.notification -> MASH referral CSV (one row per person, formula cells neutralised)"
+    description = (
+        "safeguarding.notification -> MASH referral CSV (one row per person, formula cells neutralised)"
+    )
     folder = Path(__file__).resolve().parent
     content_type = "text/csv; charset=utf-8"
     record_types = ("safeguarding.notification",)
@@ -36,8 +54,12 @@ class MashCsvAdapter(OutboundAdapter):
     def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:
         data = record["data"]
         if not data.get("children"):
-            raise AdapterError("field_missing", "a MASH referral names at least one child", path="data.children",
-                               record_id=record.get("id"))
+            raise AdapterError(
+                "field_missing",
+                "a MASH referral names at least one child",
+                path="data.children",
+                record_id=record.get("id"),
+            )
         persons = {p["id"]: p for p in data.get("persons") or []}
         locations = {loc["id"]: loc for loc in data.get("locations") or []}
         buffer = io.StringIO(newline="")
@@ -50,18 +72,40 @@ class MashCsvAdapter(OutboundAdapter):
         return buffer.getvalue().encode("utf-8"), self.content_type
 
 
-def _row(record: Record, data: dict[str, Any], role: str, person: dict[str, Any],
-         locations: dict[str, Any]) -> list[Any]:
+def _row(
+    record: Record, data: dict[str, Any], role: str, person: dict[str, Any], locations: dict[str, Any]
+) -> list[Any]:
     incident = data["incident"]
     ids = {i["scheme"]: i["value"] for i in person.get("identifiers") or []}
-    address = next((locations[a]["address"] for a in person.get("addresses") or [] if a in locations
-                    and locations[a].get("address")), {})
+    address: dict[str, Any] = next(
+        (
+            locations[a]["address"]
+            for a in person.get("addresses") or []
+            if a in locations and locations[a].get("address")
+        ),
+        {},
+    )
     school = person.get("school") or {}
     return [
-        record["id"], incident["ref"], incident["time"], data.get("risk"),
-        {True: "yes", False: "no"}.get(data.get("child_present"), ""), role,
-        person["name"]["family"], " ".join(person["name"].get("given") or []), person.get("birth_date"),
-        {True: "yes", False: "no"}.get(person.get("under18"), ""), ids.get("nhs"), ids.get("pnc"),
-        school.get("urn"), school.get("name"), ", ".join(address.get("lines") or []), address.get("postcode"),
+        record["id"],
+        incident["ref"],
+        incident["time"],
+        data.get("risk"),
+        _yes_no(data.get("child_present")),
+        role,
+        person["name"]["family"],
+        " ".join(person["name"].get("given") or []),
+        person.get("birth_date"),
+        _yes_no(person.get("under18")),
+        ids.get("nhs"),
+        ids.get("pnc"),
+        school.get("urn"),
+        school.get("name"),
+        ", ".join(address.get("lines") or []),
+        address.get("postcode"),
         data.get("summary"),
     ]
+
+
+def _yes_no(flag: object) -> str:
+    return {True: "yes", False: "no"}.get(flag, "") if isinstance(flag, bool) else ""

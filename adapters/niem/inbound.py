@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from broker.errors import FieldError
 from lxml import etree
 
 from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
+from broker.errors import FieldError
 
 NS = {
-    "nibrs": "http://fbi.gov/cjis/nibrs/4.2", "cjis": "http://fbi.gov/cjis/1.0",
-    "j": "http://release.niem.gov/niem/domains/jxdm/5.2/", "nc": "http://release.niem.gov/niem/niem-core/3.0/",
+    "nibrs": "http://fbi.gov/cjis/nibrs/4.2",
+    "cjis": "http://fbi.gov/cjis/1.0",
+    "j": "http://release.niem.gov/niem/domains/jxdm/5.2/",
+    "nc": "http://release.niem.gov/niem/niem-core/3.0/",
     "s": "http://release.niem.gov/niem/structures/3.0/",
 }
 S_ID, S_REF = f"{{{NS['s']}}}id", f"{{{NS['s']}}}ref"
@@ -76,7 +78,9 @@ ROLE_LINK = {"Victim": "victim-of", "Subject": "suspect-in", "Arrestee": "arrest
 
 class NibrsIncidentAdapter(InboundAdapter):
     name = "niem-nibrs"
-    description = "NIEM NIBRS 4.2 Group A incident report XML -> crime.report with persons, roles, items, location"
+    description = (
+        "NIEM NIBRS 4.2 Group A incident report XML -> crime.report with persons, roles, items, location"
+    )
     folder = Path(__file__).resolve().parent
     limits = Limits(max_bytes=32 * 1024 * 1024)
 
@@ -100,10 +104,14 @@ def _eid(element: etree._Element, fallback: str) -> str:
     return _SAFE_ID.sub("_", element.get(S_ID) or fallback)[:64]
 
 
-def _report(report: etree._Element, sent: str | None, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _report(
+    report: etree._Element, sent: str | None, mapping: Mapping, problems: list[FieldError]
+) -> dict[str, Any]:
     number = INCIDENT_ID(report).strip()
     if not number:
-        problems.append(problem("data.crime_ref", "incident_number_missing", "nc:ActivityIdentification is empty"))
+        problems.append(
+            problem("data.crime_ref", "incident_number_missing", "nc:ActivityIdentification is empty")
+        )
     when = _utc(INCIDENT_DATETIME(report)) or _utc(INCIDENT_DATE(report))
     if when is None:
         problems.append(problem("data.recorded", "incident_date_missing", "no usable nc:ActivityDate"))
@@ -112,50 +120,87 @@ def _report(report: etree._Element, sent: str | None, mapping: Mapping, problems
     persons, role_person = _persons(report, mapping)
     links = _links(report, role_person, mapping)
     data = {
-        "crime_ref": number, "category": category, "recorded": when, "month": (when or "")[:7],
+        "crime_ref": number,
+        "category": category,
+        "recorded": when,
+        "month": (when or "")[:7],
         "outcome": mapping.code("clearance", CLEARANCE(report).strip()),
-        "persons": persons, "objects": _objects(report, mapping), "locations": _locations(report, mapping),
-        "events": events, "offences": offences, "links": links,
+        "persons": persons,
+        "objects": _objects(report, mapping),
+        "locations": _locations(report, mapping),
+        "events": events,
+        "offences": offences,
+        "links": links,
     }
     record_id = make_id(mapping.agency, mapping.system, "incident", number or "unnumbered")
     subjects = [p["id"] for p in persons]
-    return envelope(mapping, "crime.report", record_id, sent or when or "1970-01-01T00:00:00Z", data,
-                    correlation_id=f"incident-{number}" if number else None, subjects=subjects)
+    return envelope(
+        mapping,
+        "crime.report",
+        record_id,
+        sent or when or "1970-01-01T00:00:00Z",
+        data,
+        correlation_id=f"incident-{number}" if number else None,
+        subjects=subjects,
+    )
 
 
-def _offenses(report: etree._Element, mapping: Mapping,
-              problems: list[FieldError]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
-    events, offences, category = [], [], None
+def _offenses(
+    report: etree._Element, mapping: Mapping, problems: list[FieldError]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    events: list[dict[str, Any]] = []
+    offences: list[dict[str, Any]] = []
+    category: str | None = None
     for index, offense in enumerate(OFFENSES(report)):
         ucr = UCR_CODE(offense).strip()
         found = mapping.code("ucr_category", ucr)
         if found is None:
-            problems.append(problem(f"data.events[{index + 1}]", "offense_code_unknown",
-                                    f"NIBRS offense code {ucr!r} is not in the mapping's ucr_category table"))
+            problems.append(
+                problem(
+                    f"data.events[{index + 1}]",
+                    "offense_code_unknown",
+                    f"NIBRS offense code {ucr!r} is not in the mapping's ucr_category table",
+                )
+            )
         category = category or found
         attempted = ATTEMPTED(offense).strip() == "true"
-        events.append({"id": _eid(offense, f"offense{index + 1}"), "kind": "offence",
-                       "description": f"NIBRS {ucr} {mapping.code('ucr_label', ucr) or ''}".strip()
-                       + (" (attempted)" if attempted else "")})
+        events.append(
+            {
+                "id": _eid(offense, f"offense{index + 1}"),
+                "kind": "offence",
+                "description": f"NIBRS {ucr} {mapping.code('ucr_label', ucr) or ''}".strip()
+                + (" (attempted)" if attempted else ""),
+            }
+        )
         if cjs := mapping.code("ucr_cjs", ucr):
-            offences.append({"id": f"o{len(offences) + 1}", "sequence": len(offences) + 1,
-                             "cjs_code": cjs + ("A" if attempted and len(cjs) == 7 else "")})
+            offences.append(
+                {
+                    "id": f"o{len(offences) + 1}",
+                    "sequence": len(offences) + 1,
+                    "cjs_code": cjs + ("A" if attempted and len(cjs) == 7 else ""),
+                }
+            )
     if not events:
         problems.append(problem("data.category", "offense_missing", "the report has no j:Offense"))
     return events, offences, category
 
 
-def _persons(report: etree._Element, mapping: Mapping) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str]]]:
+def _persons(
+    report: etree._Element, mapping: Mapping
+) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str]]]:
     placeholder = mapping.get("unnamed_person") or {"given": [], "family": "Not known"}
     persons = []
     for index, element in enumerate(PERSONS(report)):
         race = mapping.code("race", RACE(element).strip())
-        persons.append({
-            "id": _eid(element, f"person{index + 1}"), "name": dict(placeholder),
-            "gender": mapping.code("sex", SEX(element).strip()),
-            "ethnicity": {"officer_defined": race} if race else None,
-            "under18": _under18(element),
-        })
+        persons.append(
+            {
+                "id": _eid(element, f"person{index + 1}"),
+                "name": dict(placeholder),
+                "gender": mapping.code("sex", SEX(element).strip()),
+                "ethnicity": {"officer_defined": race} if race else None,
+                "under18": _under18(element),
+            }
+        )
     role_person = {}
     for role in ROLES(report):
         person = ROLE_PERSON(role)
@@ -171,10 +216,14 @@ def _under18(person: etree._Element) -> bool | None:
     return True if AGE_TEXT(person).strip() in ("NEONATAL", "NEWBORN", "BABY") else None
 
 
-def _links(report: etree._Element, role_person: dict[str, tuple[str, str]], mapping: Mapping) -> list[dict[str, str]]:
+def _links(
+    report: etree._Element, role_person: dict[str, tuple[str, str]], mapping: Mapping
+) -> list[dict[str, str]]:
     links: list[dict[str, str]] = []
     for association in OFFENSE_LOCATION(report):
-        links.append({"from": REF_OFFENSE(association), "to": REF_LOCATION(association), "type": "occurred-at"})
+        links.append(
+            {"from": REF_OFFENSE(association), "to": REF_LOCATION(association), "type": "occurred-at"}
+        )
     victims_linked = set()
     for association in OFFENSE_VICTIM(report):
         role, person = role_person.get(REF_VICTIM(association), ("", ""))
@@ -198,18 +247,22 @@ def _objects(report: etree._Element, mapping: Mapping) -> list[dict[str, Any]]:
     for index, item in enumerate(ITEMS(report)):
         category = ITEM_CATEGORY(item).strip()
         substance = etree.QName(item).localname == "Substance"
-        description = mapping.code("property", category) or (f"NIBRS property {category}" if category else None)
+        description = mapping.code("property", category) or (
+            f"NIBRS property {category}" if category else None
+        )
         if substance and DRUG_TYPE(item).strip():
             drug = mapping.code("drug", DRUG_TYPE(item).strip()) or DRUG_TYPE(item).strip()
             description = f"{drug}, {DRUG_QUANTITY(item).strip()} {DRUG_UNIT(item).strip()}".strip(", ")
-        objects.append({
-            "id": _eid(item, f"item{index + 1}"),
-            "kind": "drug" if substance else (mapping.code("property_kind", category) or "item"),
-            "description": description,
-            "status": mapping.code("item_status", ITEM_STATUS(item).strip()),
-            "value": _number(ITEM_VALUE(item)),
-            "quantity": _number(DRUG_QUANTITY(item) if substance else ITEM_QUANTITY(item)),
-        })
+        objects.append(
+            {
+                "id": _eid(item, f"item{index + 1}"),
+                "kind": "drug" if substance else (mapping.code("property_kind", category) or "item"),
+                "description": description,
+                "status": mapping.code("item_status", ITEM_STATUS(item).strip()),
+                "value": _number(ITEM_VALUE(item)),
+                "quantity": _number(DRUG_QUANTITY(item) if substance else ITEM_QUANTITY(item)),
+            }
+        )
     return objects
 
 
@@ -218,9 +271,14 @@ def _locations(report: etree._Element, mapping: Mapping) -> list[dict[str, Any]]
     for index, element in enumerate(LOCATIONS(report)):
         code = LOCATION_TYPE(element).strip()
         name = mapping.code("location_type", code)
-        locations.append({"id": _eid(element, f"location{index + 1}"), "kind": "area",
-                          "area": {"scheme": "nibrs-location-type", "code": code or "unknown", "name": name},
-                          "description": name})
+        locations.append(
+            {
+                "id": _eid(element, f"location{index + 1}"),
+                "kind": "area",
+                "area": {"scheme": "nibrs-location-type", "code": code or "unknown", "name": name},
+                "description": name,
+            }
+        )
     return locations
 
 
@@ -238,5 +296,5 @@ def _utc(text: str) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,25 +8,45 @@ mapping's code tables, case-insensitively, with aliases for the wording variants
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-
-from broker.errors import FieldError
 
 from adapters.base import AdapterError, InboundAdapter, Result, digest, envelope, make_id, problem
 from adapters.csvsafe import rows
 from adapters.mapping import Mapping
+from broker.errors import FieldError
 
 COMMON = ["Longitude", "Latitude", "Location", "LSOA code", "LSOA name"]
 LAYOUTS: dict[str, list[str]] = {
-    "street": ["Crime ID", "Month", "Reported by", "Falls within", *COMMON, "Crime type",
-               "Last outcome category", "Context"],
+    "street": [
+        "Crime ID",
+        "Month",
+        "Reported by",
+        "Falls within",
+        *COMMON,
+        "Crime type",
+        "Last outcome category",
+        "Context",
+    ],
     "outcomes": ["Crime ID", "Month", "Reported by", "Falls within", *COMMON, "Outcome type"],
-    "stop-and-search": ["Type", "Date", "Part of a policing operation", "Policing operation", "Latitude",
-                        "Longitude", "Gender", "Age range", "Self-defined ethnicity", "Officer-defined ethnicity",
-                        "Legislation", "Object of search", "Outcome", "Outcome linked to object of search",
-                        "Removal of more than just outer clothing"],
+    "stop-and-search": [
+        "Type",
+        "Date",
+        "Part of a policing operation",
+        "Policing operation",
+        "Latitude",
+        "Longitude",
+        "Gender",
+        "Age range",
+        "Self-defined ethnicity",
+        "Officer-defined ethnicity",
+        "Legislation",
+        "Object of search",
+        "Outcome",
+        "Outcome linked to object of search",
+        "Removal of more than just outer clothing",
+    ],
 }
 
 
@@ -44,12 +64,19 @@ class PoliceUkCsvAdapter(InboundAdapter):
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(LAYOUTS[layout]):
-                yield AdapterError("csv_column_count", f"expected {len(LAYOUTS[layout])} columns, found {len(row)}",
-                                   location=f"line {line}")
+                yield AdapterError(
+                    "csv_column_count",
+                    f"expected {len(LAYOUTS[layout])} columns, found {len(row)}",
+                    location=f"line {line}",
+                )
                 continue
             problems: list[FieldError] = []
-            record = build(dict(zip(LAYOUTS[layout], row)), number, mapping, problems)
-            yield AdapterError.of(problems, location=f"line {line}", record_id=record["id"]) if problems else record
+            record = build(dict(zip(LAYOUTS[layout], row, strict=False)), number, mapping, problems)
+            yield (
+                AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
+                if problems
+                else record
+            )
 
 
 def _layout(header: list[str]) -> str:
@@ -57,14 +84,20 @@ def _layout(header: list[str]) -> str:
     for name, columns in LAYOUTS.items():
         if cleaned == columns:
             return name
-    raise AdapterError("layout_unknown", "the header is not a data.police.uk street, outcomes or stop-and-search "
-                       f"layout: {', '.join(cleaned)[:200]}", location="line 1")
+    raise AdapterError(
+        "layout_unknown",
+        "the header is not a data.police.uk street, outcomes or stop-and-search "
+        f"layout: {', '.join(cleaned)[:200]}",
+        location="line 1",
+    )
 
 
 def _street(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     category = _label(mapping, "crime_type", row["Crime type"], "data.category", problems)
-    outcome = _label(mapping, "outcome", row["Last outcome category"], "data.outcome", problems, optional=True)
+    outcome = _label(
+        mapping, "outcome", row["Last outcome category"], "data.outcome", problems, optional=True
+    )
     if crime_id:
         record_id, ref = make_id(mapping.agency, mapping.system, "street", crime_id), crime_id
     else:  # anti-social behaviour rows carry no Crime ID: key on the row's content and position
@@ -72,14 +105,27 @@ def _street(row: dict[str, str], number: int, mapping: Mapping, problems: list[F
         record_id = make_id(mapping.agency, mapping.system, "street", ref)
     month = _month(row["Month"], problems)
     data = {
-        "crime_ref": ref, "category": category, "recorded": _month_start(month), "month": month,
-        "outcome": outcome, "summary": row["Context"].strip(), **_place(row, problems, event_kind=category),
+        "crime_ref": ref,
+        "category": category,
+        "recorded": _month_start(month),
+        "month": month,
+        "outcome": outcome,
+        "summary": row["Context"].strip(),
+        **_place(row, problems, event_kind=category),
     }
-    return envelope(mapping, "crime.report", record_id, _month_start(month) or "1970-01-01T00:00:00Z", data,
-                    correlation_id=f"police-uk-{crime_id}" if crime_id else record_id)
+    return envelope(
+        mapping,
+        "crime.report",
+        record_id,
+        _month_start(month) or "1970-01-01T00:00:00Z",
+        data,
+        correlation_id=f"police-uk-{crime_id}" if crime_id else record_id,
+    )
 
 
-def _outcome(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _outcome(
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]
+) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     if not crime_id:
         problems.append(problem("data.crime_ref", "crime_id_missing", "an outcome row must carry a Crime ID"))
@@ -87,44 +133,72 @@ def _outcome(row: dict[str, str], number: int, mapping: Mapping, problems: list[
     month = _month(row["Month"], problems)
     ref = f"{crime_id}-{digest(*row.values(), size=12)}-{number}"
     data = {
-        "crime_ref": crime_id, "category": mapping.get("outcomes_category", "other-crime"),
-        "recorded": _month_start(month), "month": month, "outcome": outcome,
+        "crime_ref": crime_id,
+        "category": mapping.get("outcomes_category", "other-crime"),
+        "recorded": _month_start(month),
+        "month": month,
+        "outcome": outcome,
         **_place(row, problems, event_kind="outcome"),
     }
-    return envelope(mapping, "crime.report", make_id(mapping.agency, mapping.system, "outcome", ref),
-                    _month_start(month) or "1970-01-01T00:00:00Z", data,
-                    correlation_id=f"police-uk-{crime_id}" if crime_id else None)
+    return envelope(
+        mapping,
+        "crime.report",
+        make_id(mapping.agency, mapping.system, "outcome", ref),
+        _month_start(month) or "1970-01-01T00:00:00Z",
+        data,
+        correlation_id=f"police-uk-{crime_id}" if crime_id else None,
+    )
 
 
 def _stop(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
     when = _instant(row["Date"], problems)
-    category = _label(mapping, "object_of_search", row["Object of search"], "data.category", problems,
-                      fallback=mapping.get("stop_search_category"))
+    category = _label(
+        mapping,
+        "object_of_search",
+        row["Object of search"],
+        "data.category",
+        problems,
+        fallback=mapping.get("stop_search_category"),
+    )
     outcome = _label(mapping, "stop_outcome", row["Outcome"], "data.outcome", problems, optional=True)
     ref = f"sas-{digest(*row.values())}-{number}"
     lat, lon = _coordinates(row, problems)
     data: dict[str, Any] = {
-        "crime_ref": ref, "category": category, "recorded": when, "month": (when or "")[:7], "outcome": outcome,
-        "events": [{"id": "e1", "kind": "stop-and-search", "start": when, "description": _stop_text(row, mapping)}],
+        "crime_ref": ref,
+        "category": category,
+        "recorded": when,
+        "month": (when or "")[:7],
+        "outcome": outcome,
+        "events": [
+            {"id": "e1", "kind": "stop-and-search", "start": when, "description": _stop_text(row, mapping)}
+        ],
     }
     if lat is not None:
         data["locations"] = [{"id": "l1", "kind": "point", "point": {"lat": lat, "lon": lon}}]
         data["links"] = [{"from": "e1", "to": "l1", "type": "occurred-at"}]
     record_id = make_id(mapping.agency, mapping.system, "stop", ref)
-    return envelope(mapping, "crime.report", record_id, when or "1970-01-01T00:00:00Z", data, correlation_id=record_id)
+    return envelope(
+        mapping, "crime.report", record_id, when or "1970-01-01T00:00:00Z", data, correlation_id=record_id
+    )
 
 
 def _stop_text(row: dict[str, str], mapping: Mapping) -> str:
-    """The stop's facts that the common schema has no field for, as one line (no names: the data is anonymous)."""
+    """The stop's facts the common schema has no field for, as one line (no names: the data is anonymous)."""
     self_defined = row["Self-defined ethnicity"].strip()
-    code = self_defined[self_defined.rfind("(") + 1:-1] if self_defined.endswith(")") else self_defined
+    code = self_defined[self_defined.rfind("(") + 1 : -1] if self_defined.endswith(")") else self_defined
     officer = mapping.code("officer_ethnicity", row["Officer-defined ethnicity"].strip(), fold_case=True)
     parts = [
-        ("type", row["Type"]), ("legislation", row["Legislation"]), ("object", row["Object of search"]),
-        ("outcome", row["Outcome"]), ("outcome linked to object", row["Outcome linked to object of search"]),
+        ("type", row["Type"]),
+        ("legislation", row["Legislation"]),
+        ("object", row["Object of search"]),
+        ("outcome", row["Outcome"]),
+        ("outcome linked to object", row["Outcome linked to object of search"]),
         ("more than outer clothing removed", row["Removal of more than just outer clothing"]),
-        ("operation", row["Policing operation"]), ("gender", row["Gender"]), ("age range", row["Age range"]),
-        ("self-defined ethnicity", code), ("officer-defined ethnicity", officer or row["Officer-defined ethnicity"]),
+        ("operation", row["Policing operation"]),
+        ("gender", row["Gender"]),
+        ("age range", row["Age range"]),
+        ("self-defined ethnicity", code),
+        ("officer-defined ethnicity", officer or row["Officer-defined ethnicity"]),
     ]
     return "; ".join(f"{k}: {v.strip()}" for k, v in parts if v and v.strip())
 
@@ -133,7 +207,11 @@ def _place(row: dict[str, str], problems: list[FieldError], *, event_kind: str |
     lat, lon = _coordinates(row, problems)
     location: dict[str, Any] = {"id": "l1", "description": row["Location"].strip()}
     if row["LSOA code"].strip():
-        location["area"] = {"scheme": "lsoa", "code": row["LSOA code"].strip(), "name": row["LSOA name"].strip()}
+        location["area"] = {
+            "scheme": "lsoa",
+            "code": row["LSOA code"].strip(),
+            "name": row["LSOA name"].strip(),
+        }
     if lat is not None:
         location.update(kind="point", point={"lat": lat, "lon": lon})
     elif "area" in location:
@@ -141,8 +219,11 @@ def _place(row: dict[str, str], problems: list[FieldError], *, event_kind: str |
     else:
         return {}
     kind = (event_kind or "crime").lower()
-    return {"locations": [location], "events": [{"id": "e1", "kind": kind}],
-            "links": [{"from": "e1", "to": "l1", "type": "occurred-at"}]}
+    return {
+        "locations": [location],
+        "events": [{"id": "e1", "kind": kind}],
+        "links": [{"from": "e1", "to": "l1", "type": "occurred-at"}],
+    }
 
 
 def _coordinates(row: dict[str, str], problems: list[FieldError]) -> tuple[float | None, float | None]:
@@ -152,23 +233,39 @@ def _coordinates(row: dict[str, str], problems: list[FieldError]) -> tuple[float
     try:
         la, lo = float(lat), float(lon)
     except ValueError:
-        problems.append(problem("data.locations[0].point", "coordinates_invalid", f"latitude {lat!r}, longitude {lon!r}"))
+        problems.append(
+            problem("data.locations[0].point", "coordinates_invalid", f"latitude {lat!r}, longitude {lon!r}")
+        )
         return None, None
     if not (-90 <= la <= 90 and -180 <= lo <= 180):
-        problems.append(problem("data.locations[0].point", "coordinates_invalid", f"({la}, {lo}) is off the globe"))
+        problems.append(
+            problem("data.locations[0].point", "coordinates_invalid", f"({la}, {lo}) is off the globe")
+        )
         return None, None
     return la, lo
 
 
-def _label(mapping: Mapping, table: str, label: str, path: str, problems: list[FieldError], *,
-           optional: bool = False, fallback: str | None = None) -> str | None:
+def _label(
+    mapping: Mapping,
+    table: str,
+    label: str,
+    path: str,
+    problems: list[FieldError],
+    *,
+    optional: bool = False,
+    fallback: str | None = None,
+) -> str | None:
     if not label.strip():
         if not optional and not fallback:
             problems.append(problem(path, f"{table}_missing", f"no {table.replace('_', ' ')}"))
         return fallback
     found = mapping.code(table, label, fold_case=True)
     if found is None:
-        problems.append(problem(path, f"{table}_unknown", f"{table.replace('_', ' ')} {label.strip()!r} is not in the mapping"))
+        problems.append(
+            problem(
+                path, f"{table}_unknown", f"{table.replace('_', ' ')} {label.strip()!r} is not in the mapping"
+            )
+        )
     return found
 
 
@@ -191,10 +288,12 @@ def _instant(text: str, problems: list[FieldError]) -> str | None:
         problems.append(problem("data.recorded", "date_invalid", f"date {text!r} is not ISO 8601"))
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 BUILDERS: dict[str, Callable[[dict[str, str], int, Mapping, list[FieldError]], dict[str, Any]]] = {
-    "street": _street, "outcomes": _outcome, "stop-and-search": _stop,
+    "street": _street,
+    "outcomes": _outcome,
+    "stop-and-search": _stop,
 }

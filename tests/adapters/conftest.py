@@ -29,8 +29,13 @@ def _schema_errors_fallback() -> Callable[[dict[str, Any]], list[str]]:
         if name not in schemas:
             return [f"no schema for type {record.get('type')!r}"]
         if name not in validators:
-            validators[name] = Draft202012Validator(schemas[name], registry=registry, format_checker=FormatChecker())
-        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validators[name].iter_errors(record)]
+            validators[name] = Draft202012Validator(
+                schemas[name], registry=registry, format_checker=FormatChecker()
+            )
+        return [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validators[name].iter_errors(record)
+        ]
 
     return errors
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from broker.errors import ConfigError
 
 from adapters import get_adapter
 from adapters.fixed_width.inbound import encode_record, load_layout
+from broker.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "adapters" / "fixed_width" / "fixtures"
 
@@ -31,8 +31,14 @@ def test_two_forces_on_the_same_mainframe_format_join_by_mapping_files_alone():
     assert {r["origin"]["agency"] for r in force_b} == {"53"}
     assert force_a[0]["classification"]["sensitive"] is True
     assert force_b[0]["classification"]["sensitive"] is False
-    assert force_a[0]["data"]["offences"][0]["cjs_code"] == force_b[0]["data"]["offences"][0]["cjs_code"] == "TH68001"
-    assert force_a[0]["data"]["persons"][0]["gender"] == force_b[0]["data"]["persons"][0]["gender"] == "female"
+    assert (
+        force_a[0]["data"]["offences"][0]["cjs_code"]
+        == force_b[0]["data"]["offences"][0]["cjs_code"]
+        == "TH68001"
+    )
+    assert (
+        force_a[0]["data"]["persons"][0]["gender"] == force_b[0]["data"]["persons"][0]["gender"] == "female"
+    )
 
 
 def test_a_third_force_joins_with_a_new_mapping_file_and_no_code(tmp_path):
@@ -42,8 +48,10 @@ def test_a_third_force_joins_with_a_new_mapping_file_and_no_code(tmp_path):
     mapping["codes"]["offence_category"] = {"T-1": "other-theft"}
     (tmp_path / "force-c.yaml").write_text(yaml.safe_dump(mapping))
     layout = load_layout("rms-mainframe-v1")
-    lines = [encode_record(layout, "CR", {"crime_ref": "FC/1/26", "recorded_date": "20260201"}),
-             encode_record(layout, "OF", {"crime_ref": "FC/1/26", "offence_seq": 1, "offence_code": "T-1"})]
+    lines = [
+        encode_record(layout, "CR", {"crime_ref": "FC/1/26", "recorded_date": "20260201"}),
+        encode_record(layout, "OF", {"crime_ref": "FC/1/26", "offence_seq": 1, "offence_code": "T-1"}),
+    ]
     body = "\n".join(lines).encode("ascii")
 
     (record,) = get_adapter("fixed-width").translate(body, tmp_path / "force-c.yaml")
@@ -60,7 +68,8 @@ def test_a_mapping_can_extend_another_and_override_only_what_differs(tmp_path):
     (folder / "mapping.schema.json").write_text((source / "mapping.schema.json").read_text())
     (folder / "mappings" / "base.yaml").write_text((source / "mappings" / "city-of-london.yaml").read_text())
     (folder / "mappings" / "btp.yaml").write_text(
-        "name: btp\nextends: base\nagency: '93'\ncodes: {outcome: {Suspect charged: charged}}\n")
+        "name: btp\nextends: base\nagency: '93'\ncodes: {outcome: {Suspect charged: charged}}\n"
+    )
     from adapters.mapping import load_mapping
 
     mapping = load_mapping(folder, "btp")
@@ -69,12 +78,15 @@ def test_a_mapping_can_extend_another_and_override_only_what_differs(tmp_path):
     assert mapping.code("crime_type", "burglary", fold_case=True) == "burglary"
 
 
-@pytest.mark.parametrize(("change", "key"), [
-    ({"agency": "Force A!"}, "agency"),
-    ({"encoding": "klingon"}, "encoding"),
-    ({"unknown_key": 1}, ""),
-    ({"classification": {"tier": "SECRET"}}, "classification.tier"),
-])
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"agency": "Force A!"}, "agency"),
+        ({"encoding": "klingon"}, "encoding"),
+        ({"unknown_key": 1}, ""),
+        ({"classification": {"tier": "SECRET"}}, "classification.tier"),
+    ],
+)
 def test_a_wrong_mapping_is_a_config_error_naming_file_and_key(tmp_path, change, key):
     mapping = yaml.safe_load((FIXTURES.parent / "mappings" / "force-b.yaml").read_text())
     mapping.update(change)

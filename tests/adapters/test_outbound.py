@@ -36,8 +36,13 @@ def test_the_cps_case_file_validates_against_the_shipped_xsd_and_round_trips():
     assert root.findtext("c:URN", namespaces=ns) == record["data"]["urn"]
     assert root.findtext("c:CaseSummary", namespaces=ns) == record["data"]["summary"]
     assert root.xpath("c:Charges/c:Charge/c:CJSOffenceCode/text()", namespaces=ns) == ["TH68010"]
-    assert root.xpath("c:WitnessList/c:Witness/c:Name/c:FamilyName/text()", namespaces=ns) == ["Harcourt", "Teague"]
-    assert root.xpath("c:Defendants/c:Defendant/c:Identifier[@scheme='pnc']/text()", namespaces=ns) == ["2015/0123457V"]
+    assert root.xpath("c:WitnessList/c:Witness/c:Name/c:FamilyName/text()", namespaces=ns) == [
+        "Harcourt",
+        "Teague",
+    ]
+    assert root.xpath("c:Defendants/c:Defendant/c:Identifier[@scheme='pnc']/text()", namespaces=ns) == [
+        "2015/0123457V"
+    ]
 
 
 def test_a_case_file_that_breaks_the_xsd_is_refused_not_sent():
@@ -64,7 +69,9 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_prefixed_with_a_quote(cel
 
 
 def test_the_mash_referral_csv_has_one_row_per_person_and_no_live_formula_cells():
-    record = json.loads((Path(get_adapter("mash-csv").folder) / "fixtures" / "mash-formula-injection.json").read_text())
+    record = json.loads(
+        (Path(get_adapter("mash-csv").folder) / "fixtures" / "mash-formula-injection.json").read_text()
+    )
 
     body, _ = get_adapter("mash-csv").render(record)
     rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
@@ -84,7 +91,9 @@ def test_the_encompass_notice_tells_the_school_only_about_its_pupils():
 
     assert [c["family"] for c in notice["children"]] == ["Brierley"]
     assert len(notice["children"]) == 1  # the home-educated child goes to the local authority instead
-    assert "Craig" not in body.decode() and "Heddon" not in body.decode() and "9990000018" not in body.decode()
+    assert (
+        "Craig" not in body.decode() and "Heddon" not in body.decode() and "9990000018" not in body.decode()
+    )
     assert content_type.startswith("text/plain")
     assert "Mia Brierley" in text.decode()
     with pytest.raises(AdapterError):
@@ -92,11 +101,13 @@ def test_the_encompass_notice_tells_the_school_only_about_its_pupils():
 
 
 def test_the_crime_map_row_is_snapped_month_only_and_free_of_personal_data():
-    record = json.loads((Path(get_adapter("crime-map-csv").folder) / "fixtures" / "exact-point-with-victim.json").read_text())
+    record = json.loads(
+        (Path(get_adapter("crime-map-csv").folder) / "fixtures" / "exact-point-with-victim.json").read_text()
+    )
 
     body, _ = get_adapter("crime-map-csv").render(record, {"crime_id_key": "k"})
     header, row = list(csv.reader(io.StringIO(body.decode("utf-8"))))
-    published = dict(zip(header, row))
+    published = dict(zip(header, row, strict=False))
     points = {(f"{p.lat:.6f}", f"{p.lon:.6f}") for p in map_points()}
 
     assert header == COLUMNS

@@ -37,8 +37,16 @@ def test_street_rows_carry_category_month_outcome_and_snap_point(public):
 
 def test_anti_social_behaviour_rows_without_crime_id_get_deterministic_distinct_ids(public):
     path = public / "2017-01-city-of-london-street.csv"
-    first = [r["id"] for r in _records("police-uk-csv", path, "city-of-london") if r["data"]["category"] == "anti-social-behaviour"]
-    again = [r["id"] for r in _records("police-uk-csv", path, "city-of-london") if r["data"]["category"] == "anti-social-behaviour"]
+    first = [
+        r["id"]
+        for r in _records("police-uk-csv", path, "city-of-london")
+        if r["data"]["category"] == "anti-social-behaviour"
+    ]
+    again = [
+        r["id"]
+        for r in _records("police-uk-csv", path, "city-of-london")
+        if r["data"]["category"] == "anti-social-behaviour"
+    ]
 
     assert len(first) == 129
     assert first == again

@@ -8,8 +8,10 @@ from pathlib import Path
 from adapters import get_adapter
 from adapters.fixed_width.inbound import encode_record, load_layout
 
-STREET_HEADER = ("Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
-                 "Crime type,Last outcome category,Context\n")
+STREET_HEADER = (
+    "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
+    "Crime type,Last outcome category,Context\n"
+)
 
 
 def _peak(adapter: str, path: Path, mapping: str) -> tuple[int, int]:
@@ -24,8 +26,10 @@ def _street_file(path: Path, rows: int) -> Path:
     with path.open("w") as handle:
         handle.write(STREET_HEADER)
         for n in range(rows):
-            handle.write(f"{n:064x},2017-01,City of London Police,City of London Police,-0.1,51.5,"
-                         "On or near Somewhere,E01000001,City of London 001A,Burglary,Under investigation,\n")
+            handle.write(
+                f"{n:064x},2017-01,City of London Police,City of London Police,-0.1,51.5,"
+                "On or near Somewhere,E01000001,City of London 001A,Burglary,Under investigation,\n"
+            )
     return path
 
 
@@ -45,9 +49,16 @@ def test_fixed_width_memory_stays_flat_when_the_input_grows_tenfold(tmp_path):
         with path.open("wb") as handle:
             for n in range(crimes):
                 ref = f"FA/{n:06d}/26"
-                handle.write(encode_record(layout, "CR", {"crime_ref": ref, "recorded_date": "20260101"}).encode("cp037"))
-                handle.write(encode_record(layout, "OF", {"crime_ref": ref, "offence_seq": 1,
-                                                          "offence_code": "THEFT01"}).encode("cp037"))
+                handle.write(
+                    encode_record(layout, "CR", {"crime_ref": ref, "recorded_date": "20260101"}).encode(
+                        "cp037"
+                    )
+                )
+                handle.write(
+                    encode_record(
+                        layout, "OF", {"crime_ref": ref, "offence_seq": 1, "offence_code": "THEFT01"}
+                    ).encode("cp037")
+                )
         return path
 
     small = _peak("fixed-width", extract("small.ebc", 300), "force-a")

@@ -14,20 +14,34 @@ LAUGHS = b"""<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">
 <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
 <!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]><lolz>&lol9;</lolz>"""
-QUADRATIC = (b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY a "' + b"a" * 50_000 + b'">]><q>'
-             + b"&a;" * 20_000 + b"</q>")
+QUADRATIC = (
+    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY a "' + b"a" * 50_000 + b'">]><q>' + b"&a;" * 20_000 + b"</q>"
+)
 HOSTILE = {
     "billion laughs": (LAUGHS, "xml_entity_declared"),
     "quadratic blow-up": (QUADRATIC, "xml_entity_declared"),
-    "external entity (file)": (b'<?xml version="1.0"?><!DOCTYPE f [<!ENTITY x SYSTEM "file:///etc/passwd">]><f>&x;</f>',
-                               "xml_entity_declared"),
-    "external entity (http)": (b'<!DOCTYPE f [<!ENTITY x SYSTEM "http://127.0.0.1:9/x">]><f>&x;</f>',
-                               "xml_entity_declared"),
-    "parameter entity": (b'<!DOCTYPE f [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><f/>', "xml_entity_declared"),
-    "external DTD": (b'<?xml version="1.0"?><!DOCTYPE f SYSTEM "http://127.0.0.1:9/f.dtd"><f/>', "xml_external_dtd"),
+    "external entity (file)": (
+        b'<?xml version="1.0"?><!DOCTYPE f [<!ENTITY x SYSTEM "file:///etc/passwd">]><f>&x;</f>',
+        "xml_entity_declared",
+    ),
+    "external entity (http)": (
+        b'<!DOCTYPE f [<!ENTITY x SYSTEM "http://127.0.0.1:9/x">]><f>&x;</f>',
+        "xml_entity_declared",
+    ),
+    "parameter entity": (
+        b'<!DOCTYPE f [<!ENTITY % p SYSTEM "http://127.0.0.1:9/p.dtd"> %p;]><f/>',
+        "xml_entity_declared",
+    ),
+    "external DTD": (
+        b'<?xml version="1.0"?><!DOCTYPE f SYSTEM "http://127.0.0.1:9/f.dtd"><f/>',
+        "xml_external_dtd",
+    ),
     "external DTD (public)": (b'<!DOCTYPE f PUBLIC "-//X//Y" "file:///etc/f.dtd"><f/>', "xml_external_dtd"),
-    "XInclude": (b'<f xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="file:///etc/passwd" parse="text"/></f>',
-                 "xml_xinclude"),
+    "XInclude": (
+        b'<f xmlns:xi="http://www.w3.org/2001/XInclude">'
+        b'<xi:include href="file:///etc/passwd" parse="text"/></f>',
+        "xml_xinclude",
+    ),
     "10,000-deep nesting": (b"<a>" * 10_000 + b"</a>" * 10_000, "xml_too_deep"),
     "undeclared entity reference": (b"<f>&undeclared;</f>", "xml_entity_reference"),
     "truncated document": (b"<f><g>", "xml_malformed"),
@@ -83,12 +97,15 @@ def test_a_declared_single_byte_encoding_is_decoded_and_accepted():
     assert parse(io.BytesIO(body)).text == "café"
 
 
-@pytest.mark.parametrize(("limits", "body", "code"), [
-    (Limits(max_bytes=100), b"<a>" + b"x" * 200 + b"</a>", "body_too_large"),
-    (Limits(max_elements=10), b"<a>" + b"<b/>" * 20 + b"</a>", "xml_too_many_elements"),
-    (Limits(max_text=10), b"<a>" + b"x" * 20 + b"</a>", "xml_text_too_long"),
-    (Limits(max_attribute=10), b'<a b="' + b"x" * 20 + b'"/>', "xml_attribute_too_long"),
-])
+@pytest.mark.parametrize(
+    ("limits", "body", "code"),
+    [
+        (Limits(max_bytes=100), b"<a>" + b"x" * 200 + b"</a>", "body_too_large"),
+        (Limits(max_elements=10), b"<a>" + b"<b/>" * 20 + b"</a>", "xml_too_many_elements"),
+        (Limits(max_text=10), b"<a>" + b"x" * 20 + b"</a>", "xml_text_too_long"),
+        (Limits(max_attribute=10), b'<a b="' + b"x" * 20 + b'"/>', "xml_attribute_too_long"),
+    ],
+)
 def test_size_limits_are_enforced(limits, body, code):
     with pytest.raises(AdapterError) as caught:
         list(iterparse(io.BytesIO(body), None, limits))
