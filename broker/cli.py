@@ -30,7 +30,7 @@ COMMANDS: dict[str, Handler] = {}
 # Modules that add their own commands: each has `add_commands(sub, groups, command)` where `sub` is the
 # top-level subparsers, `groups` maps a group name ("audit", "rules", ...) to its subparsers (a module may
 # add a new group with `new_group`), and `command(key)` registers a handler under "group sub" or "name".
-CLI_MODULES: list[str] = []
+CLI_MODULES: list[str] = ["broker.cli_security"]
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -82,7 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     topo = new_group(sub, "topology", "RabbitMQ topology")
     p = topo.add_parser("export", help="print the topology as RabbitMQ definitions JSON")
     p.add_argument("--output", type=Path)
-    topo.add_parser("apply", help="create or update vhosts, policies, exchanges and queues on RabbitMQ")
+    p = topo.add_parser("apply", help="create or update vhosts, policies, exchanges and queues on RabbitMQ")
+    p.add_argument("--users", action="store_true",
+                   help="also create the per-partner users and set exactly their permissions (docs/SECURITY.md); "
+                        "passwords from INTERCHANGE_PASSWORD_<USER>, else --secrets, else left as they are")
+    p.add_argument("--secrets", type=Path, help="YAML file (never committed): users: {NAME: {password_hash: ..}}")
+    p.add_argument("--generate-passwords", action="store_true",
+                   help="generate a password for every user without one and print it once")
+    p.add_argument("--certificates", action="store_true",
+                   help="users without a password become certificate-only (EXTERNAL over TLS)")
 
     p = sub.add_parser("receive", help="reference subscriber: consume a recipient's deliveries as NDJSON")
     p.add_argument("recipient")
@@ -294,7 +302,10 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
     from broker.provision import recipient_vhosts
 
     registry = Registry.load(settings)
-    text = orjson.dumps(topology.definitions(settings.core_vhost, recipient_vhosts(settings, registry)),
+    from broker.access import access_plan
+
+    users = access_plan(registry, settings.core_vhost, settings.recipient_vhost).definitions()
+    text = orjson.dumps(topology.definitions(settings.core_vhost, recipient_vhosts(settings, registry), users),
                         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
     if args.output:
         args.output.write_text(text)
@@ -307,8 +318,12 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
     from broker import provision
 
-    vhosts = provision.apply(settings, Registry.load(settings))
+    registry = Registry.load(settings)
+    vhosts = provision.apply(settings, registry)
     print(f"topology applied to {len(vhosts)} vhosts: {', '.join(vhosts)}")
+    if args.users:
+        from broker.cli_security import apply_users
+        return apply_users(args, settings, registry)
     return EXIT_OK
 
 

@@ -74,3 +74,44 @@ def queue_depths(settings: Settings, registry: Registry) -> dict[tuple[str, str]
         finally:
             connection.close()
     return depths
+
+
+def apply_access(settings: Settings, registry: Registry, given: dict[str, Any],
+                 admin: RabbitAdmin | None = None, user_prefix: str = "") -> list[str]:
+    """Create the users of `broker.access.access_plan` and set exactly their permissions (idempotent).
+
+    `given` maps user -> `access.Credential`; a user without one that already exists keeps its credential,
+    a new user without one is certificate-only (EXTERNAL).  Permissions a managed user holds on any vhost
+    outside the plan are removed.  Returns the users touched.
+    """
+    from broker import access
+
+    admin = admin or admin_for(settings)
+    plan = access.access_plan(registry, settings.core_vhost, settings.recipient_vhost, user_prefix)
+    existing = {u["name"] for u in admin.users()}
+    for user in plan.users:
+        credential = given.get(user.name)
+        if credential is None and user.name in existing:
+            continue
+        kind = credential.kind if credential else "certificate"
+        admin.put_user(user.name, password=credential.value if kind == "password" else None, tags=user.tags,
+                       password_hash=credential.value if kind == "hash" else None)
+    for user in plan.users:
+        wanted = plan.permissions_of(user.name)
+        for held in admin.user_permissions(user.name):
+            if held["vhost"] not in wanted:
+                admin.clear_permissions(held["vhost"], user.name)
+        for vhost, p in wanted.items():
+            admin.set_permissions(vhost, user.name, p.configure, p.write, p.read)
+    return [u.name for u in plan.users]
+
+
+def remove_access(settings: Settings, registry: Registry, admin: RabbitAdmin | None = None,
+                  user_prefix: str = "") -> None:
+    """Delete every user of the access plan (tests only: never run against a live deployment)."""
+    from broker import access
+
+    admin = admin or admin_for(settings)
+    plan = access.access_plan(registry, settings.core_vhost, settings.recipient_vhost, user_prefix)
+    for user in plan.users:
+        admin.delete_user(user.name)
