@@ -203,3 +203,26 @@ def open_for_reading(audit_dir: Path | str) -> AuditIndex:
     index = AuditIndex.beside(audit_dir)
     index.catch_up(Path(audit_dir) / LOG_NAME)
     return index
+
+
+class PastRecipients:
+    """`Context.past_recipients` for workers: who received a record, read from the index (lazily opened).
+
+    The index may be missing (a fresh deployment) or on the writer's side of a restart; then nobody is
+    known to have received the record and the correction goes where today's agreements send it.
+    """
+
+    def __init__(self, audit_dir: Path | str) -> None:
+        self.path = Path(audit_dir) / INDEX_NAME
+        self._index: AuditIndex | None = None
+
+    def __call__(self, record_id: str) -> list[PastDelivery]:
+        try:
+            if self._index is None:
+                if not self.path.exists():
+                    return []
+                self._index = AuditIndex(self.path, readonly=True)
+            return self._index.recipients_of(record_id)
+        except sqlite3.Error:
+            self._index = None
+            return []

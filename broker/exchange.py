@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from broker import audit, topology
+from broker import audit, corrections, topology
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
 from broker.errors import FieldError
 from broker.rules import Deliver, Rulebook, Withhold
@@ -92,6 +92,9 @@ class Context:
     actor: dict[str, Any] = field(default_factory=dict)
     seen: Callable[[str], bool] = lambda _record_id: False
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # who received record X before (recipient, agreement): corrections reach them (broker.corrections);
+    # the runner gives workers the audit index, tests a dict
+    past_recipients: Callable[[str], list[Any]] = lambda _record_id: []
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, validator: Any, **kwargs: Any) -> Context:
@@ -120,6 +123,10 @@ def route(message: Message, ctx: Context) -> Plan:
 
     mark = time.perf_counter()
     decisions = ctx.rulebook.decide(record, now)
+    if isinstance(record.get("supersedes"), dict) and record["supersedes"].get("id"):
+        decisions = corrections.reach_past_recipients(
+            record, decisions, ctx.past_recipients(record["supersedes"]["id"]),
+            {a.id: a for a in ctx.registry.agreements}, ctx.registry.recipients)
     timings["decide"] = time.perf_counter() - mark
     return _deliver(record, message, decisions, ctx, now, timings)
 

@@ -26,9 +26,9 @@ class Deliver:
     agreement: Agreement
     projection: Projection
     scoped: dict[str, Any] | None = None      # the record after entity scoping, when the agreement scopes it
+    reason: str | None = None                 # e.g. correction_to_past_recipient (broker.corrections)
 
     outcome = "delivered"
-    reason = None
 
 
 @dataclass(frozen=True, slots=True)

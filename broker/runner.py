@@ -26,8 +26,11 @@ from broker.worker import Worker
 def build_context(settings: Settings, registry: Registry | None = None) -> Context:
     from broker.validation import Validator
 
+    from broker.auditindex import PastRecipients
+
     registry = registry or Registry.load(settings)
-    return Context.build(settings, registry, Validator(), renderers=load_renderers(registry))
+    return Context.build(settings, registry, Validator(), renderers=load_renderers(registry),
+                         past_recipients=PastRecipients(settings.audit_dir))
 
 
 def load_renderers(registry: Registry) -> dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]]:
