@@ -35,7 +35,7 @@ NOTHING = "^$"
 ROUTER_USER = "interchange-router"
 AUDIT_USER = "interchange-audit"
 RECIPIENT_USER_PREFIX = "recipient-"
-RECEIPTS_EXCHANGE: str | None = None   # set when the exchange grows a receipts exchange partners publish to
+RECEIPTS_EXCHANGE: str | None = topology.RECEIPTS_EXCHANGE   # partners acknowledge corrections here
 
 
 @dataclass(frozen=True, slots=True)

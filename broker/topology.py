@@ -7,6 +7,7 @@ Core vhost (`settings.core_vhost`):
 One vhost per recipient (`settings.recipient_vhost(id)`), holding only that recipient's queues:
   exchange interchange.deliver (fanout) -> quorum queue interchange.inbox
   exchange interchange.dlx (topic)      -> quorum queue interchange.dead
+  exchange interchange.receipts (fanout) -> quorum queue interchange.receipts  (partners acknowledge corrections)
 Dead-lettering and delivery limits are policies, so operators can change them without redeclaring.
 """
 
@@ -21,6 +22,8 @@ DLX = "interchange.dlx"
 DEAD_QUEUE = "interchange.dead"
 DELIVER_EXCHANGE = "interchange.deliver"
 INBOX_QUEUE = "interchange.inbox"
+RECEIPTS_EXCHANGE = "interchange.receipts"   # partners acknowledge corrections here (broker.corrections)
+RECEIPTS_QUEUE = "interchange.receipts"
 
 QUORUM = {"x-queue-type": "quorum"}
 DELIVERY_LIMIT = 20
@@ -55,13 +58,16 @@ def recipient_spec() -> dict[str, list[dict[str, Any]]]:
         "exchanges": [
             {"name": DELIVER_EXCHANGE, "type": "fanout"},
             {"name": DLX, "type": "topic"},
+            {"name": RECEIPTS_EXCHANGE, "type": "fanout"},
         ],
         "queues": [
             {"name": INBOX_QUEUE, "arguments": dict(QUORUM)},
             {"name": DEAD_QUEUE, "arguments": dict(QUORUM)},
+            {"name": RECEIPTS_QUEUE, "arguments": dict(QUORUM)},
         ],
         "bindings": [
             {"source": DELIVER_EXCHANGE, "destination": INBOX_QUEUE, "routing_key": ""},
+            {"source": RECEIPTS_EXCHANGE, "destination": RECEIPTS_QUEUE, "routing_key": ""},
             {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
         ],
         "policies": [

@@ -42,12 +42,12 @@ def test_no_generated_user_may_configure_anything_or_use_the_management_api(regi
 def test_each_recipient_user_holds_permissions_in_its_own_vhost_only(registry):
     # Given the plan
     plan = access.access_plan(registry, "interchange", lambda r: f"interchange.{r}")
-    # Then each recipient user reads exactly its inbox, in exactly one vhost, and writes nothing
+    # Then each recipient user reads exactly its inbox, in exactly one vhost, and writes only its receipts
     for rid in registry.recipients:
         held = plan.permissions_of(access.recipient_user(rid))
         assert list(held) == [f"interchange.{rid}"]
         assert held[f"interchange.{rid}"].read == "^(interchange\\.inbox)$"
-        assert held[f"interchange.{rid}"].write == access.NOTHING
+        assert held[f"interchange.{rid}"].write == access.exact(topology.RECEIPTS_EXCHANGE)
 
 
 def test_each_publisher_may_write_only_to_ingress_in_the_core(registry):
