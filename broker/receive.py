@@ -2,7 +2,8 @@
 
 It consumes the recipient's inbox with manual acks, drops duplicates by `message_id` (at-least-once
 delivery means a record can arrive twice, always with the same id), writes each delivery as one NDJSON
-line with its headers (to stdout or a folder), and acks only after the line is written.
+line with its headers (to stdout or a folder), and acks only after the line is written.  A correction or
+retraction (header `x-supersedes`) is acknowledged on the vhost's `interchange.receipts` exchange.
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ def deliveries(settings: Settings, recipient: str, idle_seconds: float | None = 
             connection.close()
 
 
+def acknowledge(channel: Any, delivery: Delivery, recipient: str) -> None:
+    """Acknowledge a correction or retraction on the vhost's receipts exchange (after it is written)."""
+    import datetime as dt
+
+    import pika
+
+    receipt = {"message_id": delivery.message_id, "recipient": recipient,
+               "supersedes": delivery.headers.get("x-supersedes"),
+               "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
+    channel.basic_publish(topology.RECEIPTS_EXCHANGE, "", orjson.dumps(receipt),
+                          pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                               message_id=f"receipt-{delivery.message_id}"))
+
+
 def receive(settings: Settings, recipient: str, out_dir: Path | None = None, stream: IO[str] | None = None,
             idle_seconds: float | None = 2.0, limit: int | None = None, url: str | None = None) -> dict[str, int]:
     """Write every new delivery as NDJSON, drop duplicates, ack each after writing. Returns counts."""
@@ -111,6 +126,9 @@ def receive(settings: Settings, recipient: str, out_dir: Path | None = None, str
                 counts["written"] += 1
             else:
                 counts["duplicates"] += 1
+            if delivery.headers.get("x-supersedes"):
+                acknowledge(channel, delivery, recipient)   # a correction: tell the exchange we have it
+                counts["acknowledged"] = counts.get("acknowledged", 0) + 1
             channel.basic_ack(method.delivery_tag)
     finally:
         seen.close()
