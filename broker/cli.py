@@ -30,7 +30,7 @@ COMMANDS: dict[str, Handler] = {}
 # Modules that add their own commands: each has `add_commands(sub, groups, command)` where `sub` is the
 # top-level subparsers, `groups` maps a group name ("audit", "rules", ...) to its subparsers (a module may
 # add a new group with `new_group`), and `command(key)` registers a handler under "group sub" or "name".
-CLI_MODULES: list[str] = ["broker.cli_security", "broker.cli_ops"]
+CLI_MODULES: list[str] = ["broker.cli_adapters", "broker.cli_security", "broker.cli_ops"]
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

@@ -2,6 +2,7 @@
 
 Core vhost (`settings.core_vhost`):
   exchange interchange.ingress (topic)  -> quorum queue interchange.route   (records from forces)
+  exchange interchange.raw (topic)      -> quorum queue interchange.raw     (legacy payloads for the adapters)
   quorum queue interchange.audit (single active consumer)                  (audit entries, to the writer)
   exchange interchange.dlx (topic)      -> quorum queue interchange.dead    (refused records, with reasons)
 One vhost per recipient (`settings.recipient_vhost(id)`), holding only that recipient's queues:
@@ -16,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 INGRESS_EXCHANGE = "interchange.ingress"
+RAW_EXCHANGE = "interchange.raw"
+RAW_QUEUE = "interchange.raw"
 ROUTE_QUEUE = "interchange.route"
 AUDIT_QUEUE = "interchange.audit"
 DLX = "interchange.dlx"
@@ -33,19 +36,22 @@ def core_spec() -> dict[str, list[dict[str, Any]]]:
     return {
         "exchanges": [
             {"name": INGRESS_EXCHANGE, "type": "topic"},
+            {"name": RAW_EXCHANGE, "type": "topic"},
             {"name": DLX, "type": "topic"},
         ],
         "queues": [
             {"name": ROUTE_QUEUE, "arguments": dict(QUORUM)},
+            {"name": RAW_QUEUE, "arguments": dict(QUORUM)},
             {"name": AUDIT_QUEUE, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})},
             {"name": DEAD_QUEUE, "arguments": dict(QUORUM)},
         ],
         "bindings": [
             {"source": INGRESS_EXCHANGE, "destination": ROUTE_QUEUE, "routing_key": "#"},
+            {"source": RAW_EXCHANGE, "destination": RAW_QUEUE, "routing_key": "#"},
             {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
         ],
         "policies": [
-            {"name": "interchange-core", "pattern": r"^interchange\.(route|audit)$", "apply-to": "queues",
+            {"name": "interchange-core", "pattern": r"^interchange\.(route|audit|raw)$", "apply-to": "queues",
              "priority": 0, "definition": {
                  "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
                  "overflow": "reject-publish", "delivery-limit": DELIVERY_LIMIT}},

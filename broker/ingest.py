@@ -1,0 +1,173 @@
+"""Runners that bring legacy data into the exchange through the adapters.
+
+- `ingest_files()` streams files of any size through an inbound adapter and publishes each common-schema
+  record to the ingress with publisher confirms (a window, not one round trip per record).  Records the
+  adapter cannot translate go to `<input>.rejects.ndjson` beside the input (or to the dead-letter queue)
+  with where, which field and why.  Memory stays flat: nothing holds more than the confirm window.
+- `RawRunner` consumes raw legacy payloads from the core vhost's `interchange.raw` queue (headers
+  `x-adapter` and `x-mapping` name how to read them), publishes the records with confirms, and acks the
+  raw message only after every record is confirmed (or dead-lettered).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pika
+
+from broker import topology
+from broker.config import Settings
+from broker.errors import DataError
+from broker.exchange import Outgoing
+from broker.publisher import StreamPublisher, record_message
+from broker.transport import AmqpTransport, blocking_channel
+
+
+@dataclass
+class IngestSummary:
+    read: int = 0
+    published: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
+        rate = self.published / self.seconds if self.seconds else 0.0
+        return (f"read {self.read}, published {self.published} (confirmed), rejected {sum(self.rejected.values())} "
+                f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s")
+
+
+def rejection_line(error: DataError, source: str) -> bytes:
+    return orjson.dumps({"source": source, "location": error.location, "record_id": error.record_id,
+                         "reason": error.reason, "errors": [e.as_dict() for e in error.errors]}) + b"\n"
+
+
+def dead_letter(error: DataError, source: str) -> Outgoing:
+    headers = {"x-interchange-reason": "adapter_error", "x-interchange-source": source,
+               "x-interchange-location": error.location or "",
+               "x-interchange-errors": orjson.dumps([e.as_dict() for e in error.errors]).decode()}
+    return Outgoing("core", topology.DLX, "adapter_error", rejection_line(error, source),
+                    error.record_id or f"{source}:{error.location}", None, headers)
+
+
+class _Progress:
+    def __init__(self, stream: IO[str] | None) -> None:
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.last = 0.0
+
+    def show(self, summary: IngestSummary, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.stream and (force or now - self.last > 0.5):
+            self.last = now
+            self.stream.write(f"\r  read {summary.read}  published {summary.published}  "
+                              f"rejected {sum(summary.rejected.values())}   ")
+            self.stream.flush()
+
+
+def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: list[Path],
+                 rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr
+                 ) -> IngestSummary:
+    """Translate every file and publish its records with confirms; returns the counts."""
+    from adapters.registry import get_adapter
+
+    adapter: Any = get_adapter(adapter_name)
+    loaded = adapter.load_mapping(mapping)
+    summary, bar = IngestSummary(), _Progress(progress)
+    reject_files: dict[Path, IO[bytes]] = {}
+
+    def messages() -> Iterator[Outgoing]:
+        for path in files:
+            for result in adapter.translate(path, loaded):
+                summary.read += 1
+                bar.show(summary)
+                if isinstance(result, DataError):
+                    summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
+                    if rejects_to == "dlq":
+                        yield dead_letter(result, f"{path.name}")
+                    else:
+                        sink = reject_files.get(path)
+                        if sink is None:
+                            sink = reject_files[path] = path.with_name(path.name + ".rejects.ndjson").open("wb")
+                        sink.write(rejection_line(result, path.name))
+                else:
+                    yield record_message(result)
+
+    def confirmed(message: Outgoing) -> None:
+        if message.exchange == topology.INGRESS_EXCHANGE:
+            summary.published += 1
+
+    transport = AmqpTransport(settings.amqp_url, {"core": settings.core_vhost},
+                              settings.confirm_timeout_seconds, name="interchange-ingest")
+    started = time.perf_counter()
+    try:
+        report = StreamPublisher(transport, messages(), window, on_confirmed=confirmed).run()
+    finally:
+        for sink in reject_files.values():
+            sink.close()
+    summary.failed, summary.seconds = report.failed, time.perf_counter() - started
+    bar.show(summary, force=True)
+    if bar.stream:
+        bar.stream.write("\n")
+    return summary
+
+
+class RawRunner:
+    """Consumes raw legacy payloads and publishes their records; acks each raw message after confirms."""
+
+    def __init__(self, settings: Settings, queue: str = topology.RAW_QUEUE) -> None:
+        self.settings, self.queue = settings, queue
+        self.summary = IngestSummary()
+
+    def run(self, stop_when_idle: bool = False, idle_seconds: float = 1.0) -> IngestSummary:
+        from adapters.registry import get_adapter
+
+        connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
+                                               "interchange-raw-runner")
+        channel.confirm_delivery()
+        channel.basic_qos(prefetch_count=4)
+        try:
+            for method, props, body in channel.consume(self.queue, inactivity_timeout=idle_seconds):
+                if method is None:
+                    if stop_when_idle:
+                        break
+                    continue
+                headers = props.headers or {}
+                try:
+                    adapter: Any = get_adapter(str(headers.get("x-adapter", "")))
+                    mapping = adapter.load_mapping(str(headers.get("x-mapping", "default")))
+                except Exception as exc:   # unknown adapter or mapping: the message cannot be read at all
+                    self._publish(channel, Outgoing("core", topology.DLX, "adapter_error", body,
+                                                    props.message_id or "", props.correlation_id,
+                                                    {"x-interchange-reason": "adapter_error",
+                                                     "x-interchange-errors": str(exc)[:1000]}))
+                    channel.basic_ack(method.delivery_tag)
+                    continue
+                source = str(props.message_id or headers.get("x-adapter"))
+                for result in adapter.translate(body, mapping):
+                    self.summary.read += 1
+                    if isinstance(result, DataError):
+                        self.summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
+                        self._publish(channel, dead_letter(result, source))
+                    else:
+                        self._publish(channel, record_message(result))
+                        self.summary.published += 1
+                channel.basic_ack(method.delivery_tag)
+        finally:
+            if connection.is_open:
+                connection.close()
+        return self.summary
+
+    @staticmethod
+    def _publish(channel: Any, out: Outgoing) -> None:
+        """Blocking publish with confirm and mandatory (raises on nack or return; the raw message is redelivered)."""
+        channel.basic_publish(out.exchange, out.routing_key, out.body, pika.BasicProperties(
+            content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
+            correlation_id=out.correlation_id, headers=out.headers), mandatory=True)

@@ -1,0 +1,64 @@
+"""Legacy files and raw payloads reach the exchange through the adapters, with confirms."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pika
+import pytest
+
+from broker import topology
+from broker.ingest import RawRunner, ingest_files
+from broker.transport import blocking_channel
+
+pytestmark = pytest.mark.rabbitmq
+
+PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "public"
+ADAPTER_FIXTURES = Path(__file__).resolve().parents[1] / "adapters"
+
+
+def route_queue_depth(broker) -> int:
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
+    try:
+        return channel.queue_declare(topology.ROUTE_QUEUE, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def test_the_public_street_crime_file_is_ingested_completely_with_confirms(broker, tmp_path):
+    # Given the published City of London street-level crime file (483 rows)
+    source = tmp_path / "street.csv"
+    shutil.copy(PUBLIC / "2017-01-city-of-london-street.csv", source)
+    # When it is ingested through the police-uk-csv adapter
+    summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    # Then every row is published and confirmed, none rejected, and all wait on the route queue
+    assert (summary.read, summary.published, sum(summary.rejected.values())) == (483, 483, 0)
+    assert route_queue_depth(broker) == 483
+
+
+def test_records_an_adapter_cannot_translate_go_to_a_rejects_file_naming_where_and_why(broker, tmp_path):
+    source = tmp_path / "street.csv"
+    rows = (PUBLIC / "2017-01-city-of-london-street.csv").read_text().splitlines()
+    rows[3] = rows[3].replace("2017-01", "2017-13")   # a month that does not exist
+    source.write_text("\n".join(rows) + "\n")
+    summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    assert summary.published == 482 and sum(summary.rejected.values()) == 1
+    reject = (tmp_path / "street.csv.rejects.ndjson").read_text()
+    assert "line" in reject and "month" in reject.lower()
+
+
+def test_the_raw_runner_translates_a_court_result_and_acks_the_raw_message_after_confirms(broker):
+    xml = (PUBLIC / "cjse-spi-results-034a-valid-asn-format.xml").read_bytes()
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
+    channel.confirm_delivery()
+    channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi", xml, pika.BasicProperties(
+        message_id="spi-034a", headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}, delivery_mode=2),
+        mandatory=True)
+    connection.close()
+    summary = RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    assert (summary.read, summary.published) == (1, 1)
+    assert route_queue_depth(broker) == 1
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
+    assert channel.queue_declare(topology.RAW_QUEUE, passive=True).method.message_count == 0
+    connection.close()
