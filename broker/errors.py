@@ -36,6 +36,7 @@ WITHHOLD_REASONS = (
     "intelligence_ungraded",
     "legacy_handling_no_onward_sharing",
     "condition_not_met",
+    "recipient_format_error",
 )
 
 

@@ -25,7 +25,7 @@ import orjson
 
 from broker import audit, corrections, topology
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
-from broker.errors import FieldError
+from broker.errors import DataError, FieldError
 from broker.rules import Deliver, Rulebook, Withhold
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
@@ -190,11 +190,18 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
     plan = Plan("routed", record_id, correlation_id, source=record["origin"]["agency"], record_type=record["type"],
                 record_time=record.get("time"), timings=timings)
     hashes: dict[str, str] = {}
-    for decision in decisions:
+    decisions = list(decisions)
+    for i, decision in enumerate(decisions):
         if isinstance(decision, Deliver):
             recipient = ctx.registry.recipients[decision.recipient]
             render = ctx.renderers.get(recipient.format, common_json)
-            body, content_type = render(decision.projection.record)
+            try:
+                body, content_type = render(decision.projection.record)
+            except DataError as exc:   # the recipient's format cannot carry this record: withhold, audited
+                code = exc.errors[0].code if exc.errors else exc.reason
+                decisions[i] = Withhold(decision.recipient, decision.agreement, "recipient_format_error", code)
+                plan.withheld[decision.recipient] = "recipient_format_error"
+                continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
                                          record_id, correlation_id, _delivery_headers(record, decision),

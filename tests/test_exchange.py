@@ -131,3 +131,24 @@ def test_a_record_already_routed_by_this_worker_is_dropped_as_a_duplicate(ctx):
     seen = copy.copy(ctx)
     seen.seen = {record["id"]}.__contains__
     assert route(message(record), seen).outcome == "duplicate"
+
+
+def test_a_recipient_gets_its_own_format_and_a_record_its_format_cannot_carry_is_withheld(registry):
+    import dataclasses
+
+    from broker.config import Registry
+    from broker.runner import load_renderers
+
+    recipients = dict(registry.recipients, cps=dataclasses.replace(registry.recipients["cps"], format="cps-xml"))
+    custom = Registry(registry.agencies, recipients, registry.agreements)
+    ctx = Context.build(load_settings(environ={}), custom, Validator(), renderers=load_renderers(custom),
+                        clock=lambda: NOW)
+    # Given the CPS takes MG5-style XML: a case file is rendered and validated against the XSD
+    case_file = route(message(example("02-case.file")), ctx)
+    [delivery] = case_file.outputs
+    assert delivery.content_type.endswith("xml") and delivery.body.startswith(b"<?xml")
+    # And a custody record (which the CPS XML format cannot carry) is withheld, audited with the reason
+    custody = route(message(example("04-custody")), ctx)
+    assert custody.withheld.get("cps") == "recipient_format_error"
+    [entry] = [e for e in audit_entries(custody) if e["recipient"] == "cps"]
+    assert entry["outcome"] == "withheld" and entry["reason"] == "recipient_format_error"
