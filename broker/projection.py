@@ -30,14 +30,17 @@ class Projector:
         self.allowed = tuple(allowed)
         self._tree = compile_tree(self.allowed)
 
-    def project(self, record: dict[str, Any]) -> Projection:
+    def project(self, record: dict[str, Any], data_paths: list[str] | None = None) -> Projection:
+        """The recipient's view; `data_paths` (leaf_paths of record["data"]) saves a walk when given."""
         out = {key: record[key] for key in ENVELOPE if key in record}
         data = record.get("data")
         kept_data = _keep(data, self._tree.get("data", {})) if isinstance(data, dict) else None
         out["data"] = kept_data if isinstance(kept_data, dict) else {}
         disclosed = tuple(leaf_paths(out["data"], "data"))
         disclosed_set = set(disclosed)
-        withheld = tuple(p for p in leaf_paths(data, "data") if p not in disclosed_set) if data else ()
+        if data and data_paths is None:
+            data_paths = leaf_paths(data, "data")
+        withheld = tuple(p for p in data_paths if p not in disclosed_set) if data and data_paths else ()
         return Projection(out, disclosed, withheld)
 
 

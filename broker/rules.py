@@ -44,13 +44,16 @@ class Withhold:
 Decision = Deliver | Withhold
 
 
-def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, agreement: Agreement) -> Deliver:
+def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, agreement: Agreement,
+             data_paths: list[str] | None = None) -> Deliver:
     """Project the (scoped) view; withheld paths are counted against the whole record."""
-    projection = agreement.fields[record["type"]].project(view)
+    if data_paths is None:
+        data_paths = leaf_paths(record.get("data"), "data")
     if view is record:
-        return Deliver(recipient_id, agreement, projection)
+        return Deliver(recipient_id, agreement, agreement.fields[record["type"]].project(view, data_paths))
+    projection = agreement.fields[record["type"]].project(view)
     shown = set(projection.disclosed)
-    withheld = tuple(p for p in leaf_paths(record.get("data"), "data") if p not in shown)
+    withheld = tuple(p for p in data_paths if p not in shown)
     return Deliver(recipient_id, agreement, Projection(projection.record, projection.disclosed, withheld), view)
 
 
@@ -95,11 +98,12 @@ class Rulebook:
         if not candidates:
             return [Withhold(None, None, "no_agreement")]
         today = now.date()
-        return [self._decide_for(record, recipient, agreements, today)
+        data_paths = leaf_paths(record.get("data"), "data")   # walked once, shared by every projection
+        return [self._decide_for(record, recipient, agreements, today, data_paths)
                 for recipient, agreements in sorted(candidates.items())]
 
     def _decide_for(self, record: dict[str, Any], recipient_id: str, agreements: list[Agreement],
-                    today: dt.date) -> Decision:
+                    today: dt.date, data_paths: list[str] | None = None) -> Decision:
         recipient = self.recipients.get(recipient_id)
         first_refusal: Withhold | None = None
         for agreement in agreements:
@@ -109,7 +113,7 @@ class Rulebook:
                 view, in_scope = scope.apply(agreement.scope.get(record["type"]), record,
                                              recipient.as_condition_subject())
                 if in_scope != 0:
-                    return _deliver(record, view, recipient_id, agreement)
+                    return _deliver(record, view, recipient_id, agreement, data_paths)
                 refusal = Withhold(recipient_id, agreement, "condition_not_met", "no person in the agreement's scope")
             first_refusal = first_refusal or refusal
         assert first_refusal is not None
