@@ -124,31 +124,32 @@ def verify(path: Path) -> Verdict:
     prev, expected_seq, line_no = GENESIS, 1, 0
     with path.open("rb") as fh:
         for line_no, line in enumerate(fh, start=1):
-            problem, seq = _check_line(line, prev, expected_seq)
+            problem, seq, head = _check_line(line, prev, expected_seq)
             if problem:
                 return Verdict(False, line_no - 1, line_no, seq, problem)
-            entry_seq, prev = seq, orjson.loads(line)["hash"]
-            expected_seq = (entry_seq or 0) + 1
+            prev, expected_seq = head, (seq or 0) + 1
     return Verdict(True, line_no)
 
 
-def _check_line(line: bytes, prev: str, expected_seq: int) -> tuple[str, int | None]:
+def _check_line(line: bytes, prev: str, expected_seq: int) -> tuple[str, int | None, str]:
+    """(problem or "", seq, the line's hash); parses the line once (verification is a hot loop)."""
     try:
         entry = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return "line is not valid JSON (edited or truncated)", None
-    if not isinstance(entry, dict) or "hash" not in entry:
-        return "line is not an audit entry", None
+        return "line is not valid JSON (edited or truncated)", None, ""
+    if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
+        return "line is not an audit entry", None, ""
     seq = entry.get("seq")
     if seq != expected_seq:
         if isinstance(seq, int) and seq > expected_seq:
-            return f"seq {seq} where {expected_seq} was expected: entries deleted or reordered", seq
-        return f"seq {seq} where {expected_seq} was expected: entries inserted or reordered", seq
+            return f"seq {seq} where {expected_seq} was expected: entries deleted or reordered", seq, ""
+        return f"seq {seq} where {expected_seq} was expected: entries inserted or reordered", seq, ""
     if entry.get("prev") != prev:
-        return "prev does not match the hash of the entry before it (entry inserted, deleted or reordered)", seq
-    if entry_hash(prev, entry) != entry["hash"]:
-        return "hash does not match the entry's content (entry edited)", seq
-    return "", seq
+        return "prev does not match the hash of the entry before it (entry inserted, deleted or reordered)", seq, ""
+    claimed = entry.pop("hash")
+    if hashlib.sha256(prev.encode() + orjson.dumps(entry, option=_SORT)).hexdigest() != claimed:
+        return "hash does not match the entry's content (entry edited)", seq, ""
+    return "", seq, claimed
 
 
 class AuditWriter:
