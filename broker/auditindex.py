@@ -86,23 +86,39 @@ class AuditIndex:
         for entry in entries:
             seq = entry["seq"]
             supersedes = entry.get("supersedes") if isinstance(entry.get("supersedes"), dict) else {}
-            self.db.execute("INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)", (
-                seq, entry.get("time"), entry.get("operation"), entry.get("outcome"), entry.get("reason"),
-                entry.get("record_id"), entry.get("recipient"), entry.get("agreement"), supersedes.get("id"),
-                orjson.dumps(entry)))
-            self.db.executemany("INSERT INTO subjects VALUES (?,?)",
-                                [(k, seq) for k in entry.get("subject_keys") or ()])
+            self.db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    seq,
+                    entry.get("time"),
+                    entry.get("operation"),
+                    entry.get("outcome"),
+                    entry.get("reason"),
+                    entry.get("record_id"),
+                    entry.get("recipient"),
+                    entry.get("agreement"),
+                    supersedes.get("id"),
+                    orjson.dumps(entry),
+                ),
+            )
+            self.db.executemany(
+                "INSERT INTO subjects VALUES (?,?)", [(k, seq) for k in entry.get("subject_keys") or ()]
+            )
             self._hold_change(entry)
 
     def _hold_change(self, entry: dict[str, Any]) -> None:
         hold = entry.get("hold") or {}
         actor = orjson.dumps(entry.get("actor") or {}).decode()
         if entry.get("operation") == "hold" and hold.get("id"):
-            self.db.execute("INSERT OR IGNORE INTO holds VALUES (?,?,?,?,?,NULL,NULL)",
-                            (hold["id"], entry.get("record_id"), entry.get("justification"), entry.get("time"), actor))
+            self.db.execute(
+                "INSERT OR IGNORE INTO holds VALUES (?,?,?,?,?,NULL,NULL)",
+                (hold["id"], entry.get("record_id"), entry.get("justification"), entry.get("time"), actor),
+            )
         elif entry.get("operation") == "release" and hold.get("id"):
-            self.db.execute("UPDATE holds SET released_at=?, released_by=? WHERE hold_id=? AND released_at IS NULL",
-                            (entry.get("time"), actor, hold["id"]))
+            self.db.execute(
+                "UPDATE holds SET released_at=?, released_by=? WHERE hold_id=? AND released_at IS NULL",
+                (entry.get("time"), actor, hold["id"]),
+            )
 
     def commit(self) -> None:
         self.db.commit()
@@ -131,8 +147,10 @@ class AuditIndex:
     def recipients_of(self, record_id: str) -> list[PastDelivery]:
         """Every recipient a record was delivered to (the latest delivery per recipient)."""
         rows = self.db.execute(
-            "SELECT recipient, agreement, time, max(seq) FROM entries WHERE record_id=? AND operation='disclose' "
-            "AND outcome='delivered' GROUP BY recipient ORDER BY recipient", (record_id,)).fetchall()
+            "SELECT recipient, agreement, time, max(seq) FROM entries WHERE record_id=? "
+            "AND operation='disclose' AND outcome='delivered' GROUP BY recipient ORDER BY recipient",
+            (record_id,),
+        ).fetchall()
         return [PastDelivery(r[0], r[1], r[2], r[3]) for r in rows]
 
     def query(self, q: Query) -> Iterator[dict[str, Any]]:
@@ -143,8 +161,12 @@ class AuditIndex:
             sql.append("JOIN subjects s ON s.seq = e.seq")
             where.append(f"s.key IN ({','.join('?' * len(q.subject_keys))})")
             args.extend(q.subject_keys)
-        for column, value in (("recipient", q.recipient), ("agreement", q.agreement), ("record_id", q.record_id),
-                              ("operation", q.operation)):
+        for column, value in (
+            ("recipient", q.recipient),
+            ("agreement", q.agreement),
+            ("record_id", q.record_id),
+            ("operation", q.operation),
+        ):
             if value is not None:
                 where.append(f"e.{column} = ?")
                 args.append(value)
@@ -163,21 +185,26 @@ class AuditIndex:
     def live_holds(self) -> dict[str, list[str]]:
         """record id -> ids of the holds on it that are not released."""
         holds: dict[str, list[str]] = {}
-        for hold_id, record_id in self.db.execute("SELECT hold_id, record_id FROM holds WHERE released_at IS NULL"):
+        for hold_id, record_id in self.db.execute(
+            "SELECT hold_id, record_id FROM holds WHERE released_at IS NULL"
+        ):
             holds.setdefault(record_id, []).append(hold_id)
         return holds
 
     def holds(self) -> list[dict[str, Any]]:
         cols = ("hold_id", "record_id", "reason", "placed_at", "placed_by", "released_at", "released_by")
-        return [dict(zip(cols, row, strict=True)) for row in self.db.execute(
-            f"SELECT {', '.join(cols)} FROM holds ORDER BY placed_at")]
+        return [
+            dict(zip(cols, row, strict=True))
+            for row in self.db.execute(f"SELECT {', '.join(cols)} FROM holds ORDER BY placed_at")
+        ]
 
     def traffic(self) -> dict[str, dict[str, int]]:
         """agreement id -> {"delivered": n, "withheld": n} over the whole log."""
         out: dict[str, dict[str, int]] = {}
         for agreement, outcome, n in self.db.execute(
-                "SELECT agreement, outcome, count(*) FROM entries WHERE agreement IS NOT NULL "
-                "AND outcome IN ('delivered', 'withheld') GROUP BY agreement, outcome"):
+            "SELECT agreement, outcome, count(*) FROM entries WHERE agreement IS NOT NULL "
+            "AND outcome IN ('delivered', 'withheld') GROUP BY agreement, outcome"
+        ):
             out.setdefault(agreement, {"delivered": 0, "withheld": 0})[outcome] = n
         return out
 

@@ -22,11 +22,20 @@ class Sidecar:
         self.log = logs.get("interchange.audit")
 
     @classmethod
-    def for_writer(cls, audit_dir: Path | str, metrics: Any = None, every_entries: int = 1000,
-                   every_seconds: float = 60.0) -> Sidecar:
+    def for_writer(
+        cls,
+        audit_dir: Path | str,
+        metrics: Any = None,
+        every_entries: int = 1000,
+        every_seconds: float = 60.0,
+    ) -> Sidecar:
         on_failure = metrics.audit_checkpoint_failures.inc if metrics is not None else None
-        checkpointer = Checkpointer(checkpoints_path(audit_dir), every_entries=every_entries,
-                                    every_seconds=every_seconds, on_failure=on_failure)
+        checkpointer = Checkpointer(
+            checkpoints_path(audit_dir),
+            every_entries=every_entries,
+            every_seconds=every_seconds,
+            on_failure=on_failure,
+        )
         try:
             index: AuditIndex | None = AuditIndex.beside(audit_dir)
         except sqlite3.Error as exc:

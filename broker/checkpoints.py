@@ -35,7 +35,9 @@ def checkpoint_key() -> bytes:
     value = os.environ.get("INTERCHANGE_CHECKPOINT_KEY")
     if value:
         return value.encode()
-    logs.get("interchange.audit").warning("checkpoint_dev_key", note="set INTERCHANGE_CHECKPOINT_KEY in production")
+    logs.get("interchange.audit").warning(
+        "checkpoint_dev_key", note="set INTERCHANGE_CHECKPOINT_KEY in production"
+    )
     return DEV_KEY
 
 
@@ -53,8 +55,14 @@ def sign(seq: int, head: str, when: str, key: bytes) -> str:
 class Checkpointer:
     """Appends signed checkpoints; never raises."""
 
-    def __init__(self, path: Path, key: bytes | None = None, every_entries: int = 1000,
-                 every_seconds: float = 60.0, on_failure: Any = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes | None = None,
+        every_entries: int = 1000,
+        every_seconds: float = 60.0,
+        on_failure: Any = None,
+    ) -> None:
         self.path, self.key = path, key or checkpoint_key()
         self.every_entries, self.every_seconds = every_entries, every_seconds
         self.on_failure = on_failure or (lambda: None)
@@ -62,7 +70,10 @@ class Checkpointer:
         self.log = logs.get("interchange.audit")
 
     def maybe(self, seq: int, head: str, force: bool = False) -> bool:
-        due = seq - self.last_seq >= self.every_entries or time.monotonic() - self.last_time >= self.every_seconds
+        due = (
+            seq - self.last_seq >= self.every_entries
+            or time.monotonic() - self.last_time >= self.every_seconds
+        )
         if seq <= self.last_seq or not (due or force):
             return False
         return self.write(seq, head)
@@ -77,7 +88,9 @@ class Checkpointer:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            self.log.error("audit_checkpoint_failed", seq=seq, path=str(self.path), error=exc.strerror or repr(exc))
+            self.log.error(
+                "audit_checkpoint_failed", seq=seq, path=str(self.path), error=exc.strerror or repr(exc)
+            )
             self.on_failure()
             return False
         self.last_seq, self.last_time = seq, time.monotonic()
@@ -114,10 +127,42 @@ def verify(path: Path, heads: dict[int, str], last_seq: int, key: bytes | None =
             if not hmac.compare_digest(mac, sign(seq, head, when, key)):
                 return CheckpointVerdict(False, count, f"checkpoint line {n} (seq {seq}) has a bad signature")
             if seq > last_seq:
-                return CheckpointVerdict(False, count, f"checkpoint at seq {seq} ({when}) but the log ends at seq "
-                                                      f"{last_seq}: the log was truncated")
+                return CheckpointVerdict(
+                    False,
+                    count,
+                    f"checkpoint at seq {seq} ({when}) but the log ends at seq "
+                    f"{last_seq}: the log was truncated",
+                )
             if heads.get(seq) != head:
-                return CheckpointVerdict(False, count, f"the log's entry seq {seq} does not match the checkpoint "
-                                                      f"signed at {when}: the log was rewritten")
+                return CheckpointVerdict(
+                    False,
+                    count,
+                    f"the log's entry seq {seq} does not match the checkpoint "
+                    f"signed at {when}: the log was rewritten",
+                )
             count += 1
     return CheckpointVerdict(True, count)
+
+
+def verify_beside(log_path: Path, path: Path, key: bytes | None = None) -> CheckpointVerdict:
+    """Check the checkpoints at `path` against the log at `log_path` (reads each once)."""
+    if not path.exists():
+        return CheckpointVerdict(True, 0)
+    wanted: set[int] = set()
+    with path.open("rb") as fh:
+        for raw in fh:
+            try:
+                wanted.add(int(orjson.loads(raw)["seq"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    heads, last_seq = {}, 0
+    if log_path.exists():
+        from broker.auditlog import read_entries
+
+        for entry in read_entries(log_path):
+            seq = entry.get("seq")
+            if isinstance(seq, int):
+                last_seq = max(last_seq, seq)
+                if seq in wanted:
+                    heads[seq] = entry.get("hash", "")
+    return verify(path, heads, last_seq, key)

@@ -30,7 +30,8 @@ COMMANDS: dict[str, Handler] = {}
 # Modules that add their own commands: each has `add_commands(sub, groups, command)` where `sub` is the
 # top-level subparsers, `groups` maps a group name ("audit", "rules", ...) to its subparsers (a module may
 # add a new group with `new_group`), and `command(key)` registers a handler under "group sub" or "name".
-CLI_MODULES: list[str] = ["broker.cli_adapters", "broker.cli_security", "broker.cli_ops"]
+CLI_MODULES: list[str] = ["broker.cli_adapters", "broker.cli_security", "broker.cli_ops",
+                          "broker.cli_governance"]
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
@@ -291,9 +292,13 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from broker.auditlog import LOG_NAME, verify
 
+    from broker.checkpoints import checkpoints_path, verify_beside
+
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)
     print(verdict)
-    return EXIT_OK if verdict.ok else EXIT_FAILED
+    signed = verify_beside(Path(settings.audit_dir) / LOG_NAME, checkpoints_path(settings.audit_dir))
+    print(signed)   # signed checkpoints catch a log truncated or rewritten whole
+    return EXIT_OK if verdict.ok and signed.ok else EXIT_FAILED
 
 
 @command("topology export")
