@@ -310,7 +310,8 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
     from broker.access import access_plan
 
     users = access_plan(registry, settings.core_vhost, settings.recipient_vhost).definitions()
-    text = orjson.dumps(topology.definitions(settings.core_vhost, recipient_vhosts(settings, registry), users),
+    text = orjson.dumps(topology.definitions(settings.core_vhost, recipient_vhosts(settings, registry), users,
+                                             partitions=settings.partitions),
                         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
     if args.output:
         args.output.write_text(text)
