@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the routing core: audit writer plus N workers, supervised")
     p.add_argument("--workers", type=int, default=1)
-    sub.add_parser("worker", help="run one routing worker (consume, decide, audit, deliver)")
+    p = sub.add_parser("worker", help="run one routing worker (consume, decide, audit, deliver)")
+    p.add_argument("--index", dest="worker_index", type=int, help="this worker's number, 0..N-1 (partitions it owns)")
+    p.add_argument("--of", dest="workers", type=int, help="how many workers share the partitions")
     p = sub.add_parser("audit-writer", help="run the audit writer (appends the hash-chained audit log)")
     p.add_argument("--until-idle", action="store_true", help="stop once the audit queue is empty")
 
@@ -197,7 +199,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 @command("worker")
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from broker.runner import run_worker
-    return run_worker(settings)
+    return run_worker(settings.with_overrides(worker_index=args.worker_index, workers=args.workers))
 
 
 @command("audit-writer")
