@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from broker import audit, corrections, topology
+from broker import audit, corrections, jsonsafe, topology
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
 from broker.errors import DataError, FieldError
 from broker.rules import Deliver, Rulebook, Withhold
@@ -151,6 +151,9 @@ def _parse(message: Message, ctx: Context) -> tuple[dict[str, Any] | None, Refus
         record = orjson.loads(message.body)
     except orjson.JSONDecodeError as exc:
         return refuse("malformed_json", "", f"not valid JSON: {exc}")
+    duplicate = jsonsafe.duplicate_key(message.body, record)
+    if duplicate is not None:
+        return refuse("malformed_json", duplicate, f"key {duplicate!r} appears twice in one object")
     if not isinstance(record, dict):
         return refuse("schema_invalid", "", f"a record must be a JSON object, not {type(record).__name__}")
     if not isinstance(record.get("id"), str) or not record["id"]:

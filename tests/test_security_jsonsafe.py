@@ -1,0 +1,43 @@
+"""The routing core refuses JSON objects with duplicate keys (orjson would silently keep the last)."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from broker import exchange
+from broker.exchange import Message
+from broker.jsonsafe import duplicate_key
+from broker.runner import build_context
+from broker.testing import EXAMPLES
+
+HIDDEN = [
+    (b'{"a":1,"a":2}', "a"),
+    (b'{"a":{"b":1, "b" :2}}', "b"),
+    (b'{"a":1,"a"\n:2}', "a"),
+    (b'{"a":"\\u0022:","a":"\\u0022:"}', "a"),
+    (b'[{"x":1},{"x":2,"y":{"x":3,"x":4}}]', "x"),
+]
+CLEAN = [b'{"a":"x\\":y"}', b'{"a":1}', b'[{"x":1},{"x":2}]', b'{"a" : "b \\" : c", "c": [] }']
+
+
+@pytest.mark.parametrize(("body", "key"), HIDDEN)
+def test_a_duplicated_key_is_found_however_it_is_spelled(body, key):
+    assert duplicate_key(body, orjson.loads(body)) == key
+
+
+@pytest.mark.parametrize("body", CLEAN)
+def test_objects_without_duplicates_pass(body):
+    assert duplicate_key(body, orjson.loads(body)) is None
+
+
+def test_a_record_naming_its_origin_twice_is_refused_as_malformed_json(settings, registry):
+    # Given a valid record whose body names origin twice: 48 first, then 01
+    record = json.loads((EXAMPLES / "01-crime.report-burglary-victim-suspect.json").read_text())
+    body = orjson.dumps(record).replace(b'"origin":', b'"origin":{"agency":"48","system":"x"},"origin":', 1)
+    # When routed
+    plan = exchange.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
+    # Then it is rejected as malformed JSON, not routed as either origin
+    assert (plan.outcome, plan.reason) == ("rejected", "malformed_json")
