@@ -59,6 +59,10 @@ class Settings:
     core_vhost: str = "interchange"
     recipient_vhost_prefix: str = "interchange."
     prefetch: int = 500
+    partitions: int = 1              # >1: route queues split by case, one active worker each (SCALING.md)
+    worker_index: int = 0            # this worker's number among `workers` (which partitions it owns)
+    workers: int = 1
+    standby_delay_seconds: float = 3.0
     confirm_timeout_seconds: float = 30.0
     heartbeat_seconds: int = 30
     management_url: str = "http://127.0.0.1:15672/"
@@ -89,6 +93,9 @@ ENV_VARS = {
     "INTERCHANGE_RECIPIENTS": ("recipients_file", Path),
     "INTERCHANGE_METRICS_PORT": ("metrics_port", int),
     "INTERCHANGE_PREFETCH": ("prefetch", int),
+    "INTERCHANGE_PARTITIONS": ("partitions", int),
+    "INTERCHANGE_WORKER_INDEX": ("worker_index", int),
+    "INTERCHANGE_WORKERS": ("workers", int),
     "INTERCHANGE_CONFIRM_TIMEOUT": ("confirm_timeout_seconds", float),
     "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", lambda v: v.lower() in ("1", "true", "yes")),
 }
@@ -117,6 +124,7 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
     changes: dict[str, Any] = {
         "amqp_url": amqp.get("url"), "core_vhost": amqp.get("core_vhost"),
         "recipient_vhost_prefix": amqp.get("recipient_vhost_prefix"), "prefetch": amqp.get("prefetch"),
+        "partitions": amqp.get("partitions"),
         "confirm_timeout_seconds": amqp.get("confirm_timeout_seconds"),
         "heartbeat_seconds": amqp.get("heartbeat_seconds"),
         "management_url": doc.get("management_url"),

@@ -20,6 +20,11 @@ def recipient_vhosts(settings: Settings, registry: Registry) -> dict[str, str]:
     return {rid: settings.recipient_vhost(rid) for rid in sorted(registry.recipients)}
 
 
+def vhost_specs(settings: Settings, registry: Registry) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """vhost -> topology spec for this configuration (core with its partitions, and every recipient)."""
+    return topology.vhost_specs(settings.core_vhost, recipient_vhosts(settings, registry), settings.partitions)
+
+
 def admin_for(settings: Settings) -> RabbitAdmin:
     params = pika.URLParameters(split_urls(settings.amqp_url)[0])
     return RabbitAdmin(settings.management_url, params.credentials.username, params.credentials.password)
@@ -29,7 +34,7 @@ def apply(settings: Settings, registry: Registry, admin: RabbitAdmin | None = No
     """Create or update every vhost the configuration needs; returns the vhosts touched."""
     admin = admin or admin_for(settings)
     core_user = pika.URLParameters(split_urls(settings.amqp_url)[0]).credentials.username
-    specs = topology.vhost_specs(settings.core_vhost, recipient_vhosts(settings, registry))
+    specs = vhost_specs(settings, registry)
     for vhost, spec in specs.items():
         admin.put_vhost(vhost)
         admin.set_permissions(vhost, core_user, ".*", ".*", ".*")
@@ -47,13 +52,13 @@ def apply(settings: Settings, registry: Registry, admin: RabbitAdmin | None = No
 def remove(settings: Settings, registry: Registry, admin: RabbitAdmin | None = None) -> None:
     """Delete every vhost of this configuration (tests and demo resets only)."""
     admin = admin or admin_for(settings)
-    for vhost in topology.vhost_specs(settings.core_vhost, recipient_vhosts(settings, registry)):
+    for vhost in vhost_specs(settings, registry):
         admin.delete_vhost(vhost)
 
 
 def purge(settings: Settings, registry: Registry) -> None:
     """Empty every queue of this configuration (the demo starts from nothing)."""
-    for vhost, spec in topology.vhost_specs(settings.core_vhost, recipient_vhosts(settings, registry)).items():
+    for vhost, spec in vhost_specs(settings, registry).items():
         connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-purge")
         try:
             for queue in spec["queues"]:
@@ -65,7 +70,7 @@ def purge(settings: Settings, registry: Registry) -> None:
 def queue_depths(settings: Settings, registry: Registry) -> dict[tuple[str, str], int]:
     """(vhost, queue) -> messages ready + unacked, through passive declares."""
     depths: dict[tuple[str, str], int] = {}
-    for vhost, spec in topology.vhost_specs(settings.core_vhost, recipient_vhosts(settings, registry)).items():
+    for vhost, spec in vhost_specs(settings, registry).items():
         connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-depth")
         try:
             for queue in spec["queues"]:

@@ -139,7 +139,7 @@ def child_commands(workers: int, extra_args: list[str], metrics_port: int = 0) -
 
     commands = {"audit-writer": base + extra_args + port(0) + ["audit-writer"]}
     for i in range(workers):
-        commands[f"worker-{i}"] = base + extra_args + port(1 + i) + ["worker"]
+        commands[f"worker-{i}"] = base + extra_args + port(1 + i) + ["worker", "--index", str(i), "--of", str(workers)]
     return commands
 
 

@@ -9,6 +9,8 @@ One vhost per recipient (`settings.recipient_vhost(id)`), holding only that reci
   exchange interchange.deliver (fanout) -> quorum queue interchange.inbox
   exchange interchange.dlx (topic)      -> quorum queue interchange.dead
   exchange interchange.receipts (fanout) -> quorum queue interchange.receipts  (partners acknowledge corrections)
+With `partitions: N` (N > 1), ingress feeds an x-consistent-hash exchange keyed on correlation_id and
+quorum queues interchange.route.0..N-1, each with a single active consumer (docs/SCALING.md).
 Dead-lettering and delivery limits are policies, so operators can change them without redeclaring.
 """
 
@@ -30,28 +32,75 @@ RECEIPTS_QUEUE = "interchange.receipts"
 
 QUORUM = {"x-queue-type": "quorum"}
 DELIVERY_LIMIT = 20
+PARTITION_EXCHANGE = "interchange.route.hash"        # x-consistent-hash on the correlation_id property
+UNKEYED_EXCHANGE = "interchange.route.unkeyed"       # records without a correlation_id: partition 0
 
 
-def core_spec() -> dict[str, list[dict[str, Any]]]:
+def route_queues(partitions: int = 1) -> list[str]:
+    """The queues routing workers consume: `interchange.route`, or `interchange.route.0..N-1`."""
+    return [ROUTE_QUEUE] if partitions <= 1 else [f"{ROUTE_QUEUE}.{i}" for i in range(partitions)]
+
+
+def partition_preference(partitions: int, worker_index: int, workers: int) -> tuple[list[str], list[str]]:
+    """(own, standby): the route queues worker `worker_index` of `workers` subscribes to at once, and the
+    ones it subscribes to a little later.  With single active consumer the first subscriber of a queue is
+    its active consumer, so the partitions spread over the workers; the later subscriptions are standbys
+    that take over when a worker dies."""
+    queues = route_queues(partitions)
+    workers = max(1, workers)
+    own = [q for k, q in enumerate(queues) if k % workers == worker_index % workers]
+    return own, [q for q in queues if q not in own]
+
+
+def _route_exchanges(partitions: int) -> list[dict[str, Any]]:
+    if partitions <= 1:
+        return []
+    return [{"name": PARTITION_EXCHANGE, "type": "x-consistent-hash",
+             "arguments": {"hash-property": "correlation_id", "alternate-exchange": UNKEYED_EXCHANGE}},
+            {"name": UNKEYED_EXCHANGE, "type": "fanout"}]
+
+
+def _route_queue_specs(partitions: int) -> list[dict[str, Any]]:
+    """With partitions, each queue has a single active consumer: one worker at a time decides the records
+    of a case, in order, while N workers share the partitions (docs/SCALING.md)."""
+    if partitions <= 1:
+        return [{"name": ROUTE_QUEUE, "arguments": dict(QUORUM)}]
+    return [{"name": q, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})}
+            for q in route_queues(partitions)]
+
+
+def _route_bindings(partitions: int) -> list[dict[str, Any]]:
+    if partitions <= 1:
+        return [{"source": INGRESS_EXCHANGE, "destination": ROUTE_QUEUE, "routing_key": "#"}]
+    queues = route_queues(partitions)
+    return ([{"source": INGRESS_EXCHANGE, "destination": PARTITION_EXCHANGE, "routing_key": "#",
+              "destination_type": "exchange"}]
+            + [{"source": PARTITION_EXCHANGE, "destination": q, "routing_key": "1"} for q in queues]
+            + [{"source": UNKEYED_EXCHANGE, "destination": queues[0], "routing_key": ""}])
+
+
+def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
     return {
         "exchanges": [
             {"name": INGRESS_EXCHANGE, "type": "topic"},
+            *_route_exchanges(partitions),
             {"name": RAW_EXCHANGE, "type": "topic"},
             {"name": DLX, "type": "topic"},
         ],
         "queues": [
-            {"name": ROUTE_QUEUE, "arguments": dict(QUORUM)},
+            *_route_queue_specs(partitions),
             {"name": RAW_QUEUE, "arguments": dict(QUORUM)},
             {"name": AUDIT_QUEUE, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})},
             {"name": DEAD_QUEUE, "arguments": dict(QUORUM)},
         ],
         "bindings": [
-            {"source": INGRESS_EXCHANGE, "destination": ROUTE_QUEUE, "routing_key": "#"},
+            *_route_bindings(partitions),
             {"source": RAW_EXCHANGE, "destination": RAW_QUEUE, "routing_key": "#"},
             {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
         ],
         "policies": [
-            {"name": "interchange-core", "pattern": r"^interchange\.(route|audit|raw)$", "apply-to": "queues",
+            {"name": "interchange-core", "pattern": r"^interchange\.(route|audit|raw)$" if partitions <= 1
+             else r"^interchange\.(route\.[0-9]+|audit|raw)$", "apply-to": "queues",
              "priority": 0, "definition": {
                  "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
                  "overflow": "reject-publish", "delivery-limit": DELIVERY_LIMIT}},
@@ -85,9 +134,10 @@ def recipient_spec() -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str], partitions: int = 1
+                ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """vhost name -> spec, for the core and every recipient."""
-    specs = {core_vhost: core_spec()}
+    specs = {core_vhost: core_spec(partitions)}
     for vhost in recipient_vhosts.values():
         specs[vhost] = recipient_spec()
     return specs
@@ -96,29 +146,35 @@ def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str]) -> dict[str, 
 def declare(channel: Any, spec: dict[str, list[dict[str, Any]]]) -> None:
     """Declare a vhost's exchanges, queues and bindings on a blocking pika channel (idempotent)."""
     for exchange in spec["exchanges"]:
-        channel.exchange_declare(exchange["name"], exchange["type"], durable=True)
+        channel.exchange_declare(exchange["name"], exchange["type"], durable=True,
+                                 arguments=exchange.get("arguments") or None)
     for queue in spec["queues"]:
         channel.queue_declare(queue["name"], durable=True, arguments=queue["arguments"])
     for binding in spec["bindings"]:
-        channel.queue_bind(binding["destination"], binding["source"], binding["routing_key"])
+        if binding.get("destination_type") == "exchange":
+            channel.exchange_bind(binding["destination"], binding["source"], binding["routing_key"])
+        else:
+            channel.queue_bind(binding["destination"], binding["source"], binding["routing_key"])
 
 
-def definitions(core_vhost: str, recipient_vhosts: dict[str, str], extra: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+def definitions(core_vhost: str, recipient_vhosts: dict[str, str], extra: dict[str, Any] | None = None,
+                partitions: int = 1) -> dict[str, Any]:
     """The topology in RabbitMQ's definitions format (importable with `rabbitmqctl import_definitions`)."""
     out: dict[str, Any] = {"vhosts": [], "exchanges": [], "queues": [], "bindings": [], "policies": [],
                            "users": [], "permissions": []}
-    for vhost, spec in vhost_specs(core_vhost, recipient_vhosts).items():
+    for vhost, spec in vhost_specs(core_vhost, recipient_vhosts, partitions).items():
         out["vhosts"].append({"name": vhost})
         for exchange in spec["exchanges"]:
             out["exchanges"].append({"name": exchange["name"], "vhost": vhost, "type": exchange["type"],
-                                     "durable": True, "auto_delete": False, "internal": False, "arguments": {}})
+                                     "durable": True, "auto_delete": False, "internal": False,
+                                     "arguments": exchange.get("arguments", {})})
         for queue in spec["queues"]:
             out["queues"].append({"name": queue["name"], "vhost": vhost, "durable": True, "auto_delete": False,
                                   "arguments": queue["arguments"]})
         for binding in spec["bindings"]:
             out["bindings"].append({"source": binding["source"], "vhost": vhost, "destination":
-                                    binding["destination"], "destination_type": "queue",
+                                    binding["destination"],
+                                    "destination_type": binding.get("destination_type", "queue"),
                                     "routing_key": binding["routing_key"], "arguments": {}})
         for policy in spec["policies"]:
             out["policies"].append(dict(policy, vhost=vhost))

@@ -100,7 +100,13 @@ class Worker:
 
     def start(self) -> None:
         self.transport.start(on_ready=self._on_ready, on_lost=self._on_lost)
-        self.transport.consume("core", topology.ROUTE_QUEUE, self.ctx.settings.prefetch, self.on_message)
+        s = self.ctx.settings
+        own, standby = topology.partition_preference(s.partitions, s.worker_index, s.workers)
+        for queue in own:
+            self.transport.consume("core", queue, s.prefetch, self.on_message)
+        if standby:   # subscribe later, so the workers that own these partitions become their active consumers
+            self.transport.call_later(s.standby_delay_seconds, lambda: [
+                self.transport.consume("core", queue, s.prefetch, self.on_message) for queue in standby])
 
     def _on_ready(self) -> None:
         self.ready = True

@@ -32,3 +32,10 @@ if ! mgmt_up; then
   for _ in $(seq 1 60); do mgmt_up && break; sleep 1; done
   mgmt_up || { echo "the RabbitMQ management API did not answer on 127.0.0.1:15672" >&2; exit 1; }
 fi
+
+# Partitioned routing (settings `partitions: N`, docs/SCALING.md) needs the x-consistent-hash exchange type.
+hash_up() { curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null | grep -q '"x-consistent-hash"'; }
+if ! hash_up; then
+  echo "enabling the rabbitmq_consistent_hash_exchange plugin" >&2
+  rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null
+fi
