@@ -1,4 +1,4 @@
-"""Governance on the real RabbitMQ: subject reports with covert holds, and corrections reaching past recipients."""
+"""Governance on the real RabbitMQ: subject reports with covert holds; corrections reach past recipients."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from broker.testing import EXAMPLES, worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 
-PNC = "2015/0123457V"          # the burglary suspect: crime report, case file, court result, intelligence
+PNC = "2015/0123457V"  # the burglary suspect: crime report, case file, court result, intelligence
 
 
 def _examples() -> list[dict]:
@@ -51,16 +51,38 @@ def _wait(predicate, timeout=30.0):
 
 def _cli(broker, capsys, *argv) -> tuple[int, str]:
     s = broker.settings
-    capsys.readouterr()   # drop what earlier steps printed
-    code = cli.main(["--vhost", s.core_vhost, "--vhost-prefix", s.recipient_vhost_prefix,
-                     "--audit-dir", str(s.audit_dir), *argv])
-    logs.configure("info", stream=sys.__stderr__)   # main() logs to the captured stderr, closed after the test
+    capsys.readouterr()  # drop what earlier steps printed
+    code = cli.main(
+        [
+            "--vhost",
+            s.core_vhost,
+            "--vhost-prefix",
+            s.recipient_vhost_prefix,
+            "--audit-dir",
+            str(s.audit_dir),
+            *argv,
+        ]
+    )
+    logs.configure("info", stream=sys.__stderr__)  # main() logs to the captured stderr, closed after the test
     return code, capsys.readouterr().out
 
 
 def _report(broker, capsys, *extra) -> set[tuple[str, str, str]]:
-    code, out = _cli(broker, capsys, "audit", "report", "--pnc", PNC, "--format", "json", "--actor", "dpo-test",
-                     "--reason", "subject access request SAR-1", *extra)
+    code, out = _cli(
+        broker,
+        capsys,
+        "audit",
+        "report",
+        "--pnc",
+        PNC,
+        "--format",
+        "json",
+        "--actor",
+        "dpo-test",
+        "--reason",
+        "subject access request SAR-1",
+        *extra,
+    )
     assert code == cli.EXIT_OK
     rows = [json.loads(line) for line in out.splitlines() if line]
     return {(r["record_id"], r["recipient"], r["agreement"]) for r in rows}
@@ -71,7 +93,8 @@ def _log(broker) -> list[dict]:
 
 
 def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hold_hides_one_until_released(
-        broker, capsys):
+    broker, capsys
+):
     # Given the demo traffic has flowed through the exchange
     records = _examples()
     _route(broker, records)
@@ -97,8 +120,19 @@ def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hol
     # When a covert hold is placed on the case file
     case_file = "01-niche-CF-2026-000045"
     assert any(r == case_file for r, _, _ in expected)
-    code, out = _cli(broker, capsys, "audit", "hold", "--record-id", case_file, "--reason", "Op Example: live",
-                     "--until-released", "--actor", "dci-test")
+    code, out = _cli(
+        broker,
+        capsys,
+        "audit",
+        "hold",
+        "--record-id",
+        case_file,
+        "--reason",
+        "Op Example: live",
+        "--until-released",
+        "--actor",
+        "dci-test",
+    )
     hold_id = out.strip()
     assert code == cli.EXIT_OK and hold_id.startswith("hold-")
     _write_audit(broker)
@@ -107,7 +141,9 @@ def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hol
     assert _report(broker, capsys, "--include-held") == expected
 
     # When the hold is released / Then the disclosure is back, and placing and releasing were both audited
-    code, _ = _cli(broker, capsys, "audit", "release", hold_id, "--reason", "case closed", "--actor", "dci-test")
+    code, _ = _cli(
+        broker, capsys, "audit", "release", hold_id, "--reason", "case closed", "--actor", "dci-test"
+    )
     assert code == cli.EXIT_OK
     _write_audit(broker)
     assert _report(broker, capsys) == expected
@@ -122,16 +158,18 @@ def test_a_school_disclosure_does_not_appear_in_an_adults_report(broker, capsys)
     encompass = json.loads((EXAMPLES / "05-safeguarding.notification-encompass.json").read_text())
     _route(broker, [encompass])
     # When the father's report is produced
-    code, out = _cli(broker, capsys, "audit", "report", "--pnc", "2009/0412876P", "--format", "csv",
-                     "--reason", "SAR-2")
+    code, out = _cli(
+        broker, capsys, "audit", "report", "--pnc", "2009/0412876P", "--format", "csv", "--reason", "SAR-2"
+    )
     # Then only the MASH received anything about him: the school and the home-education team got a child only
     assert code == cli.EXIT_OK
     recipients = [line.split(",")[4] for line in out.splitlines()[1:]]
     assert recipients == ["la-mash-leeds"]
 
 
-def test_a_correction_reaches_every_past_recipient_even_under_an_expired_agreement_and_stays_pending_until_acknowledged(
-        broker, capsys, tmp_path):
+def test_a_correction_reaches_past_recipients_under_an_expired_agreement_and_is_pending_until_acknowledged(
+    broker, capsys, tmp_path
+):
     # Given a crime report routed in June 2024, while the ASB agreement was in force
     original = json.loads((EXAMPLES / "12-crime.report-open-data-crime-map.json").read_text())
     _route(broker, [original], clock=lambda: dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC))
@@ -139,7 +177,9 @@ def test_a_correction_reaches_every_past_recipient_even_under_an_expired_agreeme
     assert set(first) == {"crime-map", "la-mash-city-of-london"}
 
     # When a correction of it is published today, after the ASB agreement expired
-    correction = dict(original, id=original["id"] + "-c1", supersedes={"id": original["id"], "kind": "correction"})
+    correction = dict(
+        original, id=original["id"] + "-c1", supersedes={"id": original["id"], "kind": "correction"}
+    )
     _route(broker, [correction])
 
     # Then both earlier recipients are sent it; the crime map's copy is marked as superseding the original
@@ -147,23 +187,36 @@ def test_a_correction_reaches_every_past_recipient_even_under_an_expired_agreeme
     assert got[correction["id"]]["x-supersedes"] == original["id"]
     assert got[correction["id"]]["x-supersedes-kind"] == "correction"
     # and the expired agreement's recipient is sent it under that agreement's field list, audited as such
-    entry = next(e for e in _log(broker) if e["record_id"] == correction["id"]
-                 and e["recipient"] == "la-mash-city-of-london")
-    assert (entry["operation"], entry["outcome"], entry["reason"]) == \
-        ("disclose", "delivered", "correction_to_past_recipient")
+    entry = next(
+        e
+        for e in _log(broker)
+        if e["record_id"] == correction["id"] and e["recipient"] == "la-mash-city-of-london"
+    )
+    assert (entry["operation"], entry["outcome"], entry["reason"]) == (
+        "disclose",
+        "delivered",
+        "correction_to_past_recipient",
+    )
     assert entry["agreement"] == "ISA-ASB-CITY-2023"
     assert entry["fields_disclosed"] == first["la-mash-city-of-london"]["fields_disclosed"]
 
     # When nobody has acknowledged yet / Then both show as pending
     code, out = _cli(broker, capsys, "corrections", "pending", "--json")
     assert code == cli.EXIT_OK
-    assert {json.loads(line)["recipient"] for line in out.splitlines()} == {"crime-map", "la-mash-city-of-london"}
+    assert {json.loads(line)["recipient"] for line in out.splitlines()} == {
+        "crime-map",
+        "la-mash-city-of-london",
+    }
 
     # When the City's reference subscriber reads its inbox (it acknowledges corrections on its receipts queue)
     counts = receive(broker.settings, "la-mash-city-of-london", tmp_path, idle_seconds=0.5)
     assert counts["written"] == 2 and counts.get("acknowledged") == 1
-    lines = [json.loads(line) for line in (tmp_path / "la-mash-city-of-london.ndjson").read_text().splitlines()]
-    assert lines[1]["message_id"] == correction["id"] and lines[1]["headers"]["x-supersedes"] == original["id"]
+    lines = [
+        json.loads(line) for line in (tmp_path / "la-mash-city-of-london.ndjson").read_text().splitlines()
+    ]
+    assert (
+        lines[1]["message_id"] == correction["id"] and lines[1]["headers"]["x-supersedes"] == original["id"]
+    )
     # Then only the crime map is still pending, and the acknowledgement is audited
     code, out = _cli(broker, capsys, "corrections", "pending", "--json")
     assert [json.loads(line)["recipient"] for line in out.splitlines()] == ["crime-map"]

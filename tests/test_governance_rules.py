@@ -1,4 +1,4 @@
-"""Governance rules as data: every agreement test in deploy/agreements/tests runs here, plus entity scoping."""
+"""Governance rules as data: every agreement test in deploy/agreements/tests runs here; entity scoping."""
 
 from __future__ import annotations
 
@@ -31,9 +31,13 @@ def _encompass() -> dict:
 
 
 SCHOOL = {"id": "school-100001", "class": "school", "attributes": {"school_urn": "100001"}}
-PUPILS_LINKED_TO_ADULTS = {"all": [{"listed_at": "data.children"},
-                                   {"linked": {"types": ["parent-of"], "listed_at": "data.adults"}},
-                                   {"attribute_equals": {"path": "school.urn", "attribute": "school_urn"}}]}
+PUPILS_LINKED_TO_ADULTS = {
+    "all": [
+        {"listed_at": "data.children"},
+        {"linked": {"types": ["parent-of"], "listed_at": "data.adults"}},
+        {"attribute_equals": {"path": "school.urn", "attribute": "school_urn"}},
+    ]
+}
 
 
 def test_scoping_keeps_only_the_schools_pupil_and_drops_every_reference_to_the_others():
@@ -57,11 +61,23 @@ def test_scoping_without_a_persons_scope_returns_the_record_unchanged():
 
 def test_an_element_condition_outside_the_closed_set_is_refused_when_the_agreement_loads():
     # Given an agreement whose scope uses an operator that does not exist
-    doc = {"id": "ISA-X", "title": "t", "controller": "c", "providers": ["13"], "recipient": "school-100001",
-           "record_types": ["safeguarding.notification"], "purposes": ["p"], "lawful_basis": "b",
-           "max_classification": "OFFICIAL", "fields": {"safeguarding.notification": ["data.scheme"]},
-           "valid_from": "2025-01-01", "valid_until": "2026-01-01", "review_by": "2025-06-01", "status": "active",
-           "scope": {"safeguarding.notification": {"persons": {"python": "__import__('os')"}}}}
+    doc = {
+        "id": "ISA-X",
+        "title": "t",
+        "controller": "c",
+        "providers": ["13"],
+        "recipient": "school-100001",
+        "record_types": ["safeguarding.notification"],
+        "purposes": ["p"],
+        "lawful_basis": "b",
+        "max_classification": "OFFICIAL",
+        "fields": {"safeguarding.notification": ["data.scheme"]},
+        "valid_from": "2025-01-01",
+        "valid_until": "2026-01-01",
+        "review_by": "2025-06-01",
+        "status": "active",
+        "scope": {"safeguarding.notification": {"persons": {"python": "__import__('os')"}}},
+    }
     # When it is checked / Then loading stops with a configuration error naming the scope
     with pytest.raises(ConfigError, match="scope"):
         check_against_schema("agreement", doc, "ISA-X.yaml")
