@@ -1,5 +1,6 @@
 # Interchange: `make demo` runs the exchange on the example records; `make test` runs the test suite.
 # Both create .venv, install the project and make sure RabbitMQ is reachable first.
+# `make bench` measures the exchange against the transport-only ceiling (BENCH_ARGS=--quick: about a minute).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -24,7 +25,7 @@ test: $(STAMP) rabbitmq
 	$(PY) -m pytest -q
 
 bench: $(STAMP) rabbitmq
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests
