@@ -69,9 +69,10 @@ class Metrics:
                                                  registry=r)
         self.audit_verify_failures = Counter("interchange_audit_verify_failures_total",
                                              "Audit chain verifications that found a broken chain", registry=r)
-        self.agreement_days_to_expiry = Gauge("interchange_agreement_days_to_expiry",
-                                              "Days until an agreement's valid_until (negative once expired)",
-                                              ["agreement"], registry=r)
+        # Seconds, not days: Prometheus base units (promtool refuses _days); alerts divide by 86400.
+        self.agreement_expiry = Gauge("interchange_agreement_expiry_timestamp_seconds",
+                                      "When an agreement stops being in force (end of its valid_until day, UTC)",
+                                      ["agreement"], registry=r)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
             self.dead_lettered.labels(reason)
@@ -91,11 +92,11 @@ class Metrics:
             self.decisions.labels(agreement.recipient, agreement.id, "delivered", "")
         self.observe_agreements(registry.agreements)
 
-    def observe_agreements(self, agreements: Iterable[Agreement], today: dt.date | None = None) -> None:
-        """Set interchange_agreement_days_to_expiry per agreement (at start and before each scrape)."""
-        today = today or dt.datetime.now(dt.UTC).date()
+    def observe_agreements(self, agreements: Iterable[Agreement]) -> None:
+        """Set interchange_agreement_expiry_timestamp_seconds per agreement (at start and on each scrape)."""
         for agreement in agreements:
-            self.agreement_days_to_expiry.labels(agreement.id).set((agreement.valid_until - today).days)
+            end = dt.datetime.combine(agreement.valid_until + dt.timedelta(days=1), dt.time(), dt.UTC)
+            self.agreement_expiry.labels(agreement.id).set(end.timestamp())
 
 
 def format_label(headers: dict[str, object] | None) -> str:

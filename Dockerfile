@@ -1,0 +1,15 @@
+# The Interchange image: one role per container (`worker`, `audit-writer`, or any CLI command).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY broker ./broker
+COPY adapters ./adapters
+COPY schemas ./schemas
+COPY deploy ./deploy
+COPY examples ./examples
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 interchange \
+    && mkdir -p /app/var/audit && chown -R interchange /app/var
+USER interchange
+ENV INTERCHANGE_CONFIG=/app/deploy/interchange.yaml
+ENTRYPOINT ["interchange"]
+CMD ["--help"]
