@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint rabbitmq clean
+.PHONY: demo test bench lint rabbitmq promtool clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 rabbitmq:
 	@bash scripts/ensure-rabbitmq.sh
 
+# promtool (Debian's prometheus package) checks the metrics exposition and the alert rules in the tests.
+promtool:
+	@bash scripts/ensure-promtool.sh
+
 demo: $(STAMP) rabbitmq
 	$(PY) -m broker demo
 
-test: $(STAMP) rabbitmq
+test: $(STAMP) rabbitmq promtool
 	$(PY) -m pytest -q
 
 bench: $(STAMP) rabbitmq
