@@ -146,9 +146,10 @@ class TestBroker:
     @classmethod
     def create(cls, audit_dir: Path, agreements_dir: Path | None = None, **overrides: Any) -> TestBroker:
         name = f"t-{secrets.token_hex(4)}"
+        overrides.setdefault("confirm_timeout_seconds", 10.0)
         settings = load_settings(environ={}).with_overrides(
             core_vhost=name, recipient_vhost_prefix=f"{name}.", audit_dir=audit_dir,
-            agreements_dir=agreements_dir, confirm_timeout_seconds=10.0, **overrides)
+            agreements_dir=agreements_dir, **overrides)
         registry = Registry.load(settings)
         broker = cls(settings, registry)
         broker.vhosts = provision.apply(settings, registry)
