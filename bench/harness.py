@@ -98,7 +98,8 @@ def translate_all(total: int, start: int = 0) -> Translated:
                 raise SystemExit(f"bench: {adapter_name} refused a synthetic record: {result}")
             bodies.append((result["type"], result["id"], orjson.dumps(result)))
             n += 1
-        seconds[adapter_name], counts[adapter_name] = time.perf_counter() - began, n
+        seconds[adapter_name] = seconds.get(adapter_name, 0.0) + time.perf_counter() - began
+        counts[adapter_name] = counts.get(adapter_name, 0) + n
     return Translated(bodies, seconds, counts)
 
 

@@ -19,6 +19,7 @@ from broker.identifiers import asn_check_char
 
 ADAPTERS = Path(__file__).resolve().parent.parent / "adapters"
 SPI_FIXTURE = ADAPTERS / "cjse_spi" / "fixtures" / "spi-034a-valid-asn.xml"
+SPI_CASES_PER_FILE = 5000
 FIXED_WIDTH_FIXTURE = ADAPTERS / "fixed_width" / "fixtures" / "force-b.txt"
 
 STREET_HEADER = ("Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
@@ -71,8 +72,10 @@ def fixed_width(count: int, start: int = 0) -> bytes:
 def legacy_inputs(total: int, start: int = 0) -> list[tuple[str, str, bytes]]:
     """(adapter name, mapping name, bytes) for about `total` records, a third from each format."""
     third = max(1, total // 3)
+    spi_files = [("cjse-spi", "libra-spi", spi_xml(min(SPI_CASES_PER_FILE, third - done), start + done))
+                 for done in range(0, third, SPI_CASES_PER_FILE)]   # the adapter refuses XML over 16 MB
     return [
-        ("cjse-spi", "libra-spi", spi_xml(third, start)),
+        *spi_files,
         ("police-uk-csv", "city-of-london", street_csv(third, start)),
         ("fixed-width", "force-b", fixed_width(total - 2 * third, start)),
     ]
