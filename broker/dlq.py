@@ -71,16 +71,31 @@ def dead_letter(tag: int, props: Any, body: bytes) -> DeadLetter:
     headers = dict(props.headers or {})
     record = _json_object(body)
     death = (headers.get("x-death") or [{}])[0]
-    reason = _text(headers.get("x-interchange-reason")) or f"rabbitmq_{_text(death.get('reason')) or 'unknown'}"
+    reason = (
+        _text(headers.get("x-interchange-reason")) or f"rabbitmq_{_text(death.get('reason')) or 'unknown'}"
+    )
     origin = record.get("origin") if record and isinstance(record.get("origin"), dict) else {}
-    rejected = _time(_text(headers.get("x-interchange-rejected-at"))) or _death_time(death) or _amqp_time(props)
-    return DeadLetter(tag, props.message_id or "", reason, str(origin.get("agency") or "unknown"),
-                      str((record or {}).get("type") or "unknown"), props.correlation_id, rejected,
-                      _text(headers.get("x-first-death-queue")) or topology.ROUTE_QUEUE, headers, body,
-                      _text(headers.get("x-original-content-type")) or props.content_type, record)
+    rejected = (
+        _time(_text(headers.get("x-interchange-rejected-at"))) or _death_time(death) or _amqp_time(props)
+    )
+    return DeadLetter(
+        tag,
+        props.message_id or "",
+        reason,
+        str(origin.get("agency") or "unknown"),
+        str((record or {}).get("type") or "unknown"),
+        props.correlation_id,
+        rejected,
+        _text(headers.get("x-first-death-queue")) or topology.ROUTE_QUEUE,
+        headers,
+        body,
+        _text(headers.get("x-original-content-type")) or props.content_type,
+        record,
+    )
 
 
 # ---------------------------------------------------------------- browsing
+
 
 class DeadLetterQueue:
     """A browse session on the core vhost's interchange.dead (use as a context manager)."""
@@ -90,7 +105,9 @@ class DeadLetterQueue:
 
         self.settings = settings
         self.limit = limit
-        self.connection, self.channel = blocking_channel(settings.amqp_url, settings.core_vhost, "interchange-dlq")
+        self.connection, self.channel = blocking_channel(
+            settings.amqp_url, settings.core_vhost, "interchange-dlq"
+        )
         self.publisher = self.connection.channel()
         self.publisher.confirm_delivery()
         self.letters: list[DeadLetter] = []
@@ -100,7 +117,7 @@ class DeadLetterQueue:
 
     def __exit__(self, *_exc: Any) -> None:
         if self.connection.is_open:
-            self.connection.close()   # whatever was not acked goes back to the queue
+            self.connection.close()  # whatever was not acked goes back to the queue
 
     def browse(self) -> list[DeadLetter]:
         while len(self.letters) < self.limit:
@@ -131,6 +148,7 @@ def opened(settings: Settings) -> Iterator[DeadLetterQueue]:
 
 # ---------------------------------------------------------------- triage views (pure)
 
+
 def summary(letters: list[DeadLetter]) -> dict[str, Any]:
     """Counts by reason and by (reason, source), and the oldest age per reason."""
     by_reason = Counter(letter.reason for letter in letters)
@@ -139,13 +157,27 @@ def summary(letters: list[DeadLetter]) -> dict[str, Any]:
     for letter in letters:
         if letter.age_seconds is not None:
             oldest[letter.reason] = max(oldest.get(letter.reason, 0.0), letter.age_seconds)
-    return {"total": len(letters), "by_reason": dict(by_reason.most_common()),
-            "by_reason_and_source": [{"reason": r, "source": s, "count": n} for (r, s), n in by_source.most_common()],
-            "oldest_seconds": {r: round(s) for r, s in oldest.items()}}
+    return {
+        "total": len(letters),
+        "by_reason": dict(by_reason.most_common()),
+        "by_reason_and_source": [
+            {"reason": r, "source": s, "count": n} for (r, s), n in by_source.most_common()
+        ],
+        "oldest_seconds": {r: round(s) for r, s in oldest.items()},
+    }
 
 
-SAFE_ENVELOPE = ("specversion", "id", "source", "type", "time", "dataschema", "origin", "classification",
-                 "supersedes")
+SAFE_ENVELOPE = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "dataschema",
+    "origin",
+    "classification",
+    "supersedes",
+)
 
 
 def redacted(letter: DeadLetter) -> dict[str, Any]:
@@ -153,15 +185,32 @@ def redacted(letter: DeadLetter) -> dict[str, Any]:
     secrets = _leaf_strings(letter.record.get("data")) if letter.record else set()
     errors = _json_list(letter.headers.get("x-interchange-errors"))
     view: dict[str, Any] = {
-        "message_id": letter.message_id, "reason": letter.reason, "source": letter.source,
-        "record_type": letter.record_type, "correlation_id": letter.correlation_id,
-        "rejected_at": letter.rejected_at.isoformat() if letter.rejected_at else None, "died_in": letter.died_in,
-        "errors": [{"path": e.get("path"), "code": e.get("code"), "message": _scrub(str(e.get("message", "")), secrets)}
-                   for e in errors if isinstance(e, dict)],
-        "headers": {k: _text(v) for k, v in letter.headers.items()
-                    if k.startswith("x-") and k not in ("x-interchange-errors", "x-death")},
-        "body": {"bytes": len(letter.body), "sha256": hashlib.sha256(letter.body).hexdigest(),
-                 "content_type": letter.content_type},
+        "message_id": letter.message_id,
+        "reason": letter.reason,
+        "source": letter.source,
+        "record_type": letter.record_type,
+        "correlation_id": letter.correlation_id,
+        "rejected_at": letter.rejected_at.isoformat() if letter.rejected_at else None,
+        "died_in": letter.died_in,
+        "errors": [
+            {
+                "path": e.get("path"),
+                "code": e.get("code"),
+                "message": _scrub(str(e.get("message", "")), secrets),
+            }
+            for e in errors
+            if isinstance(e, dict)
+        ],
+        "headers": {
+            k: _text(v)
+            for k, v in letter.headers.items()
+            if k.startswith("x-") and k not in ("x-interchange-errors", "x-death")
+        },
+        "body": {
+            "bytes": len(letter.body),
+            "sha256": hashlib.sha256(letter.body).hexdigest(),
+            "content_type": letter.content_type,
+        },
     }
     if letter.record is not None:
         record = letter.record
@@ -183,15 +232,21 @@ def shape(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def select(letters: list[DeadLetter], reason: str | None = None, ids: list[str] | None = None,
-           older_than: dt.timedelta | None = None) -> list[DeadLetter]:
+def select(
+    letters: list[DeadLetter],
+    reason: str | None = None,
+    ids: list[str] | None = None,
+    older_than: dt.timedelta | None = None,
+) -> list[DeadLetter]:
     chosen = letters
     if reason:
         chosen = [x for x in chosen if x.reason == reason]
     if ids:
         chosen = [x for x in chosen if x.message_id in set(ids)]
     if older_than is not None:
-        chosen = [x for x in chosen if x.age_seconds is not None and x.age_seconds > older_than.total_seconds()]
+        chosen = [
+            x for x in chosen if x.age_seconds is not None and x.age_seconds > older_than.total_seconds()
+        ]
     return chosen
 
 
@@ -205,6 +260,7 @@ def parse_age(text: str) -> dt.timedelta:
 
 
 # ---------------------------------------------------------------- acting
+
 
 @dataclass
 class Outcome:
@@ -221,7 +277,9 @@ def replay(queue: DeadLetterQueue, letters: list[DeadLetter], operator: dict[str
         with logs.record_context(letter.message_id, letter.correlation_id):
             if _already_routed(letter, routed):
                 queue.remove(letter)
-                outcome.skipped.append((letter.message_id, "already routed after it was dead-lettered; removed"))
+                outcome.skipped.append(
+                    (letter.message_id, "already routed after it was dead-lettered; removed")
+                )
                 log.info("dlq_replay_skipped", reason=letter.reason, why="already_routed")
                 continue
             try:
@@ -259,8 +317,11 @@ def operator_actor() -> dict[str, Any]:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return {"system": "interchange-cli", "operator": os.environ.get("INTERCHANGE_OPERATOR", user),
-            "host": socket.gethostname()}
+    return {
+        "system": "interchange-cli",
+        "operator": os.environ.get("INTERCHANGE_OPERATOR", user),
+        "host": socket.gethostname(),
+    }
 
 
 def routed_since(audit_dir: Path) -> dict[str, str]:
@@ -281,20 +342,34 @@ def _already_routed(letter: DeadLetter, routed: dict[str, str]) -> bool:
     return decided is not None and (letter.rejected_at is None or decided > letter.rejected_at)
 
 
-def _audit(queue: DeadLetterQueue, letter: DeadLetter, operation: str, outcome: str,
-           operator: dict[str, Any]) -> None:
+def _audit(
+    queue: DeadLetterQueue, letter: DeadLetter, operation: str, outcome: str, operator: dict[str, Any]
+) -> None:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     context = {"actor": operator, "message_id": letter.message_id, "correlation_id": letter.correlation_id}
     entry = audit.rejection_entry(letter.record, letter.reason, [], context, now)
     entry.pop("errors", None)
-    entry.update(operation=operation, outcome=outcome, record_id=entry["record_id"] or letter.message_id,
-                 detail=f"dead letter from {letter.died_in}, rejected at "
-                        f"{letter.rejected_at.isoformat() if letter.rejected_at else 'unknown'}")
+    entry.update(
+        operation=operation,
+        outcome=outcome,
+        record_id=entry["record_id"] or letter.message_id,
+        detail=f"dead letter from {letter.died_in}, rejected at "
+        f"{letter.rejected_at.isoformat() if letter.rejected_at else 'unknown'}",
+    )
     batch = uuid.uuid4().hex
     body = orjson.dumps({"batch": batch, "entries": [entry]})
-    queue.publish("", topology.AUDIT_QUEUE, body, pika.BasicProperties(
-        content_type="application/json", delivery_mode=2, message_id=f"audit-{batch}",
-        correlation_id=letter.correlation_id, headers={"x-record-id": letter.message_id}))
+    queue.publish(
+        "",
+        topology.AUDIT_QUEUE,
+        body,
+        pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=f"audit-{batch}",
+            correlation_id=letter.correlation_id,
+            headers={"x-record-id": letter.message_id},
+        ),
+    )
 
 
 def _destination(letter: DeadLetter) -> tuple[str, str]:
@@ -304,15 +379,27 @@ def _destination(letter: DeadLetter) -> tuple[str, str]:
 
 
 def _replay_properties(letter: DeadLetter) -> pika.BasicProperties:
-    keep = {k: v for k, v in letter.headers.items() if not k.startswith("x-interchange-") and k != "x-death"
-            and not k.startswith("x-first-death") and not k.startswith("x-last-death") and not k.startswith("x-original")}
+    keep = {
+        k: v
+        for k, v in letter.headers.items()
+        if not k.startswith("x-interchange-")
+        and k != "x-death"
+        and not k.startswith("x-first-death")
+        and not k.startswith("x-last-death")
+        and not k.startswith("x-original")
+    }
     keep[REPLAY_HEADER] = letter.reason
-    return pika.BasicProperties(content_type=letter.content_type or None, delivery_mode=2,
-                                message_id=letter.message_id or None, correlation_id=letter.correlation_id,
-                                headers=keep)
+    return pika.BasicProperties(
+        content_type=letter.content_type or None,
+        delivery_mode=2,
+        message_id=letter.message_id or None,
+        correlation_id=letter.correlation_id,
+        headers=keep,
+    )
 
 
 # ---------------------------------------------------------------- small helpers
+
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:

@@ -54,6 +54,7 @@ def cached(check: Check, seconds: float = 5.0) -> Check:
             if time.monotonic() - state["at"] >= seconds:
                 state["result"], state["at"] = check(), time.monotonic()
             return state["result"]
+
     return run
 
 
@@ -64,6 +65,7 @@ def flag(getter: Callable[[], bool], ok_text: str, bad_text: str) -> Check:
 
 def queues_present(admin: Any, expected: list[tuple[str, str]]) -> Check:
     """Every (vhost, queue) exists, asked of the management API in one call."""
+
     def check() -> tuple[bool, str]:
         try:
             found = {(q["vhost"], q["name"]) for q in admin.all_queues()}
@@ -73,6 +75,7 @@ def queues_present(admin: Any, expected: list[tuple[str, str]]) -> Check:
         if missing:
             return False, f"missing queues: {', '.join(missing[:10])}" + (" …" if len(missing) > 10 else "")
         return True, f"{len(expected)} queues present"
+
     return check
 
 
@@ -112,21 +115,30 @@ class _Server(ThreadingHTTPServer):
     before_scrape: Callable[[], None] | None
 
 
-def serve(port: int, registry: Any, readiness: Readiness, host: str = "0.0.0.0",
-          before_scrape: Callable[[], None] | None = None) -> _Server:
+def serve(
+    port: int,
+    registry: Any,
+    readiness: Readiness,
+    host: str = "0.0.0.0",
+    before_scrape: Callable[[], None] | None = None,
+) -> _Server:
     """Start the server on a daemon thread; `server.shutdown()` stops it. Port 0 picks a free port."""
     try:
         server = _Server((host, port), _Handler)
     except OSError as exc:
-        raise ConfigError("metrics.port", str(port), f"cannot serve /metrics on port {port}: {exc.strerror}; "
-                          "give each process its own port (INTERCHANGE_METRICS_PORT, --metrics-port)"
-                          ) from exc
+        raise ConfigError(
+            "metrics.port",
+            str(port),
+            f"cannot serve /metrics on port {port}: {exc.strerror}; "
+            "give each process its own port (INTERCHANGE_METRICS_PORT, --metrics-port)",
+        ) from exc
     server.registry, server.readiness, server.before_scrape = registry, readiness, before_scrape
     threading.Thread(target=server.serve_forever, name="interchange-health", daemon=True).start()
     return server
 
 
 # ---------------------------------------------------------------- the checks of each process
+
 
 def worker_readiness(worker: Any, admin: Any) -> Readiness:
     """A routing worker is ready when connected to every vhost, its queues exist and its config loaded."""
@@ -137,24 +149,35 @@ def worker_readiness(worker: Any, admin: Any) -> Readiness:
     core_queues = (topology.ROUTE_QUEUE, topology.AUDIT_QUEUE, topology.DEAD_QUEUE)
     expected = [(settings.core_vhost, q) for q in core_queues]
     expected += [(vhost, topology.INBOX_QUEUE) for vhost in recipient_vhosts(settings, registry).values()]
-    loaded = (f"{len(registry.agencies)} agencies, {len(registry.recipients)} recipients, "
-              f"{len(registry.agreements)} agreements, {len(worker.ctx.renderers)} outbound formats loaded")
-    return Readiness({
-        "configuration": lambda: (True, loaded),
-        "rabbitmq": flag(lambda: bool(worker.ready and worker.transport.ready),
-                         "connected to the core and every recipient vhost",
-                         "not connected to RabbitMQ (starting, or reconnecting after a lost connection)"),
-        "topology": cached(queues_present(admin, expected)),
-    })
+    loaded = (
+        f"{len(registry.agencies)} agencies, {len(registry.recipients)} recipients, "
+        f"{len(registry.agreements)} agreements, {len(worker.ctx.renderers)} outbound formats loaded"
+    )
+    return Readiness(
+        {
+            "configuration": lambda: (True, loaded),
+            "rabbitmq": flag(
+                lambda: bool(worker.ready and worker.transport.ready),
+                "connected to the core and every recipient vhost",
+                "not connected to RabbitMQ (starting, or reconnecting after a lost connection)",
+            ),
+            "topology": cached(queues_present(admin, expected)),
+        }
+    )
 
 
 def audit_writer_readiness(writer: Callable[[], Any], admin: Any, settings: Any) -> Readiness:
     """The audit writer is ready when it consumes the audit queue and can append to its log."""
     from broker import topology
 
-    return Readiness({
-        "rabbitmq": flag(lambda: bool(writer().connected), "consuming interchange.audit",
-                         "not connected to RabbitMQ (starting, or reconnecting after a lost connection)"),
-        "topology": cached(queues_present(admin, [(settings.core_vhost, topology.AUDIT_QUEUE)])),
-        "audit_log": lambda: (not writer().log._fh.closed, str(writer().log.path)),
-    })
+    return Readiness(
+        {
+            "rabbitmq": flag(
+                lambda: bool(writer().connected),
+                "consuming interchange.audit",
+                "not connected to RabbitMQ (starting, or reconnecting after a lost connection)",
+            ),
+            "topology": cached(queues_present(admin, [(settings.core_vhost, topology.AUDIT_QUEUE)])),
+            "audit_log": lambda: (not writer().log._fh.closed, str(writer().log.path)),
+        }
+    )

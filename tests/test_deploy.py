@@ -18,9 +18,31 @@ PROMETHEUS = DEPLOY / "prometheus"
 
 # PromQL words that look like metric names but are functions, keywords or label names.
 PROMQL_WORDS = {
-    "sum", "by", "rate", "increase", "delta", "histogram_quantile", "min", "max", "avg", "count", "on", "and",
-    "or", "unless", "without", "time", "min_over_time", "max_over_time", "le", "bool", "ignoring",
-    "group_left", "group_right", "humanize", "offset",
+    "sum",
+    "by",
+    "rate",
+    "increase",
+    "delta",
+    "histogram_quantile",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "on",
+    "and",
+    "or",
+    "unless",
+    "without",
+    "time",
+    "min_over_time",
+    "max_over_time",
+    "le",
+    "bool",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "humanize",
+    "offset",
 }
 
 
@@ -36,8 +58,11 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     expr = re.sub(r"\[[^\]]*\]", "", expr)
-    return {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)
-            if w not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhd]?", w)}
+    return {
+        w
+        for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)
+        if w not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhd]?", w)
+    }
 
 
 def dashboard_exprs() -> list[str]:
@@ -55,10 +80,16 @@ def test_every_alert_behaves_as_its_unit_tests_say():
     # Given rule unit tests covering every alert / When promtool runs them / Then they pass
     result = promtool("test", "rules", str(PROMETHEUS / "alerts.test.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    alerts = {r["alert"] for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
-              for r in g["rules"]}
-    tested = {t["alertname"] for case in yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
-              for t in case["alert_rule_test"]}
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    tested = {
+        t["alertname"]
+        for case in yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
+        for t in case["alert_rule_test"]
+    }
     assert alerts == tested
 
 
@@ -98,6 +129,8 @@ def test_every_compose_service_has_a_health_check_and_its_mounted_files_exist():
 
 
 def test_the_metric_name_parser_finds_names_and_ignores_functions_and_labels():
-    expr = 'histogram_quantile(0.95, sum by (le, stage) (rate(interchange_stage_seconds_bucket{stage="x"}[5m])))'
+    expr = (
+        'histogram_quantile(0.95, sum by (le, stage) (rate(interchange_stage_seconds_bucket{stage="x"}[5m])))'
+    )
     assert metric_names(expr) == {"interchange_stage_seconds_bucket"}
     assert metric_names('a_total and on() b{queue="q"} > 0') == {"a_total", "b"}

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 import structlog
 import yaml
@@ -20,7 +19,7 @@ from broker.testing import EXAMPLES, TestBroker, worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 
-RECORD = json.loads((EXAMPLES / "09-intelligence.report-3x5x2-p.json").read_text())   # from agency 13
+RECORD = json.loads((EXAMPLES / "09-intelligence.report-3x5x2-p.json").read_text())  # from agency 13
 
 
 @pytest.fixture
@@ -57,11 +56,22 @@ def _wait(predicate, timeout: float = 30.0) -> None:
 
 
 def _cli(broker, *argv: str) -> int:
-    """Run the CLI in this process; then put structlog back (main() binds it to this test's captured stderr)."""
+    """Run the CLI in-process; then reset structlog (main() binds it to this test's captured stderr)."""
     s = broker.settings
     try:
-        return main(["--amqp-url", s.amqp_url, "--vhost", s.core_vhost, "--vhost-prefix", s.recipient_vhost_prefix,
-                     "--audit-dir", str(s.audit_dir), *argv])
+        return main(
+            [
+                "--amqp-url",
+                s.amqp_url,
+                "--vhost",
+                s.core_vhost,
+                "--vhost-prefix",
+                s.recipient_vhost_prefix,
+                "--audit-dir",
+                str(s.audit_dir),
+                *argv,
+            ]
+        )
     finally:
         structlog.reset_defaults()
 
@@ -72,7 +82,8 @@ def _entries(broker) -> list[dict]:
 
 
 def test_a_record_from_an_unregistered_agency_is_delivered_once_by_replay_after_the_agency_is_added(
-        without_13, capsys):
+    without_13, capsys
+):
     broker = without_13
     # Given a record from agency 13, dead-lettered as unknown_agency while 13 was not registered
     _route(broker.settings, broker.registry, [record_message(RECORD)], expect=1)
@@ -91,7 +102,9 @@ def test_a_record_from_an_unregistered_agency_is_delivered_once_by_replay_after_
     # Then every entitled recipient holds the record exactly once, and the audit shows one replay and one
     # delivery per recipient
     entries = _entries(broker)
-    delivered = [e["recipient"] for e in entries if e["outcome"] == "delivered" and e["record_id"] == RECORD["id"]]
+    delivered = [
+        e["recipient"] for e in entries if e["outcome"] == "delivered" and e["record_id"] == RECORD["id"]
+    ]
     assert delivered and len(delivered) == len(set(delivered))
     for recipient in registry.recipients:
         ids = [props.message_id for props, _ in broker.inbox(recipient)]
@@ -163,8 +176,10 @@ def test_purge_removes_only_dead_letters_older_than_the_age_and_audits_each(brok
 
 # ---------------------------------------------------------------- helpers
 
+
 def _full_agencies() -> Path:
     from broker.config import load_settings
+
     return load_settings(environ={}).agencies_file
 
 
@@ -176,20 +191,34 @@ def _republish_dead_letter(broker, props, body: bytes) -> None:
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     try:
         channel.confirm_delivery()
-        channel.basic_publish(topology.DLX, "test", body, pika.BasicProperties(
-            message_id=props.message_id, correlation_id=props.correlation_id, headers=props.headers,
-            content_type=props.content_type, delivery_mode=2), mandatory=True)
+        channel.basic_publish(
+            topology.DLX,
+            "test",
+            body,
+            pika.BasicProperties(
+                message_id=props.message_id,
+                correlation_id=props.correlation_id,
+                headers=props.headers,
+                content_type=props.content_type,
+                delivery_mode=2,
+            ),
+            mandatory=True,
+        )
     finally:
         connection.close()
 
 
 def _fresh(props):
-    from types import SimpleNamespace
     import datetime as dt
+    from types import SimpleNamespace
 
     now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    return SimpleNamespace(message_id="junk-fresh", correlation_id=None, content_type="application/json",
-                           headers={"x-interchange-reason": "malformed_json", "x-interchange-rejected-at": now})
+    return SimpleNamespace(
+        message_id="junk-fresh",
+        correlation_id=None,
+        content_type="application/json",
+        headers={"x-interchange-reason": "malformed_json", "x-interchange-rejected-at": now},
+    )
 
 
 def _personal_values(record: dict) -> list[str]:

@@ -41,14 +41,16 @@ def serve_for(worker, cache_seconds: float | None = None):
     readiness = health.worker_readiness(worker, admin_for(worker.ctx.settings))
     if cache_seconds is not None:
         readiness.checks["topology"] = health.cached(
-            health.queues_present(admin_for(worker.ctx.settings), _expected(worker)), cache_seconds)
+            health.queues_present(admin_for(worker.ctx.settings), _expected(worker)), cache_seconds
+        )
     return health.serve(0, worker.metrics.registry, readiness, host="127.0.0.1")
 
 
 def _expected(worker):
     s = worker.ctx.settings
     return [(s.core_vhost, topology.ROUTE_QUEUE)] + [
-        (s.recipient_vhost(r), topology.INBOX_QUEUE) for r in worker.ctx.registry.recipients]
+        (s.recipient_vhost(r), topology.INBOX_QUEUE) for r in worker.ctx.registry.recipients
+    ]
 
 
 def test_a_worker_that_has_not_connected_is_alive_but_not_ready(broker):
@@ -87,8 +89,12 @@ def _worker_connection(admin, vhost: str, timeout: float = 15.0) -> str:
     """The worker's connection to a vhost, once the management API lists it (stats lag a few seconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        names = [c["name"] for c in admin.connections() if c.get("vhost") == vhost
-                 and "interchange-worker" in str((c.get("client_properties") or {}).get("connection_name"))]
+        names = [
+            c["name"]
+            for c in admin.connections()
+            if c.get("vhost") == vhost
+            and "interchange-worker" in str((c.get("client_properties") or {}).get("connection_name"))
+        ]
         if names:
             return names[0]
         time.sleep(0.2)
@@ -118,6 +124,9 @@ def test_metrics_are_served_on_the_same_port():
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout=5) as r:
             text = r.read().decode()
-        assert "interchange_build_info" in text and 'interchange_dead_lettered_total{reason="unknown_agency"} 0.0' in text
+        assert (
+            "interchange_build_info" in text
+            and 'interchange_dead_lettered_total{reason="unknown_agency"} 0.0' in text
+        )
     finally:
         server.shutdown()

@@ -24,7 +24,7 @@ from broker.auditlog import LOG_NAME
 from broker.config import PROJECT_ROOT
 from broker.demo import wait_for_audit
 from broker.testing import EXAMPLES, TestBroker
-from tests.test_deploy import dashboard_exprs, metric_names, promtool
+from tests.test_deploy import dashboard_exprs, metric_names
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -61,8 +61,19 @@ def live(rabbitmq, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops")
     broker = TestBroker.create(tmp / "audit")
     s = broker.settings
-    common = [sys.executable, "-m", "broker", "--amqp-url", s.amqp_url, "--vhost", s.core_vhost,
-              "--vhost-prefix", s.recipient_vhost_prefix, "--audit-dir", str(s.audit_dir)]
+    common = [
+        sys.executable,
+        "-m",
+        "broker",
+        "--amqp-url",
+        s.amqp_url,
+        "--vhost",
+        s.core_vhost,
+        "--vhost-prefix",
+        s.recipient_vhost_prefix,
+        "--audit-dir",
+        str(s.audit_dir),
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     ports = {"audit-writer": free_port(), "worker": free_port()}
     logs = {role: tmp / f"{role}.log" for role in ("audit-writer", "worker", "cli")}
@@ -70,32 +81,63 @@ def live(rabbitmq, tmp_path_factory):
     try:
         for role, port in ports.items():
             with logs[role].open("ab") as out:
-                children.append(subprocess.Popen(common + ["--metrics-port", str(port), role], stdout=out,
-                                                 stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
+                children.append(
+                    subprocess.Popen(
+                        common + ["--metrics-port", str(port), role],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=PROJECT_ROOT,
+                    )
+                )
         for role, port in ports.items():
-            wait_until(lambda port=port: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what=f"{role} ready")
+            wait_until(
+                lambda port=port: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what=f"{role} ready"
+            )
 
         def cli(*args: str) -> None:
             with logs["cli"].open("ab") as out:
-                subprocess.run(common + list(args), stdout=out, stderr=subprocess.STDOUT, env=env, timeout=120,
-                               cwd=PROJECT_ROOT, check=False)
+                subprocess.run(
+                    common + list(args),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    timeout=120,
+                    cwd=PROJECT_ROOT,
+                    check=False,
+                )
 
         cli("publish", *map(str, FILES))
         ids = {json.loads(f.read_text()).get("id") for f in FILES}
         entries = wait_for_audit(Path(s.audit_dir) / LOG_NAME, ids)
         worker_url = f"http://127.0.0.1:{ports['worker']}"
-        wait_until(lambda: _value(get(worker_url + "/metrics")[1], "interchange_records_received_total") == len(FILES),
-                   what="worker counted every record")
+        wait_until(
+            lambda: (
+                _value(get(worker_url + "/metrics")[1], "interchange_records_received_total") == len(FILES)
+            ),
+            what="worker counted every record",
+        )
         audit_url = f"http://127.0.0.1:{ports['audit-writer']}"
-        wait_until(lambda: _value(get(audit_url + "/metrics")[1], "interchange_audit_entries_written_total")
-                   == len(entries), what="audit writer counted every entry")
+        wait_until(
+            lambda: (
+                _value(get(audit_url + "/metrics")[1], "interchange_audit_entries_written_total")
+                == len(entries)
+            ),
+            what="audit writer counted every entry",
+        )
         cli("dlq", "list")
         for f in sorted((EXAMPLES / "invalid").glob("*.json")):
             cli("dlq", "show", json.loads(f.read_text())["id"])
-        yield SimpleNamespace(broker=broker, entries=entries, logs=logs, urls={"worker": worker_url,
-                              "audit-writer": audit_url}, expositions={
-                              "worker": get(worker_url + "/metrics")[1],
-                              "audit-writer": get(audit_url + "/metrics")[1]})
+        yield SimpleNamespace(
+            broker=broker,
+            entries=entries,
+            logs=logs,
+            urls={"worker": worker_url, "audit-writer": audit_url},
+            expositions={
+                "worker": get(worker_url + "/metrics")[1],
+                "audit-writer": get(audit_url + "/metrics")[1],
+            },
+        )
     finally:
         for child in children:
             child.terminate()
@@ -108,13 +150,19 @@ def live(rabbitmq, tmp_path_factory):
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _value(text: str, name: str, **labels: str) -> float:
-    return sum(v for (n, lbls), v in _samples(text).items()
-               if n == name and all(dict(lbls).get(k) == want for k, want in labels.items()))
+    return sum(
+        v
+        for (n, lbls), v in _samples(text).items()
+        if n == name and all(dict(lbls).get(k) == want for k, want in labels.items())
+    )
 
 
 def test_each_process_exposition_passes_promtool_check_metrics(live):
@@ -133,27 +181,47 @@ def test_the_metrics_count_exactly_what_the_audit_log_holds(live):
     by_source = collections.Counter(e["source"] for e in entries if e["outcome"] == "rejected")
     for source in ("01", "13", "48", "hmcts"):
         routed = {e["record_id"] for e in entries if e["source"] == source and e["outcome"] != "rejected"}
-        assert _value(worker, "interchange_records_received_total", source=source, format="common-json") == \
-            len(routed) + by_source[source]
+        assert (
+            _value(worker, "interchange_records_received_total", source=source, format="common-json")
+            == len(routed) + by_source[source]
+        )
     # and rejections and dead letters by reason, deliveries by recipient, decisions by outcome match the audit
     for reason, n in collections.Counter(e["reason"] for e in entries if e["outcome"] == "rejected").items():
         assert _value(worker, "interchange_records_rejected_total", reason=reason) == n
         assert _value(worker, "interchange_dead_lettered_total", reason=reason) == n
-    for recipient, n in collections.Counter(e["recipient"] for e in entries if e["outcome"] == "delivered").items():
+    for recipient, n in collections.Counter(
+        e["recipient"] for e in entries if e["outcome"] == "delivered"
+    ).items():
         assert _value(worker, "interchange_deliveries_confirmed_total", recipient=recipient) == n
-    delivered = collections.Counter((e["recipient"], e["agreement"]) for e in entries if e["outcome"] == "delivered")
+    delivered = collections.Counter(
+        (e["recipient"], e["agreement"]) for e in entries if e["outcome"] == "delivered"
+    )
     for (recipient, agreement), n in delivered.items():
-        assert _value(worker, "interchange_decisions_total", recipient=recipient, agreement=agreement,
-                      outcome="delivered") == n
-    withheld = collections.Counter((e["recipient"] or "none", e["reason"]) for e in entries
-                                   if e["outcome"] == "withheld")
+        assert (
+            _value(
+                worker,
+                "interchange_decisions_total",
+                recipient=recipient,
+                agreement=agreement,
+                outcome="delivered",
+            )
+            == n
+        )
+    withheld = collections.Counter(
+        (e["recipient"] or "none", e["reason"]) for e in entries if e["outcome"] == "withheld"
+    )
     for (recipient, reason), n in withheld.items():
-        assert _value(worker, "interchange_decisions_total", recipient=recipient, outcome="withheld",
-                      reason=reason) == n
+        assert (
+            _value(
+                worker, "interchange_decisions_total", recipient=recipient, outcome="withheld", reason=reason
+            )
+            == n
+        )
     assert _value(worker, "interchange_decisions_total", outcome="delivered") == outcome["delivered"]
     assert _value(worker, "interchange_decisions_total", outcome="withheld") == outcome["withheld"]
-    assert _value(worker, "interchange_end_to_end_latency_seconds_count") == \
-        len({e["record_id"] for e in entries if e["outcome"] == "delivered"})
+    assert _value(worker, "interchange_end_to_end_latency_seconds_count") == len(
+        {e["record_id"] for e in entries if e["outcome"] == "delivered"}
+    )
     assert _value(worker, "interchange_publish_failures_total") == 0
     # and the audit writer counted every entry it wrote
     assert _value(live.expositions["audit-writer"], "interchange_audit_entries_written_total") == len(entries)
@@ -173,7 +241,9 @@ def test_no_log_line_of_any_process_carries_a_name_date_of_birth_or_identifier(l
 
 
 def test_every_worker_line_about_a_record_carries_its_ids_and_a_utc_timestamp(live):
-    lines = [json.loads(line) for line in live.logs["worker"].read_text().splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in live.logs["worker"].read_text().splitlines() if line.startswith("{")
+    ]
     about_records = [line for line in lines if line["event"].startswith("record_")]
     assert len(about_records) == len(FILES)
     for line in about_records:
@@ -194,9 +264,13 @@ def test_health_endpoints_answer_alive_and_ready_on_each_process(live):
 def test_every_dashboard_query_reads_only_metrics_that_exist(live):
     # Given the names in the live expositions and in RabbitMQ's prometheus plugin (aggregated and per queue)
     exists = {name for text in live.expositions.values() for name, _ in _samples(text)}
-    rabbit = get("http://127.0.0.1:15692/metrics")[1] + get(
-        "http://127.0.0.1:15692/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count"
-        "&family=queue_metrics")[1]
+    rabbit = (
+        get("http://127.0.0.1:15692/metrics")[1]
+        + get(
+            "http://127.0.0.1:15692/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count"
+            "&family=queue_metrics"
+        )[1]
+    )
     exists |= {line.split()[2] for line in rabbit.splitlines() if line.startswith("# TYPE")}
     exists.add("up")  # recorded by Prometheus itself for every scrape target
     # When every panel query is parsed
