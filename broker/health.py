@@ -146,7 +146,8 @@ def worker_readiness(worker: Any, admin: Any) -> Readiness:
     from broker.provision import recipient_vhosts
 
     settings, registry = worker.ctx.settings, worker.ctx.registry
-    core_queues = (topology.ROUTE_QUEUE, topology.AUDIT_QUEUE, topology.DEAD_QUEUE)
+    partitions = getattr(settings, "partitions", 1)
+    core_queues = (*topology.route_queues(partitions), topology.AUDIT_QUEUE, topology.DEAD_QUEUE)
     expected = [(settings.core_vhost, q) for q in core_queues]
     expected += [(vhost, topology.INBOX_QUEUE) for vhost in recipient_vhosts(settings, registry).values()]
     loaded = (
