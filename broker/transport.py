@@ -26,6 +26,7 @@ from broker.errors import TransportError
 from broker.exchange import Outgoing
 
 Confirmed = Callable[[bool, str], None]
+CLOSE_WAIT_SECONDS = 1.0   # how long a reconnect waits for the old connections to finish closing
 
 
 @dataclass(slots=True)
@@ -169,22 +170,26 @@ class AmqpTransport:
         if self._stopping or generation != self.generation or self._handled_loss == generation:
             return
         self._handled_loss = generation
+        for link in self.links.values():   # before failing pending publishes: their callbacks must not ack
+            link.ready = False
         self._fail_all_pending(reason)
         self.on_lost(reason)
         for link in self.links.values():
-            link.ready = False
             if link.connection is not None and link.connection.is_open:
                 link.connection.close()
         delay, self._backoff = self._backoff, min(self._backoff * 2, self._max_backoff)
         self.node = (self.node + 1) % len(self.urls)
         self.reconnects += 1
-        self.ioloop.call_later(delay, self._reconnect)
+        self.ioloop.call_later(delay, lambda: self._reconnect(time.monotonic() + CLOSE_WAIT_SECONDS))
 
-    def _reconnect(self) -> None:
+    def _reconnect(self, give_up_waiting: float) -> None:
+        """Reconnect once the old connections are closed, or after CLOSE_WAIT_SECONDS: a connection on a
+        black-holed route never completes its close handshake, and its late deliveries are ignored."""
         if self._stopping:
             return
-        if any(link.connection is not None and not link.connection.is_closed for link in self.links.values()):
-            self.ioloop.call_later(0.1, self._reconnect)
+        if (any(link.connection is not None and not link.connection.is_closed for link in self.links.values())
+                and time.monotonic() < give_up_waiting):
+            self.ioloop.call_later(0.1, lambda: self._reconnect(give_up_waiting))
             return
         self._connect_all()
 
@@ -281,18 +286,28 @@ class AmqpTransport:
         link, generation = self.links[target], self.generation
 
         def deliver(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+            if generation != self.generation:   # from an abandoned connection: RabbitMQ will redeliver it
+                return
             on_message(Inbound(target, method.delivery_tag, generation, body, properties, method.redelivered))
 
         link.channel.basic_qos(prefetch_count=prefetch)
         link.channel.basic_consume(queue, deliver, auto_ack=False)
 
     def ack(self, inbound: Inbound, multiple: bool = False) -> None:
+        """Ack on the channel it came from; after a reconnect there is nothing to ack (it comes back)."""
         if inbound.generation == self.generation and self.links[inbound.target].ready:
-            self.links[inbound.target].channel.basic_ack(inbound.delivery_tag, multiple=multiple)
+            try:
+                self.links[inbound.target].channel.basic_ack(inbound.delivery_tag, multiple=multiple)
+            except pika.exceptions.AMQPError:   # channel just closed: RabbitMQ redelivers
+                pass
 
     def reject(self, inbound: Inbound, requeue: bool = True) -> None:
         if inbound.generation == self.generation and self.links[inbound.target].ready:
-            self.links[inbound.target].channel.basic_nack(inbound.delivery_tag, multiple=False, requeue=requeue)
+            try:
+                self.links[inbound.target].channel.basic_nack(inbound.delivery_tag, multiple=False,
+                                                              requeue=requeue)
+            except pika.exceptions.AMQPError:
+                pass
 
 
 def blocking_channel(url: str, vhost: str, name: str = "interchange-cli") -> tuple[Any, Any]:

@@ -52,6 +52,14 @@ def write_flow_agreements(directory: Path) -> Path:
     return directory
 
 
+def write_flow_recipients(path: Path) -> Path:
+    """recipients.yaml holding only FLOW_RECIPIENTS (fewer vhosts and quorum queues to create)."""
+    doc = yaml.safe_load((PROJECT_ROOT / "deploy" / "config" / "recipients.yaml").read_text())
+    doc["recipients"] = [r for r in doc["recipients"] if r["id"] in FLOW_RECIPIENTS]
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 _TEMPLATE = json.loads((EXAMPLES / "01-crime.report-burglary-victim-suspect.json").read_text())
 
 
@@ -74,6 +82,7 @@ def write_settings_file(settings: Settings, path: Path, heartbeat: int = 5) -> P
     doc = {
         "amqp": {"url": settings.amqp_url, "core_vhost": settings.core_vhost,
                  "recipient_vhost_prefix": settings.recipient_vhost_prefix, "prefetch": settings.prefetch,
+                 "partitions": settings.partitions,
                  "confirm_timeout_seconds": settings.confirm_timeout_seconds, "heartbeat_seconds": heartbeat},
         "management_url": settings.management_url,
         "audit": {"dir": str(settings.audit_dir)},
@@ -92,6 +101,7 @@ class Role:
     role: str
     config: Path
     log: Path
+    args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     kills: int = 0
 
@@ -101,7 +111,7 @@ class Role:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "broker", "--config", str(self.config), "--log-level", "warning",
-                 self.role], stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env)
+                 self.role, *self.args], stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env)
         return self
 
     def kill(self) -> None:
@@ -141,6 +151,43 @@ class Inbox:
         known = self.first.setdefault(message_id, digest)
         if known != digest:
             self.differing.append(message_id)
+
+
+class Flow:
+    """Publishes `count` flow records from a background thread through publish_all (confirm window,
+    resend of what was not confirmed); `confirmed` holds the ids RabbitMQ confirmed, nothing else."""
+
+    def __init__(self, settings: Settings, count: int, prefix: str, window: int = 300) -> None:
+        self.settings, self.count, self.prefix, self.window = settings, count, prefix, window
+        self.confirmed: set[str] = set()
+        self.report: Any = None
+        self.error: BaseException | None = None
+        self.transport: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"flow-{prefix}")
+
+    def _run(self) -> None:
+        from broker.publisher import StreamPublisher
+        from broker.transport import AmqpTransport
+        s = self.settings
+        try:
+            self.transport = AmqpTransport(s.amqp_url, {"core": s.core_vhost}, s.confirm_timeout_seconds,
+                                           s.heartbeat_seconds, name=f"flow-{self.prefix}")
+            self.report = StreamPublisher(self.transport, flow_messages(self.count, self.prefix), self.window,
+                                          max_attempts=1_000_000,
+                                          on_confirmed=lambda m: self.confirmed.add(m.message_id)).run()
+        except BaseException as exc:   # surfaced by join()
+            self.error = exc
+
+    def start(self) -> Flow:
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"publisher still running after {timeout}s"
+        assert self.error is None, repr(self.error)
+        assert self.report.failed == 0 and self.report.published == self.count, self.report
+        return self.report
 
 
 class Reconciler:
