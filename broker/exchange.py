@@ -226,6 +226,8 @@ def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, c
     record_id = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     record_id = record_id or message.message_id
     correlation_id = (record.get("correlation_id") if isinstance(record, dict) else None) or message.correlation_id
+    # a refused record's id and correlation id are unchecked: AMQP short strings hold at most 255 bytes
+    correlation_id = correlation_id if _short_string(correlation_id) else message.correlation_id
     error_paths = [{"path": e.path, "code": e.code} for e in errors[:100]]
     entry = audit.rejection_entry(record, reason, error_paths, _context_of(message, ctx), _iso(now))
     headers = {
@@ -235,7 +237,8 @@ def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, c
         "x-original-user-id": message.user_id or "",
         "x-original-content-type": message.content_type or "",
     }
-    dead = Outgoing("core", topology.DLX, reason, message.body, record_id or entry["entry_id"], correlation_id,
+    dead_id = record_id if _short_string(record_id) else entry["entry_id"]
+    dead = Outgoing("core", topology.DLX, reason, message.body, dead_id, correlation_id,
                     headers, message.content_type or "application/octet-stream")
     source = (record.get("origin") or {}).get("agency") if isinstance(record, dict) and \
         isinstance(record.get("origin"), dict) else None
@@ -277,6 +280,10 @@ def _audit_message(entries: list[dict[str, Any]], record_id: str | None, correla
     batch_id = entries[0]["entry_id"]
     return Outgoing("core", "", topology.AUDIT_QUEUE, orjson.dumps({"batch": batch_id, "entries": entries}),
                     f"audit-{batch_id}", correlation_id, {"x-record-id": record_id or ""})
+
+
+def _short_string(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value.encode("utf-8", "surrogatepass")) <= 255
 
 
 def _iso(moment: dt.datetime) -> str:

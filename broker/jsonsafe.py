@@ -24,7 +24,10 @@ def duplicate_key(body: bytes, parsed: Any) -> str | None:
     """The first duplicated key in `body` (already parsed by orjson as `parsed`), or None."""
     if b"\\u0022" not in body:
         written = body.translate(None, _WHITESPACE).count(b'":')
-        kept = orjson.dumps(parsed).translate(None, _WHITESPACE).count(b'":')
+        try:
+            kept = orjson.dumps(parsed).translate(None, _WHITESPACE).count(b'":')
+        except orjson.JSONEncodeError:   # nested deeper than orjson writes (254): take the slow path
+            kept = -1
         if written == kept:
             return None
     found: list[str] = []
@@ -39,6 +42,6 @@ def duplicate_key(body: bytes, parsed: Any) -> str | None:
 
     try:
         json.loads(body, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):
-        return "(unparseable)"
+    except (ValueError, RecursionError):   # nested deeper than the standard library reads
+        return "(too deeply nested to check)"
     return found[0] if found else None
