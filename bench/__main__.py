@@ -43,13 +43,13 @@ RESULTS = harness.BENCH / "results"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer records (about a minute)")
-    parser.add_argument("--records", type=int, help="records per phase (default 30000; --quick 6000)")
+    parser.add_argument("--records", type=int, help="records per phase (default 15000; --quick 6000)")
     parser.add_argument("--paced-seconds", type=float, help="length of the paced latency run (default 20; quick 8)")
     parser.add_argument("--profile", action="store_true",
                         help="record the worker with py-spy during the route phase (bench/results/*.txt)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the children's logs and audit log")
     args = parser.parse_args(argv)
-    args.records = args.records or (6000 if args.quick else 30000)
+    args.records = args.records or (6000 if args.quick else 15000)
     args.paced_seconds = args.paced_seconds or (8.0 if args.quick else 20.0)
     return args
 
