@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint rabbitmq promtool clean
+.PHONY: demo test test-cluster bench lint rabbitmq promtool clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(STAMP) rabbitmq
 
 test: $(STAMP) rabbitmq promtool
 	$(PY) -m pytest -q
+
+# The fault battery (docs/RELIABILITY.md): starts its own 3-node RabbitMQ cluster (scripts/cluster.sh, ports
+# 5701-5703) and kills workers, nodes and consumers; serialised, prints its counts; about 10 minutes.
+test-cluster: $(STAMP) rabbitmq
+	$(PY) -m pytest -q -s -m cluster tests/cluster
 
 bench: $(STAMP) rabbitmq
 	$(PY) -m bench $(BENCH_ARGS)

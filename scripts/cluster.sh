@@ -106,11 +106,19 @@ cmd_start() {
   echo "cluster up: amqp 127.0.0.1:$((BASE_AMQP+1))-$((BASE_AMQP+3)), management 127.0.0.1:$((BASE_MGMT+1)), dir $DIR"
 }
 
+stop_node() {   # graceful stop, waited for (rabbitmqctl stop returns before the VM exits); SIGKILL after 60 s
+  local n=$1 p; p=$(pid_of "$n")
+  [ -n "$p" ] || return 0
+  ctl "$n" stop >/dev/null 2>&1 || true
+  for _ in $(seq 1 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+  rm -f "$DIR/node$n/pid"
+}
+
 cmd_stop() {
-  for n in 3 2 1; do
-    if alive "$n"; then ctl "$n" stop >/dev/null 2>&1 || kill -KILL "$(pid_of "$n")" 2>/dev/null || true; fi
-  done
+  for n in 3 2 1; do alive "$n" && stop_node "$n"; done
   if [ "${1:-}" = "--purge" ]; then rm -rf "$DIR"; fi
+  return 0
 }
 
 cmd_status() {
@@ -135,7 +143,7 @@ case "${1:-}" in
   stop) shift; cmd_stop "${1:-}" ;;
   status) cmd_status ;;
   kill) cmd_kill "$2" ;;
-  stopnode) ctl "$2" stop >/dev/null; rm -f "$DIR/node$2/pid" ;;
+  stopnode) stop_node "$2" ;;
   startnode) prepare; start_node "$2"; wait_node "$2"; wait_pid "$2" ;;
   restart) cmd_kill "$2"; prepare; start_node "$2"; wait_node "$2"; wait_pid "$2" ;;
   ctl) shift; n=$1; shift; ctl "$n" "$@" ;;

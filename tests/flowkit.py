@@ -276,8 +276,18 @@ class Reconciler:
         return out
 
 
-def assert_reconciled(name: str, report: dict[str, dict[str, int]], **facts: Any) -> None:
-    """Print the counts (CI keeps them) and fail on any loss, stray message or differing copy."""
+def dead_lettered(settings: Settings) -> int:
+    """Records in the core dead-letter queue (refused, or past the delivery limit): must be 0 here."""
+    connection, channel = blocking_channel(settings.amqp_url, settings.core_vhost, "reconciler-dead")
+    try:
+        return int(channel.queue_declare(topology.DEAD_QUEUE, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def assert_reconciled(name: str, report: dict[str, dict[str, int]], dead: int = 0, **facts: Any) -> None:
+    """Print the counts (CI keeps them) and fail on any loss, stray message, differing copy or dead letter."""
+    facts["dead_lettered"] = dead
     totals = {k: sum(r[k] for r in report.values()) for k in next(iter(report.values()))}
     print(f"\n[{name}] " + " ".join(f"{k}={v}" for k, v in facts.items()) + " | "
           + " ".join(f"{k}={v}" for k, v in totals.items()))
@@ -286,3 +296,4 @@ def assert_reconciled(name: str, report: dict[str, dict[str, int]], **facts: Any
     assert totals["lost"] == 0, f"{name}: {totals['lost']} entitled deliveries lost"
     assert totals["unexpected"] == 0, f"{name}: deliveries with unknown or missing message_id"
     assert totals["differing"] == 0, f"{name}: a duplicate differs from the first copy"
+    assert dead == 0, f"{name}: {dead} records dead-lettered (delivery limit reached?)"

@@ -16,7 +16,7 @@ import pytest
 from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
 from broker.publisher import PublishReport, publish_all
 from broker.testing import TestBroker
-from tests.flowkit import (FLOW_RECIPIENTS, Reconciler, Role, assert_reconciled, flow_messages,
+from tests.flowkit import (FLOW_RECIPIENTS, Reconciler, Role, assert_reconciled, dead_lettered, flow_messages,
                            write_flow_agreements, write_settings_file)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -68,7 +68,7 @@ def test_a_worker_sigkilled_three_times_while_10000_records_flow_loses_nothing(f
     finally:
         worker.stop()
         writer.stop()
-    assert_reconciled("crash-recovery", counts, records=RECORDS, confirmed=len(confirmed), kills=worker.kills,
+    assert_reconciled("crash-recovery", counts, dead_lettered(settings), records=RECORDS, confirmed=len(confirmed), kills=worker.kills,
                       resent=report.resent)
     # And the audit log holds a delivered entry for every (recipient, record), with an unbroken chain
     AuditWriter(settings).run(stop_when_idle=True)

@@ -11,7 +11,8 @@ import pytest
 
 from broker.testing import TestBroker, worker_thread
 from tests.faultproxy import FaultProxy
-from tests.flowkit import Flow, Reconciler, assert_reconciled, write_flow_agreements, write_flow_recipients
+from tests.flowkit import (Flow, Reconciler, assert_reconciled, dead_lettered, write_flow_agreements,
+                           write_flow_recipients)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -102,7 +103,7 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
             assert inboxes.wait_for(flow.confirmed, timeout=60), inboxes.missing(flow.confirmed)
             counts = inboxes.report(flow.confirmed)
     assert oldest.worst <= CONFIRM_TIMEOUT + 1.5, f"a publish waited {oldest.worst:.1f}s for its confirm"
-    assert_reconciled("proxy-faults", counts, records=RECORDS, confirmed=len(flow.confirmed),
+    assert_reconciled("proxy-faults", counts, dead_lettered(settings), records=RECORDS, confirmed=len(flow.confirmed),
                       heartbeat_s=HEARTBEAT, worst_confirm_wait_s=round(oldest.worst, 2),
                       **{k: round(v, 2) for k, v in facts.items()}, resent=report.resent,
                       proxied_connections=proxy.accepted)
