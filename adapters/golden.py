@@ -2,7 +2,7 @@
 
 Each entry of golden.yaml is one case:
 
-    - input: spi-fine.xml            # a file in fixtures/, or public:<name> for /work/shared/fixtures/public
+    - input: spi-fine.xml            # a file in fixtures/, or public:<name> for tests/fixtures/public
       mapping: libra-spi             # inbound only
       expected: spi-fine.expected.jsonl
 
@@ -28,7 +28,8 @@ import yaml
 from adapters.registry import ADAPTERS, adapter_class
 from broker.errors import DataError
 
-PUBLIC = Path(os.environ.get("INTERCHANGE_PUBLIC_FIXTURES", "/work/shared/fixtures/public"))
+PUBLIC = Path(os.environ.get("INTERCHANGE_PUBLIC_FIXTURES",
+                             Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "public"))
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "records"
 
 

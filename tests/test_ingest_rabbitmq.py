@@ -14,8 +14,7 @@ from broker.transport import blocking_channel
 
 pytestmark = pytest.mark.rabbitmq
 
-PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "public"
-ADAPTER_FIXTURES = Path(__file__).resolve().parents[1] / "adapters"
+PUBLIC = Path(__file__).resolve().parent / "fixtures" / "public"
 
 
 def route_queue_depth(broker) -> int:

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = Path("/work/shared/fixtures/public")
-if not PUBLIC.is_dir():  # a checkout outside the team workspace carries copies under tests/fixtures/public
-    PUBLIC = ROOT / "tests" / "fixtures" / "public"
+PUBLIC = ROOT / "tests" / "fixtures" / "public"   # public sample files, licences in SOURCES.md
 
 
 def _schema_errors_fallback() -> Callable[[dict[str, Any]], list[str]]:
