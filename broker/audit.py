@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import uuid
 from collections.abc import Iterable
@@ -75,10 +76,27 @@ def _handling_summary(record: dict[str, Any]) -> dict[str, Any] | None:
     return summary
 
 
+_ENTRY_PREFIX = uuid.uuid4().hex[:16]   # unique per process; a counter makes each entry id unique in it
+_entry_numbers = itertools.count(1)
+
+
+def _new_prefix() -> None:
+    global _ENTRY_PREFIX, _entry_numbers
+    _ENTRY_PREFIX, _entry_numbers = uuid.uuid4().hex[:16], itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_prefix)   # a forked worker must not repeat its parent's ids
+
+
+def new_entry_id() -> str:
+    """A unique audit entry id, without a system call per entry (this runs for every decision)."""
+    return f"{_ENTRY_PREFIX}{next(_entry_numbers):012x}"
+
+
 def _base(record: dict[str, Any], context: dict[str, Any], now: str) -> dict[str, Any]:
     origin = record.get("origin") if isinstance(record.get("origin"), dict) else {}
     return {
-        "entry_id": uuid.uuid4().hex,
+        "entry_id": new_entry_id(),
         "time": now,
         "actor": context.get("actor", {}),
         "record_id": record.get("id") if isinstance(record.get("id"), str) else context.get("message_id"),
@@ -100,7 +118,7 @@ def decision_entries(record: dict[str, Any], decisions: Iterable[Deliver | Withh
     entries = []
     for decision in decisions:
         agreement = decision.agreement
-        entry = dict(base, entry_id=uuid.uuid4().hex, operation="disclose" if isinstance(decision, Deliver)
+        entry = dict(base, entry_id=new_entry_id(), operation="disclose" if isinstance(decision, Deliver)
                      else "withhold", outcome=decision.outcome, reason=decision.reason,
                      recipient=decision.recipient,
                      agreement=agreement.id if agreement else None,

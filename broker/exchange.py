@@ -15,6 +15,7 @@ audit first (confirmed), then deliveries or the dead letter (confirmed), then th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -193,6 +194,7 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
     plan = Plan("routed", record_id, correlation_id, source=record["origin"]["agency"], record_type=record["type"],
                 record_time=record.get("time"), timings=timings)
     hashes: dict[str, str] = {}
+    record_headers = _record_headers(record)
     decisions = list(decisions)
     for i, decision in enumerate(decisions):
         if isinstance(decision, Deliver):
@@ -207,7 +209,7 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
                 continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
-                                         record_id, correlation_id, _delivery_headers(record, decision),
+                                         record_id, correlation_id, _delivery_headers(record_headers, decision),
                                          content_type))
             plan.delivered.append(decision.recipient)
         else:
@@ -249,12 +251,9 @@ def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, c
 
 # ------------------------------------------------------------------ helpers
 
-def _delivery_headers(record: dict[str, Any], decision: Deliver) -> dict[str, Any]:
-    agreement = decision.agreement
+def _record_headers(record: dict[str, Any]) -> dict[str, Any]:
+    """The headers every delivery of one record carries (computed once per record)."""
     headers: dict[str, Any] = {
-        "x-agreement": agreement.id,
-        "x-lawful-basis": agreement.lawful_basis,
-        "x-purposes": ",".join(agreement.purposes),
         "x-classification": audit.classification_label(record),
         "x-record-type": record["type"],
         "x-origin-agency": record["origin"]["agency"],
@@ -266,6 +265,19 @@ def _delivery_headers(record: dict[str, Any], decision: Deliver) -> dict[str, An
     if supersedes:
         headers["x-supersedes"] = supersedes.get("id", "")
         headers["x-supersedes-kind"] = supersedes.get("kind", "correction")
+    return headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _agreement_headers(agreement_id: str, lawful_basis: str, purposes: tuple[str, ...]
+                       ) -> tuple[tuple[str, str], ...]:
+    return (("x-agreement", agreement_id), ("x-lawful-basis", lawful_basis), ("x-purposes", ",".join(purposes)))
+
+
+def _delivery_headers(record_headers: dict[str, Any], decision: Deliver) -> dict[str, Any]:
+    agreement = decision.agreement
+    headers = dict(_agreement_headers(agreement.id, agreement.lawful_basis, agreement.purposes))
+    headers.update(record_headers)
     return headers
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from broker.paths import EVERY, compile_tree, leaf_paths
+from broker.paths import EVERY, compile_tree, leaf_paths, parse
 
 ENVELOPE = ("specversion", "id", "source", "type", "time", "dataschema", "origin", "correlation_id",
             "supersedes", "classification", "handling", "subjects")
@@ -29,19 +29,47 @@ class Projector:
     def __init__(self, allowed: list[str] | tuple[str, ...]) -> None:
         self.allowed = tuple(allowed)
         self._tree = compile_tree(self.allowed)
+        self._covers: dict[str, bool] = {}   # generic leaf path -> allowed?  (paths repeat across records)
+        self._splits: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def project(self, record: dict[str, Any], data_paths: list[str] | None = None) -> Projection:
-        """The recipient's view; `data_paths` (leaf_paths of record["data"]) saves a walk when given."""
+        """The recipient's view, and which of the record's generic leaf paths it discloses and withholds.
+
+        `data_paths` (leaf_paths of record["data"], walked once per record) saves a walk when given.
+        """
         out = {key: record[key] for key in ENVELOPE if key in record}
         data = record.get("data")
         kept_data = _keep(data, self._tree.get("data", {})) if isinstance(data, dict) else None
         out["data"] = kept_data if isinstance(kept_data, dict) else {}
-        disclosed = tuple(leaf_paths(out["data"], "data"))
-        disclosed_set = set(disclosed)
-        if data and data_paths is None:
-            data_paths = leaf_paths(data, "data")
-        withheld = tuple(p for p in data_paths if p not in disclosed_set) if data and data_paths else ()
-        return Projection(out, disclosed, withheld)
+        if not data:
+            return Projection(out, (), ())
+        paths = tuple(leaf_paths(data, "data") if data_paths is None else data_paths)
+        split = self._splits.get(paths)
+        if split is None:   # records of one shape share their leaf paths: split them once per shape
+            if len(self._splits) >= 4096:
+                self._splits.clear()
+            split = self._splits[paths] = self._split(paths)
+        return Projection(out, *split)
+
+    def _split(self, paths: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        covers, disclosed, withheld = self._covers, [], []
+        for path in paths:
+            allowed = covers.get(path)
+            if allowed is None:
+                allowed = covers[path] = self._allows(path)
+            (disclosed if allowed else withheld).append(path)
+        return tuple(disclosed), tuple(withheld)
+
+    def _allows(self, path: str) -> bool:
+        """Whether the allow-list keeps the leaf at this generic path (it lies under a listed path)."""
+        node: Any = self._tree
+        for step in parse(path):
+            if node is True:
+                return True
+            node = node.get(step) if isinstance(node, dict) else None
+            if node is None:
+                return False
+        return node is True
 
 
 def _keep(node: Any, tree: Any) -> Any:

@@ -64,9 +64,11 @@ def classification_level(record: dict[str, Any]) -> int:
     return 2 if tier == "OFFICIAL" and marking.get("sensitive") else level
 
 
+LEVEL_NAMES = {level: name for name, level in CLASSIFICATION_LEVELS.items()}
+
+
 def classification_label(record: dict[str, Any]) -> str:
-    level = classification_level(record)
-    return next(name for name, lvl in CLASSIFICATION_LEVELS.items() if lvl == level)
+    return LEVEL_NAMES[classification_level(record)]
 
 
 class Rulebook:
@@ -98,7 +100,7 @@ class Rulebook:
         if not candidates:
             return [Withhold(None, None, "no_agreement")]
         today = now.date()
-        data_paths = leaf_paths(record.get("data"), "data")   # walked once, shared by every projection
+        data_paths = tuple(leaf_paths(record.get("data"), "data"))   # walked once, shared by every projection
         return [self._decide_for(record, recipient, agreements, today, data_paths)
                 for recipient, agreements in sorted(candidates.items())]
 

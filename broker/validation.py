@@ -249,52 +249,41 @@ def _reference_problems(record: dict) -> Iterator[tuple[str, str]]:
                 entities[eid] = f"data.{name}[{i}]"
     persons = {e for e, where in entities.items() if where.startswith("data.persons[")}
     locations = {e for e, where in entities.items() if where.startswith("data.locations[")}
-    yield from _missing(_refs(record, "subjects"), persons, "subject", "a person in data.persons")
+    every = set(entities)
+    person = "a person in data.persons"
+    yield from _missing(record, "subjects", "", persons, "subject", person)
     for field in PERSON_REFS:
-        yield from _missing(
-            _refs(data, field, "data."), persons, field.replace("_", " "), "a person in data.persons"
-        )
+        yield from _missing(data, field, "data.", persons, field.replace("_", " "), person)
     for field in ANY_REFS:
-        yield from _missing(_refs(data, field, "data."), set(entities), field, "an entity in this record")
+        yield from _missing(data, field, "data.", every, field, "an entity in this record")
     for i, link in _items(data, "links"):
         for end in ("from", "to"):
-            yield from _missing(
-                [(f"data.links[{i}].{end}", link.get(end))],
-                set(entities),
-                f"link {end}",
-                "an entity in this record",
-            )
-    for i, person in _items(data, "persons"):
-        yield from _missing(
-            _refs(person, "addresses", f"data.persons[{i}]."),
-            locations,
-            "address",
-            "a location in data.locations",
-        )
-    for outer, inner in (("arrest", "location"), ("incident", "location")):
+            value = link.get(end)
+            if isinstance(value, str) and value not in every:
+                yield f"data.links[{i}].{end}", f"link {end} {_short(value)} is not the id of an entity in this record"
+    for i, entry in _items(data, "persons"):
+        if entry.get("addresses"):
+            yield from _missing(entry, "addresses", f"data.persons[{i}].", locations, "address",
+                                "a location in data.locations")
+    for outer in ("arrest", "incident"):
         if isinstance(data.get(outer), dict):
-            yield from _missing(
-                [(f"data.{outer}.{inner}", data[outer].get(inner))],
-                locations,
-                f"{outer} location",
-                "a location in data.locations",
-            )
+            yield from _missing(data[outer], "location", f"data.{outer}.", locations, f"{outer} location",
+                                "a location in data.locations")
 
 
-def _refs(container: dict, field: str, prefix: str = "") -> list[tuple[str, object]]:
-    """(path, value) of a reference field holding one id or a list of ids."""
+def _missing(container: dict, field: str, prefix: str, known: set[str], what: str, target: str
+             ) -> Iterator[tuple[str, str]]:
+    """(path, message) for each id in `container[field]` (one id or a list) that is not in `known`.
+
+    Paths are built only for the ids that are missing: this runs for every record on the hot path.
+    """
     value = container.get(field)
     if isinstance(value, list):
-        return [(f"{prefix}{field}[{i}]", v) for i, v in enumerate(value)]
-    return [(f"{prefix}{field}", value)] if value is not None else []
-
-
-def _missing(
-    refs: Iterable[tuple[str, object]], known: set[str], what: str, target: str
-) -> Iterator[tuple[str, str]]:
-    for path, value in refs:
-        if isinstance(value, str) and value not in known:
-            yield path, f"{what} {_short(value)} is not the id of {target}"
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item not in known:
+                yield f"{prefix}{field}[{i}]", f"{what} {_short(item)} is not the id of {target}"
+    elif isinstance(value, str) and value not in known:
+        yield f"{prefix}{field}", f"{what} {_short(value)} is not the id of {target}"
 
 
 def _items(container: object, field: str) -> Iterator[tuple[int, dict]]:
