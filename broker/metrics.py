@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -36,6 +36,7 @@ STAGE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r = self.registry
         self.build_info = Gauge("interchange_build_info", "Build information", ["version", "python"], registry=r)
         self.build_info.labels(__version__, platform.python_version()).set(1)
@@ -78,6 +79,14 @@ class Metrics:
             self.dead_lettered.labels(reason)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: label lookups cost more than the increments on the hot path."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def preinitialise(self, registry: Registry) -> None:
         """Create every series the configuration allows, at zero, so rates and alerts see them from start."""

@@ -137,16 +137,15 @@ class Worker:
             self.acks.settle(inbound)
             return
         source = plan.source if plan.source in self.ctx.registry.agencies else "unregistered"
-        self.metrics.received.labels(source, fmt).inc()
+        self.metrics.child(self.metrics.received, source, fmt).inc()
         job = _Job(inbound, plan, time.perf_counter())
         self.in_flight += 1
         assert plan.audit is not None
-        self.transport.publish(plan.audit, logs.in_record_context(
-            plan.record_id, plan.correlation_id, lambda ok, why: self._audited(job, ok, why)))
+        self.transport.publish(plan.audit, lambda ok, why: self._audited(job, ok, why))
 
     def _audited(self, job: _Job, ok: bool, why: str) -> None:
         if not ok:
-            self.metrics.publish_failures.labels("audit").inc()
+            self.metrics.child(self.metrics.publish_failures, "audit").inc()
             self._fail(job, f"audit not confirmed: {why}")
             return
         if not job.plan.outputs:
@@ -154,13 +153,11 @@ class Worker:
             return
         job.remaining = len(job.plan.outputs)
         for out in job.plan.outputs:
-            self.transport.publish(out, logs.in_record_context(
-                job.plan.record_id, job.plan.correlation_id,
-                lambda ok, why, out=out: self._published(job, out, ok, why)))
+            self.transport.publish(out, lambda ok, why, out=out: self._published(job, out, ok, why))
 
     def _published(self, job: _Job, out: Outgoing, ok: bool, why: str) -> None:
         if not ok:
-            self.metrics.publish_failures.labels(out.target).inc()
+            self.metrics.child(self.metrics.publish_failures, out.target).inc()
             job.failure = job.failure or f"{out.target}: {why}"
         job.remaining -= 1
         if job.remaining == 0:
@@ -177,7 +174,7 @@ class Worker:
         if plan.record_id and plan.outcome == "routed":
             self.seen.add(plan.record_id)
         publish_seconds = time.perf_counter() - job.started
-        self.metrics.stage_seconds.labels("publish").observe(publish_seconds)
+        self.metrics.child(self.metrics.stage_seconds, "publish").observe(publish_seconds)
         self._count(plan)
         self.log.info("record_" + plan.outcome, record_id=plan.record_id, correlation_id=plan.correlation_id,
                       source=plan.source, record_type=plan.record_type, delivered=plan.delivered,
@@ -196,20 +193,20 @@ class Worker:
     # ---------------------------------------------------------------- metrics
     def _observe_stages(self, plan: Plan) -> None:
         for stage, seconds in plan.timings.items():
-            self.metrics.stage_seconds.labels(stage).observe(seconds)
+            self.metrics.child(self.metrics.stage_seconds, stage).observe(seconds)
 
     def _count(self, plan: Plan) -> None:
         m = self.metrics
         if plan.outcome == "rejected":
-            m.rejected.labels(plan.reason).inc()
-            m.dead_lettered.labels(plan.reason).inc()
+            m.child(m.rejected, plan.reason).inc()
+            m.child(m.dead_lettered, plan.reason).inc()
             return
         agreements = _agreements_of(plan)
         for recipient in plan.delivered:
-            m.decisions.labels(recipient, agreements.get(recipient, ""), "delivered", "").inc()
-            m.delivered.labels(recipient).inc()
+            m.child(m.decisions, recipient, agreements.get(recipient, ""), "delivered", "").inc()
+            m.child(m.delivered, recipient).inc()
         for recipient, reason in plan.withheld.items():
-            m.decisions.labels(recipient, agreements.get(recipient, ""), "withheld", reason).inc()
+            m.child(m.decisions, recipient, agreements.get(recipient, ""), "withheld", reason).inc()
         if plan.delivered and plan.record_time:
             latency = _seconds_since(plan.record_time)
             if latency is not None:
