@@ -54,6 +54,18 @@ def load_yaml(path: Path) -> Any:
 # ---------------------------------------------------------------- settings
 
 @dataclass(frozen=True)
+class TlsOptions:
+    """TLS for AMQP connections: CA to trust, client certificate and key, and how to authenticate
+    (`external`: the certificate is the login; `plain`: the URL's user and password over TLS; `auto`)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    auth: str = "auto"
+    server_hostname: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     core_vhost: str = "interchange"
@@ -74,6 +86,19 @@ class Settings:
     metrics_port: int = 0
     max_body_bytes: int = 4 * 1024 * 1024
     require_publisher: bool = False
+    tls_ca_file: Path | None = None      # TLS (docs/SECURITY.md section 3); used with amqps:// URLs
+    tls_cert_file: Path | None = None    # client certificate: its CN is the RabbitMQ user (EXTERNAL)
+    tls_key_file: Path | None = None
+    tls_auth: str = "auto"               # auto: EXTERNAL when a certificate is set, the URL has no password
+    tls_server_hostname: str | None = None   # name checked in the server certificate (default the URL host)
+
+    @property
+    def tls(self) -> TlsOptions | None:
+        """The TLS options for every connection, or None when no TLS file is configured."""
+        if not (self.tls_ca_file or self.tls_cert_file or self.tls_key_file):
+            return None
+        return TlsOptions(self.tls_ca_file, self.tls_cert_file, self.tls_key_file, self.tls_auth,
+                          self.tls_server_hostname)
 
     def recipient_vhost(self, recipient: str) -> str:
         return f"{self.recipient_vhost_prefix}{recipient}"
@@ -98,6 +123,10 @@ ENV_VARS = {
     "INTERCHANGE_WORKERS": ("workers", int),
     "INTERCHANGE_CONFIRM_TIMEOUT": ("confirm_timeout_seconds", float),
     "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", lambda v: v.lower() in ("1", "true", "yes")),
+    "INTERCHANGE_TLS_CA_FILE": ("tls_ca_file", Path),
+    "INTERCHANGE_TLS_CERT_FILE": ("tls_cert_file", Path),
+    "INTERCHANGE_TLS_KEY_FILE": ("tls_key_file", Path),
+    "INTERCHANGE_TLS_AUTH": ("tls_auth", str),
 }
 
 
@@ -121,6 +150,7 @@ def load_settings(file: Path | None = None, environ: dict[str, str] | None = Non
 
 def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings:
     amqp, audit, paths = doc.get("amqp", {}), doc.get("audit", {}), doc.get("paths", {})
+    tls = amqp.get("tls", {})
     changes: dict[str, Any] = {
         "amqp_url": amqp.get("url"), "core_vhost": amqp.get("core_vhost"),
         "recipient_vhost_prefix": amqp.get("recipient_vhost_prefix"), "prefetch": amqp.get("prefetch"),
@@ -135,6 +165,10 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "metrics_port": doc.get("metrics", {}).get("port"),
         "max_body_bytes": doc.get("limits", {}).get("max_body_bytes"),
         "require_publisher": doc.get("identity", {}).get("require_publisher"),
+        "tls_ca_file": _resolve(base, tls.get("ca_file")),
+        "tls_cert_file": _resolve(base, tls.get("cert_file")),
+        "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),
+        "tls_server_hostname": tls.get("server_hostname"),
     }
     return settings.with_overrides(**changes)
 

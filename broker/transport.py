@@ -13,16 +13,20 @@ pika's exceptions stop here: callers see `ok=False` with a reason, or a Transpor
 from __future__ import annotations
 
 import collections
+import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+import pika.credentials
 import pika.exceptions
 from pika.adapters.select_connection import IOLoop
 
-from broker.errors import TransportError
+from broker.config import TlsOptions
+from broker.errors import ConfigError, TransportError
 from broker.exchange import Outgoing
 
 Confirmed = Callable[[bool, str], None]
@@ -68,22 +72,55 @@ def split_urls(url: str) -> list[str]:
     return urls or [url]
 
 
-def connection_parameters(url: str, vhost: str, heartbeat: int = 30, name: str = "interchange") -> pika.URLParameters:
-    params = pika.URLParameters(split_urls(url)[0])
+def connection_parameters(url: str, vhost: str, heartbeat: int = 30, name: str = "interchange",
+                          tls: TlsOptions | None = None) -> pika.URLParameters:
+    """Parameters for one node; with `tls` (amqps:// only) the server is verified against the CA and
+    host name, the client certificate is presented, and EXTERNAL authentication is used when the
+    certificate is the login.  Raises ConfigError for an unusable TLS configuration."""
+    node_url = split_urls(url)[0]
+    params = pika.URLParameters(node_url)
     params.virtual_host = vhost
     params.heartbeat = heartbeat
     params.blocked_connection_timeout = 300
     params.connection_attempts = 1
     params.client_properties = {"connection_name": name}
+    if tls is not None or params.ssl_options is not None:   # amqps:// alone: system CAs, host name checked
+        _apply_tls(params, node_url, tls or TlsOptions())
     return params
+
+
+def _apply_tls(params: pika.URLParameters, node_url: str, tls: TlsOptions) -> None:
+    if params.ssl_options is None:
+        raise ConfigError("INTERCHANGE_AMQP_URL", "amqp.url",
+                          f"TLS files are configured but {_redact(node_url)} is not amqps://")
+    if tls.auth not in ("auto", "external", "plain"):
+        raise ConfigError("INTERCHANGE_TLS_AUTH", "amqp.tls.auth",
+                          f"{tls.auth!r} is not auto, external or plain")
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(str(tls.cert_file or tls.ca_file), "amqp.tls",
+                          f"cannot load TLS files: {exc}") from exc
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    params.ssl_options = pika.SSLOptions(context, server_hostname=tls.server_hostname or params.host)
+    no_password = urllib.parse.urlsplit(node_url).password is None
+    if tls.auth == "external" or (tls.auth == "auto" and tls.cert_file and no_password):
+        if not tls.cert_file:
+            raise ConfigError("INTERCHANGE_TLS_CERT_FILE", "amqp.tls.cert_file",
+                              "EXTERNAL authentication needs a client certificate")
+        params.credentials = pika.credentials.ExternalCredentials()
 
 
 class AmqpTransport:
     """Connections to several vhosts on one IOLoop, with pipelined publisher confirms."""
 
     def __init__(self, url: str, vhosts: dict[str, str], confirm_timeout: float = 30.0, heartbeat: int = 30,
-                 name: str = "interchange", max_backoff: float = 10.0) -> None:
+                 name: str = "interchange", max_backoff: float = 10.0, tls: TlsOptions | None = None) -> None:
         self.url, self.confirm_timeout, self.heartbeat, self.name = url, confirm_timeout, heartbeat, name
+        self.tls = tls
         self.urls = split_urls(url)   # cluster nodes: all links use one, the next after every loss
         self.node = 0
         self.ioloop = IOLoop()
@@ -137,7 +174,7 @@ class AmqpTransport:
 
     def _connect(self, link: _Link, generation: int) -> None:
         params = connection_parameters(self.urls[self.node], link.vhost, self.heartbeat,
-                                       f"{self.name}:{link.target}")
+                                       f"{self.name}:{link.target}", self.tls)
         link.ready, link.seq, link.heard_bytes = False, 0, -1
         link.connection = pika.SelectConnection(
             params, custom_ioloop=self.ioloop,
@@ -310,24 +347,32 @@ class AmqpTransport:
                 pass
 
 
-def blocking_channel(url: str, vhost: str, name: str = "interchange-cli") -> tuple[Any, Any]:
+def blocking_channel(url: str, vhost: str, name: str = "interchange-cli",
+                     tls: TlsOptions | None = None) -> tuple[Any, Any]:
     """A blocking connection and channel for short CLI work, trying each node of a URL list in turn;
     raises TransportError with advice."""
     urls = split_urls(url)
     for node_url in urls[:-1]:
         try:
-            connection = pika.BlockingConnection(connection_parameters(node_url, vhost, 30, name))
+            connection = pika.BlockingConnection(connection_parameters(node_url, vhost, 30, name, tls))
             return connection, connection.channel()
-        except pika.exceptions.AMQPConnectionError:
+        except (pika.exceptions.AMQPConnectionError, OSError):   # ssl.SSLError is an OSError
             continue
     try:
-        connection = pika.BlockingConnection(connection_parameters(urls[-1], vhost, 30, name))
-    except pika.exceptions.ProbableAuthenticationError as exc:
+        connection = pika.BlockingConnection(connection_parameters(urls[-1], vhost, 30, name, tls))
+    except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as exc:
         raise TransportError(f"RabbitMQ refused the credentials in {_redact(url)}: {exc}") from exc
+    except pika.exceptions.ProbableAccessDeniedError as exc:
+        raise TransportError(f"RabbitMQ refused the login or vhost {vhost!r} at {_redact(url)} "
+                             f"(with TLS: is the certificate's CN a user with permissions?): {exc}") from exc
+    except ssl.SSLError as exc:   # pika re-raises the client's own verification failure as is
+        raise TransportError(f"cannot connect to RabbitMQ at {_redact(url)}: TLS refused: {exc}") from exc
     except pika.exceptions.AMQPConnectionError as exc:
+        tls_advice = ("  Over TLS, the server also refuses a client certificate that is missing, expired or "
+                      "issued by a CA it does not trust." if "amqps://" in _redact(url) else "")
         raise TransportError(f"cannot connect to RabbitMQ at {_redact(url)} vhost {vhost!r}: {exc!r}. "
                              "Is it running (rabbitmq-server -detached) and does the vhost exist "
-                             "(interchange topology apply)?") from exc
+                             "(interchange topology apply)?" + tls_advice) from exc
     return connection, connection.channel()
 
 
