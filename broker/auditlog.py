@@ -176,7 +176,7 @@ class AuditWriter:
         from broker.transport import blocking_channel
 
         connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               "interchange-audit-writer")
+                                               "interchange-audit-writer", self.settings.tls)
         channel.basic_qos(prefetch_count=self.batch_size * 2)
         self.connected = True
         self.events.info("audit_writer_started", path=str(self.log.path), seq=self.log.seq)

@@ -69,7 +69,7 @@ def publish_entries(settings: Settings, entries: list[dict[str, Any]]) -> None:
     body = orjson.dumps({"batch": entries[0]["entry_id"], "entries": entries})
     try:
         connection, channel = blocking_channel(
-            settings.amqp_url, settings.core_vhost, "interchange-governance"
+            settings.amqp_url, settings.core_vhost, "interchange-governance", settings.tls
         )
     except Exception as exc:
         raise TransportError(

@@ -106,7 +106,7 @@ class DeadLetterQueue:
         self.settings = settings
         self.limit = limit
         self.connection, self.channel = blocking_channel(
-            settings.amqp_url, settings.core_vhost, "interchange-dlq"
+            settings.amqp_url, settings.core_vhost, "interchange-dlq", settings.tls
         )
         self.publisher = self.connection.channel()
         self.publisher.confirm_delivery()

@@ -85,7 +85,7 @@ def collect_receipts(settings: Settings, registry: Registry, limit: int = 10_000
     actor = {"system": "interchange", "role": "corrections-receipts"}
     for recipient in sorted(registry.recipients):
         connection, channel = blocking_channel(
-            settings.amqp_url, settings.recipient_vhost(recipient), "interchange-receipts"
+            settings.amqp_url, settings.recipient_vhost(recipient), "interchange-receipts", settings.tls
         )
         try:
             tags, entries = [], []

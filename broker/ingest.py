@@ -105,7 +105,7 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
             summary.published += 1
 
     transport = AmqpTransport(settings.amqp_url, {"core": settings.core_vhost},
-                              settings.confirm_timeout_seconds, name="interchange-ingest")
+                              settings.confirm_timeout_seconds, name="interchange-ingest", tls=settings.tls)
     started = time.perf_counter()
     try:
         report = StreamPublisher(transport, messages(), window, on_confirmed=confirmed).run()
@@ -130,7 +130,7 @@ class RawRunner:
         from adapters.registry import get_adapter
 
         connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               "interchange-raw-runner")
+                                               "interchange-raw-runner", self.settings.tls)
         channel.confirm_delivery()
         channel.basic_qos(prefetch_count=4)
         try:

@@ -41,7 +41,7 @@ def apply(settings: Settings, registry: Registry, admin: RabbitAdmin | None = No
         for policy in spec["policies"]:
             admin.put_policy(vhost, policy["name"], policy["pattern"], policy["definition"], policy["apply-to"],
                              policy["priority"])
-        connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-provision")
+        connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-provision", settings.tls)
         try:
             topology.declare(channel, spec)
         finally:
@@ -59,7 +59,7 @@ def remove(settings: Settings, registry: Registry, admin: RabbitAdmin | None = N
 def purge(settings: Settings, registry: Registry) -> None:
     """Empty every queue of this configuration (the demo starts from nothing)."""
     for vhost, spec in vhost_specs(settings, registry).items():
-        connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-purge")
+        connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-purge", settings.tls)
         try:
             for queue in spec["queues"]:
                 channel.queue_purge(queue["name"])
@@ -71,7 +71,7 @@ def queue_depths(settings: Settings, registry: Registry) -> dict[tuple[str, str]
     """(vhost, queue) -> messages ready + unacked, through passive declares."""
     depths: dict[tuple[str, str], int] = {}
     for vhost, spec in vhost_specs(settings, registry).items():
-        connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-depth")
+        connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-depth", settings.tls)
         try:
             for queue in spec["queues"]:
                 ok: Any = channel.queue_declare(queue["name"], passive=True)

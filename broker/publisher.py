@@ -116,5 +116,6 @@ class StreamPublisher:
 
 def publish_all(settings: Settings, messages: Iterable[Outgoing], window: int = 1000, **kwargs: Any) -> PublishReport:
     transport = AmqpTransport(settings.amqp_url, {"core": settings.core_vhost},
-                              confirm_timeout=settings.confirm_timeout_seconds, name="interchange-publisher")
+                              confirm_timeout=settings.confirm_timeout_seconds, name="interchange-publisher",
+                              tls=settings.tls)
     return StreamPublisher(transport, messages, window, **kwargs).run()

@@ -72,7 +72,7 @@ def deliveries(settings: Settings, recipient: str, idle_seconds: float | None = 
                url: str | None = None) -> Iterator[tuple[Delivery, Any, Any]]:
     """Consume a recipient's inbox; yields (delivery, channel, method) so the caller acks after writing."""
     connection, channel = blocking_channel(url or settings.amqp_url, settings.recipient_vhost(recipient),
-                                           f"interchange-receive:{recipient}")
+                                           f"interchange-receive:{recipient}", settings.tls)
     channel.basic_qos(prefetch_count=200)
     count = 0
     try:

@@ -48,7 +48,7 @@ def make_worker(settings: Settings, metrics: Metrics | None = None, registry: Re
     ctx = build_context(settings, registry)
     vhosts = {"core": settings.core_vhost} | recipient_vhosts(settings, ctx.registry)
     transport = AmqpTransport(settings.amqp_url, vhosts, settings.confirm_timeout_seconds,
-                              settings.heartbeat_seconds, name="interchange-worker")
+                              settings.heartbeat_seconds, name="interchange-worker", tls=settings.tls)
     return Worker(ctx, transport, metrics)
 
 

@@ -162,7 +162,7 @@ class TestBroker:
         """Consume and ack everything in a queue: [(properties, body)]."""
         from broker.transport import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, vhost, "interchange-test-drain")
+        connection, channel = blocking_channel(self.settings.amqp_url, vhost, "interchange-test-drain", self.settings.tls)
         out = []
         try:
             for method, props, body in channel.consume(queue, inactivity_timeout=idle):
