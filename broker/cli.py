@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tests", type=Path, help="folder of rule tests (default <agreements>/tests)")
 
     audit = new_group(sub, "audit", "the audit log")
-    audit.add_parser("verify", help="check the hash chain; names the first bad entry")
+    p = audit.add_parser("verify", help="check the hash chain; names the first bad entry (audited as a "
+                         "consultation when RabbitMQ is reachable; never needs RabbitMQ to run)")
+    p.add_argument("--actor", help="who is checking the log (default the login name)")
+    p.add_argument("--reason", default="audit log integrity check", help="justification (audited)")
 
     topo = new_group(sub, "topology", "RabbitMQ topology")
     p = topo.add_parser("export", help="print the topology as RabbitMQ definitions JSON")
@@ -300,6 +303,9 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     print(verdict)
     signed = verify_beside(Path(settings.audit_dir) / LOG_NAME, checkpoints_path(settings.audit_dir))
     print(signed)   # signed checkpoints catch a log truncated or rewritten whole
+    from broker.cli_security import record_verify_consult
+
+    print(record_verify_consult(args, settings, verdict.ok, signed.ok))
     return EXIT_OK if verdict.ok and signed.ok else EXIT_FAILED
 
 

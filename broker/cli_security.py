@@ -51,3 +51,24 @@ def apply_users(args: argparse.Namespace, settings: Settings, registry: Registry
     print(f"{len(users)} users applied ({len(given)} credentials set, {kept} kept as they were); "
           "generated passwords are shown above once and stored nowhere", file=sys.stderr)
     return EXIT_OK
+
+
+def record_verify_consult(args: argparse.Namespace, settings: Settings, chain_ok: bool,
+                          signed_ok: bool) -> str:
+    """Audit `audit verify` as a consultation of the log, after the check has run: verification never
+    depends on RabbitMQ, so when the entry cannot be published the check stands and the line says so."""
+    from broker import auditpublish
+    from broker.errors import ConfigError, TransportError
+
+    consult = auditpublish.entry("consult", auditpublish.actor_of(getattr(args, "actor", None)),
+                                 getattr(args, "reason", None) or "audit log integrity check",
+                                 query={"command": "audit verify"},
+                                 result={"chain_ok": chain_ok, "checkpoints_ok": signed_ok})
+    try:
+        auditpublish.publish_entries(settings, [consult])
+    except (TransportError, ConfigError) as exc:
+        cause = exc.__cause__ or exc   # publish_entries says "refused"; here only the record is missing
+        return ("consultation NOT recorded (RabbitMQ unreachable; the verification above ran without it): "
+                f"{cause}")
+    who = consult["actor"]["person"]
+    return f"consultation recorded in the audit log: entry {consult['entry_id']} by {who}"
