@@ -26,7 +26,7 @@ class _Pair:
         self.closed = True
         for sock in (self.client, self.server):
             try:
-                if reset:   # SO_LINGER 0: close sends RST, as a dropped NAT entry or a dead peer would
+                if reset:  # SO_LINGER 0: close sends RST, as a dropped NAT entry or a dead peer would
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
             except OSError:

@@ -41,13 +41,21 @@ def write_flow_agreements(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for recipient in FLOW_RECIPIENTS:
         doc = {
-            "id": f"ISA-FLOW-{recipient.upper()}", "title": f"Fault-test flow to {recipient}",
-            "controller": "Test controller", "providers": ["group:territorial-forces"], "recipient": recipient,
-            "record_types": ["crime.report"], "purposes": ["testing"],
-            "lawful_basis": "Test fixture only", "max_classification": "OFFICIAL",
+            "id": f"ISA-FLOW-{recipient.upper()}",
+            "title": f"Fault-test flow to {recipient}",
+            "controller": "Test controller",
+            "providers": ["group:territorial-forces"],
+            "recipient": recipient,
+            "record_types": ["crime.report"],
+            "purposes": ["testing"],
+            "lawful_basis": "Test fixture only",
+            "max_classification": "OFFICIAL",
             "fields": {"crime.report": ["data.category", "data.month", "data.crime_ref"]},
-            "valid_from": "2024-01-01", "valid_until": "2099-12-31", "review_by": "2099-01-01",
-            "status": "active"}
+            "valid_from": "2024-01-01",
+            "valid_until": "2099-12-31",
+            "review_by": "2099-01-01",
+            "status": "active",
+        }
         (directory / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc))
     return directory
 
@@ -80,14 +88,22 @@ def flow_messages(count: int, prefix: str) -> Iterator[Any]:
 def write_settings_file(settings: Settings, path: Path, heartbeat: int = 5) -> Path:
     """A settings file for a worker or audit-writer subprocess, equal to the test's Settings."""
     doc = {
-        "amqp": {"url": settings.amqp_url, "core_vhost": settings.core_vhost,
-                 "recipient_vhost_prefix": settings.recipient_vhost_prefix, "prefetch": settings.prefetch,
-                 "partitions": settings.partitions,
-                 "confirm_timeout_seconds": settings.confirm_timeout_seconds, "heartbeat_seconds": heartbeat},
+        "amqp": {
+            "url": settings.amqp_url,
+            "core_vhost": settings.core_vhost,
+            "recipient_vhost_prefix": settings.recipient_vhost_prefix,
+            "prefetch": settings.prefetch,
+            "partitions": settings.partitions,
+            "confirm_timeout_seconds": settings.confirm_timeout_seconds,
+            "heartbeat_seconds": heartbeat,
+        },
         "management_url": settings.management_url,
         "audit": {"dir": str(settings.audit_dir)},
-        "paths": {"agencies": str(settings.agencies_file), "recipients": str(settings.recipients_file),
-                  "agreements": str(settings.agreements_dir)},
+        "paths": {
+            "agencies": str(settings.agencies_file),
+            "recipients": str(settings.recipients_file),
+            "agreements": str(settings.agreements_dir),
+        },
         "metrics": {"port": 0},
     }
     path.write_text(yaml.safe_dump(doc))
@@ -110,8 +126,22 @@ class Role:
         env.pop("INTERCHANGE_AMQP_URL", None)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "broker", "--config", str(self.config), "--log-level", "warning",
-                 self.role, *self.args], stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env)
+                [
+                    sys.executable,
+                    "-m",
+                    "broker",
+                    "--config",
+                    str(self.config),
+                    "--log-level",
+                    "warning",
+                    self.role,
+                    *self.args,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=PROJECT_ROOT,
+                env=env,
+            )
         return self
 
     def kill(self) -> None:
@@ -168,14 +198,24 @@ class Flow:
     def _run(self) -> None:
         from broker.publisher import StreamPublisher
         from broker.transport import AmqpTransport
+
         s = self.settings
         try:
-            self.transport = AmqpTransport(s.amqp_url, {"core": s.core_vhost}, s.confirm_timeout_seconds,
-                                           s.heartbeat_seconds, name=f"flow-{self.prefix}")
-            self.report = StreamPublisher(self.transport, flow_messages(self.count, self.prefix), self.window,
-                                          max_attempts=1_000_000,
-                                          on_confirmed=lambda m: self.confirmed.add(m.message_id)).run()
-        except BaseException as exc:   # surfaced by join()
+            self.transport = AmqpTransport(
+                s.amqp_url,
+                {"core": s.core_vhost},
+                s.confirm_timeout_seconds,
+                s.heartbeat_seconds,
+                name=f"flow-{self.prefix}",
+            )
+            self.report = StreamPublisher(
+                self.transport,
+                flow_messages(self.count, self.prefix),
+                self.window,
+                max_attempts=1_000_000,
+                on_confirmed=lambda m: self.confirmed.add(m.message_id),
+            ).run()
+        except BaseException as exc:  # surfaced by join()
             self.error = exc
 
     def start(self) -> Flow:
@@ -194,14 +234,18 @@ class Reconciler:
     """Consumes every recipient's inbox in its own thread (manual acks, reconnecting across the node list)
     and reconciles what arrived against the records RabbitMQ confirmed."""
 
-    def __init__(self, settings: Settings, recipients: tuple[str, ...] = FLOW_RECIPIENTS, batch: int = 200) -> None:
+    def __init__(
+        self, settings: Settings, recipients: tuple[str, ...] = FLOW_RECIPIENTS, batch: int = 200
+    ) -> None:
         self.settings, self.recipients, self.batch = settings, recipients, batch
         self.inboxes = {r: Inbox() for r in recipients}
         self.reconnects = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._consume, args=(r,), daemon=True, name=f"inbox-{r}")
-                         for r in recipients]
+        self._threads = [
+            threading.Thread(target=self._consume, args=(r,), daemon=True, name=f"inbox-{r}")
+            for r in recipients
+        ]
 
     def __enter__(self) -> Reconciler:
         for thread in self._threads:
@@ -270,9 +314,14 @@ class Reconciler:
             for recipient, box in self.inboxes.items():
                 ids = set(box.first)
                 out[recipient] = {
-                    "expected": len(expected), "received": len(ids & expected), "copies": box.copies,
-                    "duplicates": box.copies - len(ids) - box.without_id, "lost": len(expected - ids),
-                    "unexpected": len(ids - expected) + box.without_id, "differing": len(box.differing)}
+                    "expected": len(expected),
+                    "received": len(ids & expected),
+                    "copies": box.copies,
+                    "duplicates": box.copies - len(ids) - box.without_id,
+                    "lost": len(expected - ids),
+                    "unexpected": len(ids - expected) + box.without_id,
+                    "differing": len(box.differing),
+                }
         return out
 
 
@@ -289,8 +338,12 @@ def assert_reconciled(name: str, report: dict[str, dict[str, int]], dead: int = 
     """Print the counts (CI keeps them) and fail on any loss, stray message, differing copy or dead letter."""
     facts["dead_lettered"] = dead
     totals = {k: sum(r[k] for r in report.values()) for k in next(iter(report.values()))}
-    print(f"\n[{name}] " + " ".join(f"{k}={v}" for k, v in facts.items()) + " | "
-          + " ".join(f"{k}={v}" for k, v in totals.items()))
+    print(
+        f"\n[{name}] "
+        + " ".join(f"{k}={v}" for k, v in facts.items())
+        + " | "
+        + " ".join(f"{k}={v}" for k, v in totals.items())
+    )
     for recipient, counts in report.items():
         print(f"[{name}]   {recipient}: " + " ".join(f"{k}={v}" for k, v in counts.items()))
     assert totals["lost"] == 0, f"{name}: {totals['lost']} entitled deliveries lost"

@@ -16,8 +16,16 @@ import pytest
 from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
 from broker.publisher import PublishReport, publish_all
 from broker.testing import TestBroker
-from tests.flowkit import (FLOW_RECIPIENTS, Reconciler, Role, assert_reconciled, dead_lettered, flow_messages,
-                           write_flow_agreements, write_settings_file)
+from tests.flowkit import (
+    FLOW_RECIPIENTS,
+    Reconciler,
+    Role,
+    assert_reconciled,
+    dead_lettered,
+    flow_messages,
+    write_flow_agreements,
+    write_settings_file,
+)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -51,9 +59,17 @@ def test_a_worker_sigkilled_three_times_while_10000_records_flow_loses_nothing(f
     try:
         with Reconciler(settings) as inboxes:
             # When 10,000 records are published and the worker is SIGKILLed at 10 %, 40 % and 70 % of them
-            publisher = threading.Thread(target=lambda: result.append(publish_all(
-                settings, flow_messages(RECORDS, "crash"), window=500,
-                on_confirmed=lambda m: confirmed.add(m.message_id))), daemon=True)
+            publisher = threading.Thread(
+                target=lambda: result.append(
+                    publish_all(
+                        settings,
+                        flow_messages(RECORDS, "crash"),
+                        window=500,
+                        on_confirmed=lambda m: confirmed.add(m.message_id),
+                    )
+                ),
+                daemon=True,
+            )
             publisher.start()
             for fraction in (0.1, 0.4, 0.7):
                 _wait(lambda f=fraction: inboxes.least_received() >= f * RECORDS, timeout=120)
@@ -68,8 +84,15 @@ def test_a_worker_sigkilled_three_times_while_10000_records_flow_loses_nothing(f
     finally:
         worker.stop()
         writer.stop()
-    assert_reconciled("crash-recovery", counts, dead_lettered(settings), records=RECORDS, confirmed=len(confirmed), kills=worker.kills,
-                      resent=report.resent)
+    assert_reconciled(
+        "crash-recovery",
+        counts,
+        dead_lettered(settings),
+        records=RECORDS,
+        confirmed=len(confirmed),
+        kills=worker.kills,
+        resent=report.resent,
+    )
     # And the audit log holds a delivered entry for every (recipient, record), with an unbroken chain
     AuditWriter(settings).run(stop_when_idle=True)
     log = Path(settings.audit_dir) / LOG_NAME

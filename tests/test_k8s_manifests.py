@@ -17,7 +17,9 @@ VERSION = "1.30.0"
 
 
 def _documents() -> list[tuple[str, dict]]:
-    return [(f.name, doc) for f in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(f.read_text()) if doc]
+    return [
+        (f.name, doc) for f in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(f.read_text()) if doc
+    ]
 
 
 def _one(kind: str, name: str) -> dict:
@@ -58,6 +60,7 @@ def test_workers_know_their_index_and_count_and_there_is_one_audit_writer():
 
 def test_the_settings_the_manifests_set_are_ones_interchange_reads():
     from broker.config import ENV_VARS
+
     settings = _one("ConfigMap", "interchange-settings")["data"]
     assert set(settings) <= set(ENV_VARS), set(settings) - set(ENV_VARS)
     assert Path(K8S).is_dir()

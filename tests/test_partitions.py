@@ -29,8 +29,10 @@ def _case_records() -> list[dict]:
 
 
 def test_each_worker_owns_its_share_of_partitions_and_subscribes_to_the_rest_as_standby():
-    assert topology.partition_preference(4, 0, 2) == (["interchange.route.0", "interchange.route.2"],
-                                                      ["interchange.route.1", "interchange.route.3"])
+    assert topology.partition_preference(4, 0, 2) == (
+        ["interchange.route.0", "interchange.route.2"],
+        ["interchange.route.1", "interchange.route.3"],
+    )
     assert topology.partition_preference(1, 0, 1) == (["interchange.route"], [])
 
 
@@ -46,8 +48,12 @@ def test_partition_queues_have_a_single_active_consumer_and_hash_on_the_correlat
 
 def test_two_workers_share_four_partitions_and_each_case_arrives_in_order(rabbitmq, tmp_path):
     # Given four partitions and two workers, each owning two of them
-    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"), partitions=4,
-                               standby_delay_seconds=1.0)
+    broker = TestBroker.create(
+        tmp_path / "audit",
+        write_flow_agreements(tmp_path / "agreements"),
+        partitions=4,
+        standby_delay_seconds=1.0,
+    )
     try:
         records = _case_records()
         first = broker.settings.with_overrides(worker_index=0, workers=2)

@@ -11,8 +11,14 @@ import pytest
 
 from broker.testing import TestBroker, worker_thread
 from tests.faultproxy import FaultProxy
-from tests.flowkit import (Flow, Reconciler, assert_reconciled, dead_lettered, write_flow_agreements,
-                           write_flow_recipients)
+from tests.flowkit import (
+    Flow,
+    Reconciler,
+    assert_reconciled,
+    dead_lettered,
+    write_flow_agreements,
+    write_flow_recipients,
+)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -45,7 +51,7 @@ class OldestPending:
                         first = next(iter(link.pending.values()))
                         age = time.monotonic() - (first.deadline - transport.confirm_timeout)
                         self.worst = max(self.worst, age)
-            except (RuntimeError, StopIteration):   # the loop thread changed the dict under us: sample again
+            except (RuntimeError, StopIteration):  # the loop thread changed the dict under us: sample again
                 continue
 
     def stop(self) -> None:
@@ -54,8 +60,11 @@ class OldestPending:
 
 @pytest.fixture
 def flow_broker(rabbitmq, tmp_path):
-    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"),
-                               recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"))
+    broker = TestBroker.create(
+        tmp_path / "audit",
+        write_flow_agreements(tmp_path / "agreements"),
+        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),
+    )
     try:
         yield broker
     finally:
@@ -66,8 +75,9 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
     settings = flow_broker.settings
     facts: dict[str, float] = {}
     with FaultProxy() as proxy:
-        via = settings.with_overrides(amqp_url=proxy.url(), heartbeat_seconds=HEARTBEAT,
-                                      confirm_timeout_seconds=CONFIRM_TIMEOUT)
+        via = settings.with_overrides(
+            amqp_url=proxy.url(), heartbeat_seconds=HEARTBEAT, confirm_timeout_seconds=CONFIRM_TIMEOUT
+        )
         with worker_thread(via, flow_broker.registry) as worker, Reconciler(settings) as inboxes:
             flow = Flow(via, RECORDS, "px", window=200).start()
             oldest = OldestPending(lambda: flow.transport)
@@ -81,20 +91,33 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
             before = worker.transport.reconnects
             proxy.reset()
             facts["reset_recovery_s"] = _wait(
-                lambda: worker.transport.reconnects > before and worker.transport.ready, 2 * HEARTBEAT, "reconnect")
+                lambda: worker.transport.reconnects > before and worker.transport.ready,
+                2 * HEARTBEAT,
+                "reconnect",
+            )
             # And every connection is stalled mid-flow: the publisher gives up on its confirms and reconnects
             _wait(lambda: len(flow.confirmed) >= 2200, 60, "2200 confirmed")
             before = flow.transport.reconnects
             proxy.stall()
-            facts["busy_stall_detect_s"] = _wait(lambda: flow.transport.reconnects > before, CONFIRM_TIMEOUT + 2,
-                                                 "the publisher to time out its confirms")
+            facts["busy_stall_detect_s"] = _wait(
+                lambda: flow.transport.reconnects > before,
+                CONFIRM_TIMEOUT + 2,
+                "the publisher to time out its confirms",
+            )
             proxy.release()
             # And every connection is stalled again once the flow is done and the worker is idle
-            _wait(lambda: len(flow.confirmed) >= RECORDS and inboxes.least_received() >= RECORDS, 120, "the flow")
+            _wait(
+                lambda: len(flow.confirmed) >= RECORDS and inboxes.least_received() >= RECORDS,
+                120,
+                "the flow",
+            )
             before = worker.transport.reconnects
             proxy.stall()
-            facts["idle_stall_detect_s"] = _wait(lambda: worker.transport.reconnects > before, 2 * HEARTBEAT + 1,
-                                            "the stalled connection to be noticed")
+            facts["idle_stall_detect_s"] = _wait(
+                lambda: worker.transport.reconnects > before,
+                2 * HEARTBEAT + 1,
+                "the stalled connection to be noticed",
+            )
             facts["stall_recovery_s"] = _wait(lambda: worker.transport.ready, 2 * HEARTBEAT, "ready again")
             proxy.release()
             report = flow.join(120)
@@ -103,7 +126,15 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
             assert inboxes.wait_for(flow.confirmed, timeout=60), inboxes.missing(flow.confirmed)
             counts = inboxes.report(flow.confirmed)
     assert oldest.worst <= CONFIRM_TIMEOUT + 1.5, f"a publish waited {oldest.worst:.1f}s for its confirm"
-    assert_reconciled("proxy-faults", counts, dead_lettered(settings), records=RECORDS, confirmed=len(flow.confirmed),
-                      heartbeat_s=HEARTBEAT, worst_confirm_wait_s=round(oldest.worst, 2),
-                      **{k: round(v, 2) for k, v in facts.items()}, resent=report.resent,
-                      proxied_connections=proxy.accepted)
+    assert_reconciled(
+        "proxy-faults",
+        counts,
+        dead_lettered(settings),
+        records=RECORDS,
+        confirmed=len(flow.confirmed),
+        heartbeat_s=HEARTBEAT,
+        worst_confirm_wait_s=round(oldest.worst, 2),
+        **{k: round(v, 2) for k, v in facts.items()},
+        resent=report.resent,
+        proxied_connections=proxy.accepted,
+    )

@@ -46,7 +46,9 @@ class Cluster:
 
     def run(self, *args: str, timeout: float = 240) -> str:
         env = dict(os.environ, INTERCHANGE_CLUSTER_DIR=str(self.directory))
-        done = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert done.returncode == 0, f"cluster.sh {' '.join(args)} failed: {done.stdout}{done.stderr}"
         return done.stdout
 
@@ -65,7 +67,7 @@ class Cluster:
         for node in NODES:
             try:
                 info = RabbitAdmin(self.management_url(node), timeout=5).queue(vhost, queue)
-            except Exception:   # that node is down: ask the next
+            except Exception:  # that node is down: ask the next
                 continue
             name = info.get("leader") or info.get("node", "")
             return int(name.split("@")[0].removeprefix("ic"))
@@ -89,10 +91,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def cluster_broker(cluster: Cluster, tmp_path: Path) -> Iterator[TestBroker]:
     """This test's vhosts on the cluster: the flow agreements (every record to 4 recipients)."""
     broker = TestBroker.create(
-        tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"),
-        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"), amqp_url=cluster.amqp_url,
-        management_url=cluster.management_url(1), confirm_timeout_seconds=5.0, heartbeat_seconds=5,
-        partitions=2, prefetch=200)
+        tmp_path / "audit",
+        write_flow_agreements(tmp_path / "agreements"),
+        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),
+        amqp_url=cluster.amqp_url,
+        management_url=cluster.management_url(1),
+        confirm_timeout_seconds=5.0,
+        heartbeat_seconds=5,
+        partitions=2,
+        prefetch=200,
+    )
     try:
         yield broker
     finally:

@@ -21,7 +21,7 @@ from tests.flowkit import Flow, Reconciler, Role, assert_reconciled, dead_letter
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-WORKER_KILL_RECORDS = 25_000   # docs/RELIABILITY.md: what fits in about three minutes on two shared cores
+WORKER_KILL_RECORDS = 25_000  # docs/RELIABILITY.md: what fits in about three minutes on two shared cores
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -36,8 +36,12 @@ def routing_core(broker: TestBroker, tmp_path: Path, workers: int = 2):
     """The audit writer and `workers` routing workers as child processes; the audit chain is checked after."""
     config = write_settings_file(broker.settings, tmp_path / "settings.yaml", heartbeat=5)
     writer = Role("audit-writer", config, tmp_path / "audit-writer.log").start()
-    roles = [Role("worker", config, tmp_path / f"worker-{i}.log", ("--index", str(i), "--of", str(workers))).start()
-             for i in range(workers)]
+    roles = [
+        Role(
+            "worker", config, tmp_path / f"worker-{i}.log", ("--index", str(i), "--of", str(workers))
+        ).start()
+        for i in range(workers)
+    ]
     try:
         yield roles
     finally:
@@ -47,8 +51,9 @@ def routing_core(broker: TestBroker, tmp_path: Path, workers: int = 2):
     assert verify(Path(broker.settings.audit_dir) / LOG_NAME).ok
 
 
-def test_workers_killed_every_two_seconds_and_the_leader_node_killed_once_lose_nothing(cluster, cluster_broker,
-                                                                                       tmp_path):
+def test_workers_killed_every_two_seconds_and_the_leader_node_killed_once_lose_nothing(
+    cluster, cluster_broker, tmp_path
+):
     # Given two workers sharing two partitions on the cluster, and 20,000 records flowing to 4 recipients
     settings, count = cluster_broker.settings, WORKER_KILL_RECORDS
     started = time.monotonic()
@@ -57,8 +62,9 @@ def test_workers_killed_every_two_seconds_and_the_leader_node_killed_once_lose_n
         flow = Flow(settings, count, "wk").start()
         # When a worker is SIGKILLed every 2 s, and the route queue's leader node is SIGKILLed halfway
         killed_node, restarter, kills = None, None, 0
-        while ((len(flow.confirmed) < count or any(inboxes.missing(flow.confirmed).values()))
-               and time.monotonic() - started < 600):
+        while (
+            len(flow.confirmed) < count or any(inboxes.missing(flow.confirmed).values())
+        ) and time.monotonic() - started < 600:
             time.sleep(2)
             victim = workers[kills % len(workers)]
             victim.kill()
@@ -73,6 +79,7 @@ def test_workers_killed_every_two_seconds_and_the_leader_node_killed_once_lose_n
                     time.sleep(5)
                     cluster.start_node(node)
                     node_events.append(f"ic{node} back")
+
                 restarter = threading.Thread(target=restart, daemon=True)
                 restarter.start()
         report = flow.join(60)
@@ -82,13 +89,23 @@ def test_workers_killed_every_two_seconds_and_the_leader_node_killed_once_lose_n
             restarter.join(120)
     elapsed = time.monotonic() - started
     assert killed_node is not None, "the flow finished before half of it was delivered"
-    assert_reconciled("worker-and-leader-kills", counts, dead, records=count, confirmed=len(flow.confirmed),
-                      worker_kills=sum(w.kills for w in workers), node=";".join(node_events),
-                      resent=report.resent, seconds=round(elapsed), records_per_second=round(count / elapsed))
+    assert_reconciled(
+        "worker-and-leader-kills",
+        counts,
+        dead,
+        records=count,
+        confirmed=len(flow.confirmed),
+        worker_kills=sum(w.kills for w in workers),
+        node=";".join(node_events),
+        resent=report.resent,
+        seconds=round(elapsed),
+        records_per_second=round(count / elapsed),
+    )
 
 
-def test_two_of_three_nodes_down_for_30_seconds_publishers_wait_and_deliver_everything_after(cluster,
-                                                                                          cluster_broker, tmp_path):
+def test_two_of_three_nodes_down_for_30_seconds_publishers_wait_and_deliver_everything_after(
+    cluster, cluster_broker, tmp_path
+):
     # Given records flowing through two workers
     settings, count = cluster_broker.settings, 6_000
     with routing_core(cluster_broker, tmp_path), Reconciler(settings) as inboxes:
@@ -110,13 +127,22 @@ def test_two_of_three_nodes_down_for_30_seconds_publishers_wait_and_deliver_ever
         assert inboxes.wait_for(flow.confirmed, timeout=180), inboxes.missing(flow.confirmed)
         counts, dead = inboxes.report(flow.confirmed), dead_lettered(settings)
     assert confirmed_during == 0, f"{confirmed_during} publishes confirmed without a quorum"
-    assert_reconciled("two-nodes-down", counts, dead, records=count, confirmed=len(flow.confirmed),
-                      confirmed_at_outage=confirmed_early, confirmed_during_outage=confirmed_during,
-                      outage_seconds=round(outage), resent=report.resent)
+    assert_reconciled(
+        "two-nodes-down",
+        counts,
+        dead,
+        records=count,
+        confirmed=len(flow.confirmed),
+        confirmed_at_outage=confirmed_early,
+        confirmed_during_outage=confirmed_during,
+        outage_seconds=round(outage),
+        resent=report.resent,
+    )
 
 
-def test_the_whole_cluster_stopped_and_started_mid_stream_consumers_resume_by_themselves(cluster, cluster_broker,
-                                                                                        tmp_path):
+def test_the_whole_cluster_stopped_and_started_mid_stream_consumers_resume_by_themselves(
+    cluster, cluster_broker, tmp_path
+):
     settings, count = cluster_broker.settings, 6_000
     with routing_core(cluster_broker, tmp_path) as workers, Reconciler(settings) as inboxes:
         flow = Flow(settings, count, "all").start()
@@ -131,42 +157,59 @@ def test_the_whole_cluster_stopped_and_started_mid_stream_consumers_resume_by_th
         assert inboxes.wait_for(flow.confirmed, timeout=180), inboxes.missing(flow.confirmed)
         counts, dead = inboxes.report(flow.confirmed), dead_lettered(settings)
         assert all(w.process.poll() is None and w.kills == 0 for w in workers)
-    assert_reconciled("whole-cluster-restart", counts, dead, records=count, confirmed=len(flow.confirmed),
-                      restart_seconds=round(restarted), resent=report.resent, consumer_reconnects=inboxes.reconnects)
+    assert_reconciled(
+        "whole-cluster-restart",
+        counts,
+        dead,
+        records=count,
+        confirmed=len(flow.confirmed),
+        restart_seconds=round(restarted),
+        resent=report.resent,
+        consumer_reconnects=inboxes.reconnects,
+    )
 
 
-def test_a_recipients_consumer_killed_mid_batch_twenty_times_gets_every_unacked_delivery_again(cluster,
-                                                                                             cluster_broker, tmp_path):
+def test_a_recipients_consumer_killed_mid_batch_twenty_times_gets_every_unacked_delivery_again(
+    cluster, cluster_broker, tmp_path
+):
     settings, count = cluster_broker.settings, 4_000
     received = tmp_path / "force-13.ids"
     with routing_core(cluster_broker, tmp_path), Reconciler(settings, ("force-48",)) as inboxes:
         flow = Flow(settings, count, "rc").start()
-        # When force-13's consumer (acks every 50) is SIGKILLed 20 times while deliveries arrive
-        kills = 0
-        while kills < 20:
+        flow.join(300)
+        assert inboxes.wait_for(flow.confirmed, timeout=180)  # so force-13's inbox holds its whole backlog
+        # When force-13's consumer (acks every 50) is SIGKILLed 20 times, each after a random number of
+        # deliveries that is not a multiple of 50 (so some were written down but not yet acknowledged)
+        for kill in range(20):
+            target = len(_lines(received)) + 7 + 13 * kill % 43 + 50 * (kill % 3)
             process = _start_consumer(settings, "force-13", received, tmp_path / "consumer.log")
-            time.sleep(0.7)
+            _wait(lambda t=target, p=process: len(_lines(received)) >= t or p.poll() is not None, 60,
+                  "deliveries")
             process.kill()
             process.wait()
-            kills += 1
-        flow.join(300)
+        written_before_last = len(_lines(received))
         # Then a consumer started afterwards receives every delivery the killed ones did not acknowledge
         process = _start_consumer(settings, "force-13", received, tmp_path / "consumer.log")
         try:
-            _wait(lambda: _ids(received) >= flow.confirmed, 180, "force-13 to have every record")
+            _wait(lambda: set(_lines(received)) >= flow.confirmed, 180, "force-13 to have every record")
         finally:
             process.kill()
             process.wait()
-        assert inboxes.wait_for(flow.confirmed, timeout=120)
+    kills = 20
     lines = received.read_text().split()
-    print(f"\n[consumer-kills] records={count} kills={kills} force-13: expected={len(flow.confirmed)} "
-          f"received={len(set(lines) & flow.confirmed)} copies={len(lines)} duplicates={len(lines) - len(set(lines))} "
-          f"lost={len(flow.confirmed - set(lines))} unexpected={len(set(lines) - flow.confirmed)}")
+    unique = set(lines)
+    print(
+        f"\n[consumer-kills] records={count} kills={kills} force-13: expected={len(flow.confirmed)} "
+        f"received={len(unique & flow.confirmed)} copies={len(lines)} duplicates={len(lines) - len(unique)} "
+        f"lost={len(flow.confirmed - unique)} unexpected={len(unique - flow.confirmed)}"
+    )
     assert set(lines) == flow.confirmed
+    assert len(lines) > len(set(lines)), "no kill landed mid-batch: nothing was redelivered"
+    assert written_before_last < count, "the killed consumers drained everything: the last one proved nothing"
 
 
-def _ids(path: Path) -> set[str]:
-    return set(path.read_text().split()) if path.exists() else set()
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
 
 
 def _start_consumer(settings, recipient: str, out: Path, log: Path):
@@ -174,7 +217,51 @@ def _start_consumer(settings, recipient: str, out: Path, log: Path):
     import sys
 
     from broker.config import PROJECT_ROOT
+
     with log.open("ab") as sink:
-        return subprocess.Popen([sys.executable, "-m", "tests.cluster.inbox_consumer", settings.amqp_url,
-                                 settings.recipient_vhost(recipient), str(out)], cwd=PROJECT_ROOT, stdout=sink,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.cluster.inbox_consumer",
+                settings.amqp_url,
+                settings.recipient_vhost(recipient),
+                str(out),
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_memory_and_disk_alarms_block_publishers_who_resume_when_they_clear_and_nothing_is_lost(
+    cluster, cluster_broker, tmp_path
+):
+    settings, count = cluster_broker.settings, 3_000
+    during: dict[str, int] = {}
+    flows: list[Flow] = []
+    with routing_core(cluster_broker, tmp_path), Reconciler(settings) as inboxes:
+        for alarm, raise_it, clear_it in (
+            ("memory", ("set_vm_memory_high_watermark", "absolute", "1MB"),
+             ("set_vm_memory_high_watermark", "0.1")),
+            ("disk", ("set_disk_free_limit", "100000GB"), ("set_disk_free_limit", "50MB")),
+        ):
+            # When node 2 raises the alarm (RabbitMQ blocks publishing connections cluster-wide) and a
+            # publisher starts sending while it is up, for 15 s
+            cluster.run("ctl", "2", *raise_it)
+            flow = Flow(settings, count, f"al-{alarm}").start()
+            flows.append(flow)
+            time.sleep(15)
+            during[alarm] = len(flow.confirmed)
+            cluster.run("ctl", "2", *clear_it)
+            # Then nothing was confirmed while the alarm was up, and the publisher resumes by itself
+            flow.join(300)
+        confirmed = set().union(*(f.confirmed for f in flows))
+        assert inboxes.wait_for(confirmed, timeout=180), inboxes.missing(confirmed)
+        counts, dead = inboxes.report(confirmed), dead_lettered(settings)
+    assert during == {"memory": 0, "disk": 0}, during
+    assert_reconciled(
+        "alarms", counts, dead, records=2 * count, confirmed=len(confirmed),
+        confirmed_during_memory_alarm=during["memory"], confirmed_during_disk_alarm=during["disk"],
+        resent=sum(f.report.resent for f in flows),
+    )
