@@ -11,7 +11,12 @@ Defences (each refused with an `AdapterError` whose `code` names it):
 - a DOCTYPE declaring any ENTITY (billion laughs, quadratic blow-up, external entities) is refused
   before a byte reaches lxml (`xml_entity_declared`); so is a DOCTYPE naming an external DTD
   (`xml_external_dtd`); XInclude elements are refused (`xml_xinclude`);
-- limits on total bytes, element depth, element count, text length and attribute length;
+- limits on total bytes, element depth, element count, text length, attributes per element and
+  attribute length; element count and text length are also checked on the raw bytes of each chunk
+  before the parser sees it (a count of `<`, the longest run without `<`), so an input of millions of
+  tiny elements or one huge start tag is refused at C speed;
+- `roots` names the root elements an adapter reads; any other root is refused (`xml_wrong_root`)
+  before anything inside it is parsed;
 - the bytes are decoded alongside the parser, so an invalid encoding is reported with its byte offset.
 """
 
@@ -41,6 +46,7 @@ class Limits:
     max_elements: int = 2_000_000
     max_text: int = 1024 * 1024
     max_attribute: int = 64 * 1024
+    max_attributes: int = 256
 
 
 def make_parser(**extra: object) -> etree.XMLParser:
@@ -77,22 +83,33 @@ def parse(stream: IO[bytes], limits: Limits = Limits()) -> etree._Element:
 
 
 def iterparse(
-    stream: IO[bytes], tags: Iterable[str] | None, limits: Limits = Limits(), *, keep: bool = False
+    stream: IO[bytes],
+    tags: Iterable[str] | None,
+    limits: Limits = Limits(),
+    *,
+    keep: bool = False,
+    roots: Iterable[str] | None = None,
 ) -> Iterator[etree._Element]:
     """Yield each completed element whose Clark-notation tag is in `tags` (None: only the root).
 
     Unless `keep`, a yielded element is cleared (and its earlier siblings removed) when the caller
-    asks for the next one.  Raises AdapterError for hostile or malformed input.
+    asks for the next one.  `roots`, if given, are the only root tags accepted.  Raises AdapterError
+    for hostile or malformed input.
     """
     wanted = frozenset(tags or ())
     parser = _pull_parser(tags)
-    guard = _Guard(limits)
+    guard = _Guard(limits, roots)
     decoder: _Decoder | None = None
+    scan: _Scan | None = None
     depth = 0
     for chunk in _chunks(stream, limits):
         if decoder is None:
             decoder = _Decoder(chunk)
+            scan = _Scan(limits, decoder.encoding)
+        assert scan is not None
         decoder.check(chunk, final=False)
+        scan.check(chunk)
+        check_text = scan.text_unchecked
         _feed(parser, chunk, guard)
         for event, element in parser.read_events():
             if event == "start":
@@ -100,7 +117,8 @@ def iterparse(
                 guard.on_start(element, depth)
                 continue
             depth -= 1
-            guard.on_end(element)
+            if check_text:
+                guard.on_end(element)
             if element.tag in wanted or (not wanted and depth == 0):
                 yield element
                 if not keep:
@@ -162,35 +180,117 @@ def _syntax_error(exc: etree.XMLSyntaxError, guard: _Guard) -> AdapterError:
     return AdapterError("xml_malformed", message, location=where)
 
 
-class _Guard:
-    """Counts and sizes checked on every parser event."""
+class _Scan:
+    """Cheap checks on the raw bytes of each chunk, before the parser sees them.
 
-    def __init__(self, limits: Limits) -> None:
+    Active only when `<`, `</`, `<!` and `<?` are those bytes in the input's encoding (UTF-8, Latin-1,
+    Windows-125x...).  Elements started are counted as `<` minus `</`, `<!`, `<?` (an upper bound: a
+    `<` inside a comment or CDATA counts too), and the longest run of bytes without `<` bounds every
+    text node and start tag.  CDATA sections can join several runs into one text node, so once one is
+    seen (or when inactive) text length is checked on each element instead (`text_unchecked`).
+    """
+
+    def __init__(self, limits: Limits, encoding: str) -> None:
         self.limits = limits
-        self.elements = 0
+        try:
+            self.active = "<</<!<?".encode(encoding.replace("-sig", "")) == b"<</<!<?"
+        except (LookupError, UnicodeError):
+            self.active = False
+        self.text_unchecked = not self.active
+        self.starts = self.offset = self.run = 0
+        self.carry = b""
+        gap = limits.max_text + 1
+        self._gap = re.compile(rb"[^<]{%d}" % gap) if gap <= CHUNK else None
 
-    def on_start(self, element: etree._Element, depth: int) -> None:
-        if depth > self.limits.max_depth:
-            raise AdapterError(
-                "xml_too_deep",
-                f"elements nested deeper than {self.limits.max_depth}",
-                location=f"line {element.sourceline}",
-            )
-        self.elements += 1
-        if self.elements > self.limits.max_elements:
+    def check(self, chunk: bytes) -> None:
+        if not self.active:
+            return
+        window = self.carry + chunk
+        lead = 1 if self.carry.endswith(b"<") else 0  # counted with the previous chunk
+        starts = window.count(b"<") - window.count(b"</") - window.count(b"<!") - window.count(b"<?") - lead
+        if not self.text_unchecked and b"<![CDATA[" in window:
+            self.text_unchecked = True
+        self.carry = chunk[-8:]
+        self.starts += starts
+        if self.starts > self.limits.max_elements:
             raise AdapterError(
                 "xml_too_many_elements",
                 f"more than {self.limits.max_elements} elements",
+                location=f"byte {self.offset + len(chunk)}",
+            )
+        self._check_runs(chunk)
+        self.offset += len(chunk)
+
+    def _check_runs(self, chunk: bytes) -> None:
+        first = chunk.find(b"<")
+        if first < 0:
+            self.run += len(chunk)
+            longest = self.run
+        else:
+            longest = self.run + first
+            self.run = len(chunk) - chunk.rfind(b"<") - 1
+            if self._gap is not None and self._gap.search(chunk):
+                longest = self.limits.max_text + 1
+        if max(longest, self.run) > self.limits.max_text:
+            raise AdapterError(
+                "xml_text_too_long",
+                f"more than {self.limits.max_text} bytes without markup (a text node or a start tag)",
+                location=f"byte {self.offset + len(chunk)}",
+            )
+
+
+_XINCLUDE_PREFIXES = tuple(f"{{{ns}}}" for ns in XINCLUDE_NAMESPACES)
+
+
+class _Guard:
+    """Counts and sizes checked on every parser event."""
+
+    def __init__(self, limits: Limits, roots: Iterable[str] | None = None) -> None:
+        self.limits = limits
+        self.roots = frozenset(roots) if roots is not None else None
+        self.elements = 0
+
+    def on_start(self, element: etree._Element, depth: int) -> None:
+        limits = self.limits
+        if depth > limits.max_depth:
+            raise AdapterError(
+                "xml_too_deep",
+                f"elements nested deeper than {limits.max_depth}",
+                location=f"line {element.sourceline}",
+            )
+        self.elements += 1
+        if self.elements > limits.max_elements:
+            raise AdapterError(
+                "xml_too_many_elements",
+                f"more than {limits.max_elements} elements",
                 location=f"line {element.sourceline}",
             )
         tag = element.tag
-        if isinstance(tag, str) and tag.startswith("{") and tag[1:].split("}", 1)[0] in XINCLUDE_NAMESPACES:
+        if depth == 1 and self.roots is not None and tag not in self.roots:
+            raise AdapterError(
+                "xml_wrong_root",
+                f"the root element is {_qname(tag)}; expected {' or '.join(sorted(map(_qname, self.roots)))}",
+                location=f"line {element.sourceline}",
+            )
+        if tag.startswith(_XINCLUDE_PREFIXES):
             raise AdapterError(
                 "xml_xinclude",
                 "XInclude elements are refused (no document inclusion)",
                 location=f"line {element.sourceline}",
             )
-        for name, value in element.attrib.items():
+        attrib = element.attrib
+        if attrib:
+            self._check_attributes(element, attrib)
+
+    def _check_attributes(self, element: etree._Element, attrib: etree._Attrib) -> None:
+        count = len(attrib)  # counted without reading values: lxml reads each value in O(attributes)
+        if count > self.limits.max_attributes:
+            raise AdapterError(
+                "xml_too_many_attributes",
+                f"an element has {count} attributes; at most {self.limits.max_attributes} are accepted",
+                location=f"line {element.sourceline}",
+            )
+        for name, value in attrib.items():
             if len(value) > self.limits.max_attribute:
                 raise AdapterError(
                     "xml_attribute_too_long",
@@ -206,6 +306,14 @@ class _Guard:
                     f"text longer than {self.limits.max_text} characters",
                     location=f"line {element.sourceline}",
                 )
+
+
+def _qname(tag: str) -> str:
+    """`{ns}local` as `local (ns)`, for messages."""
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return f"{local} ({ns})"
+    return tag
 
 
 _DECL_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")

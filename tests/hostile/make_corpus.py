@@ -223,6 +223,8 @@ XML_ROOTS = {
 def xml_cases(adapter: str, fixture: bytes) -> Iterator[Case]:
     root, ns = XML_ROOTS[adapter]
     decl = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    prefix = f":{root.split(':')[0]}" if ":" in root else ""
+    opened, closed = f'<{root} xmlns{prefix}="{ns}"'.encode(), f"</{root}>".encode()  # the right root
 
     def case(name: str, data: bytes) -> Case:
         return Case(adapter, name, data)
@@ -264,8 +266,12 @@ def xml_cases(adapter: str, fixture: bytes) -> Iterator[Case]:
     yield case("huge-text", decl + b"<r>" + b"A" * 5_000_000 + b"</r>")
     yield case("huge-attribute", decl + b'<r a="' + b"A" * 1_000_000 + b'"/>')
     yield case(
-        "attribute-count", decl + b"<r " + b" ".join(b'a%d="1"' % i for i in range(2_000)) + b"/>"
-    )  # 100k: see SECURITY.md
+        "attribute-count", decl + opened + b" " + b" ".join(b'a%d="1"' % i for i in range(100_000)) + b"/>"
+    )  # a 1.1 MB start tag: refused on the raw bytes
+    yield case(
+        "attribute-count-short",
+        decl + opened + b" " + b" ".join(b'a%x=""' % i for i in range(100_000)) + b"/>",
+    )  # 0.9 MB: refused by counting the attributes before reading any value
     yield case(
         "namespace-bomb",
         decl + b"<r " + b" ".join(b'xmlns:n%d="urn:%d"' % (i, i) for i in range(50_000)) + b"/>",
@@ -273,6 +279,7 @@ def xml_cases(adapter: str, fixture: bytes) -> Iterator[Case]:
     yield case("huge-comment", decl + b"<r><!--" + b"-" * 0 + b"c" * 5_000_000 + b"--></r>")
     yield case("huge-cdata", decl + b"<r><![CDATA[" + b"c" * 5_000_000 + b"]]></r>")
     yield case("many-elements", decl + b"<r>" + b"<e/>" * 300_000 + b"</r>")
+    yield case("many-elements-in-root", decl + opened + b">" + b"<e/>" * 2_100_000 + closed)
     for cut in (10, len(fixture) // 3, len(fixture) // 2, len(fixture) - 5):
         yield case(f"truncated-{cut}", fixture[:cut])
     yield case("nul-byte", fixture[:200] + b"\x00" + fixture[200:])
