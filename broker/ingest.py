@@ -7,6 +7,9 @@
 - `RawRunner` consumes raw legacy payloads from the core vhost's `interchange.raw` queue (headers
   `x-adapter` and `x-mapping` name how to read them), publishes the records with confirms, and acks the
   raw message only after every record is confirmed (or dead-lettered).
+
+Every record either publishes carries the header `x-interchange-format: <adapter name>`, the `format`
+label of the worker's `interchange_records_received_total`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from broker import topology
 from broker.config import Settings
 from broker.errors import DataError
 from broker.exchange import Outgoing
+from broker.metrics import FORMAT_HEADER
 from broker.publisher import StreamPublisher, record_message
 from broker.transport import AmqpTransport, blocking_channel
 
@@ -81,6 +85,7 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
     adapter: Any = get_adapter(adapter_name)
     loaded = adapter.load_mapping(mapping)
     summary, bar = IngestSummary(), _Progress(progress)
+    headers = {FORMAT_HEADER: adapter_name}
     reject_files: dict[Path, IO[bytes]] = {}
 
     def messages() -> Iterator[Outgoing]:
@@ -98,7 +103,7 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
                             sink = reject_files[path] = path.with_name(path.name + ".rejects.ndjson").open("wb")
                         sink.write(rejection_line(result, path.name))
                 else:
-                    yield record_message(result)
+                    yield record_message(result, headers=headers)
 
     def confirmed(message: Outgoing) -> None:
         if message.exchange == topology.INGRESS_EXCHANGE:
@@ -157,7 +162,7 @@ class RawRunner:
                         self.summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
                         self._publish(channel, dead_letter(result, source))
                     else:
-                        self._publish(channel, record_message(result))
+                        self._publish(channel, record_message(result, headers={FORMAT_HEADER: adapter.name}))
                         self.summary.published += 1
                 channel.basic_ack(method.delivery_tag)
         finally:

@@ -36,9 +36,9 @@ class PublishReport:
 
 
 def record_message(record: dict[str, Any] | bytes, routing_key: str | None = None,
-                   message_id: str | None = None, target: str = "core", exchange: str = topology.INGRESS_EXCHANGE
-                   ) -> Outgoing:
-    """An ingress publish for one common-schema record (or its already serialised bytes)."""
+                   message_id: str | None = None, target: str = "core", exchange: str = topology.INGRESS_EXCHANGE,
+                   headers: dict[str, Any] | None = None) -> Outgoing:
+    """An ingress publish for one common-schema record (or its already serialised bytes), with optional headers."""
     if isinstance(record, dict):
         body = orjson.dumps(record)
         message_id = message_id or str(record.get("id", ""))
@@ -46,7 +46,8 @@ def record_message(record: dict[str, Any] | bytes, routing_key: str | None = Non
         correlation_id = record.get("correlation_id")
     else:
         body, correlation_id = record, None
-    return Outgoing(target, exchange, routing_key or "unknown", body, message_id or "", correlation_id, {})
+    return Outgoing(target, exchange, routing_key or "unknown", body, message_id or "", correlation_id,
+                    headers if headers is not None else {})
 
 
 class StreamPublisher:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from broker import topology
 from broker.ingest import RawRunner, ingest_files
+from broker.metrics import format_label
 from broker.transport import blocking_channel
 
 pytestmark = pytest.mark.rabbitmq
@@ -61,3 +63,25 @@ def test_the_raw_runner_translates_a_court_result_and_acks_the_raw_message_after
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     assert channel.queue_declare(topology.RAW_QUEUE, passive=True).method.message_count == 0
     connection.close()
+
+
+def test_every_ingested_record_names_its_adapter_in_the_format_header(broker, tmp_path):
+    # Given the street-crime file ingested from a file, and a court result through the raw runner
+    source = tmp_path / "street.csv"
+    shutil.copy(PUBLIC / "2017-01-city-of-london-street.csv", source)
+    ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
+    channel.confirm_delivery()
+    channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi",
+                          (PUBLIC / "cjse-spi-results-034a-valid-asn-format.xml").read_bytes(),
+                          pika.BasicProperties(message_id="spi-034a", delivery_mode=2,
+                                               headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}),
+                          mandatory=True)
+    connection.close()
+    RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    # When the route queue is read
+    published = broker.drain(broker.settings.core_vhost, topology.ROUTE_QUEUE)
+    # Then every record carries x-interchange-format with its adapter's name (the worker's format label)
+    formats = collections.Counter(props.headers.get("x-interchange-format") for props, _body in published)
+    assert formats == {"police-uk-csv": 483, "cjse-spi": 1}
+    assert format_label(published[0][0].headers) == "police-uk-csv"
