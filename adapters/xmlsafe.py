@@ -34,6 +34,7 @@ from adapters.base import AdapterError
 
 XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
 CHUNK = 64 * 1024
+DENSITY_GRACE = 100_000
 MAX_PROLOG = 64 * 1024
 
 
@@ -47,6 +48,9 @@ class Limits:
     max_text: int = 1024 * 1024
     max_attribute: int = 64 * 1024
     max_attributes: int = 256
+    # Formats with known density set this: after the first DENSITY_GRACE elements, more than one element
+    # per this many bytes so far is refused (a flood of `<e/>`), long before max_elements is reached.
+    min_bytes_per_element: int = 0
 
 
 def make_parser(**extra: object) -> etree.XMLParser:
@@ -212,11 +216,18 @@ class _Scan:
             self.text_unchecked = True
         self.carry = chunk[-8:]
         self.starts += starts
+        seen, density = self.offset + len(chunk), self.limits.min_bytes_per_element
         if self.starts > self.limits.max_elements:
             raise AdapterError(
                 "xml_too_many_elements",
                 f"more than {self.limits.max_elements} elements",
-                location=f"byte {self.offset + len(chunk)}",
+                location=f"byte {seen}",
+            )
+        if density and self.starts > DENSITY_GRACE and self.starts * density > seen:
+            raise AdapterError(
+                "xml_too_many_elements",
+                f"{self.starts} elements in {seen} bytes: more than one element per {density} bytes",
+                location=f"byte {seen}",
             )
         self._check_runs(chunk)
         self.offset += len(chunk)

@@ -74,9 +74,9 @@ class SpiResultsAdapter(InboundAdapter):
         "CJSE SPIResults / Libra ResultedCaseMessage XML (magistrates' court results) -> court.result"
     )
     folder = Path(__file__).resolve().parent
-    # A 16 MB message holds about 300,000 elements (54 bytes each); 500,000 stops a flood of tiny
-    # elements early instead of after 2 million.
-    limits = Limits(max_bytes=16 * 1024 * 1024, max_elements=500_000)
+    # A 16 MB message holds about 300,000 elements (54 bytes each); a flood of tiny elements is stopped
+    # after 100,000 by the density floor instead of after 2 million.
+    limits = Limits(max_bytes=16 * 1024 * 1024, max_elements=500_000, min_bytes_per_element=16)
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         hearing: dict[str, str] = {}

@@ -83,9 +83,9 @@ class NibrsIncidentAdapter(InboundAdapter):
         "NIEM NIBRS 4.2 Group A incident report XML -> crime.report with persons, roles, items, location"
     )
     folder = Path(__file__).resolve().parent
-    # A 32 MB submission holds about 550,000 elements (60 bytes each); 1,000,000 stops a flood of tiny
-    # elements early instead of after 2 million.
-    limits = Limits(max_bytes=32 * 1024 * 1024, max_elements=1_000_000)
+    # A 32 MB submission holds about 550,000 elements (60 bytes each); a flood of tiny elements is
+    # stopped after 100,000 by the density floor instead of after 2 million.
+    limits = Limits(max_bytes=32 * 1024 * 1024, max_elements=1_000_000, min_bytes_per_element=16)
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         sent: str | None = None

@@ -202,3 +202,18 @@ def test_xml_adapters_name_a_wrong_root_or_a_document_without_records(adapter, b
 
     assert [r.code for r in results] == [code]
     assert "expected" in results[0].errors[0].message
+
+
+def test_a_format_with_a_density_floor_refuses_a_flood_of_tiny_elements_after_the_grace_count():
+    # Given 2.1 million empty elements (8 MB) and the XML adapters' floor of one element per 16 bytes
+    body = b"<r>" + b"<e/>" * 2_100_000 + b"</r>"
+    started = time.perf_counter()
+
+    with pytest.raises(AdapterError) as caught:
+        list(iterparse(io.BytesIO(body), None, Limits(min_bytes_per_element=16)))
+
+    # Then it is refused after about 100,000 of them, not after the 2,000,000 of max_elements
+    assert caught.value.code == "xml_too_many_elements"
+    assert "one element per 16 bytes" in caught.value.errors[0].message
+    assert int(caught.value.location.split()[1]) < 500_000
+    assert time.perf_counter() - started < 3.0
