@@ -144,13 +144,46 @@ def problem(path: str, code: str, message: str) -> FieldError:
 def prune(value: Any) -> Any:
     """Drop None, empty strings, empty lists and empty dicts, recursively (absent beats empty)."""
     if isinstance(value, dict):
-        pruned = {k: prune(v) for k, v in value.items()}
-        return {
-            k: v for k, v in pruned.items() if v not in (None, "", [], {}) or (k in KEEP_EMPTY and v == [])
-        }
+        return _prune_dict(value)
     if isinstance(value, list):
-        return [v for v in (prune(v) for v in value) if v not in (None, "", [], {})]
+        return _prune_list(value)
     return value
+
+
+def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
+    # One pass per level (this runs on every record of a bulk ingest): prune children, then keep them
+    # unless None, "" or empty ("given": [] is required by the schema and stays).
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = _prune_dict(item)
+            if not item:
+                continue
+        elif isinstance(item, list):
+            item = _prune_list(item)
+            if not item and key not in KEEP_EMPTY:
+                continue
+        elif item is None or item == "":
+            continue
+        out[key] = item
+    return out
+
+
+def _prune_list(value: list[Any]) -> list[Any]:
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            item = _prune_dict(item)
+            if not item:
+                continue
+        elif isinstance(item, list):
+            item = _prune_list(item)
+            if not item:
+                continue
+        elif item is None or item == "":
+            continue
+        out.append(item)
+    return out
 
 
 class Adapter:

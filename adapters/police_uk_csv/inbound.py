@@ -7,6 +7,7 @@ mapping's code tables, case-insensitively, with aliases for the wording variants
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,10 +271,18 @@ def _label(
 
 
 def _month(text: str, problems: list[FieldError]) -> str | None:
+    month = _parse_month(text)
+    if month is None:
+        problems.append(problem("data.month", "month_invalid", f"month {text!r} is not YYYY-MM"))
+    return month
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_month(text: str) -> str | None:
+    """`YYYY-MM` normalised, or None (cached: a file holds a handful of months; strptime is slow)."""
     try:
         return datetime.strptime(text.strip(), "%Y-%m").strftime("%Y-%m")
     except ValueError:
-        problems.append(problem("data.month", "month_invalid", f"month {text!r} is not YYYY-MM"))
         return None
 
 
