@@ -551,4 +551,4 @@ def test_no_recipient_or_field_was_disclosed_that_the_reference_denies_and_none_
     )
     assert TALLY.records >= TARGET_RECORDS, "run the whole module: the two runs above feed these totals"
     assert TALLY.leaks == [] and TALLY.misses == []
-    assert TALLY.deliveries > TARGET_RECORDS // 10, "the generated agreements must actually share something"
+    assert TALLY.deliveries > TARGET_RECORDS // 20, "the generated agreements must actually share something"
