@@ -1,13 +1,14 @@
 # Interchange: `make demo` runs the exchange on the example records; `make test` runs the test suite.
 # Both create .venv, install the project and make sure RabbitMQ is reachable first.
 # `make bench` measures the exchange against the transport-only ceiling (BENCH_ARGS=--quick: about a minute).
+# `make bench-ingest` measures bulk ingest of a large street CSV (BENCH_INGEST_ARGS="--mb 200"; default 1 GB).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-cluster bench lint rabbitmq promtool clean
+.PHONY: demo test test-cluster bench bench-ingest lint rabbitmq promtool clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ test-cluster: $(STAMP) rabbitmq
 
 bench: $(STAMP) rabbitmq
 	$(PY) -m bench $(BENCH_ARGS)
+
+bench-ingest: $(STAMP) rabbitmq
+	$(PY) -m bench.ingest $(BENCH_INGEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests
