@@ -34,7 +34,7 @@ def _wait(predicate, timeout: float, what: str) -> float:
 
 
 class OldestPending:
-    """Samples the age of the oldest unconfirmed publish of a transport (the publisher's worst wait)."""
+    """Samples the age of the oldest unconfirmed publish of a transport (its worst wait for a confirm)."""
 
     def __init__(self, transport_of) -> None:
         self.transport_of, self.worst, self._stop = transport_of, 0.0, threading.Event()
@@ -80,14 +80,14 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
         )
         with worker_thread(via, flow_broker.registry) as worker, Reconciler(settings) as inboxes:
             flow = Flow(via, RECORDS, "px", window=200).start()
-            oldest = OldestPending(lambda: flow.transport)
+            oldest = [OldestPending(lambda: flow.transport), OldestPending(lambda: worker.transport)]
             # When every connection is slowed by 50 ms per chunk for 3 s
             _wait(lambda: len(flow.confirmed) >= 500, 60, "500 confirmed")
             proxy.latency = 0.05
             time.sleep(3)
             proxy.latency = 0.0
             # And every connection is reset
-            _wait(lambda: len(flow.confirmed) >= 1500, 60, "1500 confirmed")
+            _wait(lambda: inboxes.least_received() >= 500, 60, "500 delivered")
             before = worker.transport.reconnects
             proxy.reset()
             facts["reset_recovery_s"] = _wait(
@@ -95,14 +95,16 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
                 2 * HEARTBEAT,
                 "reconnect",
             )
-            # And every connection is stalled mid-flow: the publisher gives up on its confirms and reconnects
-            _wait(lambda: len(flow.confirmed) >= 2200, 60, "2200 confirmed")
-            before = flow.transport.reconnects
+            # And every connection is stalled mid-flow, while the worker waits for confirms: it gives up
+            # on them after the confirm timeout and reconnects
+            _wait(lambda: inboxes.least_received() >= 1200 and worker.transport.pending_count() > 0, 60,
+                  "the worker busy publishing")
+            before = worker.transport.reconnects
             proxy.stall()
             facts["busy_stall_detect_s"] = _wait(
-                lambda: flow.transport.reconnects > before,
+                lambda: worker.transport.reconnects > before,
                 CONFIRM_TIMEOUT + 2,
-                "the publisher to time out its confirms",
+                "the worker to time out its confirms",
             )
             proxy.release()
             # And every connection is stalled again once the flow is done and the worker is idle
@@ -121,11 +123,13 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
             facts["stall_recovery_s"] = _wait(lambda: worker.transport.ready, 2 * HEARTBEAT, "ready again")
             proxy.release()
             report = flow.join(120)
-            oldest.stop()
+            for sampler in oldest:
+                sampler.stop()
             # Then everything confirmed arrived, and no publish waited much past its confirm timeout
             assert inboxes.wait_for(flow.confirmed, timeout=60), inboxes.missing(flow.confirmed)
             counts = inboxes.report(flow.confirmed)
-    assert oldest.worst <= CONFIRM_TIMEOUT + 1.5, f"a publish waited {oldest.worst:.1f}s for its confirm"
+    worst = max(o.worst for o in oldest)   # the confirm timeout, plus the 1 s watcher tick, plus slack
+    assert worst <= CONFIRM_TIMEOUT + 2.0, f"a publish waited {worst:.1f}s for its confirm"
     assert_reconciled(
         "proxy-faults",
         counts,
@@ -133,7 +137,7 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
         records=RECORDS,
         confirmed=len(flow.confirmed),
         heartbeat_s=HEARTBEAT,
-        worst_confirm_wait_s=round(oldest.worst, 2),
+        worst_confirm_wait_s=round(worst, 2),
         **{k: round(v, 2) for k, v in facts.items()},
         resent=report.resent,
         proxied_connections=proxy.accepted,
