@@ -108,6 +108,7 @@ def test_every_hostile_input_is_rejected_once_with_its_reason_and_every_valid_re
         INTERCHANGE_VHOST_PREFIX=settings.recipient_vhost_prefix,
         INTERCHANGE_AUDIT_DIR=str(settings.audit_dir),
         INTERCHANGE_PREFETCH="200",
+        INTERCHANGE_METRICS_PORT="0",  # any free port: another worker may hold the default
     )
     worker = subprocess.Popen(
         [sys.executable, "-m", "broker", "worker"],
