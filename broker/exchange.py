@@ -66,7 +66,7 @@ class Plan:
     outcome: str                       # routed | rejected | duplicate
     record_id: str | None
     correlation_id: str | None
-    audit: Outgoing | None = None
+    audit_entries: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Outgoing] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     withheld: dict[str, str] = field(default_factory=dict)
@@ -75,6 +75,17 @@ class Plan:
     record_type: str | None = None
     record_time: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    dedup: str = ""                    # record id + body fingerprint: the key for dropping duplicates
+
+    @property
+    def audit(self) -> Outgoing | None:
+        """The plan's audit entries as one message (the worker batches several plans' entries instead)."""
+        return audit_message(self.audit_entries) if self.audit_entries else None
+
+
+def dedup_key(record_id: str, body: bytes) -> str:
+    """Copies of one record (same id, same bytes) share this key; another record reusing the id does not."""
+    return f"{record_id}\x00{hash(body) & 0xFFFFFFFFFFFF:x}"
 
 
 def common_json(record: dict[str, Any]) -> tuple[bytes, str]:
@@ -113,8 +124,9 @@ def route(message: Message, ctx: Context) -> Plan:
     if refusal is not None:
         return _reject(message, record, refusal, ctx, now, timings)
     assert record is not None
-    if ctx.seen(record["id"]):
-        return Plan("duplicate", record["id"], record.get("correlation_id"), timings=timings)
+    key = dedup_key(record["id"], message.body)
+    if ctx.seen(key):
+        return Plan("duplicate", record["id"], record.get("correlation_id"), timings=timings, dedup=key)
 
     mark = time.perf_counter()
     refusal = _admit(record, message, ctx)
@@ -129,7 +141,9 @@ def route(message: Message, ctx: Context) -> Plan:
             record, decisions, ctx.past_recipients(record["supersedes"]["id"]),
             {a.id: a for a in ctx.registry.agreements}, ctx.registry.recipients)
     timings["decide"] = time.perf_counter() - mark
-    return _deliver(record, message, decisions, ctx, now, timings)
+    plan = _deliver(record, message, decisions, ctx, now, timings)
+    plan.dedup = key
+    return plan
 
 
 # ------------------------------------------------------------------ steps
@@ -217,7 +231,7 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
     timings["render"] = time.perf_counter() - mark
     mark = time.perf_counter()
     entries = audit.decision_entries(record, decisions, _context_of(message, ctx), _iso(now), hashes)
-    plan.audit = _audit_message(entries, record_id, correlation_id)
+    plan.audit_entries = entries
     timings["audit"] = time.perf_counter() - mark
     return plan
 
@@ -244,7 +258,7 @@ def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, c
                     headers, message.content_type or "application/octet-stream")
     source = (record.get("origin") or {}).get("agency") if isinstance(record, dict) and \
         isinstance(record.get("origin"), dict) else None
-    return Plan("rejected", record_id, correlation_id, audit=_audit_message([entry], record_id, correlation_id),
+    return Plan("rejected", record_id, correlation_id, audit_entries=[entry],
                 outputs=[dead], reason=reason, source=source,
                 record_type=record.get("type") if isinstance(record, dict) else None, timings=timings)
 
@@ -288,10 +302,18 @@ def _context_of(message: Message, ctx: Context) -> dict[str, Any]:
     return {"actor": actor, "message_id": message.message_id, "correlation_id": message.correlation_id}
 
 
-def _audit_message(entries: list[dict[str, Any]], record_id: str | None, correlation_id: str | None) -> Outgoing:
+def audit_message(entries: list[dict[str, Any]]) -> Outgoing:
+    """One message to the audit queue holding the entries of one record or of a batch of records.
+
+    Its batch id is the first entry's id, so the audit writer recognises a redelivered batch.
+    """
     batch_id = entries[0]["entry_id"]
+    first = entries[0]
+    record_ids = {e.get("record_id") for e in entries}
     return Outgoing("core", "", topology.AUDIT_QUEUE, orjson.dumps({"batch": batch_id, "entries": entries}),
-                    f"audit-{batch_id}", correlation_id, {"x-record-id": record_id or ""})
+                    f"audit-{batch_id}", first.get("correlation_id") if len(record_ids) == 1 else None,
+                    {"x-record-id": (first.get("record_id") or "") if len(record_ids) == 1 else "",
+                     "x-entries": len(entries)})
 
 
 def _short_string(value: Any) -> bool:

@@ -112,13 +112,17 @@ class MemoryTransport:
                 return
 
     def _deliver_one(self) -> bool:
-        for target, queue, _prefetch, on_message in self._consumers:
+        """Deliver a burst, as one socket read does: every queued message the prefetch allows."""
+        for target, queue, prefetch, on_message in self._consumers:
             pending = self.queues[(target, queue)]
-            if pending:
-                stored = pending.popleft()
-                tag = next(self._tags)
-                self._unacked[tag] = ((target, queue), stored)
-                on_message(Inbound(target, tag, self.generation, stored.body, stored.properties, stored.redelivered))
+            room = prefetch - sum(1 for key, _ in self._unacked.values() if key == (target, queue))
+            if pending and room > 0:
+                for _ in range(min(room, len(pending))):
+                    stored = pending.popleft()
+                    tag = next(self._tags)
+                    self._unacked[tag] = ((target, queue), stored)
+                    on_message(Inbound(target, tag, self.generation, stored.body, stored.properties,
+                                       stored.redelivered))
                 return True
         return False
 
@@ -138,6 +142,8 @@ class MemoryTransport:
 @dataclass
 class TestBroker:
     """Its own vhosts on the real RabbitMQ for one test (or module), removed by `close()`."""
+
+    __test__ = False   # a helper, not a test class
 
     settings: Settings
     registry: Registry

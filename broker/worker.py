@@ -1,7 +1,8 @@
 """The routing worker: consume records, carry out each Plan, acknowledge only when it is safe.
 
-For each record: `exchange.route()` decides (pure); then the audit message is published and confirmed;
-then every delivery (or the dead letter) is published and confirmed; then the input is acked.  If any
+For each record: `exchange.route()` decides (pure); then its audit entries are published and confirmed —
+batched with those of the other records decided in the same turn of the I/O loop, one message for many
+records — then every delivery (or the dead letter) is published and confirmed; then the input is acked.  If any
 publish fails, the input is rejected with requeue and decided again later (at-least-once; every copy of a
 delivery has the record id as message_id).  Acks are batched: the longest finished prefix of deliveries
 is acked with one `multiple=True` ack.
@@ -22,9 +23,12 @@ from broker.exchange import Context, Message, Outgoing, Plan
 from broker.metrics import Metrics, format_label
 from broker.transport import Inbound
 
+# Records whose audit entries travel in one audit message at most (a batch also ends with each ioloop turn).
+AUDIT_BATCH_RECORDS = 200
+
 
 class SeenRecords:
-    """Ids of records this worker routed to the end, newest kept (bounded)."""
+    """Dedup keys (record id + body fingerprint) of records this worker routed to the end, newest kept."""
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
@@ -90,10 +94,13 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.log = log or logs.get("interchange.worker")
         self.seen = SeenRecords()
-        self.ctx.seen = self.seen.__contains__
+        self._deciding: dict[str, int] = {}   # dedup key -> copies in flight (a second copy is a duplicate)
+        self.ctx.seen = lambda key: key in self.seen or key in self._deciding
         self.ctx.actor = self.ctx.actor or {"system": "interchange", "worker": f"{socket.gethostname()}:{os.getpid()}"}
         self.metrics.preinitialise(ctx.registry)
         self.acks = AckBatcher(transport)
+        self._audit_batch: list[_Job] = []
+        self._flush_scheduled = False
         self.in_flight = 0
         self.routed = 0
         self.ready = False
@@ -116,6 +123,8 @@ class Worker:
     def _on_lost(self, reason: str) -> None:
         self.ready = False
         self.in_flight = 0
+        self._audit_batch = []   # their inputs return to the queue with the lost channel
+        self._deciding.clear()
         self.metrics.reconnects.inc()
         self.log.warning("connection_lost", reason=reason, note="unacked records will be redelivered")
 
@@ -140,8 +149,31 @@ class Worker:
         self.metrics.child(self.metrics.received, source, fmt).inc()
         job = _Job(inbound, plan, time.perf_counter())
         self.in_flight += 1
-        assert plan.audit is not None
-        self.transport.publish(plan.audit, lambda ok, why: self._audited(job, ok, why))
+        if plan.outcome == "routed" and plan.dedup:
+            self._deciding[plan.dedup] = self._deciding.get(plan.dedup, 0) + 1
+        self._audit_batch.append(job)
+        if len(self._audit_batch) >= AUDIT_BATCH_RECORDS:
+            self._flush_audit()
+        elif not self._flush_scheduled:   # after the records that arrived together are decided
+            self._flush_scheduled = True
+            self.transport.call_later(0, self._flush_audit)
+
+    def _flush_audit(self) -> None:
+        """Publish the audit entries of every record decided since the last flush as one message.
+
+        No delivery of any of these records leaves before this message is confirmed.
+        """
+        self._flush_scheduled = False
+        jobs, self._audit_batch = self._audit_batch, []
+        if not jobs:
+            return
+        message = exchange.audit_message([entry for job in jobs for entry in job.plan.audit_entries])
+
+        def confirmed(ok: bool, why: str) -> None:
+            for job in jobs:
+                self._audited(job, ok, why)
+
+        self.transport.publish(message, confirmed)
 
     def _audited(self, job: _Job, ok: bool, why: str) -> None:
         if not ok:
@@ -171,8 +203,9 @@ class Worker:
         self.in_flight -= 1
         self.routed += 1
         self.acks.settle(job.inbound)
-        if plan.record_id and plan.outcome == "routed":
-            self.seen.add(plan.record_id)
+        if plan.dedup and plan.outcome == "routed":
+            self.seen.add(plan.dedup)
+            self._done_deciding(plan.dedup)
         publish_seconds = time.perf_counter() - job.started
         self.metrics.child(self.metrics.stage_seconds, "publish").observe(publish_seconds)
         self._count(plan)
@@ -182,8 +215,15 @@ class Worker:
                       durations_ms={k: round(v * 1000, 3) for k, v in plan.timings.items()}
                       | {"publish": round(publish_seconds * 1000, 3)})
 
+    def _done_deciding(self, key: str) -> None:
+        copies = self._deciding.pop(key, 0) - 1
+        if copies > 0:
+            self._deciding[key] = copies
+
     def _fail(self, job: _Job, why: str) -> None:
         self.in_flight -= 1
+        if job.plan.dedup and job.plan.outcome == "routed":
+            self._done_deciding(job.plan.dedup)
         self.metrics.requeued.inc()
         self.transport.reject(job.inbound, requeue=True)
         self.acks.settle(job.inbound, acked=False)

@@ -34,7 +34,8 @@ def message(record, **props) -> Message:
 
 
 def audit_entries(plan) -> list[dict]:
-    return orjson.loads(plan.audit.body)["entries"]
+    assert orjson.loads(plan.audit.body)["entries"] == plan.audit_entries
+    return plan.audit_entries
 
 
 def test_a_routed_record_plans_one_audit_message_and_one_delivery_per_entitled_recipient(ctx):
@@ -64,6 +65,7 @@ def test_the_audit_entry_names_fields_disclosed_and_withheld_and_the_body_hash(c
 def test_the_audit_entry_holds_no_personal_data(ctx):
     record = example("02-case.file")
     text = route(message(record), ctx).audit.body.decode()
+    assert text.count("entry_id") >= 1
     for person in record["data"]["persons"]:
         assert person["name"]["family"] not in text and person["birth_date"] not in text
         for ident in person.get("identifiers", []):
@@ -129,8 +131,12 @@ def test_a_publisher_may_publish_only_as_its_own_agency(ctx):
 def test_a_record_already_routed_by_this_worker_is_dropped_as_a_duplicate(ctx):
     record = example("02-case.file")
     seen = copy.copy(ctx)
-    seen.seen = {record["id"]}.__contains__
+    from broker.exchange import dedup_key
+    seen.seen = {dedup_key(record["id"], orjson.dumps(record))}.__contains__
     assert route(message(record), seen).outcome == "duplicate"
+    # another record that reuses the id is not a duplicate: it is decided (and validated) on its own
+    changed = dict(record, correlation_id="another-case")
+    assert route(message(changed), seen).outcome == "routed"
 
 
 def test_a_recipient_gets_its_own_format_and_a_record_its_format_cannot_carry_is_withheld(registry):

@@ -95,3 +95,15 @@ def test_metrics_count_decisions_by_recipient_agreement_and_outcome(setup):
     assert m("interchange_decisions_total", {"recipient": "force-01", "agreement": "",
                                              "outcome": "withheld",
                                              "reason": "handling_conditions_exclude_recipient"}) == 1
+
+
+def test_records_decided_together_share_one_audit_message_confirmed_before_any_of_their_deliveries(setup):
+    worker, transport = setup
+    first, second = publish(transport, "02-case.file"), publish(transport, "07-victim.referral")
+    transport.run()
+    audits = [o for o in transport.published if o.target == "core"]
+    assert len(audits) == 1
+    entries = orjson.loads(audits[0].body)["entries"]
+    assert {e["record_id"] for e in entries} == {first["id"], second["id"]}
+    assert transport.published[0] is audits[0]
+    assert sorted(transport.acked) == [1, 2]
