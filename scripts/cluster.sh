@@ -4,6 +4,7 @@
 #
 #   scripts/cluster.sh start | stop | status | kill NODE | restart NODE | stopnode NODE | startnode NODE
 #                      | ctl NODE ARGS...   (rabbitmqctl against one node)     NODE is 1, 2 or 3
+#                      | partition NODE | heal   (iptables: cut NODE off from the other two; needs root)
 #
 # Node N is icN@localhost: AMQP on 5700+N, management on 15700+N, Erlang distribution on 25700+N.
 # Everything (data, logs, config, the shared Erlang cookie) lives under $INTERCHANGE_CLUSTER_DIR
@@ -35,7 +36,9 @@ node_env() {   # the environment every rabbitmq command for node $1 runs with
   export RABBITMQ_MNESIA_BASE="$DIR/node$n/mnesia" RABBITMQ_LOG_BASE="$DIR/node$n/log"
   export RABBITMQ_PID_FILE="$DIR/node$n/pid"
   export ERL_EPMD_ADDRESS=127.0.0.1
-  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  # Distribution listens on 127.0.0.1 but node N connects from 127.0.0.N, so iptables can cut one node
+  # off from the others (`partition N`) without touching clients or the shared node.
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -kernel inet_dist_connect_options [{ip,{127,0,0,$n}}]"
 }
 
 ctl() { local n=$1; shift; ( node_env "$n"; "$SBIN/rabbitmqctl" -n "$(node_name "$n")" "$@" ); }
@@ -55,6 +58,7 @@ listeners.tcp.1 = 127.0.0.1:$((BASE_AMQP + n))
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $((BASE_MGMT + n))
 cluster_partition_handling = pause_minority
+net_ticktime = 10
 loopback_users = none
 vm_memory_high_watermark.relative = 0.1
 disk_free_limit.absolute = 50MB
@@ -138,6 +142,38 @@ cmd_kill() {      # SIGKILL one node's Erlang VM (a crash, not a shutdown)
   rm -f "$DIR/node$n/pid"
 }
 
+CHAIN=INTERCHANGE-PARTITION
+
+need_iptables() {
+  command -v iptables >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "iptables is not installed: installing it with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null
+  else
+    echo "partition needs iptables and root (Debian/Ubuntu: sudo apt-get install iptables)" >&2; exit 1
+  fi
+}
+
+cmd_partition() {   # drop Erlang distribution traffic between node $1 and the other two (both directions)
+  local n=$1 m
+  need_iptables
+  iptables -N "$CHAIN" 2>/dev/null || iptables -F "$CHAIN"
+  iptables -C OUTPUT -j "$CHAIN" 2>/dev/null || iptables -I OUTPUT 1 -j "$CHAIN"
+  for m in "${NODES[@]}"; do
+    [ "$m" = "$n" ] && continue
+    iptables -A "$CHAIN" -p tcp -s "127.0.0.$n" --dport $((BASE_DIST + m)) -j DROP
+    iptables -A "$CHAIN" -p tcp -s "127.0.0.$m" --dport $((BASE_DIST + n)) -j DROP
+    iptables -A "$CHAIN" -p tcp -d "127.0.0.$m" --sport $((BASE_DIST + n)) -j DROP
+    iptables -A "$CHAIN" -p tcp -d "127.0.0.$n" --sport $((BASE_DIST + m)) -j DROP
+  done
+}
+
+cmd_heal() {
+  iptables -F "$CHAIN" 2>/dev/null || true
+  iptables -D OUTPUT -j "$CHAIN" 2>/dev/null || true
+  iptables -X "$CHAIN" 2>/dev/null || true
+}
+
 case "${1:-}" in
   start) cmd_start ;;
   stop) shift; cmd_stop "${1:-}" ;;
@@ -147,5 +183,7 @@ case "${1:-}" in
   startnode) prepare; start_node "$2"; wait_node "$2"; wait_pid "$2" ;;
   restart) cmd_kill "$2"; prepare; start_node "$2"; wait_node "$2"; wait_pid "$2" ;;
   ctl) shift; n=$1; shift; ctl "$n" "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  partition) cmd_partition "$2" ;;
+  heal) cmd_heal ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,22 @@ class Cluster:
             return int(name.split("@")[0].removeprefix("ic"))
         raise AssertionError("no node answered")
 
-    def partitions(self) -> list[str]:
-        return [p for n in self.admin()._call("GET", "/nodes") for p in n.get("partitions", [])]
+    def wait_healthy(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.all_running_without_partitions():
+            assert time.monotonic() < deadline, f"the cluster is not whole after {timeout}s"
+            time.sleep(1)
+
+    def all_running_without_partitions(self) -> bool:
+        """Every node runs and lists no partition, as seen by every node's management API."""
+        for node in NODES:
+            try:
+                nodes = RabbitAdmin(self.management_url(node), timeout=3)._call("GET", "/nodes")
+            except Exception:  # that node is paused or still rejoining
+                return False
+            if len(nodes) != len(NODES) or any(not n.get("running") or n.get("partitions") for n in nodes):
+                return False
+        return True
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +104,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def cluster_broker(cluster: Cluster, tmp_path: Path) -> Iterator[TestBroker]:
-    """This test's vhosts on the cluster: the flow agreements (every record to 4 recipients)."""
+    """This test's vhosts on the cluster: the flow agreements (every record to 4 recipients).  Setup and
+    teardown first wait for a whole cluster, so one test's fault never leaks into the next."""
+    cluster.wait_healthy()
     broker = TestBroker.create(
         tmp_path / "audit",
         write_flow_agreements(tmp_path / "agreements"),
@@ -104,4 +121,6 @@ def cluster_broker(cluster: Cluster, tmp_path: Path) -> Iterator[TestBroker]:
     try:
         yield broker
     finally:
+        cluster.run("heal")
+        cluster.wait_healthy()
         broker.close()
