@@ -103,6 +103,11 @@ class Settings:
     def recipient_vhost(self, recipient: str) -> str:
         return f"{self.recipient_vhost_prefix}{recipient}"
 
+    def cli_args(self) -> list[str]:
+        """The global `interchange` options that point a child process at these vhosts and audit log."""
+        return ["--amqp-url", self.amqp_url, "--vhost", self.core_vhost, "--vhost-prefix",
+                self.recipient_vhost_prefix, "--audit-dir", str(self.audit_dir)]
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

@@ -35,9 +35,8 @@ def demo_settings(settings: Settings) -> Settings:
 
 def start_children(settings: Settings, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    common = [sys.executable, "-m", "broker", "--amqp-url", settings.amqp_url, "--vhost", settings.core_vhost,
-              "--vhost-prefix", settings.recipient_vhost_prefix, "--audit-dir", str(settings.audit_dir),
-              "--agreements", str(settings.agreements_dir), "--metrics-port", "0"]
+    common = [sys.executable, "-m", "broker", *settings.cli_args(), "--agreements", str(settings.agreements_dir),
+              "--metrics-port", "0"]
     children = []
     for role in ("audit-writer", "worker"):
         with (log_dir / f"{role}.log").open("ab") as log:

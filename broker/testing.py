@@ -185,6 +185,18 @@ class TestBroker:
         return self.drain(self.settings.recipient_vhost(recipient), topology.INBOX_QUEUE, idle)
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "the condition") -> None:
+    """Poll `predicate` every 50 ms until it is true; fail the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
 @contextmanager
 def worker_thread(settings: Settings, registry: Registry | None = None, metrics: Any = None) -> Iterator[Any]:
     """A routing worker on the real RabbitMQ in a background thread; stopped on exit."""

@@ -16,6 +16,7 @@ from broker.cli import main
 from broker.config import Registry
 from broker.publisher import publish_all, record_message
 from broker.testing import EXAMPLES, TestBroker, worker_thread
+from broker.testing import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -46,13 +47,6 @@ def _route(settings, registry, messages=(), expect: int = 0) -> None:
         _wait(lambda: worker.routed >= expect)
 
 
-def _wait(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def _cli(broker, *argv: str) -> int:

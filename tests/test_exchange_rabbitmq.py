@@ -11,8 +11,8 @@ import pytest
 from broker import topology
 from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
 from broker.publisher import publish_all, record_message
-from broker.testing import worker_thread
-from broker.testing import EXAMPLES
+from broker.testing import EXAMPLES, worker_thread
+from broker.testing import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -30,14 +30,6 @@ def _route_all(broker, records, extra_messages=()):
     return list(read_entries(Path(broker.settings.audit_dir) / LOG_NAME))
 
 
-def _wait(predicate, timeout=30.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_each_recipient_receives_exactly_what_its_agreements_allow(broker):
@@ -104,6 +96,7 @@ def test_a_record_no_agreement_covers_is_audited_as_withheld(broker):
 def test_the_audit_log_of_a_run_verifies_and_holds_no_payloads(broker):
     records = _examples()
     entries = _route_all(broker, records)
+    assert {e["record_id"] for e in entries} == {r["id"] for r in records}
     assert verify(Path(broker.settings.audit_dir) / LOG_NAME).ok
     text = (Path(broker.settings.audit_dir) / LOG_NAME).read_text()
     for record in records:

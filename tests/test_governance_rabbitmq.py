@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -16,6 +15,7 @@ from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
 from broker.publisher import publish_all, record_message
 from broker.receive import receive
 from broker.testing import EXAMPLES, worker_thread
+from broker.testing import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -40,13 +40,6 @@ def _write_audit(broker):
     AuditWriter(broker.settings).run(stop_when_idle=True)
 
 
-def _wait(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def _cli(broker, capsys, *argv) -> tuple[int, str]:
