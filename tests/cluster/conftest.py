@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import PROJECT_ROOT
+from broker.errors import TransportError
 from broker.rabbitadmin import RabbitAdmin
 from broker.testing import TestBroker
 from tests.flowkit import write_flow_agreements, write_flow_recipients
@@ -123,4 +124,7 @@ def cluster_broker(cluster: Cluster, tmp_path: Path) -> Iterator[TestBroker]:
     finally:
         cluster.run("heal")
         cluster.wait_healthy()
-        broker.close()
+        try:
+            broker.close()
+        except TransportError as exc:   # deleting quorum queues just after a restart can be slow: the
+            print(f"note: {exc}")       # whole cluster is removed at the end of the session anyway
