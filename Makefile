@@ -27,6 +27,7 @@ demo: $(STAMP) rabbitmq
 	$(PY) -m broker demo
 
 test: $(STAMP) rabbitmq promtool
+	$(VENV)/bin/ruff check broker adapters tests bench
 	$(PY) -m pytest -q
 
 # The fault battery (docs/RELIABILITY.md): starts its own 3-node RabbitMQ cluster (scripts/cluster.sh, ports
@@ -41,7 +42,7 @@ bench-ingest: $(STAMP) rabbitmq
 	$(PY) -m bench.ingest $(BENCH_INGEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check broker adapters tests
+	$(VENV)/bin/ruff check broker adapters tests bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

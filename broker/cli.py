@@ -296,7 +296,6 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
 @command("audit verify")
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from broker.auditlog import LOG_NAME, verify
-
     from broker.checkpoints import checkpoints_path, verify_beside
 
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)

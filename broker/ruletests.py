@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from broker.config import Registry, Settings, load_yaml
-from broker.rules import Deliver, Rulebook, Withhold
+from broker.rules import Deliver, Rulebook
 
 
 def parse_time(text: str | dt.datetime) -> dt.datetime:
@@ -145,8 +145,9 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
     persons = set(got.get("persons", []))
     if "persons" in want and set(want["persons"]) != persons:
         problems.append(f"{recipient}: persons in view are {sorted(persons)}, expected {sorted(want['persons'])}")
-    leaked = [p for p in want.get("disclosed_exclude", []) if any(d == p or d.startswith(p + ".") or
-                                                                  d.startswith(p + "[]") for d in got.get("disclosed", []))]
+    disclosed = got.get("disclosed", [])
+    leaked = [p for p in want.get("disclosed_exclude", [])
+              if any(d == p or d.startswith(p + ".") or d.startswith(p + "[]") for d in disclosed)]
     if leaked:
         problems.append(f"{recipient}: disclosed {leaked}, which must be withheld")
     return problems

@@ -24,9 +24,8 @@ from broker.worker import Worker
 
 
 def build_context(settings: Settings, registry: Registry | None = None) -> Context:
-    from broker.validation import Validator
-
     from broker.auditindex import PastRecipients
+    from broker.validation import Validator
 
     registry = registry or Registry.load(settings)
     return Context.build(settings, registry, Validator(), renderers=load_renderers(registry),

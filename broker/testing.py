@@ -24,7 +24,6 @@ from broker.config import PROJECT_ROOT, Registry, Settings, load_settings
 from broker.exchange import Outgoing
 from broker.transport import Inbound
 
-
 EXAMPLES = PROJECT_ROOT / "examples" / "records"
 
 
@@ -168,7 +167,8 @@ class TestBroker:
         """Consume and ack everything in a queue: [(properties, body)]."""
         from broker.transport import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, vhost, "interchange-test-drain", self.settings.tls)
+        connection, channel = blocking_channel(self.settings.amqp_url, vhost, "interchange-test-drain",
+                                               self.settings.tls)
         out = []
         try:
             for method, props, body in channel.consume(queue, inactivity_timeout=idle):

@@ -31,7 +31,9 @@ RECEIPTS_EXCHANGE = "interchange.receipts"   # partners acknowledge corrections 
 RECEIPTS_QUEUE = "interchange.receipts"
 
 QUORUM = {"x-queue-type": "quorum"}
-DELIVERY_LIMIT = 20
+# A record returned to its queue this many times is dead-lettered (reason delivery_limit).  Every crash of a
+# worker returns all it had prefetched, so the limit leaves room for many crashes before a record is given up.
+DELIVERY_LIMIT = 50
 PARTITION_EXCHANGE = "interchange.route.hash"        # x-consistent-hash on the correlation_id property
 UNKEYED_EXCHANGE = "interchange.route.unkeyed"       # records without a correlation_id: partition 0
 

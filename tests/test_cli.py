@@ -58,6 +58,7 @@ def test_a_broken_agreement_stops_start_up_with_file_key_and_reason(tmp_path):
 
 
 def test_rules_explain_agrees_with_the_agreement_tests():
-    result = interchange("rules", "explain", "--at", "2026-11-26T12:00:00Z", str(EXAMPLES / "10-intelligence.report-3x5x2-c-force13.json"))
+    intelligence = EXAMPLES / "10-intelligence.report-3x5x2-c-force13.json"
+    result = interchange("rules", "explain", "--at", "2026-11-26T12:00:00Z", str(intelligence))
     assert "DELIVER force-13" in result.stdout
     assert "WITHHOLD force-01: handling_conditions_exclude_recipient" in result.stdout
