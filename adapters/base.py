@@ -26,6 +26,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -134,6 +135,26 @@ def envelope(
         record["subjects"] = subjects
     record["data"] = prune(data)
     return record
+
+
+def number(text: str) -> float | int | None:
+    """A decimal from legacy text (`"150.00"` -> 150), or None when it is not a number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def utc(text: str) -> str | None:
+    """An ISO 8601 timestamp as RFC 3339 UTC (`...Z`); a time without an offset is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def problem(path: str, code: str, message: str) -> FieldError:

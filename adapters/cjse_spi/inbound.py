@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from lxml import etree
 
-from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
+from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, number, problem, utc
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
 from broker import identifiers
@@ -85,7 +84,7 @@ class SpiResultsAdapter(InboundAdapter):
         for element in iterparse(stream, TAGS, self.limits, roots=ROOTS):
             tag = etree.QName(element).localname
             if tag == "CreationDateTime":
-                created = _utc(element.text or "")
+                created = utc(element.text or "")
             elif tag == "CourtHearing":
                 hearing = {
                     "ou": HEARING_OU(element).strip(),
@@ -157,7 +156,7 @@ def _record(
     )
     time = (
         created
-        or _utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}")
+        or utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}")
         or "1970-01-01T00:00:00Z"
     )
     return envelope(
@@ -274,24 +273,8 @@ def _result(result: etree._Element, mapping: Mapping) -> dict[str, Any]:
     return {
         "code": int(cjs) if cjs.isdigit() else cjs,
         "text": RESULT_TEXT(result).strip(),
-        "amount": _number(amount),
+        "amount": number(amount),
         "duration": {"value": int(value), "unit": unit} if value.isdigit() and unit else None,
     }
 
 
-def _number(text: str) -> float | int | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else number
-
-
-def _utc(text: str) -> str | None:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from lxml import etree
 
-from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
+from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, number, problem, utc
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
 from broker.errors import FieldError
@@ -92,7 +91,7 @@ class NibrsIncidentAdapter(InboundAdapter):
         reports = 0
         for element in iterparse(stream, (REPORT, MESSAGE_TIME), self.limits, roots=ROOTS):
             if element.tag == MESSAGE_TIME:
-                sent = _utc(element.text or "")
+                sent = utc(element.text or "")
                 continue
             reports += 1
             problems: list[FieldError] = []
@@ -121,7 +120,7 @@ def _report(
         problems.append(
             problem("data.crime_ref", "incident_number_missing", "nc:ActivityIdentification is empty")
         )
-    when = _utc(INCIDENT_DATETIME(report)) or _utc(INCIDENT_DATE(report))
+    when = utc(INCIDENT_DATETIME(report)) or utc(INCIDENT_DATE(report))
     if when is None:
         problems.append(problem("data.recorded", "incident_date_missing", "no usable nc:ActivityDate"))
     events, offences, category = _offenses(report, mapping, problems)
@@ -268,8 +267,8 @@ def _objects(report: etree._Element, mapping: Mapping) -> list[dict[str, Any]]:
                 "kind": "drug" if substance else (mapping.code("property_kind", category) or "item"),
                 "description": description,
                 "status": mapping.code("item_status", ITEM_STATUS(item).strip()),
-                "value": _number(ITEM_VALUE(item)),
-                "quantity": _number(DRUG_QUANTITY(item) if substance else ITEM_QUANTITY(item)),
+                "value": number(ITEM_VALUE(item)),
+                "quantity": number(DRUG_QUANTITY(item) if substance else ITEM_QUANTITY(item)),
             }
         )
     return objects
@@ -291,19 +290,3 @@ def _locations(report: etree._Element, mapping: Mapping) -> list[dict[str, Any]]
     return locations
 
 
-def _number(text: str) -> float | int | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else number
-
-
-def _utc(text: str) -> str | None:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
