@@ -53,19 +53,7 @@ def _cli(broker, *argv: str) -> int:
     """Run the CLI in-process; then reset structlog (main() binds it to this test's captured stderr)."""
     s = broker.settings
     try:
-        return main(
-            [
-                "--amqp-url",
-                s.amqp_url,
-                "--vhost",
-                s.core_vhost,
-                "--vhost-prefix",
-                s.recipient_vhost_prefix,
-                "--audit-dir",
-                str(s.audit_dir),
-                *argv,
-            ]
-        )
+        return main([*s.cli_args(), *argv])
     finally:
         structlog.reset_defaults()
 

@@ -45,17 +45,7 @@ def _write_audit(broker):
 def _cli(broker, capsys, *argv) -> tuple[int, str]:
     s = broker.settings
     capsys.readouterr()  # drop what earlier steps printed
-    code = cli.main(
-        [
-            "--vhost",
-            s.core_vhost,
-            "--vhost-prefix",
-            s.recipient_vhost_prefix,
-            "--audit-dir",
-            str(s.audit_dir),
-            *argv,
-        ]
-    )
+    code = cli.main([*s.cli_args(), *argv])
     logs.configure("info", stream=sys.__stderr__)  # main() logs to the captured stderr, closed after the test
     return code, capsys.readouterr().out
 

@@ -61,19 +61,7 @@ def live(rabbitmq, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops")
     broker = TestBroker.create(tmp / "audit")
     s = broker.settings
-    common = [
-        sys.executable,
-        "-m",
-        "broker",
-        "--amqp-url",
-        s.amqp_url,
-        "--vhost",
-        s.core_vhost,
-        "--vhost-prefix",
-        s.recipient_vhost_prefix,
-        "--audit-dir",
-        str(s.audit_dir),
-    ]
+    common = [sys.executable, "-m", "broker", *s.cli_args()]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     ports = {"audit-writer": free_port(), "worker": free_port()}
     logs = {role: tmp / f"{role}.log" for role in ("audit-writer", "worker", "cli")}

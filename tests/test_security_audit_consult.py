@@ -33,15 +33,7 @@ def test_audit_verify_is_recorded_as_a_consultation_with_who_why_and_the_verdict
     s = broker.settings
     log_file = _log_with(Path(s.audit_dir), 5)
     # When an auditor verifies it
-    code, out = _verify(
-        capsys,
-        "--vhost",
-        s.core_vhost,
-        "--vhost-prefix",
-        s.recipient_vhost_prefix,
-        "--audit-dir",
-        str(s.audit_dir),
-    )
+    code, out = _verify(capsys, *s.cli_args())
     # Then the check passes and says the consultation was recorded
     assert code == cli.EXIT_OK and "audit log intact: 5 entries" in out
     assert "consultation recorded in the audit log" in out
