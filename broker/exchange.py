@@ -70,6 +70,7 @@ class Plan:
     outputs: list[Outgoing] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     withheld: dict[str, str] = field(default_factory=dict)
+    agreements: dict[str, str] = field(default_factory=dict)   # recipient -> agreement it was decided under
     reason: str | None = None
     source: str | None = None
     record_type: str | None = None
@@ -211,6 +212,8 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
     record_headers = _record_headers(record)
     decisions = list(decisions)
     for i, decision in enumerate(decisions):
+        if decision.recipient and decision.agreement:
+            plan.agreements[decision.recipient] = decision.agreement.id
         if isinstance(decision, Deliver):
             recipient = ctx.registry.recipients[decision.recipient]
             render = ctx.renderers.get(recipient.format, common_json)

@@ -241,7 +241,7 @@ class Worker:
             m.child(m.rejected, plan.reason).inc()
             m.child(m.dead_lettered, plan.reason).inc()
             return
-        agreements = _agreements_of(plan)
+        agreements = plan.agreements
         for recipient in plan.delivered:
             m.child(m.decisions, recipient, agreements.get(recipient, ""), "delivered", "").inc()
             m.child(m.delivered, recipient).inc()
@@ -252,9 +252,6 @@ class Worker:
             if latency is not None:
                 m.latency.observe(latency)
 
-
-def _agreements_of(plan: Plan) -> dict[str, str]:
-    return {out.target: out.headers.get("x-agreement", "") for out in plan.outputs if out.target != "core"}
 
 
 def _seconds_since(timestamp: str) -> float | None:
