@@ -24,10 +24,11 @@ from typing import IO, Any
 
 import orjson
 import pika
+import pika.exceptions
 
 from broker import topology
 from broker.config import Settings
-from broker.errors import DataError
+from broker.errors import ConfigError, DataError, TransportError
 from broker.exchange import Outgoing
 from broker.metrics import FORMAT_HEADER
 from broker.publisher import StreamPublisher, record_message
@@ -148,7 +149,7 @@ class RawRunner:
                 try:
                     adapter: Any = get_adapter(str(headers.get("x-adapter", "")))
                     mapping = adapter.load_mapping(str(headers.get("x-mapping", "default")))
-                except Exception as exc:   # unknown adapter or mapping: the message cannot be read at all
+                except ConfigError as exc:   # unknown adapter or mapping: the message cannot be read at all
                     self._publish(channel, Outgoing("core", topology.DLX, "adapter_error", body,
                                                     props.message_id or "", props.correlation_id,
                                                     {"x-interchange-reason": "adapter_error",
@@ -172,7 +173,14 @@ class RawRunner:
 
     @staticmethod
     def _publish(channel: Any, out: Outgoing) -> None:
-        """Blocking publish with confirm and mandatory (raises on nack or return; the raw message is redelivered)."""
-        channel.basic_publish(out.exchange, out.routing_key, out.body, pika.BasicProperties(
-            content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
-            correlation_id=out.correlation_id, headers=out.headers), mandatory=True)
+        """Blocking publish with confirm and mandatory.
+
+        A nack or return raises TransportError: the runner stops without acking the raw message, which
+        RabbitMQ redelivers; records already published from it come again with the same ids.
+        """
+        try:
+            channel.basic_publish(out.exchange, out.routing_key, out.body, pika.BasicProperties(
+                content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
+                correlation_id=out.correlation_id, headers=out.headers), mandatory=True)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            raise TransportError(f"RabbitMQ did not accept {out.message_id!r} on {out.exchange!r}: {exc!r}") from exc

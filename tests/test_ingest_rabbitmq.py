@@ -85,3 +85,20 @@ def test_every_ingested_record_names_its_adapter_in_the_format_header(broker, tm
     formats = collections.Counter(props.headers.get("x-interchange-format") for props, _body in published)
     assert formats == {"police-uk-csv": 483, "cjse-spi": 1}
     assert format_label(published[0][0].headers) == "police-uk-csv"
+
+
+def test_a_raw_payload_naming_an_unknown_adapter_is_dead_lettered_with_the_suggestion(broker):
+    # Given a raw payload whose header misspells the adapter
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
+    channel.confirm_delivery()
+    channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi", b"<xml/>", pika.BasicProperties(
+        message_id="raw-1", headers={"x-adapter": "cjse-sp", "x-mapping": "libra-spi"}, delivery_mode=2),
+        mandatory=True)
+    connection.close()
+    # When the raw runner reads it
+    RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    # Then it is dead-lettered with the reason and a "did you mean", and the raw queue is empty
+    [(props, body)] = broker.drain(broker.settings.core_vhost, topology.DEAD_QUEUE)
+    assert props.headers["x-interchange-reason"] == "adapter_error" and body == b"<xml/>"
+    assert "did you mean 'cjse-spi'" in props.headers["x-interchange-errors"]
+    assert broker.drain(broker.settings.core_vhost, topology.RAW_QUEUE) == []
