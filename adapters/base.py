@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -154,6 +155,28 @@ def utc(text: str) -> str | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def london_utc(text: str) -> str | None:
+    """An ISO 8601 date-time as RFC 3339 UTC; a time without an offset is UK local time (Europe/London).
+
+    Times with an offset (or `Z`) are kept as they are.  The two hours a year that local time cannot
+    name unambiguously follow one rule each:
+    - the hour that repeats in October (01:00-01:59 happens twice) is read as its first occurrence, in
+      summer time (BST, +01:00): 01:30 on 25 Oct 2026 is 00:30Z;
+    - the hour that is skipped in March (01:00-01:59 does not exist) is read with the offset in force
+      before the change (GMT): 01:30 on 29 Mar 2026 is 01:30Z, the instant clocks show as 02:30 BST.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=LONDON)   # fold=0 gives both rules above (PEP 495)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
