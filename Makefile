@@ -1,6 +1,7 @@
 # Interchange: `make demo` runs the exchange on the example records; `make test` runs the test suite.
 # Both create .venv, install the project and make sure RabbitMQ is reachable first.
-# `make bench` measures the exchange against the transport-only ceiling (BENCH_ARGS=--quick: about a minute).
+# `make bench` measures the exchange against the transport-only ceiling and a FastStream peer
+# (BENCH_ARGS=--quick: about two minutes; BENCH_ARGS=--long adds the 100,000 backlog and the 1,000,000 memory run).
 # `make bench-ingest` measures bulk ingest of a large street CSV (BENCH_INGEST_ARGS="--mb 200"; default 1 GB).
 
 PYTHON ?= python3
@@ -35,7 +36,13 @@ test: $(STAMP) rabbitmq promtool
 test-cluster: $(STAMP) rabbitmq
 	$(PY) -m pytest -q -s -m cluster tests/cluster
 
-bench: $(STAMP) rabbitmq
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) rabbitmq
 	$(PY) -m bench $(BENCH_ARGS)
 
 bench-ingest: $(STAMP) rabbitmq

@@ -9,8 +9,12 @@ Phases (own vhosts `bench-<hex>`, removed afterwards):
   ceiling     bench/relay.py drains that backlog doing only the worker's AMQP work (1 audit + 4 deliveries)
   audit       the audit writer drains the relay's audit messages (entries/s appended and fsynced)
   route       the same backlog again through the real worker (plus the audit writer): records/s, CPU/record
+  peer        the same backlog through bench/peer.py, the job as a straightforward FastStream application
   end-to-end  translate -> publish -> route -> deliver, all at once, on fresh records
   paced       50% of the end-to-end rate for a while; latency record time -> delivery, p50/p95/p99
+  relay-paced the transport-only relay at the same pace: its own latency, the floor to compare with
+With --long (bench/long.py): a 100,000-record backlog drained (rate per 10,000-record window) and
+1,000,000 records through the worker with its RSS sampled every 10 s.
 Writes bench/results/<timestamp>.json and prints a table.
 """
 
@@ -48,6 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="record the worker with py-spy during the route phase (bench/results/*.txt)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the children's logs and audit log")
+    parser.add_argument("--no-peer", action="store_true", help="skip the FastStream peer phase")
+    parser.add_argument("--long", action="store_true",
+                        help="also the long runs: a 100,000-record backlog and 1,000,000 records (RSS every 10 s)")
+    parser.add_argument("--long-records", type=int, default=1_000_000, help="records in the memory run")
     args = parser.parse_args(argv)
     args.records = args.records or (6000 if args.quick else 15000)
     args.paced_seconds = args.paced_seconds or (8.0 if args.quick else 20.0)
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sample = [orjson.loads(body) for i, (_t, _id, body) in enumerate(translated.bodies) if i % max(1, n // 900) == 0]
     vhosts = harness.Vhosts(settings)
     children: list[Any] = []
+    first_worker_peak = 0.0
     try:
         out["cpu_us"] = cpu.stage_micros(settings, vhosts.registry, sample)
         per_record = statistics.fmean(v["deliveries"] for v in out["cpu_us"].values())
@@ -140,6 +149,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["ratio"] = round(out["route_records_per_s"] / out["ceiling_records_per_s"], 3)
         out["rss_after_route_mb"] = round(harness.rss_mb(worker.pid), 1)
 
+        if not args.no_peer:
+            first_worker_peak = harness.peak_rss_mb(worker.pid)
+            harness.stop(worker)          # the peer alone on the route queue and the audit queue
+            harness.stop(audit_writer)
+            vhosts.purge()
+            step("peer: the same backlog through a straightforward FastStream application")
+            report = publish_all(settings, harness.messages(translated.bodies), window=1000)
+            peer = subprocess.Popen([sys.executable, "-m", "bench.peer", str(spec_path)], stdout=subprocess.PIPE,
+                                    env=harness.child_env(settings))
+            children.append(peer)
+            drain = harness.wait_for_deliveries(vhosts, n * round(per_record), timeout=1800, pid=peer.pid)
+            peer_out = orjson.loads(peer.communicate(timeout=60)[0].splitlines()[-1])
+            out["peer_records_per_s"] = round(peer_out["records"] / peer_out["seconds"])
+            out["peer_cpu_us_per_record"] = round(drain.cpu_seconds / n * 1e6)
+            out["peer_multiple"] = round(out["route_records_per_s"] / out["peer_records_per_s"], 2)
+            vhosts.purge()
+            audit_writer = harness.start_role(settings, "audit-writer", logs / "audit-writer.log")
+            worker = harness.start_role(settings, "worker", logs / "worker.log")
+            children += [audit_writer, worker]
+
         vhosts.purge()
         step("end to end: translate -> publish -> route, at once")
         began = time.perf_counter()
@@ -168,12 +197,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["latency_deliveries"] = len(latencies)
         for q in (50, 95, 99):
             out[f"p{q}_ms"] = round(percentile(latencies, q), 1)
-        out["peak_rss_mb"] = round(harness.peak_rss_mb(worker.pid), 1)
+        out["peak_rss_mb"] = round(max(harness.peak_rss_mb(worker.pid), first_worker_peak), 1)
         out["worker_stage_us"] = worker_stage_micros(logs / "worker.log")
         harness.stop(worker)
         harness.stop(audit_writer)
         verdict = verify(Path(settings.audit_dir) / LOG_NAME)
         out["audit_chain"] = str(verdict)
+
+        vhosts.purge()
+        step(f"relay-paced: the transport-only relay at {rate:.0f} records/s, its own latency")
+        spec_path.write_bytes(orjson.dumps(spec | {"count": count}))
+        relay = subprocess.Popen([sys.executable, "-m", "bench.relay", str(spec_path)], stdout=subprocess.PIPE,
+                                 env=harness.child_env(settings))
+        children.append(relay)
+        probe = subprocess.Popen([sys.executable, "-m", "bench.latency", str(probe_path)], stdout=subprocess.PIPE,
+                                 env=harness.child_env(settings))
+        children.append(probe)
+        assert probe.stdout is not None
+        probe.stdout.readline()
+        harness.paced_publish(settings, harness.stream_records(count, 3 * n + 10), rate, count)
+        relay_latencies = orjson.loads(probe.communicate(timeout=120)[0].splitlines()[-1])
+        for q in (50, 95, 99):
+            out[f"relay_p{q}_ms"] = round(percentile(relay_latencies, q), 1)
+        out["p99_over_relay_p99"] = round(out["p99_ms"] / out["relay_p99_ms"], 2) if out["relay_p99_ms"] else None
+        harness.stop(relay)
+
+        if args.long:
+            from bench import long
+
+            out["long"] = long.run(settings, vhosts, per_record, args.long_records, step)
     finally:
         for child in children:
             harness.stop(child)
@@ -252,8 +304,15 @@ def table(r: dict[str, Any]) -> str:
         ("END TO END translate->deliver", f"{r['records_per_s']:,} rec/s", "all stages at once"),
         (f"latency at {r['paced_records_per_s']:,} rec/s", f"p99 {r['p99_ms']} ms",
          f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms ({r['latency_deliveries']:,} deliveries)"),
+        (f"relay latency at {r['paced_records_per_s']:,} rec/s", f"p99 {r['relay_p99_ms']} ms",
+         f"p50 {r['relay_p50_ms']} ms, p95 {r['relay_p95_ms']} ms; worker p99 / relay p99 "
+         f"{r['p99_over_relay_p99']} (target <= 2)"),
         ("worker peak memory (VmHWM)", f"{r['peak_rss_mb']} MB", f"RSS after route {r['rss_after_route_mb']} MB"),
     ]
+    if "peer_records_per_s" in r:
+        rows.insert(5, ("PEER FastStream, same backlog", f"{r['peer_records_per_s']:,} rec/s",
+                        f"route is {r['peer_multiple']}x the peer (target >= 5); "
+                        f"{r['peer_cpu_us_per_record']} us CPU/rec in the peer"))
     lines = [f"{a:<34} {b:>16}   {c}" for a, b, c in rows]
     lines.append("")
     lines.append(f"{'CPU us/record (in process)':<34} " + "  ".join(f"{s:>8}" for s in
@@ -265,6 +324,10 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"  {'worker, under load (mean)':<32} " + "  ".join(
             f"{r['worker_stage_us'].get(s, 0):>8}" for s in ("parse", "validate", "decide", "render", "audit")))
     lines.append(f"audit chain: {r['audit_chain']}")
+    if "long" in r:
+        from bench import long
+
+        lines.append(long.table(r["long"]))
     return "\n".join(lines)
 
 

@@ -37,10 +37,11 @@ def child_env(settings: Settings) -> dict[str, str]:
                 INTERCHANGE_AGENCIES=str(settings.agencies_file), PYTHONPATH=str(BENCH.parent))
 
 
-def start_role(settings: Settings, role: str, log: Path) -> subprocess.Popen[bytes]:
+def start_role(settings: Settings, role: str, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+    """`python -m broker ROLE` on the bench's vhosts; metrics_port 0 serves no metrics."""
     argv = [sys.executable, "-m", "broker", "--amqp-url", settings.amqp_url, "--vhost", settings.core_vhost,
             "--vhost-prefix", settings.recipient_vhost_prefix, "--audit-dir", str(settings.audit_dir),
-            "--agreements", str(settings.agreements_dir), "--metrics-port", "0", role]
+            "--agreements", str(settings.agreements_dir), "--metrics-port", str(metrics_port), role]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=child_env(settings))
 
