@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import threading
 from pathlib import Path
 
 import orjson
 import pytest
 
-from broker import topology
+from broker import cli, logs, topology
 from broker.auditlog import LOG_NAME, AuditWriter, read_entries
 from broker.publisher import publish_all, record_message
 from broker.testing import EXAMPLES, worker_thread
@@ -81,3 +82,30 @@ def test_a_correction_published_with_its_original_waits_for_it_and_a_foreign_sup
         (foreign["id"], "supersedes_foreign_record")]
     for recipient in ("la-education-leeds", "la-mash-leeds", "school-100001"):
         assert foreign["id"] not in {p.message_id for p, _ in broker.inbox(recipient)}
+
+
+def test_a_correction_dead_lettered_before_its_original_is_routed_by_dlq_replay_once_the_original_is_audited(
+    broker,
+):
+    # Given a correction whose original was never published: it waits its bound and is dead-lettered
+    original = json.loads((EXAMPLES / "07-victim.referral-consent-given.json").read_text())
+    correction = dict(original, id=original["id"] + "-c1", supersedes={"id": original["id"], "kind": "correction"})
+    settings = broker.settings.with_overrides(correction_wait_seconds=0.1, correction_wait_attempts=3)
+    with worker_thread(settings, broker.registry) as worker:
+        publish_all(settings, [record_message(correction)])
+        _wait(lambda: worker.routed >= 1, what="the correction dead-lettered")
+        # When the original is published and audited, then the dead letter is replayed
+        publish_all(settings, [record_message(original)])
+        _wait(lambda: worker.routed >= 2, what="the original routed")
+        AuditWriter(settings).run(stop_when_idle=True)
+        code = cli.main([*settings.cli_args(), "dlq", "replay", "--reason", "supersedes_unknown"])
+        logs.configure("info", stream=sys.__stderr__)
+        assert code == cli.EXIT_OK
+        _wait(lambda: worker.routed >= 3, what="the replayed correction routed")
+    AuditWriter(settings).run(stop_when_idle=True)
+    # Then victim support holds the original and then the correction, and the dead-letter queue is empty
+    assert [p.message_id for p, _ in broker.inbox("victim-support-london")] == [original["id"], correction["id"]]
+    assert broker.drain(settings.core_vhost, topology.DEAD_QUEUE) == []
+    reasons = [e["reason"] for e in read_entries(Path(settings.audit_dir) / LOG_NAME)
+               if e["record_id"] == correction["id"] and e["operation"] in ("reject", "disclose")]
+    assert reasons == ["supersedes_unknown", None]
