@@ -262,3 +262,14 @@ def disclosures_query():
     from broker.auditindex import Query
 
     return Query(operation="disclose")
+
+
+def test_the_correction_wait_is_set_in_the_settings_file_and_the_environment(tmp_path):
+    from broker.config import load_settings
+
+    # Given a settings file with a corrections block / Then it sets the wait, and the environment overrides it
+    (tmp_path / "interchange.yaml").write_text("corrections:\n  wait_seconds: 0.2\n  wait_attempts: 7\n")
+    settings = load_settings(tmp_path / "interchange.yaml", environ={})
+    assert (settings.correction_wait_seconds, settings.correction_wait_attempts) == (0.2, 7)
+    settings = load_settings(tmp_path / "interchange.yaml", environ={"INTERCHANGE_CORRECTION_WAIT_ATTEMPTS": "3"})
+    assert settings.correction_wait_attempts == 3
