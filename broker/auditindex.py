@@ -8,6 +8,11 @@ log), `catch_up()` adds the missing tail.
 
 Tables: `entries` (seq -> the entry as JSON plus the columns queries filter on), `subjects` (subject key ->
 seq), `holds` (covert holds placed and released).
+
+A record's lineage is keyed by (origin agency, record id): `original()` answers, for a correction, what
+became of the record it supersedes from that origin (who holds it, under which agreement), counting a
+disclosure only if no `undelivered` entry cancels it.  A covert hold covers the whole lineage of the record
+it is placed on (`live_holds()`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,24 @@ class PastDelivery:
     agreement: str | None
     time: str
     seq: int
+
+
+# decisions about a record that make its fate known (an `undelivered` entry cancels a `disclose`)
+DECISION_OPERATIONS = ("disclose", "withhold", "reject", "undelivered")
+RETRACTION_NOTICE = "retraction_notice"   # a disclose entry of a notice with no data (broker.corrections)
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """What the audit knows of record (origin, id), the one a correction supersedes.
+
+    state: `known` (decided; `recipients` hold it), `pending` (a delivery of it failed and it has not been
+    decided again yet), `unknown` (its origin never had it decided, as far as the index knows) or `foreign`
+    (only other origins have a record with that id).
+    """
+
+    state: str
+    recipients: tuple[PastDelivery, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,14 +167,46 @@ class AuditIndex:
         self.db.close()
 
     # ------------------------------------------------------------ reading
-    def recipients_of(self, record_id: str) -> list[PastDelivery]:
-        """Every recipient a record was delivered to (the latest delivery per recipient)."""
-        rows = self.db.execute(
-            "SELECT recipient, agreement, time, max(seq) FROM entries WHERE record_id=? "
-            "AND operation='disclose' AND outcome='delivered' GROUP BY recipient ORDER BY recipient",
-            (record_id,),
-        ).fetchall()
-        return [PastDelivery(r[0], r[1], r[2], r[3]) for r in rows]
+    def original(self, origin: str, record_id: str) -> Original:
+        """What became of record `record_id` published by agency `origin` (see `Original`)."""
+        own: list[tuple[int, dict[str, Any]]] = []
+        foreign = False
+        for seq, blob in self.db.execute(
+            f"SELECT seq, entry FROM entries WHERE record_id=? AND operation IN "
+            f"({','.join('?' * len(DECISION_OPERATIONS))}) ORDER BY seq",
+            (record_id, *DECISION_OPERATIONS),
+        ):
+            entry = orjson.loads(blob)
+            if (entry.get("source") or entry.get("origin")) == origin:
+                own.append((seq, entry))
+            else:
+                foreign = True
+        if not own:
+            return Original("foreign" if foreign else "unknown")
+        # per recipient, the latest word: delivered (with its entry id), cancelled, or withheld
+        latest: dict[str, tuple[str, str | None, PastDelivery | None]] = {}
+        for seq, entry in own:
+            recipient, operation = entry.get("recipient"), entry.get("operation")
+            if not isinstance(recipient, str):
+                continue
+            if operation == "disclose" and entry.get("outcome") == "delivered":
+                if entry.get("reason") == RETRACTION_NOTICE:
+                    latest[recipient] = ("retracted", entry.get("entry_id"), None)
+                else:
+                    delivery = PastDelivery(recipient, entry.get("agreement"), entry.get("time") or "", seq)
+                    latest[recipient] = ("delivered", entry.get("entry_id"), delivery)
+            elif operation == "undelivered":
+                if recipient in latest and latest[recipient][1] == entry.get("cancels"):
+                    latest[recipient] = ("cancelled", None, None)
+            elif operation == "withhold" and latest.get(recipient, ("cancelled",))[0] == "cancelled":
+                latest[recipient] = ("withheld", None, None)   # a withholding never undoes a delivery
+        if any(word == "cancelled" for word, _, _ in latest.values()):
+            return Original("pending")
+        return Original("known", tuple(d for _, (word, _, d) in sorted(latest.items()) if d is not None))
+
+    def recipients_of(self, origin: str, record_id: str) -> list[PastDelivery]:
+        """Every recipient that holds record (origin, id): its latest delivery to each, none cancelled."""
+        return list(self.original(origin, record_id).recipients)
 
     def query(self, q: Query) -> Iterator[dict[str, Any]]:
         """Entries matching every given filter, oldest first."""
@@ -183,13 +238,36 @@ class AuditIndex:
             yield orjson.loads(blob)
 
     def live_holds(self) -> dict[str, list[str]]:
-        """record id -> ids of the holds on it that are not released."""
-        holds: dict[str, list[str]] = {}
+        """record id -> ids of the holds that are not released on it or on any record of its lineage.
+
+        A hold placed on an original covers its corrections (and theirs), and a hold placed on a
+        correction covers the record it supersedes: they are one record's history.
+        """
+        holds: dict[str, set[str]] = {}
         for hold_id, record_id in self.db.execute(
             "SELECT hold_id, record_id FROM holds WHERE released_at IS NULL"
         ):
-            holds.setdefault(record_id, []).append(hold_id)
-        return holds
+            holds.setdefault(record_id, set()).add(hold_id)
+        if not holds:
+            return {}
+        linked: dict[str, set[str]] = {}
+        for record_id, supersedes in self.db.execute(
+            "SELECT DISTINCT record_id, supersedes FROM entries WHERE supersedes IS NOT NULL "
+            "AND operation IN ('disclose', 'withhold')"
+        ):
+            linked.setdefault(record_id, set()).add(supersedes)
+            linked.setdefault(supersedes, set()).add(record_id)
+        out: dict[str, set[str]] = {}
+        for start, hold_ids in holds.items():
+            seen, frontier = {start}, [start]
+            while frontier:
+                for other in linked.get(frontier.pop(), ()):
+                    if other not in seen:
+                        seen.add(other)
+                        frontier.append(other)
+            for record_id in seen:
+                out.setdefault(record_id, set()).update(hold_ids)
+        return {record_id: sorted(ids) for record_id, ids in out.items()}
 
     def holds(self) -> list[dict[str, Any]]:
         cols = ("hold_id", "record_id", "reason", "placed_at", "placed_by", "released_at", "released_by")
@@ -232,24 +310,24 @@ def open_for_reading(audit_dir: Path | str) -> AuditIndex:
     return index
 
 
-class PastRecipients:
-    """`Context.past_recipients` for workers: who received a record, read from the index (lazily opened).
+class Originals:
+    """`Context.original` for workers: what became of record (origin, id), read from the index (lazily opened).
 
-    The index may be missing (a fresh deployment) or on the writer's side of a restart; then nobody is
-    known to have received the record and the correction goes where today's agreements send it.
+    The index may be missing (a fresh deployment) or unreadable for a moment (the writer restarting); then
+    the original is `unknown` and the correction waits rather than being routed blind.
     """
 
     def __init__(self, audit_dir: Path | str) -> None:
         self.path = Path(audit_dir) / INDEX_NAME
         self._index: AuditIndex | None = None
 
-    def __call__(self, record_id: str) -> list[PastDelivery]:
+    def __call__(self, origin: str, record_id: str) -> Original:
         try:
             if self._index is None:
                 if not self.path.exists():
-                    return []
+                    return Original("unknown")
                 self._index = AuditIndex(self.path, readonly=True)
-            return self._index.recipients_of(record_id)
+            return self._index.original(origin, record_id)
         except sqlite3.Error:
             self._index = None
-            return []
+            return Original("unknown")

@@ -86,6 +86,10 @@ class Settings:
     metrics_port: int = 0
     max_body_bytes: int = 4 * 1024 * 1024
     require_publisher: bool = False
+    # a correction whose original is not yet known is decided again every `correction_wait_seconds`, at most
+    # `correction_wait_attempts` times, then dead-lettered (broker.corrections)
+    correction_wait_seconds: float = 0.5
+    correction_wait_attempts: int = 20
     tls_ca_file: Path | None = None      # TLS (docs/SECURITY.md section 3); used with amqps:// URLs
     tls_cert_file: Path | None = None    # client certificate: its CN is the RabbitMQ user (EXTERNAL)
     tls_key_file: Path | None = None
@@ -127,6 +131,8 @@ ENV_VARS = {
     "INTERCHANGE_WORKER_INDEX": ("worker_index", int),
     "INTERCHANGE_WORKERS": ("workers", int),
     "INTERCHANGE_CONFIRM_TIMEOUT": ("confirm_timeout_seconds", float),
+    "INTERCHANGE_CORRECTION_WAIT_SECONDS": ("correction_wait_seconds", float),
+    "INTERCHANGE_CORRECTION_WAIT_ATTEMPTS": ("correction_wait_attempts", int),
     "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", lambda v: v.lower() in ("1", "true", "yes")),
     "INTERCHANGE_TLS_CA_FILE": ("tls_ca_file", Path),
     "INTERCHANGE_TLS_CERT_FILE": ("tls_cert_file", Path),
@@ -170,6 +176,8 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "metrics_port": doc.get("metrics", {}).get("port"),
         "max_body_bytes": doc.get("limits", {}).get("max_body_bytes"),
         "require_publisher": doc.get("identity", {}).get("require_publisher"),
+        "correction_wait_seconds": doc.get("corrections", {}).get("wait_seconds"),
+        "correction_wait_attempts": doc.get("corrections", {}).get("wait_attempts"),
         "tls_ca_file": _resolve(base, tls.get("ca_file")),
         "tls_cert_file": _resolve(base, tls.get("cert_file")),
         "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),

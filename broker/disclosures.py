@@ -3,7 +3,8 @@
 The audit holds no payloads, so a person is found by the keyed hashes of their identifiers
 (`subject_keys`, see broker.audit) and a disclosure is described by its entry: when, to whom, under
 which agreement and lawful basis, for which purposes, and which fields (`fields_disclosed`).  Disclosures
-of a record under a live covert hold are left out of the subject-facing report until the hold is released.
+of a record under a live covert hold — placed on it or on any record of its lineage (the original it corrects,
+its corrections) — are left out of the subject-facing report until the hold is released.
 Rendering (table, CSV, JSON, HTML) is pure; every value is escaped in HTML.
 """
 
@@ -118,6 +119,7 @@ def as_table(
         "agreement",
         "record_id",
         "reason",
+        "held",
     ),
 ) -> str:
     cells = [[str(row.get(c) or "") for c in columns] for row in table]

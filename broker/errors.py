@@ -21,6 +21,9 @@ REJECT_REASONS = (
     "unknown_agency",
     "classification_not_permitted",
     "publisher_not_origin",
+    "supersedes_unknown",            # a correction of a record its origin never had decided (broker.corrections)
+    "supersedes_foreign_record",     # a correction of another origin's record
+    "supersedes_original_pending",   # a correction whose original's failed delivery was never decided again
     "adapter_error",
 )
 
@@ -37,6 +40,7 @@ WITHHOLD_REASONS = (
     "legacy_handling_no_onward_sharing",
     "condition_not_met",
     "recipient_format_error",
+    "agreement_removed",             # a past recipient's agreement is gone: it gets a retraction notice only
 )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from broker import audit, corrections, jsonsafe, topology
+from broker.auditindex import Original
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
 from broker.errors import DataError, FieldError
 from broker.rules import Deliver, Rulebook, Withhold
@@ -45,6 +46,7 @@ class Message:
     user_id: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
+    attempt: int = 0          # how many times a correction waiting for its original was decided before
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class Outgoing:
 
 @dataclass(slots=True)
 class Plan:
-    outcome: str                       # routed | rejected | duplicate
+    outcome: str                       # routed | rejected | duplicate | waiting (a correction, see below)
     record_id: str | None
     correlation_id: str | None
     audit_entries: list[dict[str, Any]] = field(default_factory=list)
@@ -105,9 +107,9 @@ class Context:
     actor: dict[str, Any] = field(default_factory=dict)
     seen: Callable[[str], bool] = lambda _record_id: False
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    # who received record X before (recipient, agreement): corrections reach them (broker.corrections);
-    # the runner gives workers the audit index, tests a dict
-    past_recipients: Callable[[str], list[Any]] = lambda _record_id: []
+    # what became of record (origin, id), the one a correction supersedes (broker.corrections); the runner
+    # gives workers the audit index, tests a dict
+    original: Callable[[str, str], Original] = lambda _origin, _record_id: Original("unknown")
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, validator: Any, **kwargs: Any) -> Context:
@@ -136,11 +138,18 @@ def route(message: Message, ctx: Context) -> Plan:
         return _reject(message, record, refusal, ctx, now, timings)
 
     mark = time.perf_counter()
-    decisions = ctx.rulebook.decide(record, now)
-    if isinstance(record.get("supersedes"), dict) and record["supersedes"].get("id"):
-        decisions = corrections.reach_past_recipients(
-            record, decisions, ctx.past_recipients(record["supersedes"]["id"]),
-            {a.id: a for a in ctx.registry.agreements}, ctx.registry.recipients)
+    original = None
+    supersedes = corrections.supersedes_id(record)
+    if supersedes is not None:   # a correction is never decided before its original (broker.corrections)
+        original = ctx.original(record["origin"]["agency"], supersedes)
+        if original.state != "known":
+            if message.attempt < ctx.settings.correction_wait_attempts:
+                return Plan("waiting", record["id"], record.get("correlation_id"), reason=original.state,
+                            source=record["origin"]["agency"], record_type=record["type"], timings=timings)
+            return _reject(message, record, corrections.unresolved(record, original), ctx, now, timings)
+    decisions: list[Any] = ctx.rulebook.decide(record, now)
+    if original is not None:
+        decisions = corrections.reach_past_recipients(record, decisions, original, ctx.rulebook)
     timings["decide"] = time.perf_counter() - mark
     plan = _deliver(record, message, decisions, ctx, now, timings)
     plan.dedup = key
@@ -202,7 +211,7 @@ def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | 
     return None
 
 
-def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver | Withhold], ctx: Context,
+def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx: Context,
              now: dt.datetime, timings: dict[str, float]) -> Plan:
     mark = time.perf_counter()
     record_id, correlation_id = record["id"], record.get("correlation_id")
@@ -214,7 +223,14 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
     for i, decision in enumerate(decisions):
         if decision.recipient and decision.agreement:
             plan.agreements[decision.recipient] = decision.agreement.id
-        if isinstance(decision, Deliver):
+        if isinstance(decision, corrections.Retract):   # a past recipient told to stop relying on the original
+            body, headers = corrections.retraction_notice(record, decision)
+            hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
+            plan.agreements[decision.recipient] = decision.agreement_id
+            plan.outputs.append(Outgoing(decision.recipient, corrections.NOTICE_EXCHANGE,
+                                         corrections.NOTICE_ROUTING_KEY, body, record_id, None, headers))
+            plan.delivered.append(decision.recipient)
+        elif isinstance(decision, Deliver):
             recipient = ctx.registry.recipients[decision.recipient]
             render = ctx.renderers.get(recipient.format, common_json)
             try:
@@ -234,6 +250,10 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
     timings["render"] = time.perf_counter() - mark
     mark = time.perf_counter()
     entries = audit.decision_entries(record, decisions, _context_of(message, ctx), _iso(now), hashes)
+    retracts = {d.recipient: d for d in decisions if isinstance(d, corrections.Retract)}
+    if retracts:
+        entries = [corrections.as_retraction_entry(e, retracts[e["recipient"]], hashes.get(e["recipient"]))
+                   if e.get("recipient") in retracts else e for e in entries]
     plan.audit_entries = entries
     timings["audit"] = time.perf_counter() - mark
     return plan

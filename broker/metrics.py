@@ -54,6 +54,9 @@ class Metrics:
                                 "Records returned to the route queue to be decided again", registry=r)
         self.duplicates = Counter("interchange_duplicates_dropped_total",
                                   "Records dropped because their id was already routed", registry=r)
+        self.corrections_waiting = Counter("interchange_corrections_waiting_total",
+                                           "Times a correction was held because its original was not yet "
+                                           "audited", registry=r)
         self.stage_seconds = Histogram("interchange_stage_seconds", "Time per pipeline stage", ["stage"],
                                        buckets=STAGE_BUCKETS, registry=r)
         self.latency = Histogram("interchange_end_to_end_latency_seconds",

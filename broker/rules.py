@@ -121,12 +121,28 @@ class Rulebook:
         assert first_refusal is not None
         return first_refusal
 
+    def refusal_to_past_recipient(self, record: dict[str, Any], recipient: Recipient,
+                                  agreement: Agreement) -> Withhold | None:
+        """Every check a new record takes under `agreement` except its lifecycle (a correction reaches a
+        recipient of the original even after the agreement expired): provider, record type, classification
+        ceiling, handling, conditions and entity scope."""
+        if not self.provides(agreement, (record.get("origin") or {}).get("agency", "")) or \
+                record.get("type") not in agreement.fields or agreement.recipient != recipient.id:
+            return Withhold(recipient.id, agreement, "no_agreement", "the agreement does not cover this record")
+        refusal = self._refusal(record, recipient, agreement, None)
+        if refusal is None:
+            _view, in_scope = scope.apply(agreement.scope.get(record["type"]), record,
+                                          recipient.as_condition_subject())
+            if in_scope == 0:
+                return Withhold(recipient.id, agreement, "condition_not_met", "no person in the agreement's scope")
+        return refusal
+
     def _refusal(self, record: dict[str, Any], recipient: Recipient, agreement: Agreement,
-                 today: dt.date) -> Withhold | None:
+                 today: dt.date | None) -> Withhold | None:
         def refuse(reason: str, detail: str = "") -> Withhold:
             return Withhold(recipient.id, agreement, reason, detail)
 
-        status = agreement.status_on(today)
+        status = agreement.status_on(today) if today is not None else "active"
         if status != "active":
             return refuse(f"agreement_{status}")
         level = classification_level(record)

@@ -24,12 +24,12 @@ from broker.worker import Worker
 
 
 def build_context(settings: Settings, registry: Registry | None = None) -> Context:
-    from broker.auditindex import PastRecipients
+    from broker.auditindex import Originals
     from broker.validation import Validator
 
     registry = registry or Registry.load(settings)
     return Context.build(settings, registry, Validator(), renderers=load_renderers(registry),
-                         past_recipients=PastRecipients(settings.audit_dir))
+                         original=Originals(settings.audit_dir))
 
 
 def load_renderers(registry: Registry) -> dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]]:

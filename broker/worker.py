@@ -11,6 +11,7 @@ is acked with one `multiple=True` ack.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -134,9 +135,28 @@ class Worker:
         props = inbound.properties
         message = Message(inbound.body, props.content_type, props.message_id, props.correlation_id,
                           props.user_id, props.headers or {}, inbound.redelivered)
+        self._decide(inbound, message)
+
+    def _decide(self, inbound: Inbound, message: Message) -> None:
         plan = exchange.route(message, self.ctx)
+        if plan.outcome == "waiting":   # a correction whose original is not audited yet: decide it again later
+            self._wait(inbound, message, plan)
+            return
         with logs.record_context(plan.record_id, plan.correlation_id):
             self._carry_out(inbound, plan, format_label(message.headers))
+
+    def _wait(self, inbound: Inbound, message: Message, plan: Plan) -> None:
+        """Keep the correction (unacked) and decide it again in a moment; after a lost connection RabbitMQ
+        has it back, so the retry is dropped."""
+        self.metrics.corrections_waiting.inc()
+        self.log.info("correction_waiting", record_id=plan.record_id, original=plan.reason,
+                      attempt=message.attempt + 1)
+
+        def again() -> None:
+            if inbound.generation == getattr(self.transport, "generation", inbound.generation):
+                self._decide(inbound, dataclasses.replace(message, attempt=message.attempt + 1))
+
+        self.transport.call_later(self.ctx.settings.correction_wait_seconds, again)
 
     def _carry_out(self, inbound: Inbound, plan: Plan, fmt: str) -> None:
         self._observe_stages(plan)

@@ -12,7 +12,7 @@ import pytest
 
 from broker import cli, disclosures, exchange, logs, rulesdiff
 from broker.audit import subject_key
-from broker.auditindex import AuditIndex, PastDelivery, Query, rebuild
+from broker.auditindex import AuditIndex, Original, PastDelivery, Query, rebuild
 from broker.auditlog import LOG_NAME, AuditLog
 from broker.auditsidecar import Sidecar
 from broker.checkpoints import checkpoints_path, verify_beside
@@ -43,6 +43,7 @@ def _entry(n: int, **extra) -> dict:
         "recipient": "cps",
         "agreement": "ISA-CPS-CASEFILES",
         "subject_keys": [f"k{n}"],
+        "source": "13",
     } | extra
 
 
@@ -99,7 +100,8 @@ def test_the_index_finds_entries_by_subject_and_can_be_rebuilt_from_the_log(tmp_
     _write(tmp_path, 5)
     index = AuditIndex.beside(tmp_path)
     assert [e["seq"] for e in index.query(Query(subject_keys=("k2", "k4")))] == [2, 4]
-    assert index.recipients_of("r3") == [PastDelivery("cps", "ISA-CPS-CASEFILES", "2026-11-26T12:00:03Z", 3)]
+    assert index.recipients_of("13", "r3") == [PastDelivery("cps", "ISA-CPS-CASEFILES", "2026-11-26T12:00:03Z", 3)]
+    assert index.recipients_of("48", "r3") == []   # lineage is keyed by origin and id
     index.close()
     # When the index is deleted and rebuilt / Then it answers the same
     (tmp_path / "audit.index.sqlite").unlink()
@@ -156,9 +158,10 @@ def test_a_correction_goes_to_a_past_recipient_under_the_original_agreement_when
     ctx = build_context(settings)
     ctx.clock = lambda: NOW
     past = {
-        record["id"]: [PastDelivery("la-mash-city-of-london", "ISA-ASB-CITY-2023", "2024-06-01T12:00:00Z", 7)]
+        (record["origin"]["agency"], record["id"]): Original(
+            "known", (PastDelivery("la-mash-city-of-london", "ISA-ASB-CITY-2023", "2024-06-01T12:00:00Z", 7),))
     }
-    ctx.past_recipients = lambda record_id: past.get(record_id, [])
+    ctx.original = lambda origin, record_id: past.get((origin, record_id), Original("unknown"))
     # When a correction of it is routed today
     correction = dict(record, id=record["id"] + "-c1", supersedes={"id": record["id"], "kind": "correction"})
     plan = exchange.route(Message(json.dumps(correction).encode(), "application/json"), ctx)
