@@ -27,9 +27,9 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import IO, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from adapters.mapping import Mapping, load_mapping, mapping_names
 from broker.errors import DataError, FieldError
