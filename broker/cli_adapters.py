@@ -34,6 +34,8 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     p.add_argument("--mapping", required=True, help="mapping name (or path to a mapping YAML)")
     p.add_argument("--out", type=Path, help="write records.ndjson and rejects.ndjson here "
                                             "(default: records to stdout, rejections to stderr)")
+    p.add_argument("--lineage", type=Path, help="file of the record versions already sent (read, then appended): "
+                                                "an amended re-send supersedes the version an earlier run sent")
 
     command("adapters")(cmd_adapters)
     command("translate")(cmd_translate)
@@ -80,11 +82,12 @@ def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.out is None:
-        summary = translate_files(args.adapter, args.mapping, args.files, sys.stdout.buffer, sys.stderr.buffer)
+        summary = translate_files(args.adapter, args.mapping, args.files, sys.stdout.buffer, sys.stderr.buffer,
+                                  lineage=args.lineage)
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "records.ndjson").open("wb") as records, (args.out / "rejects.ndjson").open("wb") as rejects:
-            summary = translate_files(args.adapter, args.mapping, args.files, records, rejects)
+            summary = translate_files(args.adapter, args.mapping, args.files, records, rejects, lineage=args.lineage)
     sys.stdout.flush()
     for line in summary.lines():
         print(line, file=sys.stderr)

@@ -55,12 +55,19 @@ def rejection(where: str, error: DataError) -> dict[str, Any]:
 
 
 def translate_files(adapter_name: str, mapping: str, files: list[Path], records_out: IO[bytes],
-                    rejects_out: IO[bytes]) -> TranslateSummary:
-    """Translate and validate every file; write records and rejections as NDJSON; return the counts."""
+                    rejects_out: IO[bytes], lineage: Path | None = None) -> TranslateSummary:
+    """Translate and validate every file; write records and rejections as NDJSON; return the counts.
+
+    `lineage`: a versions file for adapters that link amended re-sends (cjse-spi), read and appended.
+    """
     from adapters.registry import get_adapter
     from broker.validation import Validator
 
     adapter: Any = get_adapter(adapter_name)
+    if lineage is not None and hasattr(adapter, "lineage"):
+        from adapters.cjse_spi.lineage import Lineage
+
+        adapter.lineage = Lineage(lineage)
     loaded = adapter.load_mapping(mapping)
     validator, summary = Validator(), TranslateSummary()
     for where, result in _results(adapter, loaded, files):

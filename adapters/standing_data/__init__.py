@@ -63,5 +63,5 @@ def table(name: str) -> MappingProxyType:
 
 
 def slug(description: str) -> str:
-    """The lower-case slug of a table description (`Guilty of Alternative Offence` -> `guilty-of-alternative-offence`)."""
+    """The lower-case slug of a description (`Guilty of Alternative Offence` -> `guilty-of-alternative-offence`)."""
     return re.sub(r"[^a-z0-9]+", "-", description.lower().replace("'", "")).strip("-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -287,3 +288,18 @@ def test_translate_exits_1_when_an_emitted_record_fails_the_schema(tmp_path):
 
     assert run.returncode == 1
     assert "1 schema-invalid" in run.stderr
+
+
+def test_translate_with_a_lineage_file_links_an_amendment_sent_in_a_later_run(tmp_path):
+    (tmp_path / "a.xml").write_bytes(spi_message([offence(results=[result("1015", "Fined 45.", amount="45")])]))
+    (tmp_path / "b.xml").write_bytes(spi_message([offence(results=[result("1015", "Fined 60.", amount="60")])]))
+    lineage = tmp_path / "lineage.jsonl"
+
+    first = _translate_cli("cjse-spi", str(tmp_path / "a.xml"), "--mapping", "libra-spi", "--lineage", str(lineage))
+    second = _translate_cli("cjse-spi", str(tmp_path / "b.xml"), "--mapping", "libra-spi", "--lineage", str(lineage))
+
+    earlier, later = (json.loads(run.stdout) for run in (first, second))
+
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert "supersedes" not in earlier
+    assert later["supersedes"] == {"id": earlier["id"], "kind": "correction"}
