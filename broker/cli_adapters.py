@@ -1,4 +1,4 @@
-"""CLI commands for the adapters: `interchange adapters`, `interchange ingest`, `interchange ingest-worker`."""
+"""CLI commands for the adapters: `interchange adapters`, `ingest`, `ingest-worker` and `translate`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,18 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
                                              "publish their records")
     p.add_argument("--until-idle", action="store_true", help="stop once the raw queue is empty")
 
+    p = sub.add_parser("translate", help="dry run: translate and validate legacy files without RabbitMQ; "
+                                         "records and rejections as NDJSON, counts per reason")
+    p.add_argument("adapter", help="inbound adapter name (see `interchange adapters`)")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--mapping", required=True, help="mapping name (or path to a mapping YAML)")
+    p.add_argument("--out", type=Path, help="write records.ndjson and rejects.ndjson here "
+                                            "(default: records to stdout, rejections to stderr)")
+    p.add_argument("--lineage", type=Path, help="file of the record versions already sent (read, then appended): "
+                                                "an amended re-send supersedes the version an earlier run sent")
+
     command("adapters")(cmd_adapters)
+    command("translate")(cmd_translate)
     command("ingest")(cmd_ingest)
     command("ingest-worker")(cmd_ingest_worker)
 
@@ -61,3 +72,23 @@ def cmd_ingest_worker(args: argparse.Namespace, settings: Settings) -> int:
     summary = RawRunner(settings).run(stop_when_idle=args.until_idle)
     print(summary.line())
     return EXIT_OK
+
+
+def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
+    from broker.translate import translate_files
+
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        summary = translate_files(args.adapter, args.mapping, args.files, sys.stdout.buffer, sys.stderr.buffer,
+                                  lineage=args.lineage)
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with (args.out / "records.ndjson").open("wb") as records, (args.out / "rejects.ndjson").open("wb") as rejects:
+            summary = translate_files(args.adapter, args.mapping, args.files, records, rejects, lineage=args.lineage)
+    sys.stdout.flush()
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return EXIT_OK if summary.ok else EXIT_FAILED

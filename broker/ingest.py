@@ -139,6 +139,7 @@ class RawRunner:
                                                "interchange-raw-runner", self.settings.tls)
         channel.confirm_delivery()
         channel.basic_qos(prefetch_count=4)
+        adapters: dict[str, Any] = {}
         try:
             for method, props, body in channel.consume(self.queue, inactivity_timeout=idle_seconds):
                 if method is None:
@@ -147,7 +148,10 @@ class RawRunner:
                     continue
                 headers = props.headers or {}
                 try:
-                    adapter: Any = get_adapter(str(headers.get("x-adapter", "")))
+                    # one instance per adapter name for the whole run, so an amended court result
+                    # arriving in a later message supersedes the version this worker sent before
+                    name = str(headers.get("x-adapter", ""))
+                    adapter: Any = adapters.get(name) or adapters.setdefault(name, get_adapter(name))
                     mapping = adapter.load_mapping(str(headers.get("x-mapping", "default")))
                 except ConfigError as exc:   # unknown adapter or mapping: the message cannot be read at all
                     self._publish(channel, Outgoing("core", topology.DLX, "adapter_error", body,

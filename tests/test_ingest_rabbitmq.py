@@ -6,6 +6,7 @@ import collections
 import shutil
 from pathlib import Path
 
+import orjson
 import pika
 import pytest
 
@@ -102,3 +103,23 @@ def test_a_raw_payload_naming_an_unknown_adapter_is_dead_lettered_with_the_sugge
     assert props.headers["x-interchange-reason"] == "adapter_error" and body == b"<xml/>"
     assert "did you mean 'cjse-spi'" in props.headers["x-interchange-errors"]
     assert broker.drain(broker.settings.core_vhost, topology.RAW_QUEUE) == []
+
+
+def test_an_amended_court_result_in_a_later_raw_message_supersedes_the_earlier_version(broker):
+    # Given the public court result and then the same result amended (fine 45 -> 60), as two raw messages
+    original = (PUBLIC / "cjse-spi-results-034a-valid-asn-format.xml").read_bytes()
+    amended = original.replace(b"<DC:ResultAmountSterling>45.00<", b"<DC:ResultAmountSterling>60.00<")
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
+    channel.confirm_delivery()
+    for n, body in enumerate((original, amended)):
+        channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi", body, pika.BasicProperties(
+            message_id=f"spi-{n}", headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}, delivery_mode=2),
+            mandatory=True)
+    connection.close()
+    # When one raw runner reads both
+    RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    # Then the second record has a new id and supersedes the first
+    first, second = (orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost,
+                                                                        topology.ROUTE_QUEUE))
+    assert second["id"] != first["id"]
+    assert second["supersedes"] == {"id": first["id"], "kind": "correction"}

@@ -1,19 +1,24 @@
 """CJSE SPIResults (Libra ResultedCaseMessage) XML -> `court.result` records, one per defendant.
 
 Streams the message with the hardened parser: each `DC:CourtHearing` sets the court and hearing for
-the `DC:Case` elements that follow it; each case's defendants become records.  See README.md.
+the `DC:Case` elements that follow it; each case's defendants become records.  Every code is read
+through the national standing data (codes.py); see README.md for what is mapped and what is dropped.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
 from lxml import etree
 
-from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, number, problem, utc
+from adapters.base import AdapterError, InboundAdapter, Result, digest, envelope, london_utc, make_id, number, problem
+from adapters.cjse_spi import codes
+from adapters.cjse_spi.lineage import Lineage
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
 from broker import identifiers
@@ -22,7 +27,7 @@ from broker.errors import FieldError
 DC = "http://www.dca.gov.uk/xmlschemas/libra"
 MM = "http://schemas.cjse.gov.uk/messages/metadata/2006-05"
 NS = {"DC": DC, "mm": MM}
-CJS_OFFENCE = re.compile(r"^[A-Z]{2}\d{5}[A-Z]?$")
+CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")
 
 
 def _x(expression: str) -> etree.XPath:
@@ -38,6 +43,13 @@ CASE_URN = _x("string(DC:PTIURN)")
 DEFENDANTS = _x("DC:Defendant")
 ASN = _x("string(DC:ProsecutorReference)")
 PERSON = _x("DC:CourtIndividualDefendant/DC:PersonDefendant/DC:BasePersonDetails")
+PNC_ID = _x(
+    "string(DC:CourtIndividualDefendant/DC:PersonDefendant/DC:PNCidentifier"
+    "|DC:CourtCorporateDefendant/DC:PNCidentifier)"
+)
+BAIL_STATUS = _x("string(DC:CourtIndividualDefendant/DC:BailStatus|DC:CourtCorporateDefendant/DC:BailStatus)")
+BAIL_CONDITIONS = _x("string(DC:CourtIndividualDefendant/DC:PersonDefendant/DC:BailConditions)")
+BAIL_REASON = _x("string(DC:CourtIndividualDefendant/DC:ReasonForBailConditionsOrCustody)")
 TITLE = _x("string(DC:PersonName/DC:PersonTitle)")
 GIVEN = _x(
     "DC:PersonName/DC:PersonGivenName1|DC:PersonName/DC:PersonGivenName2|DC:PersonName/DC:PersonGivenName3"
@@ -53,14 +65,27 @@ OFFENCE_CODE = _x("string(DC:BaseOffenceDetails/DC:OffenceCode)")
 WORDING = _x("string(DC:BaseOffenceDetails/DC:OffenceWording)")
 START = _x("string(DC:BaseOffenceDetails/DC:OffenceTiming/DC:OffenceStart/DC:OffenceDateStartDate)")
 END = _x("string(DC:BaseOffenceDetails/DC:OffenceTiming/DC:OffenceEnd/DC:OffenceEndDate)")
+ARREST_DATE = _x("string(DC:BaseOffenceDetails/DC:ArrestDate)")
+CHARGE_DATE = _x("string(DC:BaseOffenceDetails/DC:ChargeDate)")
+LOCATION = _x("string(DC:BaseOffenceDetails/DC:LocationOfOffence)")
+CONVICTION_DATE = _x("string(DC:ConvictionDate|DC:BaseOffenceDetails/DC:ConvictionDate)")
+CONVICTING_COURT = _x("string(DC:ConvictingCourt)")
+MODE_OF_TRIAL = _x("string(DC:ModeOfTrial)")
+FINAL_DISPOSAL = _x("string(DC:FinalDisposalIndicator)")
 PLEA = _x("string(DC:Plea)")
 FINDING = _x("string(DC:Finding)")
 RESULTS = _x("DC:Result")
 RESULT_CODE = _x("string(DC:ResultCode)")
 RESULT_TEXT = _x("string(DC:ResultText)")
+QUALIFIERS = _x("DC:ResultCodeQualifier")
 AMOUNT = _x("string(DC:Outcome/DC:ResultAmountSterling)")
+PENALTY_POINTS = _x("string(DC:Outcome/DC:PenaltyPoints)")
 DURATION_VALUE = _x("string(DC:Outcome/DC:Duration/DC:DurationValue)")
 DURATION_UNIT = _x("string(DC:Outcome/DC:Duration/DC:DurationUnit)")
+NEXT_BAIL = _x("string(DC:NextHearing/DC:BailStatusOffence)")
+NEXT_OU = _x("string(DC:NextHearing/DC:NextHearingDetails/DC:CourtHearingLocation)")
+NEXT_DATE = _x("string(DC:NextHearing/DC:NextHearingDetails/DC:DateOfHearing)")
+NEXT_TIME = _x("string(DC:NextHearing/DC:NextHearingDetails/DC:TimeOfHearing)")
 
 TAGS = (f"{{{DC}}}CourtHearing", f"{{{DC}}}Case", f"{{{MM}}}CreationDateTime")
 DELIVER = "http://schemas.cjse.gov.uk/messages/deliver/2006-05"
@@ -77,6 +102,11 @@ class SpiResultsAdapter(InboundAdapter):
     # after 100,000 by the density floor instead of after 2 million.
     limits = Limits(max_bytes=16 * 1024 * 1024, max_elements=500_000, min_bytes_per_element=16)
 
+    def __init__(self, lineage: Lineage | None = None) -> None:
+        # Versions seen by this instance: a later, different result for the same defendant and hearing
+        # supersedes the earlier one (across every file one instance translates).
+        self.lineage = lineage if lineage is not None else Lineage()
+
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         hearing: dict[str, str] = {}
         created: str | None = None
@@ -84,7 +114,7 @@ class SpiResultsAdapter(InboundAdapter):
         for element in iterparse(stream, TAGS, self.limits, roots=ROOTS):
             tag = etree.QName(element).localname
             if tag == "CreationDateTime":
-                created = utc(element.text or "")
+                created = london_utc(element.text or "")
             elif tag == "CourtHearing":
                 hearing = {
                     "ou": HEARING_OU(element).strip(),
@@ -94,13 +124,26 @@ class SpiResultsAdapter(InboundAdapter):
                 }
             else:
                 cases += 1
-                yield from _case(element, cases, hearing, created, mapping)
+                for result in _case(element, cases, hearing, created, mapping):
+                    yield self._link(result)
         if not cases:
             yield AdapterError(
                 "xml_no_records",
                 "the message holds no DC:Case (expected a ResultedCaseMessage with hearings and cases)",
                 location="//DC:Case[1]",
             )
+
+    def _link(self, result: Result) -> Result:
+        if isinstance(result, dict):
+            earlier = self.lineage.record(result["origin"]["agency"], result.pop("_lineage"), result["id"])
+            if earlier:
+                result = {**result, "supersedes": {"id": earlier, "kind": "correction"}}
+                result = {k: result[k] for k in _ORDER if k in result}
+        return result
+
+
+_ORDER = ("specversion", "id", "source", "type", "time", "dataschema", "origin", "correlation_id", "supersedes",
+          "classification", "handling", "subjects", "data")
 
 
 def _case(
@@ -136,38 +179,41 @@ def _record(
                 "data.hearing", "hearing_missing", "no court hearing (location and date) precedes the case"
             )
         )
-    person, locations, links = _person(defendant, asn, mapping, problems)
+    person, locations, links = _person(defendant, asn, problems)
     offences = [_offence(o, i, mapping, problems) for i, o in enumerate(OFFENCES(defendant))]
     if not offences:
         problems.append(problem("data.offences", "offences_missing", "the defendant has no offences"))
     data = {
         "urn": urn,
         "asn": asn,
-        "court": {"ou_code": hearing.get("ou"), "name": mapping.code("court", hearing.get("ou"))},
-        "hearing": {"date": hearing.get("date"), "time": hearing.get("time")},
+        "court": _court(mapping, hearing.get("ou", ""), "data.court", problems),
+        "hearing": {
+            "date": _date(hearing.get("date", ""), "data.hearing.date", problems),
+            "time": _time(hearing.get("time", ""), "data.hearing.time", problems),
+        },
         "defendant": "p1",
+        "bail": _bail(defendant, problems),
         "persons": [person],
         "locations": locations,
         "links": links,
         "offences": offences,
     }
-    record_id = make_id(
-        mapping.agency, mapping.system, urn or "no-urn", asn or "no-asn", hearing.get("date", "")
-    )
-    time = (
-        created
-        or utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}")
-        or "1970-01-01T00:00:00Z"
-    )
-    return envelope(
+    if data["court"] and hearing.get("psa"):
+        data["court"].setdefault("psa_code", hearing["psa"])
+    base = make_id(mapping.agency, mapping.system, urn or "no-urn", asn or "no-asn", hearing.get("date", ""))
+    version = digest(json.dumps(data, sort_keys=True, ensure_ascii=False), size=12)
+    time = created or london_utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}") or "1970-01-01T00:00:00Z"
+    record = envelope(
         mapping,
         "court.result",
-        record_id,
+        make_id(base, version),
         time,
         data,
         correlation_id=f"case-{urn}" if urn else None,
         subjects=["p1"],
     )
+    record["_lineage"] = base
+    return record
 
 
 def _asn(raw: str, problems: list[FieldError]) -> str:
@@ -181,8 +227,49 @@ def _asn(raw: str, problems: list[FieldError]) -> str:
     return identifiers.normalise("asn", raw)
 
 
+def _date(value: str, path: str, problems: list[FieldError]) -> str | None:
+    if not value:
+        return None
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        problems.append(problem(path, "date_invalid", f"{value[:40]!r} is not a date (YYYY-MM-DD)"))
+        return None
+    return value
+
+
+def _time(value: str, path: str, problems: list[FieldError]) -> str | None:
+    if value and not CLOCK.match(value):
+        problems.append(problem(path, "time_invalid", f"{value[:40]!r} is not a time of day (HH:MM[:SS])"))
+        return None
+    return value or None
+
+
+def _unknown(path: str, what: str, code: str) -> FieldError:
+    return problem(path, f"{what}_unknown", f"{what.replace('_', ' ')} {code[:40]!r} is not in the national table")
+
+
+def _court(mapping: Mapping, ou: str, path: str, problems: list[FieldError]) -> dict[str, Any] | None:
+    if not ou:
+        return None
+    found = codes.court(mapping, ou)
+    if found is None:
+        problems.append(_unknown(f"{path}.ou_code", "court", ou))
+    return found
+
+
+def _bail(defendant: etree._Element, problems: list[FieldError]) -> dict[str, Any]:
+    status = BAIL_STATUS(defendant).strip()
+    bail: dict[str, Any] = codes.coded("remand-status", status, "status") or {} if status else {}
+    if status and not bail:
+        problems.append(_unknown("data.bail.status", "bail_status", status))
+    bail["conditions"] = BAIL_CONDITIONS(defendant).strip()
+    bail["reason"] = BAIL_REASON(defendant).strip()
+    return bail
+
+
 def _person(
-    defendant: etree._Element, asn: str, mapping: Mapping, problems: list[FieldError]
+    defendant: etree._Element, asn: str, problems: list[FieldError]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]:
     details = PERSON(defendant)
     base = details[0] if details else None
@@ -195,6 +282,17 @@ def _person(
                 "data.persons[0].name.family", "defendant_name_missing", f"{what} has no PersonFamilyName"
             )
         )
+    gender = GENDER(base).strip() if base is not None else ""
+    slug = codes.slug("gender", gender) if gender else None
+    if gender and slug is None:
+        problems.append(_unknown("data.persons[0].gender", "gender_code", gender))
+    ids = [{"scheme": "asn", "value": asn}] if asn else []
+    pnc = PNC_ID(defendant).strip()
+    if pnc:
+        if message := identifiers.check("pnc", pnc):
+            problems.append(problem("data.persons[0].identifiers", "pnc_invalid", message))
+        else:
+            ids.insert(0, {"scheme": "pnc", "value": identifiers.normalise("pnc", pnc)})
     person: dict[str, Any] = {
         "id": "p1",
         "name": {
@@ -202,9 +300,9 @@ def _person(
             "given": given,
             "family": family,
         },
-        "birth_date": BIRTH(base).strip() if base is not None else None,
-        "gender": mapping.code("gender", GENDER(base).strip()) if base is not None else None,
-        "identifiers": [{"scheme": "asn", "value": asn}] if asn else [],
+        "birth_date": _date(BIRTH(base).strip(), "data.persons[0].birth_date", problems) if base is not None else None,
+        "gender": slug,
+        "identifiers": ids,
     }
     lines = [
         e.text.strip()
@@ -230,51 +328,106 @@ def _offence(
 ) -> dict[str, Any]:
     path = f"data.offences[{index}]"
     local = OFFENCE_CODE(offence).strip()
-    cjs = mapping.code("offence", local) or local
-    if not CJS_OFFENCE.match(cjs):
-        problems.append(
-            problem(
-                f"{path}.cjs_code",
-                "offence_code_unknown",
-                f"offence code {local!r} is neither in the mapping's offence table nor a CJS code",
-            )
-        )
+    cjs, title = codes.offence(mapping, local)
+    if title is None:
+        problems.append(_unknown(f"{path}.cjs_code", "offence_code", local))
     sequence = SEQUENCE(offence).strip()
-    plea, finding = PLEA(offence).strip(), FINDING(offence).strip()
+    mode = MODE_OF_TRIAL(offence).strip()
+    mode_of_trial = codes.coded("mode-of-trial-reason", mode, "reason") if mode else None
+    if mode and mode_of_trial is None:
+        problems.append(_unknown(f"{path}.mode_of_trial", "mode_of_trial", mode))
+    final = FINAL_DISPOSAL(offence).strip().upper()
     return {
         "id": f"o{index + 1}",
-        "sequence": int(sequence) if sequence.isdigit() else index + 1,
+        "sequence": int(sequence) if sequence.isdigit() and 0 < int(sequence) < 1000 else index + 1,
         "cjs_code": cjs,
+        "title": title,
         "wording": WORDING(offence).strip(),
-        "start": START(offence).strip(),
-        "end": END(offence).strip(),
-        "plea": _coded(mapping, "plea", plea, f"{path}.plea", problems),
-        "verdict": _coded(mapping, "verdict", finding, f"{path}.verdict", problems),
-        "results": [_result(r, mapping) for r in RESULTS(offence)],
+        "start": _date(START(offence).strip(), f"{path}.start", problems),
+        "end": _date(END(offence).strip(), f"{path}.end", problems),
+        "location_text": LOCATION(offence).strip(),
+        "arrest_date": _date(ARREST_DATE(offence).strip(), f"{path}.arrest_date", problems),
+        "charge_date": _date(CHARGE_DATE(offence).strip(), f"{path}.charge_date", problems),
+        "mode_of_trial": mode_of_trial,
+        "plea": _slug("plea-status", "plea_code", PLEA(offence).strip(), f"{path}.plea", problems),
+        "verdict": _slug("verdict", "verdict_code", FINDING(offence).strip(), f"{path}.verdict", problems),
+        "conviction_date": _date(CONVICTION_DATE(offence).strip(), f"{path}.conviction_date", problems),
+        "convicting_court": CONVICTING_COURT(offence).strip(),
+        "final_disposal": {"Y": True, "N": False}.get(final),
+        "results": [_result(r, i, mapping, f"{path}.results[{i}]", problems) for i, r in enumerate(RESULTS(offence))],
     }
 
 
-def _coded(mapping: Mapping, table: str, value: str, path: str, problems: list[FieldError]) -> str | None:
+def _slug(table: str, what: str, value: str, path: str, problems: list[FieldError]) -> str | None:
     if not value:
         return None
-    found = mapping.code(table, value)
+    found = codes.slug(table, value)
     if found is None:
-        problems.append(
-            problem(path, f"{table}_code_unknown", f"{table} code {value!r} is not in the mapping")
-        )
+        problems.append(_unknown(path, what, value))
     return found
 
 
-def _result(result: etree._Element, mapping: Mapping) -> dict[str, Any]:
-    code = RESULT_CODE(result).strip()
-    amount, value = AMOUNT(result).strip(), DURATION_VALUE(result).strip()
-    unit = mapping.code("duration_unit", DURATION_UNIT(result).strip())
-    cjs = mapping.code("result", code) or code
+def _result(
+    result: etree._Element, index: int, mapping: Mapping, path: str, problems: list[FieldError]
+) -> dict[str, Any]:
+    local = RESULT_CODE(result).strip()
+    cjs, row = codes.result(mapping, local)
+    if row is None:
+        problems.append(_unknown(f"{path}.code", "result_code", local))
+    text = RESULT_TEXT(result).strip()
+    qualifiers = []
+    for element in QUALIFIERS(result):
+        code = (element.text or "").strip()
+        found = codes.qualifier(code)
+        if found is None:
+            problems.append(_unknown(f"{path}.qualifiers", "result_qualifier", code))
+        qualifiers.append(found)
+    amount, points = AMOUNT(result).strip(), PENALTY_POINTS(result).strip()
+    if points and not points.isdigit():
+        problems.append(problem(f"{path}.penalty_points", "penalty_points_invalid", f"{points[:40]!r} is not a number"))
+    description = row.description if row else None
     return {
-        "code": int(cjs) if cjs.isdigit() else cjs,
-        "text": RESULT_TEXT(result).strip(),
-        "amount": number(amount),
-        "duration": {"value": int(value), "unit": unit} if value.isdigit() and unit else None,
+        "code": int(cjs) if cjs.isdigit() else None,
+        "description": description,
+        "text": text,
+        "qualifiers": qualifiers,
+        "amount": number(amount) if amount else None,
+        "penalty_points": int(points) if points.isdigit() else None,
+        "duration": _duration(result, path, problems),
+        "next_hearing": _next_hearing(result, mapping, text if cjs == codes.UNCODED_RESULT else description,
+                                      path, problems),
     }
 
 
+def _duration(result: etree._Element, path: str, problems: list[FieldError]) -> dict[str, Any] | None:
+    value, unit_code = DURATION_VALUE(result).strip(), DURATION_UNIT(result).strip()
+    if not value and not unit_code:
+        return None
+    unit = codes.slug("duration-unit", unit_code) if unit_code else None
+    if unit is None:
+        problems.append(_unknown(f"{path}.duration.unit", "duration_unit", unit_code))
+    if value and not value.isdigit():
+        problems.append(problem(f"{path}.duration.value", "duration_invalid", f"{value[:40]!r} is not a number"))
+    elif not value and unit != "life":
+        problems.append(problem(f"{path}.duration.value", "duration_invalid", f"a duration in {unit} has no value"))
+    return {"value": int(value) if value.isdigit() else None, "unit": unit}
+
+
+def _next_hearing(
+    result: etree._Element, mapping: Mapping, reason: str | None, path: str, problems: list[FieldError]
+) -> dict[str, Any] | None:
+    ou, when, at = NEXT_OU(result).strip(), NEXT_DATE(result).strip(), NEXT_TIME(result).strip()
+    bail = NEXT_BAIL(result).strip()
+    if not (ou or when or at or bail):
+        return None
+    path = f"{path}.next_hearing"
+    status = codes.coded("remand-status", bail, "status") if bail else None
+    if bail and status is None:
+        problems.append(_unknown(f"{path}.bail", "bail_status", bail))
+    return {
+        "court": _court(mapping, ou, f"{path}.court", problems),
+        "date": _date(when, f"{path}.date", problems),
+        "time": _time(at, f"{path}.time", problems),
+        "reason": reason,
+        "bail": status,
+    }

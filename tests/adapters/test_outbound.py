@@ -45,6 +45,17 @@ def test_the_cps_case_file_validates_against_the_shipped_xsd_and_round_trips():
     ]
 
 
+def test_a_charge_of_common_law_murder_renders_and_validates_against_the_xsd():
+    record = _example("02-case.file-to-cps.json")
+    record["data"]["charges"][0]["cjs_code"] = "COML025"
+
+    body, _content_type = get_adapter("cps-xml").render(record)
+    root = parse(io.BytesIO(body))
+
+    assert schema().validate(root)
+    assert root.xpath("c:Charges/c:Charge/c:CJSOffenceCode/text()", namespaces={"c": NS}) == ["COML025"]
+
+
 def test_a_case_file_that_breaks_the_xsd_is_refused_not_sent():
     record = _example("02-case.file-to-cps.json")
     record["data"]["urn"] = "NOT-A-URN"

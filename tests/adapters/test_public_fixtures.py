@@ -73,8 +73,11 @@ def test_the_court_result_names_defendant_asn_urn_court_offence_and_fine(public)
     assert data["persons"][0]["name"] == {"title": "Mr", "given": ["Philip"], "family": "Screwdriver"}
     assert data["persons"][0]["birth_date"] == "1948-11-11"
     assert data["persons"][0]["gender"] == "male"
+    assert data["court"]["name"] == "Croydon (Magistrates' Courts)"
     assert data["offences"][0]["cjs_code"] == "RT88191"
-    assert data["offences"][0]["results"] == [{"code": 1015, "text": "Fined 45.", "amount": 45}]
+    assert data["offences"][0]["plea"] == "not-guilty"  # SPI plea 2 (national plea-status table)
+    assert data["offences"][0]["verdict"] == "guilty"
+    assert data["offences"][0]["results"] == [{"code": 1015, "description": "Fine", "text": "Fined 45.", "amount": 45}]
 
 
 def test_the_niem_incident_keeps_persons_roles_items_location_and_associations(public):
