@@ -19,18 +19,35 @@ class Anchor:
     """Publishes one checkpoint line per call, with a publisher confirm, on a short-lived connection
     (checkpoints are minutes apart; an idle connection would be closed by missed heartbeats)."""
 
-    def __init__(self, settings: Any) -> None:
-        self.settings = settings
+    def __init__(self, settings: Any, timeout: float = 5.0) -> None:
+        self.settings, self.timeout = settings, timeout
+
+    def _connect(self) -> Any:
+        """A connection that gives up within `timeout` (a blocked or unreachable broker never holds the
+        audit writer for long: the checkpoint is on disk already)."""
+        import pika
+        import pika.exceptions
+
+        from broker.transport import connection_parameters, split_urls
+
+        failure: Exception | None = None
+        for url in split_urls(self.settings.amqp_url):
+            params = connection_parameters(url, self.settings.core_vhost, 30, "interchange-audit-anchor",
+                                           self.settings.tls)
+            params.socket_timeout = params.stack_timeout = params.blocked_connection_timeout = self.timeout
+            try:
+                return pika.BlockingConnection(params)
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                failure = exc
+        raise TransportError(f"cannot reach RabbitMQ for the checkpoint anchor: {failure!r}")
 
     def __call__(self, line: bytes) -> None:
         import pika
         import pika.exceptions
 
-        from broker.transport import blocking_channel
-
-        connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               "interchange-audit-anchor", self.settings.tls)
+        connection = self._connect()
         try:
+            channel = connection.channel()
             channel.confirm_delivery()
             channel.basic_publish(topology.ANCHOR_EXCHANGE, "", line,
                                   pika.BasicProperties(content_type="application/json", delivery_mode=2),

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker import auditpublish, checkpoints, cli, logs
-from broker.anchor import read_anchor
+from broker.anchor import Anchor, read_anchor
 from broker.auditlog import LOG_NAME, AuditLog, AuditWriter, entry_hash, verify
-from broker.checkpoints import CHECKPOINTS_NAME, DEV_KEY, GENESIS, Policy, judge, make_line, verify_beside, verify_for
+from broker.checkpoints import (
+    CHECKPOINTS_NAME,
+    DEV_KEY,
+    GENESIS,
+    Policy,
+    judge,
+    make_line,
+    read_chain,
+    verify_beside,
+    verify_for,
+)
 from broker.config import load_settings
 from broker.errors import ConfigError
 from broker.testing import TestBroker
@@ -260,3 +272,22 @@ def test_an_anchor_line_signed_by_another_key_is_a_failure_not_ignored():
     verdict = judge([good], {1: head}, 1, Policy(key.public_key(), anchor=[good, junk]))
     assert not verdict.ok and "anchor message line 2" in verdict.problem
     assert judge([good], {1: head}, 1, Policy(key.public_key(), anchor=[good])).ok
+
+
+def test_an_unreachable_anchor_is_counted_and_the_checkpoint_stays_on_disk(tmp_path):
+    # Given an anchor at an address where nothing listens
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(environ={}).with_overrides(amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/",
+                                                        audit_dir=tmp_path / "audit")
+    failures: list[int] = []
+    key = Ed25519PrivateKey.generate()
+    signer = checkpoints.Checkpointer(tmp_path / CHECKPOINTS_NAME, key, on_failure=lambda: failures.append(1),
+                                      anchor=Anchor(settings))
+    # When a checkpoint is written
+    started = time.monotonic()
+    written = signer.write(7, "d" * 64)
+    # Then it is on disk and signed, the anchor failure is counted, and the writer was not held long
+    assert written and failures == [1] and time.monotonic() - started < 10
+    assert read_chain(_lines(tmp_path / CHECKPOINTS_NAME), key.public_key())[0].seq == 7
