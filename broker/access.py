@@ -9,16 +9,17 @@ each agency publisher  core                         interchange.ingress         
 recipient-<id>         that recipient's vhost only  receipts exchange, if any      interchange.inbox
 interchange-router     core                         interchange.dlx, amq.default   interchange.route
                        every recipient vhost        interchange.deliver            nothing
-interchange-audit      core                         nothing                        interchange.audit
+interchange-audit      core                         interchange.anchor             interchange.audit
 
 Nobody generated here may configure (declare, delete, bind) anything.
 The router writes the audit batch through the default exchange (`amq.default`, routing key
 `interchange.audit`) and dead letters to `interchange.dlx`; queue dead-lettering by policy needs no user
-permission.  Declaring topology is the operator's job (`interchange topology apply`, an administrator
-login), so no generated user may configure anything.  Permissions are RabbitMQ regular expressions over
-exchange and queue names; `^$` matches nothing.  A recipient has no permission at all in any other vhost,
-so it cannot even open one (a passive declare there, which RabbitMQ does not permission-check, is out of
-its reach).
+permission.  The audit writer publishes each signed checkpoint to `interchange.anchor` (a stream no
+generated user can delete or purge: docs/SECURITY.md section 6).  Declaring topology is the operator's
+job (`interchange topology apply`, an administrator login), so no generated user may configure anything.
+Permissions are RabbitMQ regular expressions over exchange and queue names; `^$` matches nothing.  A
+recipient has no permission at all in any other vhost, so it cannot even open one (a passive declare
+there, which RabbitMQ does not permission-check, is out of its reach).
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def access_plan(registry: Registry, core_vhost: str, recipient_vhost: Callable[[
     permissions.append(Permission(router, core_vhost, NOTHING, exact(topology.DLX, "amq.default"),
                                   exact(topology.ROUTE_QUEUE)))
     users.append(User(auditor, "audit"))
-    permissions.append(Permission(auditor, core_vhost, NOTHING, NOTHING, exact(topology.AUDIT_QUEUE)))
+    permissions.append(Permission(auditor, core_vhost, NOTHING, exact(topology.ANCHOR_EXCHANGE),
+                                  exact(topology.AUDIT_QUEUE)))
     receipts = (RECEIPTS_EXCHANGE,) if RECEIPTS_EXCHANGE else ()
     for rid in sorted(registry.recipients):
         vhost, name = recipient_vhost(rid), user_prefix + recipient_user(rid)

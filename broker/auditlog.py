@@ -2,7 +2,8 @@
 
 Each line holds the entry plus `seq` (1, 2, 3 …), `prev` (the previous line's hash) and `hash` =
 SHA-256 of `prev` and the canonical JSON of the entry without `hash`.  Editing, deleting, inserting or
-reordering any line breaks the chain at that line; `verify()` names the first bad one.
+reordering any line breaks the chain at that line; `verify()` names the first bad one, and refuses a line
+with a duplicated JSON key (the hash covers what orjson kept, another reader may keep the other value).
 
 The writer (`AuditWriter`) consumes `interchange.audit`, appends a batch, fsyncs, then acks the batch:
 an entry the routing core saw confirmed is in RabbitMQ until it is on disk here.  Redelivered batches
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from broker import logs, topology
+from broker.jsonsafe import duplicate_key
 
 LOG_NAME = "audit.jsonl"
 GENESIS = "0" * 64
@@ -140,14 +142,22 @@ def _check_line(line: bytes, prev: str, expected_seq: int) -> tuple[str, int | N
     if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
         return "line is not an audit entry", None, ""
     seq = entry.get("seq")
+    claimed = entry.pop("hash")
+    body = orjson.dumps(entry, option=_SORT)
+    # strict parse: orjson keeps the last of two equal keys, a first-key-wins reader the other value.  A line
+    # exactly as the writer spells it (canonical JSON) cannot hold a duplicate; any other is checked in full
+    if line.rstrip(b"\r\n") != orjson.dumps(dict(entry, hash=claimed), option=_SORT):
+        duplicated = duplicate_key(line, dict(entry, hash=claimed))
+        if duplicated is not None:
+            return f"duplicate JSON key {duplicated!r}: readers disagree on this entry (strict parse)", \
+                seq if isinstance(seq, int) else None, ""
     if seq != expected_seq:
         if isinstance(seq, int) and seq > expected_seq:
             return f"seq {seq} where {expected_seq} was expected: entries deleted or reordered", seq, ""
         return f"seq {seq} where {expected_seq} was expected: entries inserted or reordered", seq, ""
     if entry.get("prev") != prev:
         return "prev does not match the hash of the entry before it (entry inserted, deleted or reordered)", seq, ""
-    claimed = entry.pop("hash")
-    if hashlib.sha256(prev.encode() + orjson.dumps(entry, option=_SORT)).hexdigest() != claimed:
+    if hashlib.sha256(prev.encode() + body).hexdigest() != claimed:
         return "hash does not match the entry's content (entry edited)", seq, ""
     return "", seq, claimed
 
@@ -161,7 +171,8 @@ class AuditWriter:
         self.metrics = metrics
         self.connected = False
         from broker.auditsidecar import Sidecar
-        self.log = AuditLog(Path(settings.audit_dir), sidecar=Sidecar.for_writer(settings.audit_dir, metrics))
+        sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)   # signing key, anchor
+        self.log = AuditLog(Path(settings.audit_dir), sidecar=sidecar)
         self.batch_size = batch_size or settings.audit_batch
         self.idle_seconds = idle_seconds
         self.events = logs.get("interchange.audit")

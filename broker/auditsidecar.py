@@ -1,7 +1,7 @@
 """What the audit writer keeps beside the log: the SQLite index and the signed checkpoints.
 
 Both are best effort: an index that cannot be written is logged and dropped until `interchange audit
-reindex` rebuilds it; a checkpoint that cannot be written is logged and counted.  Neither ever stops an
+reindex` rebuilds it; a checkpoint that cannot be written or anchored is logged and counted.  Neither ever stops an
 append, so deliveries never wait on them.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from broker import logs
 from broker.auditindex import AuditIndex
-from broker.checkpoints import Checkpointer, checkpoints_path
+from broker.checkpoints import Checkpointer, checkpoints_path, signing_key
 
 
 class Sidecar:
@@ -28,13 +28,23 @@ class Sidecar:
         metrics: Any = None,
         every_entries: int = 1000,
         every_seconds: float = 60.0,
+        settings: Any = None,
     ) -> Sidecar:
+        """With `settings` (the running writer): its signing key (ConfigError when checkpoints are required
+        and none is set) and the anchor in its core vhost; without: the development key, no anchor."""
         on_failure = metrics.audit_checkpoint_failures.inc if metrics is not None else None
+        anchor = None
+        if settings is not None:
+            from broker.anchor import Anchor
+
+            anchor = Anchor(settings)
         checkpointer = Checkpointer(
             checkpoints_path(audit_dir),
+            signing_key(settings) if settings is not None else None,
             every_entries=every_entries,
             every_seconds=every_seconds,
             on_failure=on_failure,
+            anchor=anchor,
         )
         try:
             index: AuditIndex | None = AuditIndex.beside(audit_dir)

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "consultation when RabbitMQ is reachable; never needs RabbitMQ to run)")
     p.add_argument("--actor", help="who is checking the log (default the login name)")
     p.add_argument("--reason", default="audit log integrity check", help="justification (audited)")
+    p.add_argument("--anchor", action="store_true", help="also compare the checkpoints with the anchor stream in "
+                   "RabbitMQ (always done when checkpoints are required)")
 
     topo = new_group(sub, "topology", "RabbitMQ topology")
     p = topo.add_parser("export", help="print the topology as RabbitMQ definitions JSON")
@@ -296,12 +298,12 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
 @command("audit verify")
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from broker.auditlog import LOG_NAME, verify
-    from broker.checkpoints import checkpoints_path, verify_beside
+    from broker.checkpoints import verify_for
 
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)
     print(verdict)
-    signed = verify_beside(Path(settings.audit_dir) / LOG_NAME, checkpoints_path(settings.audit_dir))
-    print(signed)   # signed checkpoints catch a log truncated or rewritten whole
+    signed = verify_for(settings, args.anchor)
+    print(signed)   # signed, chained, anchored checkpoints catch a log truncated or rewritten whole
     from broker.cli_security import record_verify_consult
 
     print(record_verify_consult(args, settings, verdict.ok, signed.ok))

@@ -95,6 +95,10 @@ class Settings:
     tls_key_file: Path | None = None
     tls_auth: str = "auto"               # auto: EXTERNAL when a certificate is set, the URL has no password
     tls_server_hostname: str | None = None   # name checked in the server certificate (default the URL host)
+    # audit checkpoints (docs/SECURITY.md section 6): required outside development; keys never on the audit disk
+    checkpoints_required: bool = False
+    checkpoint_signing_key: Path | None = None   # Ed25519 private key (PEM), for the audit writer
+    checkpoint_public_key: Path | None = None    # Ed25519 public key (PEM), for `audit verify`
 
     @property
     def tls(self) -> TlsOptions | None:
@@ -138,6 +142,9 @@ ENV_VARS = {
     "INTERCHANGE_TLS_CERT_FILE": ("tls_cert_file", Path),
     "INTERCHANGE_TLS_KEY_FILE": ("tls_key_file", Path),
     "INTERCHANGE_TLS_AUTH": ("tls_auth", str),
+    "INTERCHANGE_CHECKPOINTS_REQUIRED": ("checkpoints_required", lambda v: v.lower() in ("1", "true", "yes")),
+    "INTERCHANGE_CHECKPOINT_SIGNING_KEY": ("checkpoint_signing_key", Path),
+    "INTERCHANGE_CHECKPOINT_PUBLIC_KEY": ("checkpoint_public_key", Path),
 }
 
 
@@ -182,6 +189,9 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "tls_cert_file": _resolve(base, tls.get("cert_file")),
         "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),
         "tls_server_hostname": tls.get("server_hostname"),
+        "checkpoints_required": audit.get("checkpoints", {}).get("required"),
+        "checkpoint_signing_key": _resolve(base, audit.get("checkpoints", {}).get("signing_key")),
+        "checkpoint_public_key": _resolve(base, audit.get("checkpoints", {}).get("public_key")),
     }
     return settings.with_overrides(**changes)
 

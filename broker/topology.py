@@ -5,6 +5,7 @@ Core vhost (`settings.core_vhost`):
   exchange interchange.raw (topic)      -> quorum queue interchange.raw     (legacy payloads for the adapters)
   quorum queue interchange.audit (single active consumer)                  (audit entries, to the writer)
   exchange interchange.dlx (topic)      -> quorum queue interchange.dead    (refused records, with reasons)
+  exchange interchange.anchor (fanout)  -> stream interchange.anchor        (audit checkpoints, append-only)
 One vhost per recipient (`settings.recipient_vhost(id)`), holding only that recipient's queues:
   exchange interchange.deliver (fanout) -> quorum queue interchange.inbox
   exchange interchange.dlx (topic)      -> quorum queue interchange.dead
@@ -29,6 +30,8 @@ DELIVER_EXCHANGE = "interchange.deliver"
 INBOX_QUEUE = "interchange.inbox"
 RECEIPTS_EXCHANGE = "interchange.receipts"   # partners acknowledge corrections here (broker.corrections)
 RECEIPTS_QUEUE = "interchange.receipts"
+ANCHOR_EXCHANGE = "interchange.anchor"   # audit checkpoints kept off the audit disk (broker.anchor)
+ANCHOR_QUEUE = "interchange.anchor"
 
 QUORUM = {"x-queue-type": "quorum"}
 # A record returned to its queue this many times is dead-lettered (reason delivery_limit).  Every crash of a
@@ -88,17 +91,20 @@ def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
             *_route_exchanges(partitions),
             {"name": RAW_EXCHANGE, "type": "topic"},
             {"name": DLX, "type": "topic"},
+            {"name": ANCHOR_EXCHANGE, "type": "fanout"},
         ],
         "queues": [
             *_route_queue_specs(partitions),
             {"name": RAW_QUEUE, "arguments": dict(QUORUM)},
             {"name": AUDIT_QUEUE, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})},
             {"name": DEAD_QUEUE, "arguments": dict(QUORUM)},
+            {"name": ANCHOR_QUEUE, "arguments": {"x-queue-type": "stream"}},
         ],
         "bindings": [
             *_route_bindings(partitions),
             {"source": RAW_EXCHANGE, "destination": RAW_QUEUE, "routing_key": "#"},
             {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
+            {"source": ANCHOR_EXCHANGE, "destination": ANCHOR_QUEUE, "routing_key": ""},
         ],
         "policies": [
             {"name": "interchange-core", "pattern": r"^interchange\.(route|audit|raw)$" if partitions <= 1

@@ -130,6 +130,10 @@ OPERATIONS: dict[str, tuple[str, Callable[[Any], None] | None]] = {
     "core:consume-audit": ("core", _consume(topology.AUDIT_QUEUE)),
     "core:declare": ("core", lambda ch: ch.queue_declare("evil", durable=False, auto_delete=True)),
     "core:bind": ("core", lambda ch: ch.queue_bind(topology.ROUTE_QUEUE, topology.INGRESS_EXCHANGE, "evil")),
+    # the checkpoint anchor (docs/SECURITY.md section 6): only the audit writer appends, nobody removes
+    "core:publish-anchor": ("core", _publish(topology.ANCHOR_EXCHANGE, "")),
+    "core:delete-anchor": ("core", lambda ch: ch.queue_delete(topology.ANCHOR_QUEUE)),
+    "core:purge-anchor": ("core", lambda ch: ch.queue_purge(topology.ANCHOR_QUEUE)),
 }
 for _rid in RECIPIENTS:
     OPERATIONS |= {
@@ -155,7 +159,7 @@ def _allowed(role: str, subject: str, column: str) -> bool:
         return column in ("core:open", "core:get-route") or (
             where != "core" and op in ("open", "publish-deliver", "passive-declare-inbox"))
     if role == "audit":
-        return column in ("core:open", "core:consume-audit")
+        return column in ("core:open", "core:consume-audit", "core:publish-anchor")
     raise AssertionError(role)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -31,11 +32,23 @@ def test_every_recipient_has_its_own_vhost_holding_only_its_queues(registry):
 
 def test_record_queues_are_quorum_queues_and_dead_lettering_is_set_by_policy():
     spec = topology.core_spec()
-    assert all(q["arguments"]["x-queue-type"] == "quorum" for q in spec["queues"])
+    records = [q for q in spec["queues"] if q["name"] != topology.ANCHOR_QUEUE]
+    assert all(q["arguments"]["x-queue-type"] == "quorum" for q in records)
     assert all("x-dead-letter-exchange" not in q["arguments"] for q in spec["queues"])
     [policy] = [p for p in spec["policies"] if p["name"] == "interchange-core"]
     assert policy["definition"]["dead-letter-strategy"] == "at-least-once"
     assert policy["definition"]["delivery-limit"] > 0
+
+
+def test_the_checkpoint_anchor_is_a_stream_no_policy_touches():
+    # Given the core topology / Then the anchor is an append-only stream fed by its own exchange, and no
+    # policy (dead-lettering, delivery limit, overflow) applies to it
+    spec = topology.core_spec()
+    [anchor] = [q for q in spec["queues"] if q["name"] == topology.ANCHOR_QUEUE]
+    assert anchor["arguments"] == {"x-queue-type": "stream"}
+    assert {"source": topology.ANCHOR_EXCHANGE, "destination": topology.ANCHOR_QUEUE, "routing_key": ""} \
+        in spec["bindings"]
+    assert not any(re.search(p["pattern"], topology.ANCHOR_QUEUE) for p in spec["policies"])
 
 
 @pytest.mark.rabbitmq
