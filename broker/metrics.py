@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from broker import __version__
-from broker.errors import REJECT_REASONS
+from broker.errors import REJECT_REASONS, WITHHOLD_REASONS
 
 if TYPE_CHECKING:
     from broker.config import Agreement, Registry
@@ -95,7 +95,8 @@ class Metrics:
     def preinitialise(self, registry: Registry) -> None:
         """Create every series the configuration allows, at zero, so rates and alerts see them from start."""
         for source in [*registry.agencies, UNREGISTERED]:
-            self.received.labels(source, DEFAULT_FORMAT)
+            for fmt in INBOUND_FORMATS:
+                self.received.labels(source, fmt)
         self.publish_failures.labels("audit")
         self.publish_failures.labels("core")
         for recipient in registry.recipients:
@@ -103,6 +104,8 @@ class Metrics:
             self.publish_failures.labels(recipient)
         for agreement in registry.agreements:
             self.decisions.labels(agreement.recipient, agreement.id, "delivered", "")
+            for reason in WITHHOLD_REASONS:
+                self.decisions.labels(agreement.recipient, agreement.id, "withheld", reason)
         self.observe_agreements(registry.agreements)
 
     def observe_agreements(self, agreements: Iterable[Agreement]) -> None:
@@ -131,6 +134,8 @@ class IngestMetrics:
         self.confirm_seconds = Histogram("interchange_ingest_confirm_seconds",
                                          "From publishing a record to RabbitMQ's confirm", buckets=CONFIRM_BUCKETS,
                                          registry=r)
+        for adapter in INBOUND_FORMATS:
+            self.prepare(adapter)
 
     def prepare(self, adapter: str) -> None:
         """Series exist at zero for this adapter before the first record."""
