@@ -112,9 +112,11 @@ def _base(record: dict[str, Any], context: dict[str, Any], now: str) -> dict[str
 
 
 def decision_entries(record: dict[str, Any], decisions: Iterable[Deliver | Withhold], context: dict[str, Any],
-                     now: str, body_hashes: dict[str, str]) -> list[dict[str, Any]]:
-    """One entry per decision. `body_hashes` maps recipient -> SHA-256 of the delivered body."""
+                     now: str, body_hashes: dict[str, str], body_sizes: dict[str, int] | None = None
+                     ) -> list[dict[str, Any]]:
+    """One entry per decision. `body_hashes` (`body_sizes`) map recipient -> SHA-256 (bytes) of its body."""
     base = _base(record, context, now)
+    base["record_time"] = record.get("time")   # a valid record's own time (the usage report's latency)
     entries = []
     for decision in decisions:
         agreement = decision.agreement
@@ -130,6 +132,7 @@ def decision_entries(record: dict[str, Any], decisions: Iterable[Deliver | Withh
             entry["fields_disclosed"] = list(decision.projection.disclosed)
             entry["fields_withheld"] = list(decision.projection.withheld)
             entry["body_sha256"] = body_hashes.get(decision.recipient)
+            entry["body_bytes"] = (body_sizes or {}).get(decision.recipient)
         else:
             entry["detail"] = decision.detail
         entries.append(entry)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.config import Settings
+from broker.metrics import IngestMetrics
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -52,6 +53,18 @@ def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def serve_ingest_metrics(settings: Settings, metrics: Any, role: str) -> None:
+    """/metrics, /healthz and /readyz on --metrics-port for an ingest process (0 or unset: off)."""
+    if not settings.metrics_port:
+        return
+    from broker import logs
+    from broker.health import Readiness, serve
+
+    server = serve(settings.metrics_port, metrics.registry, Readiness({}))
+    logs.get("interchange.health").info("metrics_serving", role=role, port=server.server_address[1],
+                                        paths=["/metrics", "/healthz", "/readyz"])
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from broker.ingest import ingest_files
 
@@ -59,7 +72,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    summary = ingest_files(settings, args.adapter, args.mapping, args.files, args.rejects, args.window)
+    metrics = IngestMetrics()
+    serve_ingest_metrics(settings, metrics, "ingest")
+    summary = ingest_files(settings, args.adapter, args.mapping, args.files, args.rejects, args.window,
+                           metrics=metrics)
     print(summary.line())
     if summary.rejected and args.rejects == "file":
         print("rejected records were written beside each input as <input>.rejects.ndjson", file=sys.stderr)
@@ -69,7 +85,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ingest_worker(args: argparse.Namespace, settings: Settings) -> int:
     from broker.ingest import RawRunner
 
-    summary = RawRunner(settings).run(stop_when_idle=args.until_idle)
+    metrics = IngestMetrics()
+    serve_ingest_metrics(settings, metrics, "ingest-worker")
+    summary = RawRunner(settings, metrics=metrics).run(stop_when_idle=args.until_idle)
     print(summary.line())
     return EXIT_OK
 

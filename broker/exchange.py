@@ -218,6 +218,7 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
     plan = Plan("routed", record_id, correlation_id, source=record["origin"]["agency"], record_type=record["type"],
                 record_time=record.get("time"), timings=timings)
     hashes: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     record_headers = _record_headers(record)
     decisions = list(decisions)
     for i, decision in enumerate(decisions):
@@ -241,6 +242,7 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
                 plan.withheld[decision.recipient] = "recipient_format_error"
                 continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
+            sizes[decision.recipient] = len(body)
             plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
                                          record_id, correlation_id, _delivery_headers(record_headers, decision),
                                          content_type))
@@ -249,7 +251,7 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
             plan.withheld[decision.recipient or "none"] = decision.reason
     timings["render"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    entries = audit.decision_entries(record, decisions, _context_of(message, ctx), _iso(now), hashes)
+    entries = audit.decision_entries(record, decisions, _context_of(message, ctx), _iso(now), hashes, sizes)
     retracts = {d.recipient: d for d in decisions if isinstance(d, corrections.Retract)}
     if retracts:
         entries = [corrections.as_retraction_entry(e, retracts[e["recipient"]], hashes.get(e["recipient"]))

@@ -30,7 +30,7 @@ from broker import topology
 from broker.config import Settings
 from broker.errors import ConfigError, DataError, TransportError
 from broker.exchange import Outgoing
-from broker.metrics import FORMAT_HEADER
+from broker.metrics import FORMAT_HEADER, IngestMetrics
 from broker.publisher import StreamPublisher, record_message
 from broker.transport import AmqpTransport, blocking_channel
 
@@ -42,6 +42,7 @@ class IngestSummary:
     rejected: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     seconds: float = 0.0
+    began: float = 0.0
 
     def line(self) -> str:
         rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
@@ -64,51 +65,94 @@ def dead_letter(error: DataError, source: str) -> Outgoing:
 
 
 class _Progress:
-    def __init__(self, stream: IO[str] | None) -> None:
-        self.stream = stream if stream is not None and stream.isatty() else None
-        self.last = 0.0
+    """Bytes read of the total, %, records/s and ETA on a terminal (tqdm); nothing otherwise.
 
-    def show(self, summary: IngestSummary, force: bool = False) -> None:
+    Off a terminal the command prints one summary line at the end (`IngestSummary.line`), as users of
+    command-line tools expect from a pipe or a log.
+    """
+
+    def __init__(self, stream: IO[str] | None, total_bytes: int) -> None:
+        self.bar: Any = None
+        self.done = 0
+        self.last = 0.0
+        if stream is not None and stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
+                            desc="ingest", dynamic_ncols=True)
+
+    def show(self, summary: IngestSummary, position: int, force: bool = False) -> None:
         now = time.monotonic()
-        if self.stream and (force or now - self.last > 0.5):
-            self.last = now
-            self.stream.write(f"\r  read {summary.read}  published {summary.published}  "
-                              f"rejected {sum(summary.rejected.values())}   ")
-            self.stream.flush()
+        if self.bar is None or not (force or now - self.last > 0.25):
+            return
+        self.last = now
+        self.bar.update(max(0, position - self.done))
+        self.done = max(self.done, position)
+        rate = summary.read / (now - summary.began) if now > summary.began else 0.0
+        self.bar.set_postfix(records=summary.read, published=summary.published,
+                             rejected=sum(summary.rejected.values()), rec_s=f"{rate:,.0f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: list[Path],
-                 rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr
-                 ) -> IngestSummary:
+                 rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr,
+                 metrics: IngestMetrics | None = None) -> IngestSummary:
     """Translate every file and publish its records with confirms; returns the counts."""
     from adapters.registry import get_adapter
 
     adapter: Any = get_adapter(adapter_name)
     loaded = adapter.load_mapping(mapping)
-    summary, bar = IngestSummary(), _Progress(progress)
+    metrics = metrics or IngestMetrics()
+    metrics.prepare(adapter_name)
+    summary = IngestSummary(began=time.monotonic())
+    bar = _Progress(progress, sum(path.stat().st_size for path in files))
     headers = {FORMAT_HEADER: adapter_name}
     reject_files: dict[Path, IO[bytes]] = {}
+    sent: dict[int, float] = {}          # id(message) -> when it was handed to the publisher
+    counted = {"bytes": 0}
 
     def messages() -> Iterator[Outgoing]:
         for path in files:
-            for result in adapter.translate(path, loaded):
-                summary.read += 1
-                bar.show(summary)
-                if isinstance(result, DataError):
-                    summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
-                    if rejects_to == "dlq":
-                        yield dead_letter(result, f"{path.name}")
+            with path.open("rb") as handle:
+                for result in adapter.translate(handle, loaded):
+                    summary.read += 1
+                    metrics.read.labels(adapter_name).inc()
+                    if summary.read % 256 == 0:
+                        _count_bytes(handle.tell())
+                    if isinstance(result, DataError):
+                        code = result.errors[0].code if result.errors else result.reason
+                        summary.rejected[code] += 1
+                        metrics.rejected.labels(adapter_name, code).inc()
+                        if rejects_to == "dlq":
+                            yield dead_letter(result, f"{path.name}")
+                        else:
+                            sink = reject_files.get(path)
+                            if sink is None:
+                                sink = reject_files[path] = path.with_name(path.name + ".rejects.ndjson").open("wb")
+                            sink.write(rejection_line(result, path.name))
                     else:
-                        sink = reject_files.get(path)
-                        if sink is None:
-                            sink = reject_files[path] = path.with_name(path.name + ".rejects.ndjson").open("wb")
-                        sink.write(rejection_line(result, path.name))
-                else:
-                    yield record_message(result, headers=headers)
+                        message = record_message(result, headers=headers)
+                        sent[id(message)] = time.perf_counter()
+                        yield message
+                _count_bytes(handle.tell())
+            counted["base"] = counted.get("base", 0) + path.stat().st_size
+
+    def _count_bytes(position: int) -> None:
+        total = counted.get("base", 0) + position
+        metrics.bytes.labels(adapter_name).inc(max(0, total - counted["bytes"]))
+        counted["bytes"] = max(counted["bytes"], total)
+        bar.show(summary, counted["bytes"])
 
     def confirmed(message: Outgoing) -> None:
+        began = sent.pop(id(message), None)
+        if began is not None:
+            metrics.confirm_seconds.observe(time.perf_counter() - began)
         if message.exchange == topology.INGRESS_EXCHANGE:
             summary.published += 1
+            metrics.published.labels(adapter_name).inc()
 
     transport = AmqpTransport(settings.amqp_url, {"core": settings.core_vhost},
                               settings.confirm_timeout_seconds, name="interchange-ingest", tls=settings.tls)
@@ -118,19 +162,20 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
     finally:
         for sink in reject_files.values():
             sink.close()
+        bar.show(summary, counted["bytes"], force=True)
+        bar.close()
     summary.failed, summary.seconds = report.failed, time.perf_counter() - started
-    bar.show(summary, force=True)
-    if bar.stream:
-        bar.stream.write("\n")
     return summary
 
 
 class RawRunner:
     """Consumes raw legacy payloads and publishes their records; acks each raw message after confirms."""
 
-    def __init__(self, settings: Settings, queue: str = topology.RAW_QUEUE) -> None:
+    def __init__(self, settings: Settings, queue: str = topology.RAW_QUEUE,
+                 metrics: IngestMetrics | None = None) -> None:
         self.settings, self.queue = settings, queue
-        self.summary = IngestSummary()
+        self.summary = IngestSummary(began=time.monotonic())
+        self.metrics = metrics or IngestMetrics()
 
     def run(self, stop_when_idle: bool = False, idle_seconds: float = 1.0) -> IngestSummary:
         from adapters.registry import get_adapter
@@ -161,14 +206,21 @@ class RawRunner:
                     channel.basic_ack(method.delivery_tag)
                     continue
                 source = str(props.message_id or headers.get("x-adapter"))
+                self.metrics.bytes.labels(adapter.name).inc(len(body))
                 for result in adapter.translate(body, mapping):
                     self.summary.read += 1
+                    self.metrics.read.labels(adapter.name).inc()
                     if isinstance(result, DataError):
-                        self.summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
+                        code = result.errors[0].code if result.errors else result.reason
+                        self.summary.rejected[code] += 1
+                        self.metrics.rejected.labels(adapter.name, code).inc()
                         self._publish(channel, dead_letter(result, source))
                     else:
+                        began = time.perf_counter()
                         self._publish(channel, record_message(result, headers={FORMAT_HEADER: adapter.name}))
+                        self.metrics.confirm_seconds.observe(time.perf_counter() - began)
                         self.summary.published += 1
+                        self.metrics.published.labels(adapter.name).inc()
                 channel.basic_ack(method.delivery_tag)
         finally:
             if connection.is_open:

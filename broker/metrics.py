@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from broker import __version__
-from broker.errors import REJECT_REASONS
+from broker.errors import REJECT_REASONS, WITHHOLD_REASONS
 
 if TYPE_CHECKING:
     from broker.config import Agreement, Registry
@@ -30,6 +30,7 @@ INBOUND_FORMATS = frozenset({"common-json", "cjse-spi", "police-uk-csv", "niem-n
 
 STAGES = ("parse", "validate", "decide", "render", "audit", "publish")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+CONFIRM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 STAGE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1)
 
 
@@ -94,7 +95,8 @@ class Metrics:
     def preinitialise(self, registry: Registry) -> None:
         """Create every series the configuration allows, at zero, so rates and alerts see them from start."""
         for source in [*registry.agencies, UNREGISTERED]:
-            self.received.labels(source, DEFAULT_FORMAT)
+            for fmt in INBOUND_FORMATS:
+                self.received.labels(source, fmt)
         self.publish_failures.labels("audit")
         self.publish_failures.labels("core")
         for recipient in registry.recipients:
@@ -102,6 +104,8 @@ class Metrics:
             self.publish_failures.labels(recipient)
         for agreement in registry.agreements:
             self.decisions.labels(agreement.recipient, agreement.id, "delivered", "")
+            for reason in WITHHOLD_REASONS:
+                self.decisions.labels(agreement.recipient, agreement.id, "withheld", reason)
         self.observe_agreements(registry.agreements)
 
     def observe_agreements(self, agreements: Iterable[Agreement]) -> None:
@@ -109,6 +113,34 @@ class Metrics:
         for agreement in agreements:
             end = dt.datetime.combine(agreement.valid_until + dt.timedelta(days=1), dt.time(), dt.UTC)
             self.agreement_expiry.labels(agreement.id).set(end.timestamp())
+
+
+class IngestMetrics:
+    """What `interchange ingest` and `ingest-worker` expose on /metrics (one set per process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        Gauge("interchange_build_info", "Build information", ["version", "python"], registry=r).labels(
+            __version__, platform.python_version()).set(1)
+        self.read = Counter("interchange_ingest_records_read_total", "Records an adapter read from legacy input",
+                            ["format"], registry=r)
+        self.published = Counter("interchange_ingest_records_published_total",
+                                 "Records published to the ingress and confirmed by RabbitMQ", ["format"], registry=r)
+        self.rejected = Counter("interchange_ingest_records_rejected_total",
+                                "Records an adapter could not translate, by the adapter's reason code",
+                                ["format", "reason"], registry=r)
+        self.bytes = Counter("interchange_ingest_bytes_read_total", "Bytes of legacy input read", ["format"],
+                             registry=r)
+        self.confirm_seconds = Histogram("interchange_ingest_confirm_seconds",
+                                         "From publishing a record to RabbitMQ's confirm", buckets=CONFIRM_BUCKETS,
+                                         registry=r)
+        for adapter in INBOUND_FORMATS:
+            self.prepare(adapter)
+
+    def prepare(self, adapter: str) -> None:
+        """Series exist at zero for this adapter before the first record."""
+        for counter in (self.read, self.published, self.bytes):
+            counter.labels(adapter)
 
 
 def format_label(headers: dict[str, object] | None) -> str:
