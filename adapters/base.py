@@ -27,9 +27,9 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import IO, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from adapters.mapping import Mapping, load_mapping, mapping_names
 from broker.errors import DataError, FieldError
@@ -253,11 +253,17 @@ class InboundAdapter(Adapter):
     """Legacy bytes -> common-schema records."""
 
     direction: ClassVar[str] = "inbound"
+    lineage: Any = None
 
-    def translate(self, source: Source, mapping: Mapping | str) -> Iterator[Result]:
-        """Yield one record dict or one AdapterError per record of `source`; never raise for bad data."""
+    def translate(self, source: Source, mapping: Mapping | str, *, lineage: Any = None) -> Iterator[Result]:
+        """Yield one record dict or one AdapterError per record of `source`; never raise for bad data.
+
+        `lineage` (an `adapters.lineage.Lineage`) remembers earlier versions of re-sent source records so
+        a changed re-send supersedes them; without one, lineage holds within this translation only.
+        """
         if not isinstance(mapping, Mapping):
             mapping = self.load_mapping(mapping)
+        self.lineage = lineage
         try:
             with open_binary(source) as stream:
                 yield from self._translate(stream, mapping)
