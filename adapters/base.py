@@ -52,6 +52,8 @@ class AdapterError(DataError):
     broker-level reason is always `adapter_error`.
     """
 
+    notice = False
+
     def __init__(
         self,
         code: str,
@@ -78,6 +80,16 @@ class AdapterError(DataError):
         error = cls(first.code, first.message, location=location, path=first.path, record_id=record_id)
         error.errors = tuple(FieldError(record_id, e.path, e.code, e.message) for e in errors)
         return error
+
+
+class AdapterNotice(AdapterError):
+    """Something about a whole input worth telling its sender, reported once; its records still go.
+
+    It is an AdapterError (so existing consumers write it where rejections go, with its code and
+    location) but rejects no record: `notice` is True.
+    """
+
+    notice = True
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """Lineage of re-sent source records: the same version keeps its id; a changed one supersedes the one before.
 
-    lineage = Lineage()                      # in memory: lineage within one translation
+    lineage = Lineage()                      # in memory (tests, one batch)
     lineage = SqliteLineage(path)            # on disk: lineage across files and runs of the same mapping
+    lineage = Stateless()                    # the default: version ids only, memory stays flat
     record = lineage.stamp(record, "crime-CR123")
 
 A *version* is the SHA-256 of the record without `id`, `time` and `supersedes` (canonical JSON).  Its id is
@@ -9,7 +10,9 @@ the adapter's base id plus `-v` and the first 12 hex digits of that digest, so t
 the same id and two versions never share one, with or without a store.  The store remembers, per source
 key, the latest version's id and what that version superseded: a changed re-send then carries
 `supersedes: {id: <latest id>, kind: correction}`, and translating the same input again gives identical
-records (the same id and the same `supersedes`).
+records (the same id and the same `supersedes`).  Without a store (`Stateless`, what adapters use when
+given none) ids are still per version, but only a source that names what it replaces (a NIBRS Replace or
+Delete) gets `supersedes`.
 """
 
 from __future__ import annotations
@@ -71,6 +74,16 @@ class Lineage:
         if superseded:
             stamped["supersedes"] = {"id": superseded, "kind": kind}
         return _envelope_order(stamped)
+
+
+class Stateless(Lineage):
+    """Remembers nothing: version ids, and `supersedes` only where the source names what it replaces."""
+
+    def get(self, key: str) -> tuple[str, str | None] | None:
+        return None
+
+    def put(self, key: str, record_id: str, superseded: str | None) -> None:
+        return None
 
 
 class SqliteLineage(Lineage):

@@ -18,7 +18,7 @@ from typing import IO, Any
 from lxml import etree
 
 from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, number, problem, utc
-from adapters.lineage import Lineage
+from adapters.lineage import Lineage, Stateless
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
 from broker.errors import FieldError
@@ -100,7 +100,7 @@ class NibrsIncidentAdapter(InboundAdapter):
     limits = Limits(max_bytes=32 * 1024 * 1024, max_elements=1_000_000, min_bytes_per_element=16)
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
-        lineage = self.lineage or Lineage()
+        lineage = self.lineage or Stateless()
         sent: str | None = None
         reports = 0
         for element in iterparse(stream, (REPORT, MESSAGE_TIME), self.limits, roots=ROOTS):

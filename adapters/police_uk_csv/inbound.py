@@ -1,20 +1,35 @@
 """data.police.uk CSV (street, outcomes, stop-and-search) -> `crime.report` records.
 
-The layout is detected from the header row, which must be exactly one of the published column sets
-(REFERENCE §7.1).  Labels (crime types, outcomes, objects of search) map to common codes through the
-mapping's code tables, case-insensitively, with aliases for the wording variants the files use.
+The layout is detected from the header row, which must start with one of the published column sets
+(REFERENCE §7.1); trailing empty or extra columns are reported once per file (`csv_extra_columns`, an
+AdapterNotice) and the rows still go.  Labels (crime types, outcomes, objects of search) map to common
+codes through the mapping's code tables, case-insensitively, with aliases for the wording variants the
+files use.  Outcome rows take the category of their crime from the street files of the same force found
+beside the outcomes file (the download's `YYYY-MM/` folders), joined on Crime ID.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from adapters.base import AdapterError, InboundAdapter, Result, digest, envelope, make_id, problem
+from adapters.base import (
+    AdapterError,
+    AdapterNotice,
+    InboundAdapter,
+    Result,
+    Source,
+    digest,
+    envelope,
+    make_id,
+    problem,
+)
 from adapters.csvsafe import rows
+from adapters.lineage import Stateless
 from adapters.mapping import Mapping
 from broker.errors import FieldError
 
@@ -56,35 +71,87 @@ class PoliceUkCsvAdapter(InboundAdapter):
     description = "data.police.uk CSV downloads (street, outcomes, stop-and-search) -> crime.report"
     folder = Path(__file__).resolve().parent
 
+    path: Path | None = None
+
+    def translate(self, source: Source, mapping: Mapping | str, *, lineage: Any = None) -> Iterator[Result]:
+        """As InboundAdapter.translate; a path also lets outcome rows find the street files beside it."""
+        self.path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+        return super().translate(source, mapping, lineage=lineage)
+
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
+        lineage = self.lineage or Stateless()
         lines = rows(stream, "utf-8")
         header = next(lines, None)
-        layout = _layout(header[1] if header else [])
+        layout, extra = _layout(header[1] if header else [])
+        columns = LAYOUTS[layout]
+        if extra:
+            yield _extra_notice(extra)
+        categories = street_categories(self.path, mapping) if layout == "outcomes" else {}
         build = BUILDERS[layout]
+        widths_reported = bool(extra)
         for number, (line, row) in enumerate(lines, start=1):
             if not any(cell.strip() for cell in row):
                 continue
-            if len(row) != len(LAYOUTS[layout]):
+            if len(row) < len(columns):
                 yield AdapterError(
-                    "csv_column_count",
-                    f"expected {len(LAYOUTS[layout])} columns, found {len(row)}",
-                    location=f"line {line}",
+                    "csv_column_count", f"expected {len(columns)} columns, found {len(row)}", location=f"line {line}"
                 )
                 continue
+            if len(row) > len(columns) and not widths_reported:
+                widths_reported = True
+                yield _extra_notice([f"column {i + 1}" for i in range(len(columns), len(row))], line)
             problems: list[FieldError] = []
-            record = build(dict(zip(LAYOUTS[layout], row, strict=False)), number, mapping, problems)
-            yield (
-                AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
-                if problems
-                else record
-            )
+            fields = dict(zip(columns, row, strict=False))
+            record = build(fields, number, mapping, problems, categories)
+            if problems:
+                yield AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
+            elif layout == "street" and fields["Crime ID"].strip():
+                yield lineage.stamp(record, f"street-{fields['Crime ID'].strip().lower()}")
+            else:
+                yield record
 
 
-def _layout(header: list[str]) -> str:
+def _extra_notice(extra: list[str], line: int = 1) -> AdapterNotice:
+    names = ", ".join(name or "(empty)" for name in extra)[:200]
+    return AdapterNotice(
+        "csv_extra_columns",
+        f"{len(extra)} column(s) beyond the published layout are ignored ({names}); the rows still go",
+        location=f"line {line}",
+    )
+
+
+def street_categories(path: Path | None, mapping: Mapping) -> dict[int, str]:
+    """Crime ID (first 64 bits) -> category, from the force's street files beside an outcomes file.
+
+    The files searched are `*-street.csv` of the same force slug in the outcomes file's folder and in its
+    sibling folders (data.police.uk downloads hold one `YYYY-MM/` folder per month).  Memory is about
+    60 bytes per crime.  Rows whose crime type the mapping does not know are left out.
+    """
+    if path is None or not path.name.endswith("-outcomes.csv"):
+        return {}
+    slug = path.name[len("YYYY-MM-") : -len("-outcomes.csv")]
+    pattern = f"*-{slug}-street.csv"
+    found = sorted({*path.parent.glob(pattern), *path.parent.parent.glob(f"*/{pattern}")})
+    categories: dict[int, str] = {}
+    for street in found:
+        with street.open("rb") as stream:
+            lines = rows(stream, "utf-8")
+            next(lines, None)
+            for _line, row in lines:
+                crime_id = row[0].strip().lower() if row else ""
+                if len(row) > 9 and len(crime_id) == 64:
+                    category = mapping.code("crime_type", row[9], fold_case=True)
+                    if category:
+                        categories[int(crime_id[:16], 16)] = category
+    return categories
+
+
+def _layout(header: list[str]) -> tuple[str, list[str]]:
+    """The layout the header starts with, and the names of any columns after it."""
     cleaned = [h.strip() for h in header]
     for name, columns in LAYOUTS.items():
-        if cleaned == columns:
-            return name
+        if cleaned[: len(columns)] == columns:
+            return name, cleaned[len(columns) :]
     raise AdapterError(
         "layout_unknown",
         "the header is not a data.police.uk street, outcomes or stop-and-search "
@@ -93,7 +160,9 @@ def _layout(header: list[str]) -> str:
     )
 
 
-def _street(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _street(
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
+) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     category = _label(mapping, "crime_type", row["Crime type"], "data.category", problems)
     outcome = _label(
@@ -125,7 +194,7 @@ def _street(row: dict[str, str], number: int, mapping: Mapping, problems: list[F
 
 
 def _outcome(
-    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
 ) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     if not crime_id:
@@ -135,7 +204,7 @@ def _outcome(
     ref = f"{crime_id}-{digest(*row.values(), size=12)}-{number}"
     data = {
         "crime_ref": crime_id,
-        "category": mapping.get("outcomes_category", "other-crime"),
+        "category": _crime_category(crime_id, categories) or mapping.get("outcomes_category", "other-crime"),
         "recorded": _month_start(month),
         "month": month,
         "outcome": outcome,
@@ -151,7 +220,16 @@ def _outcome(
     )
 
 
-def _stop(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _crime_category(crime_id: str, categories: dict[int, str]) -> str | None:
+    try:
+        return categories.get(int(crime_id[:16], 16)) if len(crime_id) == 64 else None
+    except ValueError:
+        return None
+
+
+def _stop(
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
+) -> dict[str, Any]:
     when = _instant(row["Date"], problems)
     category = _label(
         mapping,
@@ -301,7 +379,7 @@ def _instant(text: str, problems: list[FieldError]) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-BUILDERS: dict[str, Callable[[dict[str, str], int, Mapping, list[FieldError]], dict[str, Any]]] = {
+BUILDERS: dict[str, Callable[[dict[str, str], int, Mapping, list[FieldError], dict[int, str]], dict[str, Any]]] = {
     "street": _street,
     "outcomes": _outcome,
     "stop-and-search": _stop,
