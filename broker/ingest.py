@@ -42,12 +42,14 @@ class IngestSummary:
     rejected: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     seconds: float = 0.0
+    notices: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
         rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
         rate = self.published / self.seconds if self.seconds else 0.0
+        notices = "".join(f", notice {code} {n}" for code, n in self.notices.most_common())
         return (f"read {self.read}, published {self.published} (confirmed), rejected {sum(self.rejected.values())} "
-                f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s")
+                f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s{notices}")
 
 
 def rejection_line(error: DataError, source: str) -> bytes:
@@ -78,12 +80,19 @@ class _Progress:
 
 
 def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: list[Path],
-                 rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr
-                 ) -> IngestSummary:
-    """Translate every file and publish its records with confirms; returns the counts."""
+                 rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr,
+                 lineage: Path | None = None) -> IngestSummary:
+    """Translate every file and publish its records with confirms; returns the counts.
+
+    `lineage` is an SQLite file remembering the latest version of each source record, so a changed
+    re-send in a later file supersedes it; adapter notices (whole-file reports that reject nothing) are
+    counted apart and written beside the input with the rejections.
+    """
+    from adapters.lineage import SqliteLineage
     from adapters.registry import get_adapter
 
     adapter: Any = get_adapter(adapter_name)
+    store = SqliteLineage(lineage) if lineage is not None else None
     loaded = adapter.load_mapping(mapping)
     summary, bar = IngestSummary(), _Progress(progress)
     headers = {FORMAT_HEADER: adapter_name}
@@ -91,11 +100,15 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
 
     def messages() -> Iterator[Outgoing]:
         for path in files:
-            for result in adapter.translate(path, loaded):
-                summary.read += 1
+            for result in adapter.translate(path, loaded, lineage=store):
+                notice = getattr(result, "notice", False)
+                summary.read += 0 if notice else 1
                 bar.show(summary)
                 if isinstance(result, DataError):
-                    summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
+                    code = result.errors[0].code if result.errors else result.reason
+                    (summary.notices if notice else summary.rejected)[code] += 1
+                    if rejects_to == "dlq" and notice:
+                        continue
                     if rejects_to == "dlq":
                         yield dead_letter(result, f"{path.name}")
                     else:
@@ -118,6 +131,8 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
     finally:
         for sink in reject_files.values():
             sink.close()
+        if store is not None:
+            store.close()
     summary.failed, summary.seconds = report.failed, time.perf_counter() - started
     bar.show(summary, force=True)
     if bar.stream:
@@ -158,6 +173,9 @@ class RawRunner:
                     continue
                 source = str(props.message_id or headers.get("x-adapter"))
                 for result in adapter.translate(body, mapping):
+                    if getattr(result, "notice", False):   # a whole-payload report that rejects nothing
+                        self.summary.notices[result.errors[0].code] += 1
+                        continue
                     self.summary.read += 1
                     if isinstance(result, DataError):
                         self.summary.rejected[result.errors[0].code if result.errors else result.reason] += 1
