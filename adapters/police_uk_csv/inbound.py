@@ -1,4 +1,4 @@
-"""data.police.uk CSV (street, outcomes, stop-and-search) -> `crime.report` records.
+"""data.police.uk CSV (street, outcomes, stop-and-search) -> `crime.report` and `stop.search` records.
 
 The layout is detected from the header row, which must start with one of the published column sets
 (REFERENCE §7.1); trailing empty or extra columns are reported once per file (`csv_extra_columns`, an
@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,12 +25,14 @@ from adapters.base import (
     Source,
     digest,
     envelope,
+    london_utc,
     make_id,
     problem,
 )
 from adapters.csvsafe import rows
 from adapters.lineage import Stateless
 from adapters.mapping import Mapping
+from adapters.police_uk_csv.stops import label, stop_search
 from broker.errors import FieldError
 
 COMMON = ["Longitude", "Latitude", "Location", "LSOA code", "LSOA name"]
@@ -227,61 +229,6 @@ def _crime_category(crime_id: str, categories: dict[int, str]) -> str | None:
         return None
 
 
-def _stop(
-    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
-) -> dict[str, Any]:
-    when = _instant(row["Date"], problems)
-    category = _label(
-        mapping,
-        "object_of_search",
-        row["Object of search"],
-        "data.category",
-        problems,
-        fallback=mapping.get("stop_search_category"),
-    )
-    outcome = _label(mapping, "stop_outcome", row["Outcome"], "data.outcome", problems, optional=True)
-    ref = f"sas-{digest(*row.values())}-{number}"
-    lat, lon = _coordinates(row, problems)
-    data: dict[str, Any] = {
-        "crime_ref": ref,
-        "category": category,
-        "recorded": when,
-        "month": (when or "")[:7],
-        "outcome": outcome,
-        "events": [
-            {"id": "e1", "kind": "stop-and-search", "start": when, "description": _stop_text(row, mapping)}
-        ],
-    }
-    if lat is not None:
-        data["locations"] = [{"id": "l1", "kind": "point", "point": {"lat": lat, "lon": lon}}]
-        data["links"] = [{"from": "e1", "to": "l1", "type": "occurred-at"}]
-    record_id = make_id(mapping.agency, mapping.system, "stop", ref)
-    return envelope(
-        mapping, "crime.report", record_id, when or "1970-01-01T00:00:00Z", data, correlation_id=record_id
-    )
-
-
-def _stop_text(row: dict[str, str], mapping: Mapping) -> str:
-    """The stop's facts the common schema has no field for, as one line (no names: the data is anonymous)."""
-    self_defined = row["Self-defined ethnicity"].strip()
-    code = self_defined[self_defined.rfind("(") + 1 : -1] if self_defined.endswith(")") else self_defined
-    officer = mapping.code("officer_ethnicity", row["Officer-defined ethnicity"].strip(), fold_case=True)
-    parts = [
-        ("type", row["Type"]),
-        ("legislation", row["Legislation"]),
-        ("object", row["Object of search"]),
-        ("outcome", row["Outcome"]),
-        ("outcome linked to object", row["Outcome linked to object of search"]),
-        ("more than outer clothing removed", row["Removal of more than just outer clothing"]),
-        ("operation", row["Policing operation"]),
-        ("gender", row["Gender"]),
-        ("age range", row["Age range"]),
-        ("self-defined ethnicity", code),
-        ("officer-defined ethnicity", officer or row["Officer-defined ethnicity"]),
-    ]
-    return "; ".join(f"{k}: {v.strip()}" for k, v in parts if v and v.strip())
-
-
 def _place(row: dict[str, str], problems: list[FieldError], *, event_kind: str | None) -> dict[str, Any]:
     lat, lon = _coordinates(row, problems)
     location: dict[str, Any] = {"id": "l1", "description": row["Location"].strip()}
@@ -324,28 +271,7 @@ def _coordinates(row: dict[str, str], problems: list[FieldError]) -> tuple[float
     return la, lo
 
 
-def _label(
-    mapping: Mapping,
-    table: str,
-    label: str,
-    path: str,
-    problems: list[FieldError],
-    *,
-    optional: bool = False,
-    fallback: str | None = None,
-) -> str | None:
-    if not label.strip():
-        if not optional and not fallback:
-            problems.append(problem(path, f"{table}_missing", f"no {table.replace('_', ' ')}"))
-        return fallback
-    found = mapping.code(table, label, fold_case=True)
-    if found is None:
-        problems.append(
-            problem(
-                path, f"{table}_unknown", f"{table.replace('_', ' ')} {label.strip()!r} is not in the mapping"
-            )
-        )
-    return found
+_label = label
 
 
 def _month(text: str, problems: list[FieldError]) -> str | None:
@@ -369,14 +295,17 @@ def _month_start(month: str | None) -> str | None:
 
 
 def _instant(text: str, problems: list[FieldError]) -> str | None:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        problems.append(problem("data.recorded", "date_invalid", f"date {text!r} is not ISO 8601"))
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A stop's date: kept when it has an offset (the published files do), else UK local time."""
+    moment = london_utc(text)
+    if moment is None:
+        problems.append(problem("data.time", "date_invalid", f"date {text!r} is not ISO 8601"))
+    return moment
+
+
+def _stop(
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
+) -> dict[str, Any]:
+    return stop_search(row, number, mapping, problems, _instant(row["Date"], problems), _coordinates(row, problems))
 
 
 BUILDERS: dict[str, Callable[[dict[str, str], int, Mapping, list[FieldError], dict[int, str]], dict[str, Any]]] = {

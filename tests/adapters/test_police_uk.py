@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -114,3 +116,72 @@ def test_a_street_row_republished_with_a_new_outcome_supersedes_the_earlier_vers
     assert changed["id"] != first["id"] and changed["id"].startswith(f"48-police-uk-street-{crime_id}")
     assert changed["supersedes"] == {"id": first["id"], "kind": "correction"}
     assert changed["data"]["outcome"] == "charged"
+
+
+STOPS = PUBLIC / "2017-01-city-of-london-stop-and-search.csv"
+
+
+def _stop_row(**changes: str) -> bytes:
+    reader = csv.DictReader(io.StringIO(STOPS.read_text(encoding="utf-8-sig")))
+    row = {**next(reader), **changes}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(row))
+    writer.writeheader()
+    writer.writerow(row)
+    return out.getvalue().encode()
+
+
+def test_the_stop_and_search_file_maps_into_stop_search_records_not_crime_reports():
+    records = [r for r in translate(STOPS) if isinstance(r, dict)]
+
+    assert len(records) == 100 and {r["type"] for r in records} == {"stop.search"}
+    first = records[0]["data"]
+    assert first["kind"] == "person-and-vehicle"
+    assert first["legislation"] == "Misuse of Drugs Act 1971 (section 23)"
+    assert first["object_of_search"] == "Controlled drugs"
+    assert first["outcome"] == "no-further-action"
+    assert first["subject"] == {"gender": "male", "age_range": {"min": 25, "max": 34},
+                                "ethnicity": {"self_defined": "B2", "officer_defined": "B"}}
+    assert {r["data"]["outcome"] for r in records} == {
+        "no-further-action", "arrest", "local-resolution", "drugs-possession-warning", "summons"}
+    assert "events" not in first and "description" not in str(first)
+
+
+def test_a_stop_keeps_its_point_operation_and_flags():
+    (record,) = translate(_stop_row(**{
+        "Latitude": "51.515419", "Longitude": "-0.090386", "Part of a policing operation": "True",
+        "Policing operation": "Operation Example", "Outcome linked to object of search": "True",
+        "Removal of more than just outer clothing": "True",
+    }))
+
+    assert record["data"]["location"] == {"id": "l1", "kind": "point", "point": {"lat": 51.515419, "lon": -0.090386}}
+    assert record["data"]["operation"] == {"part_of": True, "name": "Operation Example"}
+    assert record["data"]["outcome_linked_to_object"] is True
+    assert record["data"]["more_than_outer_clothing_removed"] is True
+
+
+def test_open_ended_age_ranges_become_one_sided_ranges():
+    (under,) = translate(_stop_row(**{"Age range": "under 10"}))
+    (over,) = translate(_stop_row(**{"Age range": "over 34"}))
+
+    assert under["data"]["subject"]["age_range"] == {"max": 9}
+    assert over["data"]["subject"]["age_range"] == {"min": 35}
+
+
+def test_a_stop_date_without_an_offset_is_uk_local_time():
+    (record,) = translate(_stop_row(Date="2017-06-15T10:00:00"))
+
+    assert record["data"]["time"] == "2017-06-15T09:00:00Z"
+
+
+def test_unknown_stop_labels_are_refused_with_their_reason():
+    for column, value, code in [
+        ("Officer-defined ethnicity", "Purple", "officer_ethnicity_unknown"),
+        ("Type", "Boat search", "search_type_unknown"),
+        ("Outcome", "Sent to the moon", "stop_outcome_unknown"),
+        ("Age range", "about 40", "age_range_invalid"),
+        ("Self-defined ethnicity", "White British", "self_defined_ethnicity_invalid"),
+        ("Removal of more than just outer clothing", "Maybe", "flag_invalid"),
+    ]:
+        (result,) = translate(_stop_row(**{column: value}))
+        assert not isinstance(result, dict) and result.errors[0].code == code, column
