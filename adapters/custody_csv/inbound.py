@@ -95,8 +95,10 @@ def _record(v: dict[str, str], mapping: Mapping, problems: list[FieldError]) -> 
         "id": "p1",
         "name": {"given": (v.get("given") or "").split(), "family": v.get("family")},
         "birth_date": (birth or "")[:10],
-        "gender": mapping.code("gender", v.get("gender"), fold_case=True),
-        "ethnicity": {"self_defined": mapping.code("ethnicity", v.get("ethnicity"), fold_case=True)},
+        "gender": _code(mapping, "gender", v.get("gender"), "data.persons[0].gender", problems),
+        "ethnicity": {
+            "self_defined": _code(mapping, "ethnicity", v.get("ethnicity"), "data.persons[0].ethnicity", problems)
+        },
         "identifiers": [{"scheme": s, "value": x} for s, x in (("pnc", pnc), ("asn", asn)) if x],
         "addresses": ["l1"] if v.get("address") else [],
     }
@@ -145,6 +147,16 @@ _PATHS = {
     "arrest_reason": "data.arrest.reason",
     "family": "data.persons[0].name.family",
 }
+
+
+def _code(mapping: Mapping, table: str, value: str | None, path: str, problems: list[FieldError]) -> str | None:
+    """A code from the mapping's table (case-insensitive); blank stays absent, an unknown code is refused."""
+    if not value:
+        return None
+    found = mapping.code(table, value, fold_case=True)
+    if found is None:
+        problems.append(problem(path, f"{table}_unknown", f"{table} {value!r} is not in the mapping"))
+    return found
 
 
 def _utc(local: str | None) -> str | None:

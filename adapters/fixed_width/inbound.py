@@ -258,13 +258,13 @@ def _nominals(
             if message := identifiers.check("pnc", pnc):
                 problems.append(problem(f"{path}.identifiers[0]", "pnc_invalid", message))
             ids.append({"scheme": "pnc", "value": identifiers.normalise("pnc", pnc)})
-        ethnicity = mapping.code("ethnicity", nominal.get("ethnicity"))
+        ethnicity = _code(mapping, "ethnicity", nominal.get("ethnicity"), f"{path}.ethnicity.self_defined", problems)
         persons.append(
             {
                 "id": pid,
                 "name": {"given": (nominal.get("given") or "").split(), "family": nominal.get("family")},
                 "birth_date": nominal.get("birth_date"),
-                "gender": mapping.code("gender", nominal.get("gender")),
+                "gender": _code(mapping, "gender", nominal.get("gender"), f"{path}.gender", problems),
                 "ethnicity": {"self_defined": ethnicity} if ethnicity else None,
                 "identifiers": ids,
             }
@@ -279,6 +279,16 @@ def _nominals(
         else:
             links.append({"from": pid, "to": "e1", "type": role})
     return persons, links, by_seq
+
+
+def _code(mapping: Mapping, table: str, value: str | None, path: str, problems: list[FieldError]) -> str | None:
+    """A code from the mapping's table; blank stays absent, a code the table lacks is refused."""
+    if not value:
+        return None
+    found = mapping.code(table, value)
+    if found is None:
+        problems.append(problem(path, f"{table}_unknown", f"{table} code {value!r} is not in the mapping"))
+    return found
 
 
 def _offences(
