@@ -192,6 +192,17 @@ def london_utc(text: str) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def zoned_utc(text: str, zone: str) -> str | None:
+    """As london_utc, for a source whose local time is another IANA zone (same rules at its clock changes)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def problem(path: str, code: str, message: str) -> FieldError:
     """A field error before the record id is known (AdapterError.of fills it in)."""
     return FieldError(None, path, code, message)

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from lxml import etree
 
-from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, number, problem, utc
+from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, number, problem, zoned_utc
 from adapters.lineage import Lineage, Stateless
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
@@ -105,7 +105,7 @@ class NibrsIncidentAdapter(InboundAdapter):
         reports = 0
         for element in iterparse(stream, (REPORT, MESSAGE_TIME), self.limits, roots=ROOTS):
             if element.tag == MESSAGE_TIME:
-                sent = utc(element.text or "")
+                sent = _local(mapping, element.text or "")
                 continue
             reports += 1
             yield _one(element, sent, mapping, lineage, f"//nibrs:Report[{reports}]")
@@ -146,6 +146,11 @@ def _one(report: etree._Element, sent: str | None, mapping: Mapping, lineage: Li
     return lineage.stamp(record, key, record_id=record["id"])
 
 
+def _local(mapping: Mapping, text: str) -> str | None:
+    """A NIBRS date or date-time (no offset: the reporting agency's local time, the mapping's `timezone`)."""
+    return zoned_utc(text, mapping.get("timezone", "Europe/London")) if text.strip() else None
+
+
 def _eid(element: etree._Element, fallback: str) -> str:
     return _SAFE_ID.sub("_", element.get(S_ID) or fallback)[:64]
 
@@ -158,7 +163,7 @@ def _report(
         problems.append(
             problem("data.crime_ref", "incident_number_missing", "nc:ActivityIdentification is empty")
         )
-    when = utc(INCIDENT_DATETIME(report)) or utc(INCIDENT_DATE(report))
+    when = _local(mapping, INCIDENT_DATETIME(report)) or _local(mapping, INCIDENT_DATE(report))
     if when is None:
         problems.append(problem("data.recorded", "incident_date_missing", "no usable nc:ActivityDate"))
     events, offences, category = _offenses(report, mapping, problems)
@@ -198,7 +203,9 @@ def _arrest(
     number = ARREST_ID(arrest).strip() if arrest is not None else ""
     if not number:
         problems.append(problem("data.crime_ref", "arrest_number_missing", "j:Arrest has no transaction number"))
-    when = (utc(ARREST_DATETIME(arrest)) or utc(ARREST_DATE(arrest))) if arrest is not None else None
+    when = None
+    if arrest is not None:
+        when = _local(mapping, ARREST_DATETIME(arrest)) or _local(mapping, ARREST_DATE(arrest))
     if when is None:
         problems.append(problem("data.recorded", "arrest_date_missing", "no usable j:Arrest/nc:ActivityDate"))
     charge = ARREST_CHARGE(arrest).strip() if arrest is not None else ""
@@ -239,9 +246,9 @@ def _retraction(
     if element is None:
         when = None
     elif arrest:
-        when = utc(ARREST_DATETIME(element)) or utc(ARREST_DATE(element))
+        when = _local(mapping, ARREST_DATETIME(element)) or _local(mapping, ARREST_DATE(element))
     else:
-        when = utc(INCIDENT_DATETIME(element)) or utc(INCIDENT_DATE(element))
+        when = _local(mapping, INCIDENT_DATETIME(element)) or _local(mapping, INCIDENT_DATE(element))
     data = {
         "crime_ref": number,
         "category": mapping.get("retraction_category", "other-crime"),

@@ -69,9 +69,9 @@ def test_a_group_b_arrest_is_mapped_not_refused_for_a_missing_incident_number():
     record = only((FIXTURES / "nibrs-group-b-arrest.xml").read_bytes())
 
     assert record["data"]["crime_ref"] == "12345"
-    assert record["data"]["recorded"] == "2016-02-28T00:00:00Z"
+    assert record["data"]["recorded"] == "2016-02-28T05:00:00Z"   # local midnight, US Eastern (EST)
     assert record["data"]["events"] == [
-        {"id": "Arrest1", "kind": "arrest", "start": "2016-02-28T00:00:00Z",
+        {"id": "Arrest1", "kind": "arrest", "start": "2016-02-28T05:00:00Z",
          "description": "NIBRS 64A human trafficking, commercial sex acts; arrest: on-view arrest"}
     ]
     assert {"from": "PersonArrestee1", "to": "Arrest1", "type": "arrested-in"} in record["data"]["links"]
@@ -134,3 +134,31 @@ def test_every_item_status_of_the_cjis_code_list_maps():
     for status in statuses:
         changed = INCIDENT.replace(b">RECOVERED</cjis:ItemStatusCode>", f">{status}</cjis:ItemStatusCode>".encode())
         assert only(changed)["data"]["objects"][4]["status"], status
+
+
+def test_nibrs_times_are_the_reporting_agencys_local_time():
+    record = only(INCIDENT)
+
+    assert record["data"]["recorded"] == "2016-02-19T15:00:00Z"   # 10:00 EST
+    assert record["time"] == "2017-03-23T07:00:00Z"               # 03:00 EDT (US summer time from 12 March)
+
+
+@pytest.mark.parametrize(
+    ("local", "expected"),
+    [
+        ("2026-06-15T10:00:00", "2026-06-15T09:00:00Z"),
+        ("2026-10-25T01:30:00", "2026-10-25T00:30:00Z"),   # the repeated hour: its first occurrence (BST)
+        ("2026-03-29T01:30:00", "2026-03-29T01:30:00Z"),   # the skipped hour: read as GMT
+        ("2026-03-29T02:30:00", "2026-03-29T01:30:00Z"),
+        ("2026-06-15T10:00:00+02:00", "2026-06-15T08:00:00Z"),   # an offset is kept
+    ],
+)
+def test_a_uk_nibrs_mapping_reads_times_as_uk_local_time_around_both_clock_changes(tmp_path, local, expected):
+    uk = tmp_path / "nibrs-uk.yaml"
+    uk.write_text("extends: nibrs-sample\nname: nibrs-uk\ntimezone: Europe/London\n")
+    source = INCIDENT.replace(b"<nc:DateTime>2016-02-19T10:00:00</nc:DateTime>",
+                              f"<nc:DateTime>{local}</nc:DateTime>".encode())
+
+    (record,) = get_adapter("niem-nibrs").translate(source, get_adapter("niem-nibrs").load_mapping(uk))
+
+    assert record["data"]["recorded"] == expected
