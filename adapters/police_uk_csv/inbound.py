@@ -78,7 +78,7 @@ class PoliceUkCsvAdapter(InboundAdapter):
     def translate(self, source: Source, mapping: Mapping | str, *, lineage: Any = None) -> Iterator[Result]:
         """As InboundAdapter.translate; a path also lets outcome rows find the street files beside it."""
         self.path = Path(source) if isinstance(source, (str, os.PathLike)) else None
-        return super().translate(source, mapping, lineage=lineage)
+        yield from super().translate(source, mapping, lineage=lineage)   # read before the first result
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         lineage = self.lineage or Stateless()
@@ -86,9 +86,9 @@ class PoliceUkCsvAdapter(InboundAdapter):
         header = next(lines, None)
         layout, extra = _layout(header[1] if header else [])
         columns = LAYOUTS[layout]
+        categories = street_categories(self.path, mapping) if layout == "outcomes" else {}
         if extra:
             yield _extra_notice(extra)
-        categories = street_categories(self.path, mapping) if layout == "outcomes" else {}
         build = BUILDERS[layout]
         widths_reported = bool(extra)
         for number, (line, row) in enumerate(lines, start=1):

@@ -185,3 +185,16 @@ def test_unknown_stop_labels_are_refused_with_their_reason():
     ]:
         (result,) = translate(_stop_row(**{column: value}))
         assert not isinstance(result, dict) and result.errors[0].code == code, column
+
+
+def test_two_translations_started_together_each_use_their_own_files_street_categories(tmp_path):
+    adapter = get_adapter("police-uk-csv")
+    with_street = adapter.translate(OUTCOMES, "city-of-london")
+    alone = tmp_path / "2017-01-city-of-london-outcomes.csv"
+    shutil.copy(OUTCOMES, alone)
+    without_street = adapter.translate(alone, "city-of-london")
+
+    joined = {r["data"]["category"] for r in with_street if isinstance(r, dict)}
+    placeholder = {r["data"]["category"] for r in without_street if isinstance(r, dict)}
+
+    assert joined != {"other-crime"} and placeholder == {"other-crime"}
