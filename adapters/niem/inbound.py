@@ -371,19 +371,20 @@ def _age(person: etree._Element, path: str, problems: list[FieldError]) -> dict[
     if not all(part.isdigit() and int(part) <= 200 for part in (low, high) if part):
         problems.append(problem(path, "age_invalid", f"age {low or '?'}-{high or '?'} is not whole years 0-200"))
         return None
-    age = {"min": int(low) if low else None, "max": int(high) if high else None}
-    if age["min"] is not None and age["max"] is not None and age["min"] > age["max"]:
+    age = {key: int(part) for key, part in (("min", low), ("max", high)) if part}
+    if age.get("min", 0) > age.get("max", 200):
         problems.append(problem(path, "age_invalid", f"age range {low}-{high} runs backwards"))
         return None
     return age
 
 
-def _under18(person: etree._Element, age: dict[str, int | None] | None) -> bool | None:
+def _under18(person: etree._Element, age: dict[str, int] | None) -> bool | None:
+    """True below 18, False from 18, None when the range straddles 18 or the age is not known."""
     if age is None:
         return None
-    if age.get("max") is not None and age["max"] < 18:
+    if age.get("max", 200) < 18:
         return True
-    if age.get("min") is not None and age["min"] >= 18:
+    if age.get("min", 0) >= 18:
         return False
     return None
 
