@@ -52,6 +52,8 @@ class AdapterError(DataError):
     broker-level reason is always `adapter_error`.
     """
 
+    notice = False
+
     def __init__(
         self,
         code: str,
@@ -78,6 +80,16 @@ class AdapterError(DataError):
         error = cls(first.code, first.message, location=location, path=first.path, record_id=record_id)
         error.errors = tuple(FieldError(record_id, e.path, e.code, e.message) for e in errors)
         return error
+
+
+class AdapterNotice(AdapterError):
+    """Something about a whole input worth telling its sender, reported once; its records still go.
+
+    It is an AdapterError (so existing consumers write it where rejections go, with its code and
+    location) but rejects no record: `notice` is True.
+    """
+
+    notice = True
 
 
 @contextlib.contextmanager
@@ -180,6 +192,17 @@ def london_utc(text: str) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def zoned_utc(text: str, zone: str) -> str | None:
+    """As london_utc, for a source whose local time is another IANA zone (same rules at its clock changes)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def problem(path: str, code: str, message: str) -> FieldError:
     """A field error before the record id is known (AdapterError.of fills it in)."""
     return FieldError(None, path, code, message)
@@ -253,11 +276,17 @@ class InboundAdapter(Adapter):
     """Legacy bytes -> common-schema records."""
 
     direction: ClassVar[str] = "inbound"
+    lineage: Any = None
 
-    def translate(self, source: Source, mapping: Mapping | str) -> Iterator[Result]:
-        """Yield one record dict or one AdapterError per record of `source`; never raise for bad data."""
+    def translate(self, source: Source, mapping: Mapping | str, *, lineage: Any = None) -> Iterator[Result]:
+        """Yield one record dict or one AdapterError per record of `source`; never raise for bad data.
+
+        `lineage` (an `adapters.lineage.Lineage`) remembers earlier versions of re-sent source records so
+        a changed re-send supersedes them; without one, lineage holds within this translation only.
+        """
         if not isinstance(mapping, Mapping):
             mapping = self.load_mapping(mapping)
+        self.lineage = lineage
         try:
             with open_binary(source) as stream:
                 yield from self._translate(stream, mapping)

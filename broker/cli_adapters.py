@@ -23,6 +23,9 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     p.add_argument("--rejects", choices=("file", "dlq"), default="file",
                    help="untranslatable records go to <input>.rejects.ndjson (default) or the dead-letter queue")
     p.add_argument("--window", type=int, default=1000, help="unconfirmed publishes allowed in flight")
+    p.add_argument("--lineage", type=Path, metavar="FILE",
+                   help="SQLite file that remembers each source record's latest version, so a changed re-send "
+                        "supersedes it (keep one file per mapping; default: none, ids are per version only)")
 
     p = sub.add_parser("ingest-worker", help="consume raw legacy payloads (headers x-adapter, x-mapping) and "
                                              "publish their records")
@@ -75,7 +78,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     metrics = IngestMetrics()
     serve_ingest_metrics(settings, metrics, "ingest")
     summary = ingest_files(settings, args.adapter, args.mapping, args.files, args.rejects, args.window,
-                           metrics=metrics)
+                           lineage=args.lineage, metrics=metrics)
     print(summary.line())
     if summary.rejected and args.rejects == "file":
         print("rejected records were written beside each input as <input>.rejects.ndjson", file=sys.stderr)

@@ -43,12 +43,14 @@ class IngestSummary:
     failed: int = 0
     seconds: float = 0.0
     began: float = 0.0
+    notices: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
         rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
         rate = self.published / self.seconds if self.seconds else 0.0
+        notices = "".join(f", notice {code} {n}" for code, n in self.notices.most_common())
         return (f"read {self.read}, published {self.published} (confirmed), rejected {sum(self.rejected.values())} "
-                f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s")
+                f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s{notices}")
 
 
 def rejection_line(error: DataError, source: str) -> bytes:
@@ -99,11 +101,18 @@ class _Progress:
 
 def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: list[Path],
                  rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr,
-                 metrics: IngestMetrics | None = None) -> IngestSummary:
-    """Translate every file and publish its records with confirms; returns the counts."""
+                 lineage: Path | None = None, metrics: IngestMetrics | None = None) -> IngestSummary:
+    """Translate every file and publish its records with confirms; returns the counts.
+
+    `lineage` is an SQLite file remembering the latest version of each source record, so a changed
+    re-send in a later file supersedes it; adapter notices (whole-file reports that reject nothing) are
+    counted apart and written beside the input with the rejections.  `metrics` are served on /metrics.
+    """
+    from adapters.lineage import SqliteLineage
     from adapters.registry import get_adapter
 
     adapter: Any = get_adapter(adapter_name)
+    store = SqliteLineage(lineage) if lineage is not None else None
     loaded = adapter.load_mapping(mapping)
     metrics = metrics or IngestMetrics()
     metrics.prepare(adapter_name)
@@ -117,15 +126,20 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
     def messages() -> Iterator[Outgoing]:
         for path in files:
             with path.open("rb") as handle:
-                for result in adapter.translate(handle, loaded):
-                    summary.read += 1
-                    metrics.read.labels(adapter_name).inc()
+                for result in adapter.translate(handle, loaded, lineage=store):
+                    notice = getattr(result, "notice", False)
+                    if not notice:
+                        summary.read += 1
+                        metrics.read.labels(adapter_name).inc()
                     if summary.read % 256 == 0:
                         _count_bytes(handle.tell())
                     if isinstance(result, DataError):
                         code = result.errors[0].code if result.errors else result.reason
-                        summary.rejected[code] += 1
-                        metrics.rejected.labels(adapter_name, code).inc()
+                        (summary.notices if notice else summary.rejected)[code] += 1
+                        if not notice:
+                            metrics.rejected.labels(adapter_name, code).inc()
+                        if rejects_to == "dlq" and notice:
+                            continue
                         if rejects_to == "dlq":
                             yield dead_letter(result, f"{path.name}")
                         else:
@@ -164,6 +178,8 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
             sink.close()
         bar.show(summary, counted["bytes"], force=True)
         bar.close()
+        if store is not None:
+            store.close()
     summary.failed, summary.seconds = report.failed, time.perf_counter() - started
     return summary
 
@@ -208,6 +224,9 @@ class RawRunner:
                 source = str(props.message_id or headers.get("x-adapter"))
                 self.metrics.bytes.labels(adapter.name).inc(len(body))
                 for result in adapter.translate(body, mapping):
+                    if getattr(result, "notice", False):   # a whole-payload report that rejects nothing
+                        self.summary.notices[result.errors[0].code] += 1
+                        continue
                     self.summary.read += 1
                     self.metrics.read.labels(adapter.name).inc()
                     if isinstance(result, DataError):

@@ -123,3 +123,34 @@ def test_an_amended_court_result_in_a_later_raw_message_supersedes_the_earlier_v
                                                                         topology.ROUTE_QUEUE))
     assert second["id"] != first["id"]
     assert second["supersedes"] == {"id": first["id"], "kind": "correction"}
+
+
+def test_a_file_with_a_trailing_empty_column_is_ingested_whole_with_one_notice(broker, tmp_path):
+    # Given the street file with a trailing empty column on every line
+    source = tmp_path / "2017-01-city-of-london-street.csv"
+    lines = (PUBLIC / "2017-01-city-of-london-street.csv").read_text().splitlines()
+    source.write_text("".join(line + ",\n" for line in lines))
+    # When it is ingested
+    summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    # Then every row is published, nothing is rejected, and the file is reported once
+    assert (summary.read, summary.published, sum(summary.rejected.values())) == (483, 483, 0)
+    assert summary.notices == {"csv_extra_columns": 1}
+    assert "csv_extra_columns" in (tmp_path / f"{source.name}.rejects.ndjson").read_text()
+
+
+def test_a_changed_custody_resend_in_a_later_file_supersedes_the_published_version(broker, tmp_path):
+    # Given last night's custody export ingested with a lineage file
+    fixture = Path(__file__).resolve().parents[1] / "adapters" / "custody_csv" / "fixtures" / "force-a-custody.csv"
+    first, second, store = tmp_path / "monday.csv", tmp_path / "tuesday.csv", tmp_path / "lineage.sqlite"
+    shutil.copy(fixture, first)
+    second.write_bytes(fixture.read_bytes().replace(b",RUI", b",NFA"))   # the second detainee's disposal changed
+    ingest_files(broker.settings, "custody-csv", "force-a-custody", [first], progress=None, lineage=store)
+    # When tonight's export re-sends both rows, one of them changed
+    ingest_files(broker.settings, "custody-csv", "force-a-custody", [second], progress=None, lineage=store)
+    # Then the unchanged row is published again with the same id, and the changed one supersedes its version
+    published = [orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost,
+                                                                       topology.ROUTE_QUEUE)]
+    monday, tuesday = published[:2], published[2:]
+    assert tuesday[0] == monday[0]
+    assert tuesday[1]["id"] != monday[1]["id"]
+    assert tuesday[1]["supersedes"] == {"id": monday[1]["id"], "kind": "correction"}

@@ -29,6 +29,7 @@ RECORD_TYPES = {
     "safeguarding.notification",
     "victim.referral",
     "intelligence.report",
+    "stop.search",
 }
 
 

@@ -41,6 +41,7 @@ RECORD_TYPES = [
     "safeguarding.notification",
     "victim.referral",
     "intelligence.report",
+    "stop.search",
 ]
 ENVELOPE = {
     "specversion",

@@ -1,7 +1,10 @@
 """Custody-system CSV export (Windows-1252 with BOM, dd/mm/yyyy, multi-line fields) -> `custody.record`.
 
 Which header holds which field, the date formats, the encoding and the code tables are all in the
-mapping, so a force whose export names its columns differently joins with a mapping file.
+mapping, so a force whose export names its columns differently joins with a mapping file.  Arrest and
+release times are UK local time (Europe/London, `adapters.base.london_utc`).  Each version of a custody
+record has its own id; with a lineage store a changed re-send supersedes the version before (key: the
+custody number).
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
+from adapters.base import AdapterError, InboundAdapter, Result, envelope, london_utc, make_id, problem
 from adapters.csvsafe import rows
+from adapters.lineage import Stateless
 from adapters.mapping import Mapping
 from broker import identifiers
 from broker.errors import FieldError
@@ -26,6 +30,7 @@ class CustodyCsvAdapter(InboundAdapter):
     folder = Path(__file__).resolve().parent
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
+        lineage = self.lineage or Stateless()
         lines = rows(stream, mapping.get("encoding", "cp1252"))
         first = next(lines, None)
         header = [h.strip() for h in first[1]] if first else []
@@ -43,11 +48,10 @@ class CustodyCsvAdapter(InboundAdapter):
             values = {field: row[index].strip() for field, index in columns.items()}
             problems: list[FieldError] = []
             record = _record(values, mapping, problems)
-            yield (
-                AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
-                if problems
-                else record
-            )
+            if problems:
+                yield AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
+            else:
+                yield lineage.stamp(record, f"custody-{values['custody_number']}")
 
 
 def _columns(header: list[str], mapping: Mapping) -> dict[str, int]:
@@ -69,8 +73,8 @@ def _record(v: dict[str, str], mapping: Mapping, problems: list[FieldError]) -> 
                 problem(_PATHS.get(field, field), f"{field}_missing", f"{field.replace('_', ' ')} is empty")
             )
     formats = mapping.get("date_formats") or ["%d/%m/%Y"]
-    arrested = _when(v.get("arrest_date"), v.get("arrest_time"), formats, "data.arrest.time", problems)
-    released = _when(v.get("release_date"), v.get("release_time"), formats, "data.released.time", problems)
+    arrested = _utc(_when(v.get("arrest_date"), v.get("arrest_time"), formats, "data.arrest.time", problems))
+    released = _utc(_when(v.get("release_date"), v.get("release_time"), formats, "data.released.time", problems))
     birth = _when(v.get("birth_date"), None, formats, "data.persons[0].birth_date", problems)
     asn = _identifier("asn", v.get("asn"), "data.asn", problems)
     pnc = _identifier("pnc", v.get("pnc_id"), "data.persons[0].identifiers[0]", problems)
@@ -91,8 +95,10 @@ def _record(v: dict[str, str], mapping: Mapping, problems: list[FieldError]) -> 
         "id": "p1",
         "name": {"given": (v.get("given") or "").split(), "family": v.get("family")},
         "birth_date": (birth or "")[:10],
-        "gender": mapping.code("gender", v.get("gender"), fold_case=True),
-        "ethnicity": {"self_defined": mapping.code("ethnicity", v.get("ethnicity"), fold_case=True)},
+        "gender": _code(mapping, "gender", v.get("gender"), "data.persons[0].gender", problems),
+        "ethnicity": {
+            "self_defined": _code(mapping, "ethnicity", v.get("ethnicity"), "data.persons[0].ethnicity", problems)
+        },
         "identifiers": [{"scheme": s, "value": x} for s, x in (("pnc", pnc), ("asn", asn)) if x],
         "addresses": ["l1"] if v.get("address") else [],
     }
@@ -143,9 +149,24 @@ _PATHS = {
 }
 
 
+def _code(mapping: Mapping, table: str, value: str | None, path: str, problems: list[FieldError]) -> str | None:
+    """A code from the mapping's table (case-insensitive); blank stays absent, an unknown code is refused."""
+    if not value:
+        return None
+    found = mapping.code(table, value, fold_case=True)
+    if found is None:
+        problems.append(problem(path, f"{table}_unknown", f"{table} {value!r} is not in the mapping"))
+    return found
+
+
+def _utc(local: str | None) -> str | None:
+    return london_utc(local) if local else None
+
+
 def _when(
     date: str | None, time: str | None, formats: list[str], path: str, problems: list[FieldError]
 ) -> str | None:
+    """The local date (and time) as ISO 8601 without an offset, or None (a problem is recorded)."""
     if not date:
         return None
     for form in formats:
@@ -164,7 +185,7 @@ def _when(
             problems.append(problem(path, "time_invalid", f"time {time!r} is not HH:MM"))
             return None
         day = day.replace(hour=clock.hour, minute=clock.minute)
-    return day.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return day.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _identifier(scheme: str, value: str | None, path: str, problems: list[FieldError]) -> str | None:

@@ -3,7 +3,9 @@
 The record layout is data (`layouts/<name>.yaml`, copybook-like; see README.md); each force's mapping
 names the layout, the encoding, the framing and its code tables.  Records arrive sorted by crime
 reference: a `CR` header, then the crime's `NM` nominals, `OF` offences and `AR` arrests.  The adapter
-reads one record at a time and keeps only the current crime's records, so memory stays flat.
+reads one record at a time and keeps only the current crime's records, so memory stays flat.  Dates and
+times are UK local time (Europe/London, `adapters.base.london_utc`).  Each version of a crime has its own
+id; with a lineage store a changed re-send supersedes the version before (key: the crime reference).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import IO, Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from adapters.base import AdapterError, InboundAdapter, Result, envelope, make_id, problem
+from adapters.base import AdapterError, InboundAdapter, Result, envelope, london_utc, make_id, problem
+from adapters.lineage import Lineage, Stateless
 from adapters.mapping import Mapping
 from broker import identifiers
 from broker.errors import ConfigError, FieldError
@@ -105,6 +108,7 @@ class FixedWidthAdapter(InboundAdapter):
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         layout = load_layout(mapping.get("layout"))
+        lineage = self.lineage or Stateless()
         group: list[tuple[str, dict[str, Any], str]] = []
         seen = 0
         for location, kind, values, error in _records(stream, layout, mapping):
@@ -113,11 +117,11 @@ class FixedWidthAdapter(InboundAdapter):
                 yield error
                 continue
             if group and values.get(layout["group_by"]) != group[0][1].get(layout["group_by"]):
-                yield _crime(group, mapping)
+                yield _crime(group, mapping, lineage)
                 group = []
             group.append((kind, values, location))
         if group:
-            yield _crime(group, mapping)
+            yield _crime(group, mapping, lineage)
         if not seen:
             yield AdapterError("input_empty", "the extract holds no records", location="byte 0")
 
@@ -195,7 +199,7 @@ def _blocks(stream: IO[bytes], size: int, framing: str) -> Iterator[tuple[int, i
         offset += len(line)
 
 
-def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping) -> Result:
+def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping, lineage: Lineage) -> Result:
     problems: list[FieldError] = []
     header = next((v for k, v, _ in group if k == "CR"), None)
     ref = group[0][1].get("crime_ref") or ""
@@ -226,7 +230,7 @@ def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping) -> Re
     record_id = make_id(mapping.agency, mapping.system, ref)
     if problems:
         return AdapterError.of(problems, location=group[0][2], record_id=record_id)
-    return envelope(
+    record = envelope(
         mapping,
         "crime.report",
         record_id,
@@ -235,6 +239,7 @@ def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping) -> Re
         correlation_id=f"crime-{mapping.agency}-{ref}",
         subjects=[p["id"] for p in persons],
     )
+    return lineage.stamp(record, f"crime-{ref}")
 
 
 def _nominals(
@@ -253,13 +258,13 @@ def _nominals(
             if message := identifiers.check("pnc", pnc):
                 problems.append(problem(f"{path}.identifiers[0]", "pnc_invalid", message))
             ids.append({"scheme": "pnc", "value": identifiers.normalise("pnc", pnc)})
-        ethnicity = mapping.code("ethnicity", nominal.get("ethnicity"))
+        ethnicity = _code(mapping, "ethnicity", nominal.get("ethnicity"), f"{path}.ethnicity.self_defined", problems)
         persons.append(
             {
                 "id": pid,
                 "name": {"given": (nominal.get("given") or "").split(), "family": nominal.get("family")},
                 "birth_date": nominal.get("birth_date"),
-                "gender": mapping.code("gender", nominal.get("gender")),
+                "gender": _code(mapping, "gender", nominal.get("gender"), f"{path}.gender", problems),
                 "ethnicity": {"self_defined": ethnicity} if ethnicity else None,
                 "identifiers": ids,
             }
@@ -274,6 +279,16 @@ def _nominals(
         else:
             links.append({"from": pid, "to": "e1", "type": role})
     return persons, links, by_seq
+
+
+def _code(mapping: Mapping, table: str, value: str | None, path: str, problems: list[FieldError]) -> str | None:
+    """A code from the mapping's table; blank stays absent, a code the table lacks is refused."""
+    if not value:
+        return None
+    found = mapping.code(table, value)
+    if found is None:
+        problems.append(problem(path, f"{table}_unknown", f"{table} code {value!r} is not in the mapping"))
+    return found
 
 
 def _offences(
@@ -348,4 +363,5 @@ def _location(header: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _instant(date: str | None, time: str | None) -> str | None:
-    return f"{date}T{time or '00:00'}:00Z" if date else None
+    """A UK local date and time (midnight when the time is blank) as UTC."""
+    return london_utc(f"{date}T{time or '00:00'}") if date else None

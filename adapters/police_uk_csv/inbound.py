@@ -1,21 +1,38 @@
-"""data.police.uk CSV (street, outcomes, stop-and-search) -> `crime.report` records.
+"""data.police.uk CSV (street, outcomes, stop-and-search) -> `crime.report` and `stop.search` records.
 
-The layout is detected from the header row, which must be exactly one of the published column sets
-(REFERENCE §7.1).  Labels (crime types, outcomes, objects of search) map to common codes through the
-mapping's code tables, case-insensitively, with aliases for the wording variants the files use.
+The layout is detected from the header row, which must start with one of the published column sets
+(REFERENCE §7.1); trailing empty or extra columns are reported once per file (`csv_extra_columns`, an
+AdapterNotice) and the rows still go.  Labels (crime types, outcomes, objects of search) map to common
+codes through the mapping's code tables, case-insensitively, with aliases for the wording variants the
+files use.  Outcome rows take the category of their crime from the street files of the same force found
+beside the outcomes file (the download's `YYYY-MM/` folders), joined on Crime ID.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from adapters.base import AdapterError, InboundAdapter, Result, digest, envelope, make_id, problem
+from adapters.base import (
+    AdapterError,
+    AdapterNotice,
+    InboundAdapter,
+    Result,
+    Source,
+    digest,
+    envelope,
+    london_utc,
+    make_id,
+    problem,
+)
 from adapters.csvsafe import rows
+from adapters.lineage import Stateless
 from adapters.mapping import Mapping
+from adapters.police_uk_csv.stops import label, stop_search
 from broker.errors import FieldError
 
 COMMON = ["Longitude", "Latitude", "Location", "LSOA code", "LSOA name"]
@@ -56,35 +73,89 @@ class PoliceUkCsvAdapter(InboundAdapter):
     description = "data.police.uk CSV downloads (street, outcomes, stop-and-search) -> crime.report"
     folder = Path(__file__).resolve().parent
 
+    path: Path | None = None
+
+    def translate(self, source: Source, mapping: Mapping | str, *, lineage: Any = None) -> Iterator[Result]:
+        """As InboundAdapter.translate; a path (or a file opened from one) lets outcome rows find the street
+        files beside it."""
+        name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+        self.path = Path(name) if isinstance(name, (str, os.PathLike)) else None
+        yield from super().translate(source, mapping, lineage=lineage)   # read before the first result
+
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
+        lineage = self.lineage or Stateless()
         lines = rows(stream, "utf-8")
         header = next(lines, None)
-        layout = _layout(header[1] if header else [])
+        layout, extra = _layout(header[1] if header else [])
+        columns = LAYOUTS[layout]
+        categories = street_categories(self.path, mapping) if layout == "outcomes" else {}
+        if extra:
+            yield _extra_notice(extra)
         build = BUILDERS[layout]
+        widths_reported = bool(extra)
         for number, (line, row) in enumerate(lines, start=1):
             if not any(cell.strip() for cell in row):
                 continue
-            if len(row) != len(LAYOUTS[layout]):
+            if len(row) < len(columns):
                 yield AdapterError(
-                    "csv_column_count",
-                    f"expected {len(LAYOUTS[layout])} columns, found {len(row)}",
-                    location=f"line {line}",
+                    "csv_column_count", f"expected {len(columns)} columns, found {len(row)}", location=f"line {line}"
                 )
                 continue
+            if len(row) > len(columns) and not widths_reported:
+                widths_reported = True
+                yield _extra_notice([f"column {i + 1}" for i in range(len(columns), len(row))], line)
             problems: list[FieldError] = []
-            record = build(dict(zip(LAYOUTS[layout], row, strict=False)), number, mapping, problems)
-            yield (
-                AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
-                if problems
-                else record
-            )
+            fields = dict(zip(columns, row, strict=False))
+            record = build(fields, number, mapping, problems, categories)
+            if problems:
+                yield AdapterError.of(problems, location=f"line {line}", record_id=record["id"])
+            elif layout == "street" and fields["Crime ID"].strip():
+                yield lineage.stamp(record, f"street-{fields['Crime ID'].strip().lower()}")
+            else:
+                yield record
 
 
-def _layout(header: list[str]) -> str:
+def _extra_notice(extra: list[str], line: int = 1) -> AdapterNotice:
+    names = ", ".join(name or "(empty)" for name in extra)[:200]
+    return AdapterNotice(
+        "csv_extra_columns",
+        f"{len(extra)} column(s) beyond the published layout are ignored ({names}); the rows still go",
+        location=f"line {line}",
+    )
+
+
+def street_categories(path: Path | None, mapping: Mapping) -> dict[int, str]:
+    """Crime ID (first 64 bits) -> category, from the force's street files beside an outcomes file.
+
+    The files searched are `*-street.csv` of the same force slug in the outcomes file's folder and in its
+    sibling folders (data.police.uk downloads hold one `YYYY-MM/` folder per month).  Memory is about
+    60 bytes per crime.  Rows whose crime type the mapping does not know are left out.
+    """
+    if path is None or not path.name.endswith("-outcomes.csv"):
+        return {}
+    slug = path.name[len("YYYY-MM-") : -len("-outcomes.csv")]
+    pattern = f"*-{slug}-street.csv"
+    found = sorted({*path.parent.glob(pattern), *path.parent.parent.glob(f"*/{pattern}")})
+    categories: dict[int, str] = {}
+    for street in found:
+        with street.open("rb") as stream:
+            lines = rows(stream, "utf-8")
+            next(lines, None)
+            for _line, row in lines:
+                crime_id = row[0].strip().lower() if row else ""
+                if len(row) > 9 and len(crime_id) == 64:
+                    category = mapping.code("crime_type", row[9], fold_case=True)
+                    if category:
+                        categories[int(crime_id[:16], 16)] = category
+    return categories
+
+
+def _layout(header: list[str]) -> tuple[str, list[str]]:
+    """The layout the header starts with, and the names of any columns after it."""
     cleaned = [h.strip() for h in header]
     for name, columns in LAYOUTS.items():
-        if cleaned == columns:
-            return name
+        if cleaned[: len(columns)] == columns:
+            return name, cleaned[len(columns) :]
     raise AdapterError(
         "layout_unknown",
         "the header is not a data.police.uk street, outcomes or stop-and-search "
@@ -93,7 +164,9 @@ def _layout(header: list[str]) -> str:
     )
 
 
-def _street(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
+def _street(
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
+) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     category = _label(mapping, "crime_type", row["Crime type"], "data.category", problems)
     outcome = _label(
@@ -125,7 +198,7 @@ def _street(row: dict[str, str], number: int, mapping: Mapping, problems: list[F
 
 
 def _outcome(
-    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
 ) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     if not crime_id:
@@ -135,7 +208,7 @@ def _outcome(
     ref = f"{crime_id}-{digest(*row.values(), size=12)}-{number}"
     data = {
         "crime_ref": crime_id,
-        "category": mapping.get("outcomes_category", "other-crime"),
+        "category": _crime_category(crime_id, categories) or mapping.get("outcomes_category", "other-crime"),
         "recorded": _month_start(month),
         "month": month,
         "outcome": outcome,
@@ -151,57 +224,11 @@ def _outcome(
     )
 
 
-def _stop(row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
-    when = _instant(row["Date"], problems)
-    category = _label(
-        mapping,
-        "object_of_search",
-        row["Object of search"],
-        "data.category",
-        problems,
-        fallback=mapping.get("stop_search_category"),
-    )
-    outcome = _label(mapping, "stop_outcome", row["Outcome"], "data.outcome", problems, optional=True)
-    ref = f"sas-{digest(*row.values())}-{number}"
-    lat, lon = _coordinates(row, problems)
-    data: dict[str, Any] = {
-        "crime_ref": ref,
-        "category": category,
-        "recorded": when,
-        "month": (when or "")[:7],
-        "outcome": outcome,
-        "events": [
-            {"id": "e1", "kind": "stop-and-search", "start": when, "description": _stop_text(row, mapping)}
-        ],
-    }
-    if lat is not None:
-        data["locations"] = [{"id": "l1", "kind": "point", "point": {"lat": lat, "lon": lon}}]
-        data["links"] = [{"from": "e1", "to": "l1", "type": "occurred-at"}]
-    record_id = make_id(mapping.agency, mapping.system, "stop", ref)
-    return envelope(
-        mapping, "crime.report", record_id, when or "1970-01-01T00:00:00Z", data, correlation_id=record_id
-    )
-
-
-def _stop_text(row: dict[str, str], mapping: Mapping) -> str:
-    """The stop's facts the common schema has no field for, as one line (no names: the data is anonymous)."""
-    self_defined = row["Self-defined ethnicity"].strip()
-    code = self_defined[self_defined.rfind("(") + 1 : -1] if self_defined.endswith(")") else self_defined
-    officer = mapping.code("officer_ethnicity", row["Officer-defined ethnicity"].strip(), fold_case=True)
-    parts = [
-        ("type", row["Type"]),
-        ("legislation", row["Legislation"]),
-        ("object", row["Object of search"]),
-        ("outcome", row["Outcome"]),
-        ("outcome linked to object", row["Outcome linked to object of search"]),
-        ("more than outer clothing removed", row["Removal of more than just outer clothing"]),
-        ("operation", row["Policing operation"]),
-        ("gender", row["Gender"]),
-        ("age range", row["Age range"]),
-        ("self-defined ethnicity", code),
-        ("officer-defined ethnicity", officer or row["Officer-defined ethnicity"]),
-    ]
-    return "; ".join(f"{k}: {v.strip()}" for k, v in parts if v and v.strip())
+def _crime_category(crime_id: str, categories: dict[int, str]) -> str | None:
+    try:
+        return categories.get(int(crime_id[:16], 16)) if len(crime_id) == 64 else None
+    except ValueError:
+        return None
 
 
 def _place(row: dict[str, str], problems: list[FieldError], *, event_kind: str | None) -> dict[str, Any]:
@@ -246,28 +273,7 @@ def _coordinates(row: dict[str, str], problems: list[FieldError]) -> tuple[float
     return la, lo
 
 
-def _label(
-    mapping: Mapping,
-    table: str,
-    label: str,
-    path: str,
-    problems: list[FieldError],
-    *,
-    optional: bool = False,
-    fallback: str | None = None,
-) -> str | None:
-    if not label.strip():
-        if not optional and not fallback:
-            problems.append(problem(path, f"{table}_missing", f"no {table.replace('_', ' ')}"))
-        return fallback
-    found = mapping.code(table, label, fold_case=True)
-    if found is None:
-        problems.append(
-            problem(
-                path, f"{table}_unknown", f"{table.replace('_', ' ')} {label.strip()!r} is not in the mapping"
-            )
-        )
-    return found
+_label = label
 
 
 def _month(text: str, problems: list[FieldError]) -> str | None:
@@ -291,17 +297,20 @@ def _month_start(month: str | None) -> str | None:
 
 
 def _instant(text: str, problems: list[FieldError]) -> str | None:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        problems.append(problem("data.recorded", "date_invalid", f"date {text!r} is not ISO 8601"))
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A stop's date: kept when it has an offset (the published files do), else UK local time."""
+    moment = london_utc(text)
+    if moment is None:
+        problems.append(problem("data.time", "date_invalid", f"date {text!r} is not ISO 8601"))
+    return moment
 
 
-BUILDERS: dict[str, Callable[[dict[str, str], int, Mapping, list[FieldError]], dict[str, Any]]] = {
+def _stop(
+    row: dict[str, str], number: int, mapping: Mapping, problems: list[FieldError], categories: dict[int, str]
+) -> dict[str, Any]:
+    return stop_search(row, number, mapping, problems, _instant(row["Date"], problems), _coordinates(row, problems))
+
+
+BUILDERS: dict[str, Callable[[dict[str, str], int, Mapping, list[FieldError], dict[int, str]], dict[str, Any]]] = {
     "street": _street,
     "outcomes": _outcome,
     "stop-and-search": _stop,
