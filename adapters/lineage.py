@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections import OrderedDict
 from typing import Any
 
 from adapters.base import Record, make_id
@@ -41,16 +42,20 @@ def version_id(base_id: str, record: Record) -> str:
 
 
 class Lineage:
-    """In-memory store: source key -> (latest id, the id that version superseded)."""
+    """In-memory store: source key -> (latest id, the id that version superseded), the latest `max_keys` keys."""
 
-    def __init__(self) -> None:
-        self._latest: dict[str, tuple[str, str | None]] = {}
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._latest: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._max_keys = max_keys
 
     def get(self, key: str) -> tuple[str, str | None] | None:
         return self._latest.get(key)
 
     def put(self, key: str, record_id: str, superseded: str | None) -> None:
         self._latest[key] = (record_id, superseded)
+        self._latest.move_to_end(key)
+        if len(self._latest) > self._max_keys:    # a long-running ingest worker stays in bounded memory
+            self._latest.popitem(last=False)
 
     def stamp(
         self, record: Record, key: str, *, record_id: str | None = None, original: str | None = None,

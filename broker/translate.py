@@ -58,19 +58,19 @@ def translate_files(adapter_name: str, mapping: str, files: list[Path], records_
                     rejects_out: IO[bytes], lineage: Path | None = None) -> TranslateSummary:
     """Translate and validate every file; write records and rejections as NDJSON; return the counts.
 
-    `lineage`: a versions file for adapters that link amended re-sends (cjse-spi), read and appended.
+    `lineage`: an SQLite versions file (adapters.lineage): a changed re-send supersedes the version an
+    earlier run sent.
     """
     from adapters.registry import get_adapter
     from broker.validation import Validator
 
     adapter: Any = get_adapter(adapter_name)
-    if lineage is not None and hasattr(adapter, "lineage"):
-        from adapters.cjse_spi.lineage import Lineage
+    from adapters.lineage import SqliteLineage
 
-        adapter.lineage = Lineage(lineage)
+    store = SqliteLineage(lineage) if lineage is not None else None
     loaded = adapter.load_mapping(mapping)
     validator, summary = Validator(), TranslateSummary()
-    for where, result in _results(adapter, loaded, files):
+    for where, result in _results(adapter, loaded, files, store):
         if isinstance(result, DataError):
             line = rejection(where, result)
             summary.rejected[line["code"]] += 1
@@ -86,7 +86,7 @@ def translate_files(adapter_name: str, mapping: str, files: list[Path], records_
     return summary
 
 
-def _results(adapter: Any, mapping: Any, files: list[Path]) -> Iterator[tuple[str, Any]]:
+def _results(adapter: Any, mapping: Any, files: list[Path], lineage: Any) -> Iterator[tuple[str, Any]]:
     for path in files:
-        for result in adapter.translate(path, mapping):
+        for result in adapter.translate(path, mapping, lineage=lineage):
             yield str(path.name), result

@@ -18,7 +18,7 @@ from lxml import etree
 
 from adapters.base import AdapterError, InboundAdapter, Result, digest, envelope, london_utc, make_id, number, problem
 from adapters.cjse_spi import codes
-from adapters.cjse_spi.lineage import Lineage
+from adapters.lineage import Lineage
 from adapters.mapping import Mapping
 from adapters.xmlsafe import Limits, iterparse
 from broker import identifiers
@@ -102,10 +102,11 @@ class SpiResultsAdapter(InboundAdapter):
     # after 100,000 by the density floor instead of after 2 million.
     limits = Limits(max_bytes=16 * 1024 * 1024, max_elements=500_000, min_bytes_per_element=16)
 
-    def __init__(self, lineage: Lineage | None = None) -> None:
-        # Versions seen by this instance: a later, different result for the same defendant and hearing
-        # supersedes the earlier one (across every file one instance translates).
-        self.lineage = lineage if lineage is not None else Lineage()
+    def __init__(self) -> None:
+        # Without a store given to translate(), the versions this instance has seen: a later, different
+        # result for the same defendant and hearing supersedes the earlier one (across every file and raw
+        # message one instance translates).
+        self._seen = Lineage()
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         hearing: dict[str, str] = {}
@@ -134,11 +135,11 @@ class SpiResultsAdapter(InboundAdapter):
             )
 
     def _link(self, result: Result) -> Result:
+        """The result's version id is already a content digest: the store adds `supersedes` for a new version."""
         if isinstance(result, dict):
-            earlier = self.lineage.record(result["origin"]["agency"], result.pop("_lineage"), result["id"])
-            if earlier:
-                result = {**result, "supersedes": {"id": earlier, "kind": "correction"}}
-                result = {k: result[k] for k in _ORDER if k in result}
+            key = f"{result['origin']['agency']}|{result.pop('_lineage')}"
+            result = (self.lineage or self._seen).stamp(result, key, record_id=result["id"])
+            result = {k: result[k] for k in _ORDER if k in result}
         return result
 
 

@@ -190,7 +190,9 @@ def test_unknown_stop_labels_are_refused_with_their_reason():
 def test_two_translations_started_together_each_use_their_own_files_street_categories(tmp_path):
     adapter = get_adapter("police-uk-csv")
     with_street = adapter.translate(OUTCOMES, "city-of-london")
-    alone = tmp_path / "2017-01-city-of-london-outcomes.csv"
+    # a download folder of its own (the adapter also searches sibling month folders of the file's folder)
+    alone = tmp_path / "download" / "2017-01" / "2017-01-city-of-london-outcomes.csv"
+    alone.parent.mkdir(parents=True)
     shutil.copy(OUTCOMES, alone)
     without_street = adapter.translate(alone, "city-of-london")
 
