@@ -1,0 +1,182 @@
+"""Cross-force enquiry end to end on the real RabbitMQ and PostgreSQL: three forces' responders, the
+gateway's two steps, the s.62 consultation entries in the audit log, timeouts, late answers, refusals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from broker import auditpublish, disclosures
+from broker.auditindex import Query, open_for_reading
+from broker.auditlog import LOG_NAME, AuditWriter, read_entries
+from broker.enquiry import index
+from broker.enquiry.agreements import load_enquiry_agreements
+from broker.enquiry.gateway import create_app
+from broker.enquiry.responder import ENQUIRY_QUEUE
+from broker.testing import TestBroker, wait_until
+from tests.enquirykit import RunningResponder, Signer, agreements_with, gateway, person_records, scratch_database
+
+PNC = "2019/0088231R"
+WHY = "Driver stopped in a vehicle reported stolen; checking for warnings"
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Vhosts, a database with three forces' indexes, three responders, a local identity provider."""
+    import socket
+
+    socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    broker = TestBroker.create(tmp_path_factory.mktemp("audit"))
+    with scratch_database() as dsn:
+        conn = index.connect(dsn)
+        index.create_schema(conn)
+        for force, records in person_records().items():
+            index.index_records(conn, force, records)
+        conn.close()
+        responders = {f: RunningResponder(broker.settings, f, dsn) for f in ("01", "13", "48")}
+        try:
+            yield {"broker": broker, "settings": broker.settings, "dsn": dsn, "signer": Signer(),
+                   "responders": responders}
+        finally:
+            for responder in responders.values():
+                responder.stop()
+            broker.close()
+
+
+def audited(world: dict[str, Any]) -> list[dict[str, Any]]:
+    AuditWriter(world["settings"]).run(stop_when_idle=True)
+    return list(read_entries(Path(world["settings"].audit_dir) / LOG_NAME))
+
+
+def client_for(world: dict[str, Any], **kwargs: Any) -> tuple[TestClient, Any]:
+    gw = gateway(world["settings"], world["signer"],
+                 lambda entries: auditpublish.publish_entries(world["settings"], entries), **kwargs)
+    return TestClient(create_app(gw)), gw
+
+
+def test_an_officer_gets_hits_then_only_the_agreed_fields_of_one_hit_and_both_steps_are_audited(world) -> None:
+    client, gw = client_for(world)
+    signer = world["signer"]
+    try:
+        step_one = client.post("/v1/enquiries", headers=signer.header(officer="PC-0101"), json={
+            "subject": {"pnc": "19/88231R"}, "purpose": "bring-offenders-to-justice", "justification": WHY})
+        assert step_one.status_code == 200, step_one.text
+        forces = {f["force"]: f for f in step_one.json()["forces"]}
+        assert set(forces) == {"13", "48"}                       # never the officer's own force
+        assert forces["13"]["hits"] == [{"record_type": "custody.record", "count": 1},
+                                        {"record_type": "intelligence.report", "count": 1}]
+        assert forces["48"]["hits"] == [{"record_type": "custody.record", "count": 1}]
+        assert "records" not in str(step_one.json())                # step one carries no personal data
+
+        step_two = client.post(f"/v1/enquiries/{step_one.json()['id']}/details",
+                               headers=signer.header(officer="PC-0101"), json={
+                                   "hits": [{"force": "13", "record_type": "custody.record"}],
+                                   "purpose": "bring-offenders-to-justice", "justification": WHY})
+        assert step_two.status_code == 200, step_two.text
+        [force13] = step_two.json()["forces"]
+        [record] = force13["records"]
+        assert set(record["data"]) == {"custody_number", "arrest", "station", "persons"}
+        assert set(record["data"]["arrest"]) == {"time", "reason"}          # not the arrest location
+        assert record["data"]["persons"] == [{"name": {"given": ["Kieran", "James"], "family": "Oldroyd"},
+                                              "birth_date": "2001-02-17"}]     # no identifiers, no gender
+    finally:
+        gw.close()
+
+    entries = [e for e in audited(world) if e.get("channel") == "enquiry" and e.get("outcome") == "consulted"
+               and e["enquiry_id"] == step_one.json()["id"]]
+    hits, details = sorted(entries, key=lambda e: e["step"] != "hits")
+    for entry in (hits, details):
+        assert entry["actor"] == {"person": "PC-0101", "organisation": "01", "role": "constable",
+                                  "tool": "enquiry-gateway"}
+        assert entry["purposes"] == ["bring-offenders-to-justice"] and entry["justification"] == WHY
+        assert entry["subject_keys"] and PNC not in str(entry)
+    assert hits["forces_asked"] == ["13", "48"] and hits["forces_answered"] == ["13", "48"]
+    assert hits["forces_timed_out"] == [] and hits["records"] == []
+    assert details["forces_asked"] == ["13"]
+    assert details["records"][0]["record_id"] == "13-connect-CU-13WY-26-004417"
+    assert "data.persons[].identifiers[].value" not in details["fields_disclosed"]
+
+    index_ = open_for_reading(world["settings"].audit_dir)
+    try:
+        keys = disclosures.Subject(pnc=PNC).keys()
+        report = disclosures.subject_report(index_.query(Query(tuple(keys))), index_.live_holds())
+    finally:
+        index_.close()
+    assert {r["record_type"] for r in report} >= {"cross-force enquiry (hits)", "cross-force enquiry (details)"}
+
+
+def test_a_stopped_responder_is_a_timeout_within_the_deadline_and_nothing_stays_queued(world) -> None:
+    settings, signer = world["settings"], world["signer"]
+    world["responders"]["48"].stop()
+    client, gw = client_for(world, deadline=1.0)
+    try:
+        started = time.monotonic()
+        answer = client.post("/v1/enquiries", headers=signer.header(officer="PC-0102"), json={
+            "subject": {"family": "OLDROYD", "given": "kieran", "birth_date": "2001-02-17"},
+            "purpose": "protect-life-and-property", "justification": WHY})
+        elapsed = time.monotonic() - started
+    finally:
+        gw.close()
+        world["responders"]["48"] = RunningResponder(settings, "48", world["dsn"])
+    assert answer.status_code == 200, answer.text
+    statuses = {f["force"]: f["status"] for f in answer.json()["forces"]}
+    assert statuses == {"13": "answered", "48": "timeout"}
+    assert elapsed < 1.0 + 0.8
+    entry = [e for e in audited(world) if e.get("enquiry_id") == answer.json()["id"]][0]
+    assert entry["forces_timed_out"] == ["48"] and entry["forces_answered"] == ["13"]
+    broker: TestBroker = world["broker"]
+    for force in ("01", "13", "48"):
+        vhost = settings.recipient_vhost(f"force-{force}")
+        wait_until(lambda v=vhost: _depth(broker, v) == 0, 10, f"{vhost} enquiry queue empty")
+
+
+def _depth(broker: TestBroker, vhost: str) -> int:
+    from broker.transport import blocking_channel
+
+    connection, channel = blocking_channel(broker.settings.amqp_url, vhost)
+    try:
+        return channel.queue_declare(ENQUIRY_QUEUE, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def test_a_late_answer_is_dropped_and_counted(world) -> None:
+    settings, signer = world["settings"], world["signer"]
+    world["responders"]["13"].stop()
+    slow = RunningResponder(settings, "13", world["dsn"], delay=1.2)
+    client, gw = client_for(world, deadline=0.6)
+    try:
+        answer = client.post("/v1/enquiries", headers=signer.header(officer="PC-0103"), json={
+            "subject": {"pnc": PNC}, "purpose": "protect-life-and-property", "justification": WHY})
+        assert {f["force"]: f["status"] for f in answer.json()["forces"]}["13"] == "timeout"
+        wait_until(lambda: gw.metrics.registry.get_sample_value(
+            "interchange_enquiry_late_replies_total", {"force": "13"}) == 1.0, 5, "the late reply")
+    finally:
+        gw.close()
+        slow.stop()
+        world["responders"]["13"] = RunningResponder(settings, "13", world["dsn"])
+
+
+def test_an_officer_over_the_agreements_rate_limit_is_refused_and_the_refusal_audited(world, tmp_path) -> None:
+    tight = load_enquiry_agreements(agreements_with(tmp_path, rate_limit={"per_officer": 2, "window_seconds": 600}))
+    client, gw = client_for(world, agreements=tight)
+    body = {"subject": {"vrm": "YH19KTD"}, "purpose": "preserve-order", "justification": WHY}
+    try:
+        codes = [client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0104"), json=body)
+                 for _ in range(3)]
+    finally:
+        gw.close()
+    assert [c.status_code for c in codes] == [200, 200, 429]
+    assert codes[2].json()["error"] == "rate_limited"
+    assert {f["force"]: f["hits"] for f in codes[0].json()["forces"]}["48"] == [
+        {"record_type": "custody.record", "count": 1}]           # the VRM found the vehicle in custody
+    refused = [e for e in audited(world) if (e.get("actor") or {}).get("person") == "PC-0104"
+               and e.get("outcome") == "refused"]
+    assert [e["reason"] for e in refused] == ["rate_limited"]
