@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-cluster bench bench-ingest lint rabbitmq promtool clean
+.PHONY: demo test test-cluster bench bench-ingest bench-enquiry lint rabbitmq promtool chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,14 @@ rabbitmq:
 promtool:
 	@bash scripts/ensure-promtool.sh
 
+# Debian's chromium and chromium-driver: the enquiry page's browser test drives a real headless Chromium.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 demo: $(STAMP) rabbitmq
 	$(PY) -m broker demo
 
-test: $(STAMP) rabbitmq promtool
+test: $(STAMP) rabbitmq promtool chromium
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(PY) -m pytest -q
 

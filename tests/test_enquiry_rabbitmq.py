@@ -180,3 +180,42 @@ def test_an_officer_over_the_agreements_rate_limit_is_refused_and_the_refusal_au
     refused = [e for e in audited(world) if (e.get("actor") or {}).get("person") == "PC-0104"
                and e.get("outcome") == "refused"]
     assert [e["reason"] for e in refused] == ["rate_limited"]
+
+
+def test_the_officers_page_in_a_headless_chromium_asks_and_shows_results_by_force(world) -> None:
+    """Debian's chromium fills the form at a phone's size, submits, reads hits per force, asks for details."""
+    import os
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from tests.enquirykit import ServedGateway, phone_browser
+
+    client_gw = gateway(world["settings"], world["signer"],
+                        lambda entries: auditpublish.publish_entries(world["settings"], entries))
+    served = ServedGateway(create_app(client_gw))
+    browser = phone_browser()
+    try:
+        browser.get(f"{served.url}/#token={world['signer'].token(officer='PC-0105')}")
+        browser.find_element(By.ID, "family").send_keys("Oldroyd")
+        browser.find_element(By.ID, "given").send_keys("Kieran")
+        browser.execute_script("document.getElementById('birth_date').value = '2001-02-17'")
+        Select(browser.find_element(By.ID, "purpose")).select_by_value("protect-life-and-property")
+        browser.find_element(By.ID, "justification").send_keys("Found asleep in a car at a lay-by")
+        browser.find_element(By.ID, "ask").click()
+        WebDriverWait(browser, 10).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".force .answered")) == 2)
+        forces = {e.get_attribute("data-force"): e.text for e in browser.find_elements(By.CSS_SELECTOR, ".force")}
+        assert set(forces) == {"13", "48"}
+        assert "1 × intelligence.report" in forces["13"] and "1 × custody.record" in forces["48"]
+        force48 = browser.find_element(By.CSS_SELECTOR, '.force[data-force="48"]')
+        force48.find_element(By.TAG_NAME, "button").click()
+        WebDriverWait(browser, 10).until(lambda b: force48.find_elements(By.CSS_SELECTOR, "pre.record"))
+        assert "48CL/26/000077" in force48.find_element(By.CSS_SELECTOR, "pre.record").text
+        assert browser.execute_script("return window.innerWidth") == 390
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390   # no sideways scroll
+        if os.environ.get("ENQUIRY_SCREENSHOT"):   # how docs/enquiry-page.png is made
+            browser.save_screenshot(os.environ["ENQUIRY_SCREENSHOT"])
+    finally:
+        browser.quit()
+        served.stop()
+        client_gw.close()
