@@ -219,3 +219,27 @@ def test_the_officers_page_in_a_headless_chromium_asks_and_shows_results_by_forc
         browser.quit()
         served.stop()
         client_gw.close()
+
+
+def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(world, capsys) -> None:
+    import orjson
+
+    from broker.cli import main
+
+    client, gw = client_for(world)
+    try:
+        answer = client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0106"), json={
+            "subject": {"postcode": "ls1 4ap", "house": "12"}, "purpose": "preserve-order", "justification": WHY})
+        assert answer.status_code == 200
+    finally:
+        gw.close()
+    AuditWriter(world["settings"]).run(stop_when_idle=True)
+    capsys.readouterr()
+    argv = world["settings"].cli_args() + ["audit", "consultations", "--officer", "PC-0106", "--json",
+                                           "--reason", "PSD review 42", "--actor", "dpo"]
+    assert main(argv) == 0
+    [row] = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["officer"], row["force"], row["step"], row["purpose"]) == ("PC-0106", "01", "hits", "preserve-order")
+    assert row["forces_asked"] == "13, 48" and row["justification"] == WHY
+    dpo = [e for e in audited(world) if (e.get("actor") or {}).get("person") == "dpo"]
+    assert dpo[-1]["query"] == {"command": "audit consultations", "officer": "PC-0106"}
