@@ -31,6 +31,8 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     p.add_argument("--deadline", type=float, default=2.0, help="seconds each force has to answer (default 2)")
     p = sub.add_parser("enquiry-responder", help="answer one force's enquiries from its PostgreSQL index")
     p.add_argument("force", help="PNC force code, e.g. 13")
+    p.add_argument("--tap", action="store_true", help="also feed the index from the records the force "
+                   "publishes (a wire tap on the ingress exchange)")
     _dsn_args(p)
     p = sub.add_parser("enquiry-index", help="add a force's own records (JSON/NDJSON files) to its enquiry index")
     p.add_argument("force")
@@ -93,6 +95,15 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
     responder = Responder(settings, args.force, lambda keys, types: index.find(conn, args.force, keys, types,
                                                                               args.schema),
                           load_enquiry_agreements(settings.agreements_dir))
+    tap = None
+    if args.tap:
+        from broker.config import Registry
+        from broker.enquiry.tap import Tap
+
+        tap_conn = index.connect(args.dsn)
+        tap = Tap(settings, args.force, lambda r: index.index_record(tap_conn, args.force, r, args.schema),
+                  Registry.load(settings).publishers_of(args.force))
+        threading.Thread(target=tap.run, name="enquiry-tap", daemon=True).start()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: responder.stop())
     try:
@@ -100,6 +111,8 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if tap is not None:
+            tap.stop()
         conn.close()
     return EXIT_OK
 

@@ -3,6 +3,7 @@ gateway's two steps, the s.62 consultation entries in the audit log, timeouts, l
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,37 @@ def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(w
     assert row["forces_asked"] == "13, 48" and row["justification"] == WHY
     dpo = [e for e in audited(world) if (e.get("actor") or {}).get("person") == "dpo"]
     assert dpo[-1]["query"] == {"command": "audit consultations", "officer": "PC-0106"}
+
+
+def test_the_wire_tap_indexes_the_forces_own_valid_records_and_skips_the_rest(world) -> None:
+    import copy
+
+    import orjson
+
+    from broker.enquiry.tap import Tap
+
+    settings = world["settings"]
+    conn = index.connect(world["dsn"])
+    tap = Tap(settings, "47", lambda r: index.index_record(conn, "47", r), ("force-47",))
+    thread = threading.Thread(target=tap.run, daemon=True)
+    thread.start()
+    assert tap.ready.wait(10)
+    own = copy.deepcopy(person_records()["48"][0])
+    own.update(id="47-x-CU-1", origin={"agency": "47", "system": "x"})
+    other = copy.deepcopy(own)
+    other.update(id="13-x-CU-2", origin={"agency": "13", "system": "x"})
+    invalid = dict(own, id="47-x-CU-3", time="not a time")
+    try:
+        from broker.transport import blocking_channel
+
+        connection, channel = blocking_channel(settings.amqp_url, settings.core_vhost)
+        for record in (own, other, invalid):
+            channel.basic_publish("interchange.ingress", record["type"], orjson.dumps(record))
+        connection.close()
+        wait_until(lambda: tap.indexed + tap.skipped == 3, 10, "the tap to see three records")
+        found = index.find(conn, "47", [("pnc", "2019/0088231R")], ["custody.record"])
+        assert [r["id"] for r in found] == ["47-x-CU-1"]
+    finally:
+        tap.stop()
+        thread.join(timeout=5)
+        conn.close()
