@@ -65,23 +65,25 @@ def _dsn_args(p: argparse.ArgumentParser) -> None:
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from broker import auditpublish
     from broker.config import load_agencies
     from broker.enquiry.agreements import load_enquiry_agreements
+    from broker.enquiry.auditsink import AuditSink
     from broker.enquiry.gateway import Gateway, GatewayConfig, create_app
     from broker.enquiry.identity import Verifier, load_public_keys
 
     if not args.jwt_public_key and not args.jwks_url:
         print("usage: give --jwt-public-key PEM or --jwks-url URL (whose tokens to trust)", file=sys.stderr)
         return EXIT_USAGE
+    audit = AuditSink(settings)
     config = GatewayConfig(Verifier(load_public_keys(args.jwt_public_key), args.jwks_url, args.issuer),
                            load_enquiry_agreements(settings.agreements_dir), load_agencies(settings.agencies_file),
-                           lambda entries: auditpublish.publish_entries(settings, entries), args.deadline)
+                           audit, args.deadline)
     gateway = Gateway(settings, config)
     try:
         uvicorn.run(create_app(gateway), host=args.host, port=args.port, log_level="warning")
     finally:
         gateway.close()
+        audit.close()
     return EXIT_OK
 
 

@@ -3,6 +3,7 @@ gateway's two steps, the s.62 consultation entries in the audit log, timeouts, l
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from broker.auditindex import Query, open_for_reading
 from broker.auditlog import LOG_NAME, AuditWriter, read_entries
 from broker.enquiry import index
 from broker.enquiry.agreements import load_enquiry_agreements
+from broker.enquiry.auditsink import AuditSink
 from broker.enquiry.gateway import create_app
 from broker.enquiry.responder import ENQUIRY_QUEUE
 from broker.testing import TestBroker, wait_until
@@ -57,8 +59,11 @@ def audited(world: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def client_for(world: dict[str, Any], **kwargs: Any) -> tuple[TestClient, Any]:
-    gw = gateway(world["settings"], world["signer"],
-                 lambda entries: auditpublish.publish_entries(world["settings"], entries), **kwargs)
+    """A gateway with the deployment's audit path (AuditSink: batched, confirmed) behind a test client."""
+    sink = AuditSink(world["settings"])
+    gw = gateway(world["settings"], world["signer"], sink, **kwargs)
+    close = gw.close
+    gw.close = lambda: (close(), sink.close())
     return TestClient(create_app(gw)), gw
 
 
@@ -238,8 +243,14 @@ def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(w
     capsys.readouterr()
     argv = world["settings"].cli_args() + ["audit", "consultations", "--officer", "PC-0106", "--json",
                                            "--reason", "PSD review 42", "--actor", "dpo"]
-    assert main(argv) == 0
-    [row] = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    try:
+        assert main(argv) == 0
+    finally:   # main() points the logs at this test's captured stdout, which pytest closes afterwards
+        from broker import logs
+
+        out = capsys.readouterr().out
+        logs.configure(stream=sys.__stdout__)
+    [row] = [orjson.loads(line) for line in out.splitlines() if line.startswith('{"time"')]
     assert (row["officer"], row["force"], row["step"], row["purpose"]) == ("PC-0106", "01", "hits", "preserve-order")
     assert row["forces_asked"] == "13, 48" and row["justification"] == WHY
     dpo = [e for e in audited(world) if (e.get("actor") or {}).get("person") == "dpo"]

@@ -131,7 +131,7 @@ class GatewayConfig:
     verifier: Verifier
     agreements: list[EnquiryAgreement]
     agencies: dict[str, Agency]
-    audit: Callable[[list[dict[str, Any]]], None]     # blocking; raises TransportError when not confirmed
+    audit: Callable[[list[dict[str, Any]]], None]     # blocking (or an AuditSink); raises TransportError
     deadline_seconds: float = 2.0
     usage_window_seconds: float = 3600.0
 
@@ -159,7 +159,15 @@ class Gateway:
 
     # ---- refusals and audit
     async def audit(self, entries: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self.config.audit, entries)
+        """Returns once the entries are confirmed on the audit queue; raises TransportError otherwise."""
+        submit = getattr(self.config.audit, "submit", None)
+        if submit is None:
+            await asyncio.to_thread(self.config.audit, entries)
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(submit(entries)), 10.0)
+        except TimeoutError as exc:
+            raise TransportError("the audit entry was not confirmed in time, so the answer is withheld") from exc
 
     async def refuse(self, refused: EnquiryRefused, identity: Identity | None, step: str, purpose: str | None,
                      justification: str | None, subject_keys: list[str], enquiry_id: str | None = None) -> None:
