@@ -2,6 +2,7 @@
 # Both create .venv, install the project and make sure RabbitMQ is reachable first.
 # `make bench` measures the exchange against the transport-only ceiling (BENCH_ARGS=--quick: about a minute).
 # `make bench-ingest` measures bulk ingest of a large street CSV (BENCH_INGEST_ARGS="--mb 200"; default 1 GB).
+# `make bench-enquiry` measures cross-force enquiry step one (docs/ENQUIRY.md, docs/PERFORMANCE.md).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -44,6 +45,11 @@ bench: $(STAMP) rabbitmq
 
 bench-ingest: $(STAMP) rabbitmq
 	$(PY) -m bench.ingest $(BENCH_INGEST_ARGS)
+
+# Cross-force enquiry: 50 concurrent officers against 3 responders (PostgreSQL on 127.0.0.1:5432), step one
+# against the transport's own request/reply ceiling; BENCH_ENQUIRY_ARGS="--seconds 30".
+bench-enquiry: $(STAMP) rabbitmq
+	$(PY) -m bench.enquiry $(BENCH_ENQUIRY_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests bench

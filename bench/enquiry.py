@@ -162,8 +162,21 @@ async def through_gateway(url: str, tokens: list[str], subjects: list[dict[str, 
         began = time.monotonic()
         await asyncio.gather(*(officer(i) for i in range(len(tokens))))
         elapsed = time.monotonic() - began
+        metrics = (await http.get("/metrics")).text
     return {"enquiries": len(samples), "per_second": round(len(samples) / elapsed, 1), "http_status": statuses,
-            "forces_not_answered": timeouts, **percentiles(samples)}
+            "forces_not_answered": timeouts, **percentiles(samples),
+            "mean_fan_out_ms": _mean_ms(metrics, "interchange_enquiry_fan_out_seconds", 'step="hits"'),
+            "mean_audit_confirm_ms": _mean_ms(metrics, "interchange_enquiry_audit_seconds", "")}
+
+
+def _mean_ms(exposition: str, name: str, labels: str) -> float:
+    """Mean of a histogram in a Prometheus exposition, in milliseconds."""
+    values = {}
+    for line in exposition.splitlines():
+        for part in ("_sum", "_count"):
+            if line.startswith(name + part) and labels in line:
+                values[part] = float(line.rsplit(" ", 1)[1])
+    return round(1000 * values.get("_sum", 0) / values["_count"], 1) if values.get("_count") else 0.0
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -215,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             subjects = seed(dsn, args.records)
             log = (work / "children.log").open("ab")
             children.append(subprocess.Popen(base + ["audit-writer"], env=env, stdout=log, stderr=log))
-            for force in FORCES:
-                children.append(subprocess.Popen(base + ["enquiry-responder", force, "--dsn", dsn], env=env,
-                                                 stdout=log, stderr=log))
+            responders = [subprocess.Popen(base + ["enquiry-responder", force, "--dsn", dsn], env=env,
+                                           stdout=log, stderr=log) for force in FORCES]
+            children += responders
             port = free_port()
             from tests.enquirykit import ISSUER
 
@@ -229,10 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             tokens = [signer.token(officer=f"PC-{i:04d}", force=FORCES[i % 3], expires_in=3600)
                       for i in range(args.officers)]
-            cpu_before = harness.cpu_seconds(gateway.pid)
+            cpu_before = [harness.cpu_seconds(p.pid) for p in [gateway, *responders]]
             result["gateway"] = asyncio.run(through_gateway(f"http://127.0.0.1:{port}", tokens, subjects,
                                                             args.seconds))
-            result["gateway"]["gateway_cpu_seconds"] = round(harness.cpu_seconds(gateway.pid) - cpu_before, 1)
+            cpu = [harness.cpu_seconds(p.pid) - b for p, b in zip([gateway, *responders], cpu_before, strict=True)]
+            result["gateway"]["gateway_cpu_seconds"] = round(cpu[0], 1)
+            result["gateway"]["responder_cpu_seconds"] = [round(c, 1) for c in cpu[1:]]
+            result["load_average"] = os.getloadavg()[0]
             for child in reversed(children):
                 harness.stop(child)
     finally:
@@ -246,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'phase':<10} {'per second':>11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     print(f"{'ceiling':<10} {c['per_second']:>11} {c['p50_ms']:>8} {c['p95_ms']:>8} {c['p99_ms']:>8}")
     print(f"{'step one':<10} {g['per_second']:>11} {g['p50_ms']:>8} {g['p95_ms']:>8} {g['p99_ms']:>8}")
-    print(f"http status {g['http_status']}, forces not answered {g['forces_not_answered']}; written to {out.name}")
+    print(f"mean fan-out {g['mean_fan_out_ms']} ms, mean audit confirm {g['mean_audit_confirm_ms']} ms")
+    print(f"http status {g['http_status']}, forces not answered {g['forces_not_answered']}; cpu seconds: gateway "
+          f"{g['gateway_cpu_seconds']}, responders {g['responder_cpu_seconds']}; load {result['load_average']:.1f}; "
+          f"written to {out.name}")
     return 0
 
 

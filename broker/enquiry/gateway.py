@@ -113,6 +113,10 @@ class Metrics:
                             ["force"], registry=registry)
         self.seconds = Histogram("interchange_enquiry_step_seconds", "Time to answer one step", ["step"],
                                  buckets=STEP_BUCKETS, registry=registry)
+        self.audit_seconds = Histogram("interchange_enquiry_audit_seconds", "Time for a consultation entry to be "
+                                       "confirmed on the audit queue", buckets=STEP_BUCKETS, registry=registry)
+        self.fan_out_seconds = Histogram("interchange_enquiry_fan_out_seconds", "Time from asking the forces to "
+                                         "the last one settling", ["step"], buckets=STEP_BUCKETS, registry=registry)
         self.unusual = Gauge("interchange_enquiry_unusual_officers", "Officers whose use stands out from their "
                              "peers' in the last window (audit consultations --unusual names them)", ["signal"],
                              registry=registry)
@@ -161,13 +165,14 @@ class Gateway:
     async def audit(self, entries: list[dict[str, Any]]) -> None:
         """Returns once the entries are confirmed on the audit queue; raises TransportError otherwise."""
         submit = getattr(self.config.audit, "submit", None)
-        if submit is None:
-            await asyncio.to_thread(self.config.audit, entries)
-            return
-        try:
-            await asyncio.wait_for(asyncio.wrap_future(submit(entries)), 10.0)
-        except TimeoutError as exc:
-            raise TransportError("the audit entry was not confirmed in time, so the answer is withheld") from exc
+        with self.metrics.audit_seconds.time():
+            if submit is None:
+                await asyncio.to_thread(self.config.audit, entries)
+                return
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(submit(entries)), 10.0)
+            except TimeoutError as exc:
+                raise TransportError("the audit entry was not confirmed in time, so the answer is withheld") from exc
 
     async def refuse(self, refused: EnquiryRefused, identity: Identity | None, step: str, purpose: str | None,
                      justification: str | None, subject_keys: list[str], enquiry_id: str | None = None) -> None:
@@ -233,7 +238,8 @@ class Gateway:
                 statuses[force] = model.UNAVAILABLE
             self.metrics.replies.labels(force, statuses[force]).inc()
 
-        await asyncio.gather(*(settle(f) for f in asked))
+        with self.metrics.fan_out_seconds.labels(str(next(iter(requests.values()), {}).get("step"))).time():
+            await asyncio.gather(*(settle(f) for f in asked))
         return replies
 
     async def step_one(self, enquiry: Enquiry) -> None:
