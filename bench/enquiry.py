@@ -243,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
             tokens = [signer.token(officer=f"PC-{i:04d}", force=FORCES[i % 3], expires_in=3600)
                       for i in range(args.officers)]
             cpu_before = [harness.cpu_seconds(p.pid) for p in [gateway, *responders]]
+            client_before = time.process_time()
             result["gateway"] = asyncio.run(through_gateway(f"http://127.0.0.1:{port}", tokens, subjects,
                                                             args.seconds))
             cpu = [harness.cpu_seconds(p.pid) - b for p, b in zip([gateway, *responders], cpu_before, strict=True)]
             result["gateway"]["gateway_cpu_seconds"] = round(cpu[0], 1)
+            result["gateway"]["client_cpu_seconds"] = round(time.process_time() - client_before, 1)
             result["gateway"]["responder_cpu_seconds"] = [round(c, 1) for c in cpu[1:]]
             result["load_average"] = os.getloadavg()[0]
             for child in reversed(children):
@@ -264,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'step one':<10} {g['per_second']:>11} {g['p50_ms']:>8} {g['p95_ms']:>8} {g['p99_ms']:>8}")
     print(f"mean fan-out {g['mean_fan_out_ms']} ms, mean audit confirm {g['mean_audit_confirm_ms']} ms")
     print(f"http status {g['http_status']}, forces not answered {g['forces_not_answered']}; cpu seconds: gateway "
-          f"{g['gateway_cpu_seconds']}, responders {g['responder_cpu_seconds']}; load {result['load_average']:.1f}; "
+          f"{g['gateway_cpu_seconds']}, client {g['client_cpu_seconds']}, responders {g['responder_cpu_seconds']}; "
+          f"load {result['load_average']:.1f}; "
           f"written to {out.name}")
     return 0
 
