@@ -289,3 +289,27 @@ def test_the_wire_tap_indexes_the_forces_own_valid_records_and_skips_the_rest(wo
         tap.stop()
         thread.join(timeout=5)
         conn.close()
+
+
+def test_without_waiting_the_answers_fill_in_as_forces_reply_and_hits_show_once_audited(world) -> None:
+    client, gw = client_for(world)
+    header = world["signer"].header(officer="PC-0107")
+    try:
+        client.__enter__()   # one event loop across requests, as uvicorn keeps: step one runs on after 202
+        started = client.post("/v1/enquiries?wait=false", headers=header, json={
+            "subject": {"pnc": PNC}, "purpose": "protect-life-and-property", "justification": WHY})
+        assert started.status_code == 202
+        assert {f["status"] for f in started.json()["forces"]} == {"pending"}
+        assert all(f["hits"] is None for f in started.json()["forces"])
+
+        def complete() -> bool:
+            return client.get(f"/v1/enquiries/{started.json()['id']}", headers=header).json()["status"] == "complete"
+
+        wait_until(complete, 5, "the enquiry to complete")
+        final = client.get(f"/v1/enquiries/{started.json()['id']}", headers=header).json()
+        assert {f["force"]: f["status"] for f in final["forces"]} == {"13": "answered", "48": "answered"}
+        other = client.get(f"/v1/enquiries/{started.json()['id']}", headers=world["signer"].header(officer="PC-9"))
+        assert other.status_code == 404                             # another officer cannot read it
+    finally:
+        client.__exit__(None, None, None)
+        gw.close()

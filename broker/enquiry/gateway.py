@@ -87,6 +87,7 @@ class Enquiry:
     hits: dict[str, dict[str, int]] = field(default_factory=dict)
     audited: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None     # step one running (kept referenced so it is not collected)
 
     def view(self) -> dict[str, Any]:
         forces = []
@@ -351,7 +352,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         gateway._count(identity.officer, False)
         enquiry = Enquiry(uuid.uuid4().hex, identity, body.purpose or "", body.justification or "", subject, asks)
         gateway.keep(enquiry)
-        task = asyncio.create_task(gateway.step_one(enquiry))
+        task = enquiry.task = asyncio.create_task(gateway.step_one(enquiry))
         if not wait:
             return JSONResponse(enquiry.view(), status_code=202)
         try:
