@@ -98,3 +98,19 @@ def test_a_subjects_audit_key_equals_the_disclosure_logs_key() -> None:
 
 def test_identity_actor_names_officer_force_and_role() -> None:
     assert Identity("PC123", "01", "constable").actor()["role"] == "constable"
+
+
+def test_an_enquiry_that_disclosed_a_held_record_is_kept_out_of_the_subject_report_until_released() -> None:
+    from broker import disclosures
+    from broker.enquiry.consult import consultation
+
+    officer = Identity("PC1", "01", "constable")
+    entry = consultation(officer, "e1", "details", "preserve-order", "why", ["k"], {"13": "answered"},
+                         ["ISA-ENQ-FORCE-13"], ["basis"],
+                         records=[{"origin": "13", "record_id": "13-R-1", "record_type": "custody.record",
+                                   "fields_disclosed": ["data.custody_number"]}])
+    assert disclosures.subject_report([entry], {"13-R-1": ["hold-1"]}) == []
+    [held] = disclosures.subject_report([entry], {"13-R-1": ["hold-1"]}, include_held=True)
+    assert held["held"] == "hold-1" and held["record_id"] == "13/13-R-1"
+    [shown] = disclosures.subject_report([entry], {})
+    assert (shown["recipient"], shown["fields_disclosed"]) == ("force-01", "data.custody_number")
