@@ -94,3 +94,45 @@ def test_an_officer_far_above_peers_is_flagged() -> None:
 
     usage = {f"PC-{i}": Usage(5, 0) for i in range(10)} | {"PC-odd": Usage(60, 0), "PC-fishing": Usage(6, 4)}
     assert unusual_officers(usage) == {"PC-odd": ["rate"], "PC-fishing": ["purpose_refusals"]}
+
+
+def test_tokens_are_verified_against_the_identity_providers_jwks_endpoint() -> None:
+    """In deployment the gateway trusts the keys the force's identity provider publishes (JWKS)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import jwt
+
+    from broker.enquiry.identity import Verifier
+    from broker.enquiry.model import EnquiryRefused
+    from tests.enquirykit import ISSUER
+
+    signer = Signer()
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(signer.key.public_key())) | {"kid": "idp-1", "use": "sig"}
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server hook's name)
+            body = json.dumps({"keys": [jwk]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verifier = Verifier(jwks_url=f"http://127.0.0.1:{server.server_address[1]}/jwks", issuer=ISSUER)
+        token = jwt.encode(jwt.decode(signer.token(officer="PC-7"), options={"verify_signature": False}),
+                           signer.key, algorithm="ES256", headers={"kid": "idp-1"})
+        assert verifier.identity(f"Bearer {token}").officer == "PC-7"
+        forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}),
+                            ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "idp-1"})
+        with pytest.raises(EnquiryRefused) as refused:
+            verifier.identity(f"Bearer {forged}")
+        assert refused.value.reason == "bad_token"
+    finally:
+        server.shutdown()
