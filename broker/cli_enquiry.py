@@ -1,12 +1,11 @@
 """Cross-force enquiry commands: `enquiry-gateway`, `enquiry-responder`, `enquiry-index`, `audit consultations`.
 
-See docs/ENQUIRY.md.  The PostgreSQL index's connection comes from `--dsn` or INTERCHANGE_ENQUIRY_DSN.
+See docs/ENQUIRY.md.  The PostgreSQL index's connection: settings `enquiry.dsn` < INTERCHANGE_ENQUIRY_DSN < --dsn.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -16,8 +15,7 @@ import orjson
 
 from broker.config import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_DSN = "postgresql://127.0.0.1:5432/interchange"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 
 
 def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
@@ -57,9 +55,24 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
 
 
 def _dsn_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dsn", default=os.environ.get("INTERCHANGE_ENQUIRY_DSN", DEFAULT_DSN),
-                   help="PostgreSQL connection (default INTERCHANGE_ENQUIRY_DSN, else %(default)s)")
+    p.add_argument("--dsn", help="PostgreSQL connection of the index (default: settings enquiry.dsn, "
+                   "INTERCHANGE_ENQUIRY_DSN)")
     p.add_argument("--schema", default="enquiry", help="PostgreSQL schema of the index (default enquiry)")
+
+
+def _connect(dsn: str) -> Any:
+    """The index connection, or None after saying which setting to fix."""
+    import psycopg
+
+    from broker.enquiry import index
+
+    try:
+        return index.connect(dsn)
+    except psycopg.OperationalError as exc:
+        where = dsn.split("@")[-1]
+        print(f"enquiry.dsn: cannot connect to the enquiry index at {where}: {str(exc).strip()[:300]} "
+              "(set enquiry.dsn, INTERCHANGE_ENQUIRY_DSN or --dsn)", file=sys.stderr)
+        return None
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,7 +105,10 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
     from broker.enquiry.agreements import load_enquiry_agreements
     from broker.enquiry.responder import Responder
 
-    conn = index.connect(args.dsn)
+    args.dsn = args.dsn or settings.enquiry_dsn
+    conn = _connect(args.dsn)
+    if conn is None:
+        return EXIT_CONFIG
     index.create_schema(conn, args.schema)
     responder = Responder(settings, args.force, lambda keys, types: index.find(conn, args.force, keys, types,
                                                                               args.schema),
@@ -125,7 +141,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from broker.cli import read_records
     from broker.enquiry import index
 
-    conn = index.connect(args.dsn)
+    conn = _connect(args.dsn or settings.enquiry_dsn)
+    if conn is None:
+        return EXIT_CONFIG
     try:
         index.create_schema(conn, args.schema)
         records = (r for _, r in read_records([Path(f) for f in args.files]) if isinstance(r, dict))

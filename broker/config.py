@@ -91,6 +91,7 @@ class Settings:
     tls_key_file: Path | None = None
     tls_auth: str = "auto"               # auto: EXTERNAL when a certificate is set, the URL has no password
     tls_server_hostname: str | None = None   # name checked in the server certificate (default the URL host)
+    enquiry_dsn: str = "postgresql://127.0.0.1:5432/interchange"   # the enquiry index (docs/ENQUIRY.md)
 
     @property
     def tls(self) -> TlsOptions | None:
@@ -132,6 +133,7 @@ ENV_VARS = {
     "INTERCHANGE_TLS_CERT_FILE": ("tls_cert_file", Path),
     "INTERCHANGE_TLS_KEY_FILE": ("tls_key_file", Path),
     "INTERCHANGE_TLS_AUTH": ("tls_auth", str),
+    "INTERCHANGE_ENQUIRY_DSN": ("enquiry_dsn", str),
 }
 
 
@@ -174,6 +176,7 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "tls_cert_file": _resolve(base, tls.get("cert_file")),
         "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),
         "tls_server_hostname": tls.get("server_hostname"),
+        "enquiry_dsn": doc.get("enquiry", {}).get("dsn"),
     }
     return settings.with_overrides(**changes)
 

@@ -249,7 +249,7 @@ def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(w
         from broker import logs
 
         out = capsys.readouterr().out
-        logs.configure(stream=sys.__stdout__)
+        logs.configure("info", stream=sys.__stderr__)
     [row] = [orjson.loads(line) for line in out.splitlines() if line.startswith('{"time"')]
     assert (row["officer"], row["force"], row["step"], row["purpose"]) == ("PC-0106", "01", "hits", "preserve-order")
     assert row["forces_asked"] == "13, 48" and row["justification"] == WHY

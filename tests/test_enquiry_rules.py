@@ -114,3 +114,26 @@ def test_an_enquiry_that_disclosed_a_held_record_is_kept_out_of_the_subject_repo
     assert held["held"] == "hold-1" and held["record_id"] == "13/13-R-1"
     [shown] = disclosures.subject_report([entry], {})
     assert (shown["recipient"], shown["fields_disclosed"]) == ("force-01", "data.custody_number")
+
+
+def test_the_index_connection_comes_from_settings_file_then_environment(tmp_path: Path) -> None:
+    from broker.config import load_settings
+
+    settings_file = tmp_path / "interchange.yaml"
+    settings_file.write_text("enquiry:\n  dsn: postgresql://db.force13.example/enquiry\n")
+    assert load_settings(settings_file, environ={}).enquiry_dsn == "postgresql://db.force13.example/enquiry"
+    assert load_settings(settings_file, environ={"INTERCHANGE_ENQUIRY_DSN": "postgresql:///x"}).enquiry_dsn == \
+        "postgresql:///x"
+
+
+def test_an_unreachable_index_is_a_configuration_error_naming_the_setting(capsys) -> None:
+    import sys
+
+    from broker import logs
+    from broker.cli import main
+
+    try:
+        assert main(["enquiry-index", "13", "/dev/null", "--dsn", "postgresql://nobody@127.0.0.1:1/none"]) == 3
+    finally:
+        logs.configure("info", stream=sys.__stderr__)  # main() logs to the captured stream, closed after the test
+    assert "enquiry.dsn" in capsys.readouterr().err
