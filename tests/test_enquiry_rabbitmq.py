@@ -313,3 +313,27 @@ def test_without_waiting_the_answers_fill_in_as_forces_reply_and_hits_show_once_
     finally:
         client.__exit__(None, None, None)
         gw.close()
+
+
+@pytest.mark.parametrize("vhost_exists", [True, False], ids=["no-enquiry-queue", "no-vhost"])
+def test_a_force_that_cannot_be_asked_is_unavailable_at_once_not_waited_for(world, tmp_path, vhost_exists) -> None:
+    from broker.provision import admin_for
+
+    settings = world["settings"]
+    vhost = settings.recipient_vhost("force-47")   # force 47 runs no responder
+    if vhost_exists:
+        admin_for(settings).put_vhost(vhost)
+        admin_for(settings).set_permissions(vhost, "guest", ".*", ".*", ".*")
+    elsewhere = load_enquiry_agreements(agreements_with(tmp_path, responder="47"))
+    client, gw = client_for(world, agreements=elsewhere, deadline=2.0)
+    try:
+        started = time.monotonic()
+        answer = client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0108"), json={
+            "subject": {"pnc": PNC}, "purpose": "preserve-order", "justification": WHY})
+        elapsed = time.monotonic() - started
+    finally:
+        gw.close()
+        if vhost_exists:
+            admin_for(settings).delete_vhost(vhost)
+    assert [(f["force"], f["status"]) for f in answer.json()["forces"]] == [("47", "unavailable")]
+    assert elapsed < 2.0
