@@ -40,7 +40,7 @@ class Verifier:
         return Identity(claims["sub"], claims["force"], claims["role"])
 
     def _claims(self, token: str) -> dict[str, Any]:
-        options = {"require": ["exp", "sub"]}
+        options: Any = {"require": ["exp", "sub"]}
         last: Exception | None = None
         for key in self._keys(token):
             try:

@@ -53,13 +53,13 @@ def create_schema(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> Non
 
 def record_keys(record: dict[str, Any]) -> set[tuple[str, str]]:
     """Every subject key a record can be found by."""
-    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    data: dict[str, Any] = record["data"] if isinstance(record.get("data"), dict) else {}
     keys: set[tuple[str, str]] = set()
     for person in _dicts(data.get("persons")):
         for ident in _dicts(person.get("identifiers")):
             if ident.get("scheme") in ("pnc", "vrm") and ident.get("value"):
                 keys.add((ident["scheme"], normalise(ident["scheme"], str(ident["value"]))))
-        name = person.get("name") if isinstance(person.get("name"), dict) else {}
+        name: dict[str, Any] = person["name"] if isinstance(person.get("name"), dict) else {}
         given = (name.get("given") or [""])[0] if isinstance(name.get("given"), list) else ""
         if name.get("family") and given and person.get("birth_date"):
             keys.add(("name", name_key(str(name["family"]), str(given), str(person["birth_date"]))))
@@ -68,7 +68,7 @@ def record_keys(record: dict[str, Any]) -> set[tuple[str, str]]:
         vrms += [i.get("value") for i in _dicts(thing.get("identifiers")) if i.get("scheme") == "vrm"]
         keys.update(("vrm", normalise("vrm", str(v))) for v in vrms if v)
     for place in _dicts(data.get("locations")):
-        address = place.get("address") if isinstance(place.get("address"), dict) else {}
+        address: dict[str, Any] = place["address"] if isinstance(place.get("address"), dict) else {}
         lines = address.get("lines") if isinstance(address.get("lines"), list) else []
         if address.get("postcode") and lines:
             keys.add(("address", address_key(str(address["postcode"]), str(lines[0]))))
