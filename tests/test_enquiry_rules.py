@@ -137,3 +137,12 @@ def test_an_unreachable_index_is_a_configuration_error_naming_the_setting(capsys
     finally:
         logs.configure("info", stream=sys.__stderr__)  # main() logs to the captured stream, closed after the test
     assert "enquiry.dsn" in capsys.readouterr().err
+
+
+def test_each_forces_vhost_and_no_other_holds_an_enquiry_queue_in_the_topology(registry) -> None:
+    from broker import provision, topology
+    from broker.config import load_settings
+
+    definitions = topology.definitions("interchange", provision.recipient_vhosts(load_settings(environ={}), registry))
+    holders = {q["vhost"] for q in definitions["queues"] if q["name"] == topology.ENQUIRY_QUEUE}
+    assert holders == {f"interchange.{r}" for r in registry.recipients if r.startswith("force-")}

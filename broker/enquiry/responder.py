@@ -20,9 +20,9 @@ import orjson
 import structlog
 
 from broker.enquiry.agreements import EnquiryAgreement, project_details
+from broker.topology import ENQUIRY_QUEUE, ENQUIRY_QUEUE_SPEC
 
-ENQUIRY_QUEUE = "interchange.enquiry"
-QUEUE_ARGUMENTS = {"x-queue-type": "classic"}
+QUEUE_ARGUMENTS = ENQUIRY_QUEUE_SPEC["arguments"]
 log = structlog.get_logger("interchange.enquiry.responder")
 
 Finder = Callable[[list[tuple[str, str]], list[str]], list[dict[str, Any]]]
