@@ -3,13 +3,14 @@
 # `make bench` measures the exchange against the transport-only ceiling and a FastStream peer
 # (BENCH_ARGS=--quick: about two minutes; BENCH_ARGS=--long adds the 100,000 backlog and the 1,000,000 memory run).
 # `make bench-ingest` measures bulk ingest of a large street CSV (BENCH_INGEST_ARGS="--mb 200"; default 1 GB).
+# `make bench-enquiry` measures cross-force enquiry step one (docs/ENQUIRY.md, docs/PERFORMANCE.md).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-cluster bench bench-ingest lint rabbitmq promtool clean
+.PHONY: demo test test-cluster bench bench-ingest bench-enquiry lint rabbitmq promtool chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +25,14 @@ rabbitmq:
 promtool:
 	@bash scripts/ensure-promtool.sh
 
+# Debian's chromium and chromium-driver: the enquiry page's browser test drives a real headless Chromium.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 demo: $(STAMP) rabbitmq
 	$(PY) -m broker demo
 
-test: $(STAMP) rabbitmq promtool
+test: $(STAMP) rabbitmq promtool chromium
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(PY) -m pytest -q
 
@@ -47,6 +52,11 @@ bench: $(BENCH_STAMP) rabbitmq
 
 bench-ingest: $(STAMP) rabbitmq
 	$(PY) -m bench.ingest $(BENCH_INGEST_ARGS)
+
+# Cross-force enquiry: 50 concurrent officers against 3 responders (PostgreSQL on 127.0.0.1:5432), step one
+# against the transport's own request/reply ceiling; BENCH_ENQUIRY_ARGS="--seconds 30".
+bench-enquiry: $(STAMP) rabbitmq
+	$(PY) -m bench.enquiry $(BENCH_ENQUIRY_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests bench

@@ -31,7 +31,7 @@ COMMANDS: dict[str, Handler] = {}
 # top-level subparsers, `groups` maps a group name ("audit", "rules", ...) to its subparsers (a module may
 # add a new group with `new_group`), and `command(key)` registers a handler under "group sub" or "name".
 CLI_MODULES: list[str] = ["broker.cli_adapters", "broker.cli_security", "broker.cli_ops",
-                          "broker.cli_governance", "broker.cli_report"]
+                          "broker.cli_governance", "broker.cli_report", "broker.cli_enquiry"]
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

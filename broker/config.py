@@ -99,6 +99,7 @@ class Settings:
     checkpoints_required: bool = False
     checkpoint_signing_key: Path | None = None   # Ed25519 private key (PEM), for the audit writer
     checkpoint_public_key: Path | None = None    # Ed25519 public key (PEM), for `audit verify`
+    enquiry_dsn: str = "postgresql://127.0.0.1:5432/interchange"   # the enquiry index (docs/ENQUIRY.md)
 
     @property
     def tls(self) -> TlsOptions | None:
@@ -145,6 +146,7 @@ ENV_VARS = {
     "INTERCHANGE_CHECKPOINTS_REQUIRED": ("checkpoints_required", lambda v: v.lower() in ("1", "true", "yes")),
     "INTERCHANGE_CHECKPOINT_SIGNING_KEY": ("checkpoint_signing_key", Path),
     "INTERCHANGE_CHECKPOINT_PUBLIC_KEY": ("checkpoint_public_key", Path),
+    "INTERCHANGE_ENQUIRY_DSN": ("enquiry_dsn", str),
 }
 
 
@@ -192,6 +194,7 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "checkpoints_required": audit.get("checkpoints", {}).get("required"),
         "checkpoint_signing_key": _resolve(base, audit.get("checkpoints", {}).get("signing_key")),
         "checkpoint_public_key": _resolve(base, audit.get("checkpoints", {}).get("public_key")),
+        "enquiry_dsn": doc.get("enquiry", {}).get("dsn"),
     }
     return settings.with_overrides(**changes)
 

@@ -74,17 +74,33 @@ def rows(entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]]) ->
         row = {c: entry.get(c) for c in COLUMNS}
         row["purposes"] = ", ".join(entry.get("purposes") or [])
         row["fields_disclosed"] = ", ".join(entry.get("fields_disclosed") or [])
-        row["held"] = ", ".join(live_holds.get(entry.get("record_id") or "", []))
+        records = [entry.get("record_id") or ""] + [str(r.get("record_id")) for r in _records_of(entry)]
+        row["held"] = ", ".join(h for r in records for h in live_holds.get(r, []))
+        if _is_enquiry(entry):   # a cross-force enquiry: the records it disclosed stand for the record
+            row["record_id"] = ", ".join(f"{r.get('origin')}/{r.get('record_id')}" for r in _records_of(entry))
+            row["record_type"] = "cross-force enquiry (" + str(entry.get("step")) + ")"
         out.append(row)
     return out
+
+
+def _records_of(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in entry.get("records") or [] if isinstance(r, dict)]
+
+
+def _is_enquiry(entry: dict[str, Any]) -> bool:
+    return entry.get("operation") == "consult" and entry.get("channel") == "enquiry"
 
 
 def subject_report(
     entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]], include_held: bool = False
 ) -> list[dict[str, Any]]:
-    """The disclosures (delivered) about a subject; held ones only when `include_held` (DPO view)."""
+    """The disclosures (delivered) about a subject, and the cross-force enquiries about them (each
+    consultation, docs/ENQUIRY.md); held ones only when `include_held` (DPO view)."""
+    entries = list(entries)
     report = [
-        r for r in rows(entries, live_holds) if r["operation"] == "disclose" and r["outcome"] == "delivered"
+        r for r, e in zip(rows(entries, live_holds), entries, strict=True)
+        if (r["operation"] == "disclose" and r["outcome"] == "delivered")
+        or (_is_enquiry(e) and r["outcome"] == "consulted")
     ]
     return report if include_held else [r for r in report if not r["held"]]
 

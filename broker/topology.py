@@ -142,12 +142,18 @@ def recipient_spec() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+ENQUIRY_QUEUE = "interchange.enquiry"   # a force's cross-force enquiry requests (docs/ENQUIRY.md)
+ENQUIRY_QUEUE_SPEC = {"name": ENQUIRY_QUEUE, "arguments": {"x-queue-type": "classic"}}   # short-lived, expiring
+
+
 def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str], partitions: int = 1
                 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """vhost name -> spec, for the core and every recipient."""
+    """vhost name -> spec, for the core and every recipient (a force's vhost also holds its enquiry queue)."""
     specs = {core_vhost: core_spec(partitions)}
-    for vhost in recipient_vhosts.values():
+    for recipient, vhost in recipient_vhosts.items():
         specs[vhost] = recipient_spec()
+        if recipient.startswith("force-"):
+            specs[vhost]["queues"].append(dict(ENQUIRY_QUEUE_SPEC))
     return specs
 
 

@@ -11,7 +11,8 @@ The report holds counts only: agency codes, recipient ids, agreement ids, record
   corrections and retractions are the deliveries whose record `supersedes` another (by its kind), and
   retraction notices (reason `retraction_notice`) count as retractions;
 - withheld: `withhold` entries by reason; rejected: `reject` entries by reason (per providing agency);
-- enquiries: `consult` entries made through the enquiry gateway (actor with an officer), asked and answered;
+- enquiries: step-one `consult` entries of the enquiry gateway (`channel: enquiry`) per requesting force:
+  asked, answered by at least one force, refused;
 - bytes: the delivered bodies' sizes (`body_bytes`, present from schema-v1.1 audit entries on);
 - latency: entry time minus the record's own time (`record_time`), p50 and p95 per partner;
 - integrations: each (providing agency and system, recipient, recipient format) the period used is one
@@ -118,10 +119,13 @@ class _Tally:
             self.withheld[(key, str(entry.get("reason") or "unknown"))] += 1
         elif operation == "reject":
             self.rejected[(key[2], key[3], str(entry.get("reason") or "unknown"))] += 1
-        elif operation == "consult" and isinstance(entry.get("enquiry"), dict):
-            force = str((entry.get("actor") or {}).get("force") or "")
+        elif operation == "consult" and entry.get("channel") == "enquiry" and entry.get("step") == "hits":
+            force = str((entry.get("actor") or {}).get("organisation") or "")
+            if entry.get("outcome") == "refused":
+                self.enquiries[(force, "refused")] += 1
+                return
             self.enquiries[(force, "asked")] += 1
-            if entry["enquiry"].get("answered"):
+            if entry.get("forces_answered"):
                 self.enquiries[(force, "answered")] += 1
 
     def report(self, period: Period, formats: dict[str, str], costs: Costs) -> dict[str, Any]:
