@@ -3,7 +3,7 @@
 Debian's `prometheus` (installed by `make test` with promtool) starts with the project's own scrape
 configuration, alert rules and recording rules; only the targets (127.0.0.1 and this test's ports), the
 intervals (1 s) and each alert's `for:` (shortened to 3 s) are changed.  Live processes: audit writer,
-routing worker and ingest worker on this test's vhosts, and RabbitMQ's own exporter.
+routing worker, ingest worker and enquiry gateway on this test's vhosts, and RabbitMQ's own exporter.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from types import SimpleNamespace
 import pika
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker import topology
 from broker.config import PROJECT_ROOT
@@ -90,14 +92,21 @@ def stack(rabbitmq, tmp_path_factory):
     broker = TestBroker.create(tmp / "audit")
     common = [sys.executable, "-m", "broker", *broker.settings.cli_args()]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    ports = {"audit-writer": free_port(), "worker": free_port(), "ingest-worker": free_port()}
+    ports = {"audit-writer": free_port(), "worker": free_port(), "ingest-worker": free_port(),
+             "enquiry-gateway": free_port()}
+    idp_key = tmp / "idp.pem"
+    idp_key.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    argv = {role: common + ["--metrics-port", str(port), role] for role, port in ports.items()}
+    argv["enquiry-gateway"] = common + ["enquiry-gateway", "--host", "127.0.0.1", "--port",
+                                        str(ports["enquiry-gateway"]), "--jwt-public-key", str(idp_key)]
     children: dict[str, subprocess.Popen] = {}
     prom = None
     try:
-        for role, port in ports.items():
+        for role in ports:
             with (tmp / f"{role}.log").open("ab") as out:
-                children[role] = subprocess.Popen(common + ["--metrics-port", str(port), role], stdout=out,
-                                                  stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT)
+                children[role] = subprocess.Popen(argv[role], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                  cwd=PROJECT_ROOT)
         prom_port = free_port()
         prom = subprocess.Popen(["prometheus", f"--config.file={prometheus_config(tmp, ports)}",
                                  f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
@@ -137,13 +146,13 @@ def _all_up(base: str) -> list[dict] | None:
         targets = api(base, "targets")["activeTargets"]
     except OSError:
         return None
-    return targets if len(targets) == 5 and all(t["health"] == "up" for t in targets) else None
+    return targets if len(targets) == 6 and all(t["health"] == "up" for t in targets) else None
 
 
 def test_every_scrape_target_is_up(stack):
     targets = wait_until(lambda: _all_up(stack.base), what="every target up")
     roles = {t["labels"].get("role") for t in targets if t["labels"]["job"] == "interchange"}
-    assert roles == {"audit-writer", "worker", "ingest-worker"}
+    assert roles == {"audit-writer", "worker", "ingest-worker", "enquiry-gateway"}
     assert {t["labels"]["job"] for t in targets} == {"interchange", "rabbitmq", "rabbitmq-queues"}
 
 
