@@ -2,6 +2,10 @@
 
 Precedence for settings: defaults < file (deploy/interchange.yaml) < environment (INTERCHANGE_*) <
 command line.  A bad file stops start-up with a ConfigError naming the file, the key and the reason.
+
+The defaults are production's: publishers must be proven and every key must be a real secret.  Development
+mode (`development: true` in the file, or INTERCHANGE_DEVELOPMENT=1) is the only way to turn the publisher
+check off or to run on the built-in development keys, and every process started in it logs a warning.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ class Settings:
     agreements_dir: Path = PROJECT_ROOT / "deploy" / "agreements"
     metrics_port: int = 0
     max_body_bytes: int = 4 * 1024 * 1024
-    require_publisher: bool = False
+    require_publisher: bool = True   # false only in development mode (check_development)
+    development: bool = False        # explicit development mode: see the module docstring
+    open_data_key: str = field(default="", repr=False)   # secret for open-data Crime IDs (crime-map-csv)
     tls_ca_file: Path | None = None      # TLS (docs/SECURITY.md section 3); used with amqps:// URLs
     tls_cert_file: Path | None = None    # client certificate: its CN is the RabbitMQ user (EXTERNAL)
     tls_key_file: Path | None = None
@@ -111,6 +117,17 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def open_data_key_or_dev(self) -> str:
+        """The open-data key; in development mode a fixed development key when none is set."""
+        return self.open_data_key or (DEV_OPEN_DATA_KEY if self.development else "")
+
+
+DEV_OPEN_DATA_KEY = "interchange-development-open-data-key-not-for-production"
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes")
+
 
 ENV_VARS = {
     "INTERCHANGE_AMQP_URL": ("amqp_url", str),
@@ -127,7 +144,9 @@ ENV_VARS = {
     "INTERCHANGE_WORKER_INDEX": ("worker_index", int),
     "INTERCHANGE_WORKERS": ("workers", int),
     "INTERCHANGE_CONFIRM_TIMEOUT": ("confirm_timeout_seconds", float),
-    "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", lambda v: v.lower() in ("1", "true", "yes")),
+    "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", _flag),
+    "INTERCHANGE_DEVELOPMENT": ("development", _flag),
+    "INTERCHANGE_OPEN_DATA_KEY": ("open_data_key", str),
     "INTERCHANGE_TLS_CA_FILE": ("tls_ca_file", Path),
     "INTERCHANGE_TLS_CERT_FILE": ("tls_cert_file", Path),
     "INTERCHANGE_TLS_KEY_FILE": ("tls_key_file", Path),
@@ -150,7 +169,37 @@ def load_settings(file: Path | None = None, environ: dict[str, str] | None = Non
                 settings = replace(settings, **{attr: convert(environ[var])})
             except ValueError as exc:
                 raise ConfigError(var, attr, f"bad value {environ[var]!r}: {exc}") from exc
-    return settings.with_overrides(**overrides)
+    settings = settings.with_overrides(**overrides)
+    check_development(settings, str(file))
+    return settings
+
+
+def check_development(settings: Settings, file: str) -> None:
+    """Refuse settings that relax a production safeguard without development mode."""
+    if not settings.require_publisher and not settings.development:
+        raise ConfigError(file, "identity.require_publisher", (
+            "the publisher check may be off only in development mode (development: true or "
+            "INTERCHANGE_DEVELOPMENT=1)"))
+
+
+def check_start(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
+    """Before a worker, audit writer or supervisor starts: refuse an empty or development audit or
+    checkpoint key outside development mode.  Returns the safeguards development mode relaxes (to log)."""
+    from broker import audit, checkpoints
+
+    environ = dict(os.environ if environ is None else environ)
+    keys = (("INTERCHANGE_AUDIT_KEY", audit.DEV_KEY), ("INTERCHANGE_CHECKPOINT_KEY", checkpoints.DEV_KEY))
+    if settings.development:
+        relaxed = ["development mode: development keys accepted"]
+        if not settings.require_publisher:
+            relaxed.append("publisher check off: a record's AMQP user_id is not checked against its origin")
+        return relaxed + [f"{var} not set: using the development key" for var, _ in keys if not environ.get(var)]
+    for var, dev_key in keys:
+        value = environ.get(var, "")
+        if not value.strip() or value.encode() == dev_key:
+            raise ConfigError(var, "", f"{'empty' if not value.strip() else 'the development key'}: set a secret "
+                                       "key (development mode alone may run without one)")
+    return []
 
 
 def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings:
@@ -170,6 +219,7 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "metrics_port": doc.get("metrics", {}).get("port"),
         "max_body_bytes": doc.get("limits", {}).get("max_body_bytes"),
         "require_publisher": doc.get("identity", {}).get("require_publisher"),
+        "development": doc.get("development"),
         "tls_ca_file": _resolve(base, tls.get("ca_file")),
         "tls_cert_file": _resolve(base, tls.get("cert_file")),
         "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),

@@ -30,6 +30,7 @@ from broker.errors import DataError, FieldError
 from broker.rules import Deliver, Rulebook, Withhold
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
+PUBLISHER_HEADER = "x-interchange-publisher"   # set by `dlq replay`: the publisher a record first came from
 
 Renderer = Callable[[dict[str, Any]], tuple[bytes, str]]
 
@@ -194,11 +195,14 @@ def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | 
         return "classification_not_permitted", [FieldError(
             record_id, "classification.tier", "classification_not_permitted",
             f"{tier} material must never enter the exchange")]
-    if message.user_id or ctx.settings.require_publisher:
-        if message.user_id not in agency.publishers:
+    # a replayed record names the publisher it first came from (broker.dlq): that one is checked too
+    first = message.headers.get(PUBLISHER_HEADER) if isinstance(message.headers, dict) else None
+    first = first.decode(errors="replace") if isinstance(first, bytes) else first
+    for publisher, required in ((message.user_id, ctx.settings.require_publisher), (first, False)):
+        if (publisher or required) and publisher not in agency.publishers:
             return "publisher_not_origin", [FieldError(
                 record_id, "origin.agency", "publisher_not_origin",
-                f"publisher {message.user_id or '(none)'!r} may not publish as agency {agency_code!r}")]
+                f"publisher {publisher or '(none)'!r} may not publish as agency {agency_code!r}")]
     return None
 
 

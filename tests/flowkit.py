@@ -105,6 +105,8 @@ def write_settings_file(settings: Settings, path: Path, heartbeat: int = 5) -> P
             "agreements": str(settings.agreements_dir),
         },
         "metrics": {"port": 0},
+        "identity": {"require_publisher": settings.require_publisher},
+        "development": settings.development,   # the tests' settings (deploy/interchange.yaml) are development's
     }
     path.write_text(yaml.safe_dump(doc))
     return path
