@@ -27,9 +27,9 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import IO, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from adapters.mapping import Mapping, load_mapping, mapping_names
 from broker.errors import DataError, FieldError
@@ -276,6 +276,9 @@ class OutboundAdapter(Adapter):
     direction: ClassVar[str] = "outbound"
     content_type: ClassVar[str]
     record_types: ClassVar[tuple[str, ...]]
+    # True only for adapters whose output is fit to publish (no personal data, no force reference):
+    # the only formats a recipient marked `public` may have (broker.config.check_public_recipients)
+    anonymising: ClassVar[bool] = False
 
     def render(self, record: Record, options: dict[str, Any] | None = None) -> tuple[bytes, str]:
         """Render `record`; raise AdapterError if it is of the wrong type or lacks what the layout needs."""

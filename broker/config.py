@@ -254,6 +254,7 @@ class Recipient:
     max_classification: str
     format: str = "common-json"
     attributes: dict[str, str] = field(default_factory=dict)
+    public: bool = False              # open data: receives only through an anonymising renderer
 
     def as_condition_subject(self) -> dict[str, Any]:
         return {"id": self.id, "class": self.cls, "attributes": self.attributes}
@@ -279,8 +280,35 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
         if item["id"] in recipients:
             raise ConfigError(str(path), f"recipients.{i}.id", f"duplicate recipient id {item['id']!r}")
         recipients[item["id"]] = Recipient(item["id"], item["name"], item["class"], item["max_classification"],
-                                           item.get("format", "common-json"), dict(item.get("attributes", {})))
+                                           item.get("format", "common-json"), dict(item.get("attributes", {})),
+                                           bool(item.get("public", False)))
     return recipients
+
+
+def check_public_recipients(recipients: dict[str, Recipient], agreements: list[Agreement], file: str) -> None:
+    """Refuse a public (open-data) recipient that some agreement feeds through a format that does not anonymise.
+
+    Its format must be an outbound adapter marked `anonymising` that renders every record type of every
+    agreement naming the recipient; otherwise the recipient would receive the common JSON.
+    """
+    from adapters.registry import adapter_class
+
+    for i, recipient in enumerate(recipients.values()):
+        feeding = [a for a in agreements if a.recipient == recipient.id]
+        if not recipient.public or not feeding:
+            continue
+        cls = adapter_class(recipient.format) if recipient.format != "common-json" else None
+        if cls is None or not getattr(cls, "anonymising", False):
+            raise ConfigError(file, f"recipients.{i}.format", (
+                f"recipient {recipient.id!r} is public (open data) and agreement {feeding[0].id} "
+                f"({feeding[0].file}) sends it records, but format {recipient.format!r} is not an anonymising "
+                "renderer"))
+        for agreement in feeding:
+            missing = [t for t in agreement.record_types if t not in cls.record_types]
+            if missing:
+                raise ConfigError(agreement.file, "record_types", (
+                    f"public recipient {recipient.id!r} receives through {recipient.format!r}, which cannot "
+                    f"anonymise {', '.join(missing)}"))
 
 
 # ---------------------------------------------------------------- agreements
@@ -374,8 +402,9 @@ class Registry:
     @classmethod
     def load(cls, settings: Settings) -> Registry:
         recipients = load_recipients(settings.recipients_file)
-        return cls(load_agencies(settings.agencies_file), recipients,
-                   load_agreements(settings.agreements_dir, recipients))
+        agreements = load_agreements(settings.agreements_dir, recipients)
+        check_public_recipients(recipients, agreements, str(settings.recipients_file))
+        return cls(load_agencies(settings.agencies_file), recipients, agreements)
 
     def publishers_of(self, agency: str) -> tuple[str, ...]:
         found = self.agencies.get(agency)

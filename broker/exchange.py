@@ -229,9 +229,14 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
                 plan.withheld[decision.recipient] = "recipient_format_error"
                 continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
-            plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
-                                         record_id, correlation_id, _delivery_headers(record_headers, decision),
-                                         content_type))
+            if recipient.public:   # open data: the properties must not name the record either
+                plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
+                                             hashes[decision.recipient], None, _public_headers(decision),
+                                             content_type))
+            else:
+                plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
+                                             record_id, correlation_id, _delivery_headers(record_headers, decision),
+                                             content_type))
             plan.delivered.append(decision.recipient)
         else:
             plan.withheld[decision.recipient or "none"] = decision.reason
@@ -299,6 +304,18 @@ def _delivery_headers(record_headers: dict[str, Any], decision: Deliver) -> dict
     agreement = decision.agreement
     headers = dict(_agreement_headers(agreement.id, agreement.lawful_basis, agreement.purposes))
     headers.update(record_headers)
+    return headers
+
+
+def _public_headers(decision: Deliver) -> dict[str, Any]:
+    """A public recipient's headers: the agreement, the record type and whether it corrects or retracts an
+    earlier row (whose opaque id its body repeats), nothing that names the record: no handling text,
+    superseded id, origin or classification.  Its message id is the body's SHA-256."""
+    view = decision.projection.record
+    headers = dict(_agreement_headers(decision.agreement.id, decision.agreement.lawful_basis,
+                                      decision.agreement.purposes)) | {"x-record-type": view["type"]}
+    if isinstance(view.get("supersedes"), dict):
+        headers["x-supersedes-kind"] = str(view["supersedes"].get("kind", "correction"))
     return headers
 
 
