@@ -4,18 +4,23 @@ Crime ID, and a configuration that would send a public recipient anything else d
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
+import re
 import shutil
 from pathlib import Path
+from random import Random
 
 import orjson
 import pytest
 import yaml
 
-from adapters.crime_map_csv.outbound import COLUMNS
+from adapters.crime_map_csv.outbound import CATEGORY_LABELS, COLUMNS, OUTCOME_LABELS, map_points
 from broker import cli, exchange
 from broker.config import PROJECT_ROOT, ConfigError, Registry, load_settings
 from broker.exchange import Message
+from broker.identifiers import force_name
 from broker.runner import build_context
 
 FIXTURE = PROJECT_ROOT / "adapters" / "crime_map_csv" / "fixtures" / "exact-point-with-victim.json"
@@ -160,3 +165,110 @@ def test_a_public_recipient_whose_agreement_sends_a_type_its_format_cannot_anony
 def test_the_sample_configuration_marks_the_crime_map_public_with_the_anonymising_renderer(registry):
     crime_map = registry.recipients["crime-map"]
     assert crime_map.public and crime_map.format == "crime-map-csv"
+
+
+# ---------------------------------------------------------------- generated records: the output's domain
+
+GENERATED = 2_000
+
+
+def _random_record(rnd: Random, n: int, forces: list[str]) -> dict:
+    """A crime report with a random origin, reference, place, category, outcome, victim and handling text."""
+    record = exact_point_record()
+    agency = rnd.choice(forces)
+    reference = f"CR-{agency}-2026-{rnd.randrange(10**6):06d}"
+    record.update(id=f"{agency}-niche-{reference}-{n}", source=f"urn:interchange:{agency}:niche-rms",
+                  correlation_id=f"case-{reference}-{rnd.randrange(10**4)}", origin={"agency": agency,
+                  "system": "niche-rms"})
+    if rnd.random() < 0.2:
+        record["supersedes"] = {"id": f"{agency}-niche-{reference}-{n}-original", "kind": "correction"}
+    if rnd.random() < 0.1:
+        record["classification"] = {"tier": "OFFICIAL-SENSITIVE", "sensitive": True}
+    data = record["data"]
+    data["crime_ref"] = reference
+    data["category"] = rnd.choice([*CATEGORY_LABELS, "not-a-category"])
+    data["outcome"] = rnd.choice([*OUTCOME_LABELS, None])
+    if data["outcome"] is None:
+        del data["outcome"]
+    data["month"] = f"2026-{rnd.randrange(1, 13):02d}"
+    near = rnd.random() < 0.8   # near the published points, or far away (Leeds): No Location
+    lat = round(rnd.uniform(51.5, 51.53) if near else rnd.uniform(53.7, 53.9), 5)
+    lon = round(rnd.uniform(-0.12, -0.07) if near else rnd.uniform(-1.6, -1.4), 5)
+    data["locations"][0]["point"] = {"lat": lat, "lon": lon}
+    data["locations"][0]["description"] = f"Outside {rnd.randrange(1, 300)} Hidden Street"
+    data["summary"] = f"Victim {rnd.choice(['Amara', 'Jakub', 'Siobhan'])} Witheridge reported it"
+    data["persons"][0]["name"] = {"given": [rnd.choice(["Amara", "Jakub", "Siobhan"])], "family": "Witheridge"}
+    record["handling"]["conditions"]["text"] = f"Protected witness at {rnd.randrange(1, 99)} Hidden Street"
+    return record
+
+
+def _forbidden(record: dict) -> set[str]:
+    """Every string of the record that must not reach the crime map (published values excepted)."""
+    published = {"type", "category", "outcome", "month", "kind", "specversion"}
+    out: set[str] = set()
+
+    def walk(node, key=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key not in published and len(node) >= 6:
+            out.add(node)
+    walk(record)   # the exact point is checked apart: a snapped coordinate may share its leading digits
+    return out
+
+
+def _check_row(row: dict[str, str], record: dict, points: set[tuple[str, ...]]) -> list[str]:
+    problems = []
+    if row["Crime ID"] and not re.fullmatch(r"[0-9a-f]{64}", row["Crime ID"]):
+        problems.append("Crime ID is not 64 hex characters")
+    if row["Month"] != record["data"]["month"] or row["Reported by"] != force_name(record["origin"]["agency"]):
+        problems.append("month or force")
+    place = (row["Latitude"], row["Longitude"], row["Location"], row["LSOA code"], row["LSOA name"])
+    point = record["data"]["locations"][0]["point"]
+    if (row["Latitude"], row["Longitude"]) == (f"{point['lat']:.6f}", f"{point['lon']:.6f}"):
+        problems.append("the exact point was delivered")
+    if place not in points and place != ("", "", "No Location", "", ""):
+        problems.append(f"place {place} is not a published map point")
+    if row["Crime type"] not in CATEGORY_LABELS.values() or row["Context"]:
+        problems.append("category or context")
+    asb = record["data"]["category"] == "anti-social-behaviour"   # ASB: no Crime ID, no outcome
+    if row["Last outcome category"] != ("" if asb else OUTCOME_LABELS.get(record["data"].get("outcome"), "")):
+        problems.append("outcome")
+    if asb != (row["Crime ID"] == ""):
+        problems.append("Crime ID present on ASB or missing on a crime")
+    return problems
+
+
+def test_generated_crime_reports_reach_the_crime_map_only_as_published_values(settings):
+    # Given 2,000 generated crime reports (random forces, references, places in and far from the mapped area,
+    # categories including an unknown one, victims, handling text, corrections, OFFICIAL-SENSITIVE ones)
+    rnd = Random(20261201)
+    forces = [a.code for a in build_context(settings).registry.agencies.values() if "territorial-forces" in a.groups]
+    points = {(f"{p.lat:.6f}", f"{p.lon:.6f}", p.location, p.lsoa_code, p.lsoa_name) for p in map_points()}
+    ctx = build_context(settings)
+    leaks, delivered, no_location = [], 0, 0
+    for n in range(GENERATED):
+        record = _random_record(rnd, n, forces)
+        plan = exchange.route(Message(orjson.dumps(record), "application/json", record["id"],
+                                      correlation_id=record["correlation_id"]), ctx)
+        outs = [o for o in plan.outputs if o.target == "crime-map"]
+        expected = record["classification"]["tier"] == "OFFICIAL" and record["data"]["category"] in CATEGORY_LABELS
+        if bool(outs) != expected:
+            leaks.append(f"{record['id']}: delivered {bool(outs)}, expected {expected}")
+            continue
+        if not outs:
+            continue
+        delivered += 1
+        # Then every cell is a published value, and no byte of the delivery holds a string of the record
+        [header, row] = list(csv.reader(io.StringIO(outs[0].body.decode())))
+        cells = dict(zip(header, row, strict=True))
+        no_location += cells["Location"] == "No Location"
+        leaks += [f"{record['id']}: {p}" for p in _check_row(cells, record, points)]
+        delivered_bytes = every_byte(outs[0])
+        leaks += [f"{record['id']}: {s!r} delivered" for s in _forbidden(record) if s.encode() in delivered_bytes]
+    print(f"\nopen data: {GENERATED} records, {delivered} rows to the crime map ({no_location} No Location), "
+          f"leaks {len(leaks)}")
+    assert leaks[:5] == [] and delivered > GENERATED // 2 and no_location > 0
