@@ -184,9 +184,10 @@ def _records_in(file: Path) -> Iterator[tuple[str, dict[str, Any] | DataError]]:
 
 @command("run")
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.runner import child_commands, supervise
+    from broker.runner import child_commands, load_renderers, supervise
 
-    Registry.load(settings)  # a bad configuration stops start-up here, before any child starts
+    # a bad configuration (or a missing open-data key) stops start-up here, before any child starts
+    load_renderers(Registry.load(settings), settings)
     extra = _passthrough(args)
     return supervise(child_commands(args.workers, extra, settings.metrics_port))
 

@@ -155,3 +155,15 @@ def test_a_record_whose_first_publisher_may_not_publish_as_its_origin_is_refused
     # Then the spoof stays refused and the honest one routes
     assert exchange.route(spoof, ctx).reason == "publisher_not_origin"
     assert exchange.route(honest, ctx).outcome == "routed"
+
+
+def test_the_supervisor_refuses_to_start_without_the_open_data_key_outside_development(monkeypatch, capsys):
+    # Given real audit and checkpoint keys but no open-data key, and the crime map configured as public
+    monkeypatch.delenv("INTERCHANGE_CONFIG", raising=False)
+    monkeypatch.delenv("INTERCHANGE_OPEN_DATA_KEY", raising=False)
+    for var, value in REAL_KEYS.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr("broker.runner.supervise", lambda *_a, **_k: pytest.fail("the children were started"))
+    # When `interchange run` starts / Then it stops before any child starts, with a configuration error
+    assert cli.main(["--config", str(PRODUCTION), "run"]) == cli.EXIT_CONFIG
+    assert "INTERCHANGE_OPEN_DATA_KEY" in capsys.readouterr().err
