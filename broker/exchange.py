@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,8 +232,8 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Deliver |
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             if recipient.public:   # open data: the properties must not name the record either
                 plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
-                                             hashes[decision.recipient], None, _public_headers(decision),
-                                             content_type))
+                                             _public_message_id(record, body, ctx), None,
+                                             _public_headers(decision), content_type))
             else:
                 plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
                                              record_id, correlation_id, _delivery_headers(record_headers, decision),
@@ -307,10 +308,21 @@ def _delivery_headers(record_headers: dict[str, Any], decision: Deliver) -> dict
     return headers
 
 
+def _public_message_id(record: dict[str, Any], body: bytes, ctx: Context) -> str:
+    """A public delivery's message id: HMAC-SHA256 of (origin, record id) under the open-data key, so a
+    redelivered record keeps its id (the partner drops the copy), two records never share one (two ASB rows
+    can be byte-identical), and nobody without the key can test a guessed force reference against it."""
+    key = ctx.settings.open_data_key_or_dev().encode()
+    if not key:   # no anonymising renderer renders without the key; a keyless one gets the body's hash
+        return hashlib.sha256(body).hexdigest()
+    message = f"message-id\x00{record['origin']['agency']}\x00{record['id']}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def _public_headers(decision: Deliver) -> dict[str, Any]:
     """A public recipient's headers: the agreement, the record type and whether it corrects or retracts an
     earlier row (whose opaque id its body repeats), nothing that names the record: no handling text,
-    superseded id, origin or classification.  Its message id is the body's SHA-256."""
+    superseded id, origin or classification."""
     view = decision.projection.record
     headers = dict(_agreement_headers(decision.agreement.id, decision.agreement.lawful_basis,
                                       decision.agreement.purposes)) | {"x-record-type": view["type"]}

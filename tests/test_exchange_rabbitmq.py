@@ -43,9 +43,9 @@ def test_each_recipient_receives_exactly_what_its_agreements_allow(broker):
     received = {}
     for recipient in broker.registry.recipients:
         for props, body in broker.inbox(recipient):
-            if broker.registry.recipients[recipient].public:   # open data: its message id is the body's hash
-                assert props.message_id == hashlib.sha256(body).hexdigest()
-                [key] = [k for k, e in delivered.items() if k[0] == recipient and e["body_sha256"] == props.message_id]
+            if broker.registry.recipients[recipient].public:   # open data: no record id travels; match the body
+                digest = hashlib.sha256(body).hexdigest()
+                [key] = [k for k, e in delivered.items() if k[0] == recipient and e["body_sha256"] == digest]
                 received[key] = (props, {})
             else:
                 received[(recipient, props.message_id)] = (props, orjson.loads(body))
