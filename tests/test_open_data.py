@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from random import Random
 
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from adapters.crime_map_csv.outbound import CATEGORY_LABELS, COLUMNS, OUTCOME_LABELS, map_points
-from broker import cli, exchange
+from broker import cli, exchange, logs
 from broker.config import PROJECT_ROOT, ConfigError, Registry, load_settings
 from broker.exchange import Message
 from broker.identifiers import force_name
@@ -25,6 +26,13 @@ from broker.runner import build_context
 
 FIXTURE = PROJECT_ROOT / "adapters" / "crime_map_csv" / "fixtures" / "exact-point-with-victim.json"
 NOW_DAY = "2026-12-01T10:00:00+00:00"
+
+
+@pytest.fixture(autouse=True)
+def _logs_back_to_stderr():
+    """cli.main() points the logs at this test's captured stream: point them back when it is closed."""
+    yield
+    logs.configure("info", stream=sys.__stderr__)
 
 
 def exact_point_record() -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import orjson
 import pytest
 import yaml
 
-from broker import audit, checkpoints, cli, dlq, exchange
+from broker import audit, checkpoints, cli, dlq, exchange, logs
 from broker.config import PROJECT_ROOT, ConfigError, check_start, load_agencies, load_settings
 from broker.exchange import Message
 from broker.runner import build_context
@@ -22,6 +23,13 @@ DEPLOY = PROJECT_ROOT / "deploy"
 PRODUCTION = DEPLOY / "interchange.production.yaml"
 RECORD_OF_13 = json.loads((EXAMPLES / "09-intelligence.report-3x5x2-p.json").read_text())
 REAL_KEYS = {"INTERCHANGE_AUDIT_KEY": "a-real-audit-secret", "INTERCHANGE_CHECKPOINT_KEY": "a-real-checkpoint-secret"}
+
+
+@pytest.fixture(autouse=True)
+def _logs_back_to_stderr():
+    """cli.main() points the logs at this test's captured stream: point them back when it is closed."""
+    yield
+    logs.configure("info", stream=sys.__stderr__)
 
 
 def _image_config() -> Path:

@@ -51,7 +51,8 @@ def test_a_spoof_dead_lettered_as_publisher_not_origin_is_not_routed_by_replay(b
         time.sleep(1.0)
         routed_after = worker.routed
     # Then the replay is refused and says why; the letter is still dead-lettered; nothing was delivered
-    assert code != 0 and "publisher_not_origin" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert code != 0 and "publisher_not_origin" in printed.out + printed.err
     [(props, _body)] = broker.drain(settings.core_vhost, topology.DEAD_QUEUE)
     assert props.headers["x-original-user-id"] == login and routed_after == 1
     AuditWriter(settings).run(stop_when_idle=True)
