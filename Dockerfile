@@ -8,8 +8,11 @@ COPY schemas ./schemas
 COPY deploy ./deploy
 COPY examples ./examples
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 interchange \
-    && mkdir -p /app/var/audit && chown -R interchange /app/var
+    && mkdir -p /app/var/audit /var/lib/interchange/audit \
+    && chown -R interchange /app/var /var/lib/interchange
 USER interchange
-ENV INTERCHANGE_CONFIG=/app/deploy/interchange.yaml
+# Production settings by default (proven publishers, real keys required); development needs
+# INTERCHANGE_CONFIG=/app/deploy/interchange.yaml or INTERCHANGE_DEVELOPMENT=1, and says so in its log.
+ENV INTERCHANGE_CONFIG=/app/deploy/interchange.production.yaml
 ENTRYPOINT ["interchange"]
 CMD ["--help"]

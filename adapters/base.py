@@ -305,6 +305,9 @@ class OutboundAdapter(Adapter):
     direction: ClassVar[str] = "outbound"
     content_type: ClassVar[str]
     record_types: ClassVar[tuple[str, ...]]
+    # True only for adapters whose output is fit to publish (no personal data, no force reference):
+    # the only formats a recipient marked `public` may have (broker.config.check_public_recipients)
+    anonymising: ClassVar[bool] = False
 
     def render(self, record: Record, options: dict[str, Any] | None = None) -> tuple[bytes, str]:
         """Render `record`; raise AdapterError if it is of the wrong type or lacks what the layout needs."""

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -42,8 +43,17 @@ def subject_key(kind: str, value: str, key: bytes | None = None) -> str:
     return hmac.new(key or audit_key(), canonical.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def fold_name(text: str) -> str:
+    """A name as it is matched: Unicode NFC, case-folded, runs of white space as one space."""
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+    return " ".join(folded.split())
+
+
 def name_reference(family: str, given: str, birth_date: str) -> str:
-    return f"{family.strip()}|{given.strip()}|{birth_date.strip()}"
+    """`family|first given name|birth date`, folded, the same whether given names are stored apart or
+    together ("Mary Ann" as one element or two): only the first given name counts."""
+    first = (given.split() or [""])[0]
+    return f"{fold_name(family)}|{fold_name(first)}|{birth_date.strip()}"
 
 
 def subject_keys(record: dict[str, Any], key: bytes | None = None) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from broker import logs
-from broker.config import Registry, Settings, load_settings
+from broker.config import Registry, Settings, check_start, load_settings
 from broker.errors import ConfigError, DataError, TransportError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_TRANSPORT = 0, 1, 2, 3, 4
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                                  ("core_vhost", "recipient_vhost_prefix", "agreements_dir", "audit_dir",
                                   "metrics_port")},
                                  amqp_url=args.amqp_url)
+        if args.command in ("run", "worker", "audit-writer"):
+            for relaxed in check_start(settings, role=args.command):
+                logs.get("interchange").warning("development_mode", relaxed=relaxed)
         group_command = getattr(args, f"{args.command}_command", None)
         key = f"{args.command} {group_command}" if group_command else args.command
         return COMMANDS[key](args, settings)
@@ -183,9 +186,10 @@ def _records_in(file: Path) -> Iterator[tuple[str, dict[str, Any] | DataError]]:
 
 @command("run")
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.runner import child_commands, supervise
+    from broker.runner import child_commands, load_renderers, supervise
 
-    Registry.load(settings)  # a bad configuration stops start-up here, before any child starts
+    # a bad configuration (or a missing open-data key) stops start-up here, before any child starts
+    load_renderers(Registry.load(settings), settings)
     extra = _passthrough(args)
     return supervise(child_commands(args.workers, extra, settings.metrics_port))
 

@@ -138,8 +138,9 @@ def _consult_args(p: argparse.ArgumentParser) -> None:
 def cmd_agreements_list(args: argparse.Namespace, settings: Settings) -> int:
     from broker import governance
     from broker.config import Registry
+    from broker.rules import agreement_day
 
-    today = dt.date.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC).date()
+    today = dt.date.fromisoformat(args.at) if args.at else agreement_day(dt.datetime.now(dt.UTC))
     rows = governance.agreement_rows(Registry.load(settings).agreements, today, _traffic(settings))
     if args.json:
         print("\n".join(orjson.dumps(r).decode() for r in rows))

@@ -2,6 +2,10 @@
 
 Precedence for settings: defaults < file (deploy/interchange.yaml) < environment (INTERCHANGE_*) <
 command line.  A bad file stops start-up with a ConfigError naming the file, the key and the reason.
+
+The defaults are production's: publishers must be proven and every key must be a real secret.  Development
+mode (`development: true` in the file, or INTERCHANGE_DEVELOPMENT=1) is the only way to turn the publisher
+check off or to run on the built-in development keys, and every process started in it logs a warning.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ class Settings:
     agreements_dir: Path = PROJECT_ROOT / "deploy" / "agreements"
     metrics_port: int = 0
     max_body_bytes: int = 4 * 1024 * 1024
-    require_publisher: bool = False
+    require_publisher: bool = True   # false only in development mode (check_development)
+    development: bool = False        # explicit development mode: see the module docstring
+    open_data_key: str = field(default="", repr=False)   # secret for open-data Crime IDs (crime-map-csv)
     # a correction whose original is not yet known is decided again every `correction_wait_seconds`, at most
     # `correction_wait_attempts` times, then dead-lettered (broker.corrections)
     correction_wait_seconds: float = 0.5
@@ -120,6 +126,17 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def open_data_key_or_dev(self) -> str:
+        """The open-data key; in development mode a fixed development key when none is set."""
+        return self.open_data_key or (DEV_OPEN_DATA_KEY if self.development else "")
+
+
+DEV_OPEN_DATA_KEY = "interchange-development-open-data-key-not-for-production"
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes")
+
 
 ENV_VARS = {
     "INTERCHANGE_AMQP_URL": ("amqp_url", str),
@@ -138,7 +155,9 @@ ENV_VARS = {
     "INTERCHANGE_CONFIRM_TIMEOUT": ("confirm_timeout_seconds", float),
     "INTERCHANGE_CORRECTION_WAIT_SECONDS": ("correction_wait_seconds", float),
     "INTERCHANGE_CORRECTION_WAIT_ATTEMPTS": ("correction_wait_attempts", int),
-    "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", lambda v: v.lower() in ("1", "true", "yes")),
+    "INTERCHANGE_REQUIRE_PUBLISHER": ("require_publisher", _flag),
+    "INTERCHANGE_DEVELOPMENT": ("development", _flag),
+    "INTERCHANGE_OPEN_DATA_KEY": ("open_data_key", str),
     "INTERCHANGE_TLS_CA_FILE": ("tls_ca_file", Path),
     "INTERCHANGE_TLS_CERT_FILE": ("tls_cert_file", Path),
     "INTERCHANGE_TLS_KEY_FILE": ("tls_key_file", Path),
@@ -165,7 +184,48 @@ def load_settings(file: Path | None = None, environ: dict[str, str] | None = Non
                 settings = replace(settings, **{attr: convert(environ[var])})
             except ValueError as exc:
                 raise ConfigError(var, attr, f"bad value {environ[var]!r}: {exc}") from exc
-    return settings.with_overrides(**overrides)
+    settings = settings.with_overrides(**overrides)
+    check_development(settings, str(file))
+    if not settings.development and not settings.checkpoints_required:   # mandatory outside development
+        settings = replace(settings, checkpoints_required=True)
+    return settings
+
+
+def check_development(settings: Settings, file: str) -> None:
+    """Refuse settings that relax a production safeguard without development mode."""
+    if not settings.require_publisher and not settings.development:
+        raise ConfigError(file, "identity.require_publisher", (
+            "the publisher check may be off only in development mode (development: true or "
+            "INTERCHANGE_DEVELOPMENT=1)"))
+
+
+def check_start(settings: Settings, environ: dict[str, str] | None = None, role: str = "worker") -> list[str]:
+    """Before a worker, audit writer or supervisor starts: outside development mode refuse an empty or
+    development audit key, and an audit writer (or `run`) without a checkpoint signing key.  Returns the
+    safeguards development mode relaxes (to log)."""
+    from broker import audit
+
+    environ = dict(os.environ if environ is None else environ)
+    writes_audit = role in ("audit-writer", "run")
+    if settings.development:
+        relaxed = ["development mode: development keys accepted"]
+        if not settings.require_publisher:
+            relaxed.append("publisher check off: a record's AMQP user_id is not checked against its origin")
+        if not environ.get("INTERCHANGE_AUDIT_KEY"):
+            relaxed.append("INTERCHANGE_AUDIT_KEY not set: using the development key")
+        if writes_audit and settings.checkpoint_signing_key is None:
+            relaxed.append("INTERCHANGE_CHECKPOINT_SIGNING_KEY not set: checkpoints signed with the public "
+                           "development key")
+        return relaxed
+    value = environ.get("INTERCHANGE_AUDIT_KEY", "")
+    if not value.strip() or value.encode() == audit.DEV_KEY:
+        raise ConfigError("INTERCHANGE_AUDIT_KEY", "", f"{'empty' if not value.strip() else 'the development key'}"
+                                                       ": set a secret key (development mode alone may run "
+                                                       "without one)")
+    if writes_audit and settings.checkpoint_signing_key is None:
+        raise ConfigError("INTERCHANGE_CHECKPOINT_SIGNING_KEY", "", "not set: checkpoints are required outside "
+                          "development mode; point it at an Ed25519 private key (PEM) kept off the audit disk")
+    return []
 
 
 def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings:
@@ -187,6 +247,7 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "require_publisher": doc.get("identity", {}).get("require_publisher"),
         "correction_wait_seconds": doc.get("corrections", {}).get("wait_seconds"),
         "correction_wait_attempts": doc.get("corrections", {}).get("wait_attempts"),
+        "development": doc.get("development"),
         "tls_ca_file": _resolve(base, tls.get("ca_file")),
         "tls_cert_file": _resolve(base, tls.get("cert_file")),
         "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),
@@ -225,6 +286,7 @@ class Recipient:
     max_classification: str
     format: str = "common-json"
     attributes: dict[str, str] = field(default_factory=dict)
+    public: bool = False              # open data: receives only through an anonymising renderer
 
     def as_condition_subject(self) -> dict[str, Any]:
         return {"id": self.id, "class": self.cls, "attributes": self.attributes}
@@ -250,8 +312,35 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
         if item["id"] in recipients:
             raise ConfigError(str(path), f"recipients.{i}.id", f"duplicate recipient id {item['id']!r}")
         recipients[item["id"]] = Recipient(item["id"], item["name"], item["class"], item["max_classification"],
-                                           item.get("format", "common-json"), dict(item.get("attributes", {})))
+                                           item.get("format", "common-json"), dict(item.get("attributes", {})),
+                                           bool(item.get("public", False)))
     return recipients
+
+
+def check_public_recipients(recipients: dict[str, Recipient], agreements: list[Agreement], file: str) -> None:
+    """Refuse a public (open-data) recipient that some agreement feeds through a format that does not anonymise.
+
+    Its format must be an outbound adapter marked `anonymising` that renders every record type of every
+    agreement naming the recipient; otherwise the recipient would receive the common JSON.
+    """
+    from adapters.registry import adapter_class
+
+    for i, recipient in enumerate(recipients.values()):
+        feeding = [a for a in agreements if a.recipient == recipient.id]
+        if not recipient.public or not feeding:
+            continue
+        cls = adapter_class(recipient.format) if recipient.format != "common-json" else None
+        if cls is None or not getattr(cls, "anonymising", False):
+            raise ConfigError(file, f"recipients.{i}.format", (
+                f"recipient {recipient.id!r} is public (open data) and agreement {feeding[0].id} "
+                f"({feeding[0].file}) sends it records, but format {recipient.format!r} is not an anonymising "
+                "renderer"))
+        for agreement in feeding:
+            missing = [t for t in agreement.record_types if t not in cls.record_types]
+            if missing:
+                raise ConfigError(agreement.file, "record_types", (
+                    f"public recipient {recipient.id!r} receives through {recipient.format!r}, which cannot "
+                    f"anonymise {', '.join(missing)}"))
 
 
 # ---------------------------------------------------------------- agreements
@@ -345,8 +434,9 @@ class Registry:
     @classmethod
     def load(cls, settings: Settings) -> Registry:
         recipients = load_recipients(settings.recipients_file)
-        return cls(load_agencies(settings.agencies_file), recipients,
-                   load_agreements(settings.agreements_dir, recipients))
+        agreements = load_agreements(settings.agreements_dir, recipients)
+        check_public_recipients(recipients, agreements, str(settings.recipients_file))
+        return cls(load_agencies(settings.agencies_file), recipients, agreements)
 
     def publishers_of(self, agency: str) -> tuple[str, ...]:
         found = self.agencies.get(agency)

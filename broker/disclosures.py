@@ -58,7 +58,7 @@ class Subject:
             family, _, given = self.name.partition(",")
             if not given.strip() or not self.dob:
                 raise ValueError('--name needs the form "Family, Given" and --dob YYYY-MM-DD')
-            keys.append(subject_key("name", name_reference(family, given.split()[0], self.dob), key))
+            keys.append(subject_key("name", name_reference(family, given, self.dob), key))
         return keys
 
     def label(self) -> str:

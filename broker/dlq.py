@@ -7,10 +7,13 @@ returns whatever was not acted on to the queue, unchanged.
 Replay, for each chosen dead letter, in this order:
   1. skip it if the audit log already shows its record routed after it was dead-lettered (a replay that
      crashed between republishing and removing it): it is removed, never sent twice;
-  2. publish a `replay` audit entry and wait for the confirm (nothing leaves unaudited);
-  3. republish the original bytes to where the record died (the ingress, or the audit queue for an audit
-     batch) with the SAME message_id, and wait for the confirm;
-  4. only then ack (remove) the dead letter.
+  2. re-check the original publisher (the AMQP user_id the record first arrived with) against its origin
+     agency as the worker does; a letter that fails stays dead-lettered, so a refused spoof stays refused;
+  3. publish a `replay` audit entry and wait for the confirm (nothing leaves unaudited);
+  4. republish the original bytes to where the record died (the ingress, or the audit queue for an audit
+     batch) with the SAME message_id and the original publisher in `x-interchange-publisher` (the worker
+     refuses a record whose header names a publisher its origin does not have), and wait for the confirm;
+  5. only then ack (remove) the dead letter.
 The routing worker decides the record again under the agreements and agencies it has loaded now; every
 delivery carries the record id as message_id, so even a duplicate that slipped through is dropped by the
 partner.  Purge removes dead letters older than an age, each removal audited.
@@ -36,10 +39,11 @@ import orjson
 import pika
 
 from broker import audit, logs, topology
-from broker.config import Settings
+from broker.config import Agency, Settings, load_agencies
 from broker.errors import TransportError
 
 REPLAY_HEADER = "x-interchange-replay"
+PUBLISHER_HEADER = "x-interchange-publisher"   # the publisher a replayed record first arrived with
 
 
 @dataclass
@@ -58,6 +62,7 @@ class DeadLetter:
     body: bytes
     content_type: str | None
     record: dict[str, Any] | None = field(default=None, repr=False)
+    publisher: str = ""   # the AMQP user_id the record first arrived with ("" when it had none)
 
     @property
     def age_seconds(self) -> float | None:
@@ -91,6 +96,9 @@ def dead_letter(tag: int, props: Any, body: bytes) -> DeadLetter:
         body,
         _text(headers.get("x-original-content-type")) or props.content_type,
         record,
+        # the worker's dead letter names it in a header; one RabbitMQ dead-lettered kept its own user_id
+        _text(headers.get("x-original-user-id")) or _text(headers.get(PUBLISHER_HEADER))
+        or _text(getattr(props, "user_id", None)),
     )
 
 
@@ -273,6 +281,7 @@ def replay(queue: DeadLetterQueue, letters: list[DeadLetter], operator: dict[str
     """Replay each letter (audit, republish, then remove); see the module docstring for why this order."""
     outcome, log = Outcome(), logs.get("interchange.dlq")
     routed = routed_since(Path(queue.settings.audit_dir))
+    agencies = load_agencies(queue.settings.agencies_file)
     for letter in letters:
         with logs.record_context(letter.message_id, letter.correlation_id):
             if _already_routed(letter, routed):
@@ -281,6 +290,11 @@ def replay(queue: DeadLetterQueue, letters: list[DeadLetter], operator: dict[str
                     (letter.message_id, "already routed after it was dead-lettered; removed")
                 )
                 log.info("dlq_replay_skipped", reason=letter.reason, why="already_routed")
+                continue
+            refusal = publisher_refusal(letter, agencies, queue.settings.require_publisher)
+            if refusal is not None:
+                outcome.failed.append((letter.message_id, refusal))
+                log.warning("dlq_replay_refused", reason=letter.reason, why="publisher_not_origin")
                 continue
             try:
                 _audit(queue, letter, "replay", "replayed", operator)
@@ -372,6 +386,24 @@ def _audit(
     )
 
 
+def publisher_refusal(letter: DeadLetter, agencies: dict[str, Agency], require_publisher: bool) -> str | None:
+    """Why a dead letter may not be replayed under its original publisher, or None.  Pure.
+
+    The worker's own rule (broker.exchange): a record whose origin agency is registered must have come
+    from one of that agency's publishers, or from no publisher at all only where publishers are not required.
+    """
+    if letter.died_in == topology.AUDIT_QUEUE or not letter.record:
+        return None
+    origin = letter.record.get("origin")
+    agency = agencies.get(origin.get("agency")) if isinstance(origin, dict) else None
+    if agency is None or not isinstance(origin.get("agency"), str):
+        return None   # an unknown agency is the worker's refusal to make again
+    if letter.publisher in agency.publishers or (not letter.publisher and not require_publisher):
+        return None
+    return (f"publisher_not_origin: the record first arrived from {letter.publisher or '(no publisher)'!r}, "
+            f"which may not publish as agency {agency.code!r}; it stays dead-lettered")
+
+
 def _destination(letter: DeadLetter) -> tuple[str, str]:
     if letter.died_in == topology.AUDIT_QUEUE:
         return "", topology.AUDIT_QUEUE
@@ -389,6 +421,8 @@ def _replay_properties(letter: DeadLetter) -> pika.BasicProperties:
         and not k.startswith("x-original")
     }
     keep[REPLAY_HEADER] = letter.reason
+    if letter.publisher:
+        keep[PUBLISHER_HEADER] = letter.publisher
     return pika.BasicProperties(
         content_type=letter.content_type or None,
         delivery_mode=2,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from broker.errors import DataError, FieldError
 from broker.rules import Deliver, Rulebook, Withhold
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
+PUBLISHER_HEADER = "x-interchange-publisher"   # set by `dlq replay`: the publisher a record first came from
 
 Renderer = Callable[[dict[str, Any]], tuple[bytes, str]]
 
@@ -203,11 +205,14 @@ def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | 
         return "classification_not_permitted", [FieldError(
             record_id, "classification.tier", "classification_not_permitted",
             f"{tier} material must never enter the exchange")]
-    if message.user_id or ctx.settings.require_publisher:
-        if message.user_id not in agency.publishers:
+    # a replayed record names the publisher it first came from (broker.dlq): that one is checked too
+    first = message.headers.get(PUBLISHER_HEADER) if isinstance(message.headers, dict) else None
+    first = first.decode(errors="replace") if isinstance(first, bytes) else first
+    for publisher, required in ((message.user_id, ctx.settings.require_publisher), (first, False)):
+        if (publisher or required) and publisher not in agency.publishers:
             return "publisher_not_origin", [FieldError(
                 record_id, "origin.agency", "publisher_not_origin",
-                f"publisher {message.user_id or '(none)'!r} may not publish as agency {agency_code!r}")]
+                f"publisher {publisher or '(none)'!r} may not publish as agency {agency_code!r}")]
     return None
 
 
@@ -225,11 +230,16 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
         if decision.recipient and decision.agreement:
             plan.agreements[decision.recipient] = decision.agreement.id
         if isinstance(decision, corrections.Retract):   # a past recipient told to stop relying on the original
-            body, headers = corrections.retraction_notice(record, decision)
+            if ctx.registry.recipients[decision.recipient].public:   # open data: only the opaque Crime ID
+                body, headers = _public_retraction(record, decision, ctx)
+                message_id = _public_message_id(record, body, ctx)
+            else:
+                body, headers = corrections.retraction_notice(record, decision)
+                message_id = record_id
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             plan.agreements[decision.recipient] = decision.agreement_id
             plan.outputs.append(Outgoing(decision.recipient, corrections.NOTICE_EXCHANGE,
-                                         corrections.NOTICE_ROUTING_KEY, body, record_id, None, headers))
+                                         corrections.NOTICE_ROUTING_KEY, body, message_id, None, headers))
             plan.delivered.append(decision.recipient)
         elif isinstance(decision, Deliver):
             recipient = ctx.registry.recipients[decision.recipient]
@@ -243,9 +253,14 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
                 continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             sizes[decision.recipient] = len(body)
-            plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
-                                         record_id, correlation_id, _delivery_headers(record_headers, decision),
-                                         content_type))
+            if recipient.public:   # open data: the properties must not name the record either
+                plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
+                                             _public_message_id(record, body, ctx), None,
+                                             _public_headers(decision), content_type))
+            else:
+                plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
+                                             record_id, correlation_id, _delivery_headers(record_headers, decision),
+                                             content_type))
             plan.delivered.append(decision.recipient)
         else:
             plan.withheld[decision.recipient or "none"] = decision.reason
@@ -317,6 +332,45 @@ def _delivery_headers(record_headers: dict[str, Any], decision: Deliver) -> dict
     agreement = decision.agreement
     headers = dict(_agreement_headers(agreement.id, agreement.lawful_basis, agreement.purposes))
     headers.update(record_headers)
+    return headers
+
+
+def _public_message_id(record: dict[str, Any], body: bytes, ctx: Context) -> str:
+    """A public delivery's message id: HMAC-SHA256 of (origin, record id) under the open-data key, so a
+    redelivered record keeps its id (the partner drops the copy), two records never share one (two ASB rows
+    can be byte-identical), and nobody without the key can test a guessed force reference against it."""
+    key = ctx.settings.open_data_key_or_dev().encode()
+    if not key:   # no anonymising renderer renders without the key; a keyless one gets the body's hash
+        return hashlib.sha256(body).hexdigest()
+    message = f"message-id\x00{record['origin']['agency']}\x00{record['id']}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def public_crime_id(origin: str, lineage_id: str, key: str) -> str:
+    """The open-data Crime ID of a crime (its original record id): HMAC-SHA256 under the open-data key, as
+    the crime-map-csv renderer computes it, so a retraction names the row it withdraws and nothing else."""
+    return hmac.new(key.encode(), f"{origin}\x00{lineage_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _public_retraction(record: dict[str, Any], retract: Any, ctx: Context) -> tuple[bytes, dict[str, Any]]:
+    """A retraction to a public recipient: the withdrawn row's Crime ID only; no record id, origin or reason."""
+    body = {"notice": "retraction",
+            "crime_id": public_crime_id(record["origin"]["agency"], record["supersedes"]["id"],
+                                        ctx.settings.open_data_key_or_dev())}
+    headers = {"x-notice": "retraction", "x-agreement": retract.agreement_id, "x-record-type": record["type"],
+               "x-supersedes-kind": record["supersedes"].get("kind", "correction")}
+    return orjson.dumps(body), headers
+
+
+def _public_headers(decision: Deliver) -> dict[str, Any]:
+    """A public recipient's headers: the agreement, the record type and whether it corrects or retracts an
+    earlier row (whose opaque id its body repeats), nothing that names the record: no handling text,
+    superseded id, origin or classification."""
+    view = decision.projection.record
+    headers = dict(_agreement_headers(decision.agreement.id, decision.agreement.lawful_basis,
+                                      decision.agreement.purposes)) | {"x-record-type": view["type"]}
+    if isinstance(view.get("supersedes"), dict):
+        headers["x-supersedes-kind"] = str(view["supersedes"].get("kind", "correction"))
     return headers
 
 

@@ -12,7 +12,11 @@ Rules and test vectors: REFERENCE.md section 2.  Decisions taken here:
 
 - PNC ID, CRO number and ASN share the mod-23 check alphabet ``ZABCDEFGHJKLMNPQRTUVWXY``.
 - Two-digit PNC years expand to 20YY when YY is at most the current year's YY, otherwise 19YY (MoJ's rule).
-- CRO ``SF`` numbers are checked on ``YY + serial.zfill(5)`` (REFERENCE "probable"); canonical form pads to 5.
+- CRO ``SF`` numbers: two published conventions disagree for serials under six digits.  The worked examples
+  (REFERENCE 2.3: ``SF93/2294N``, ``SF83/50058Z``) check ``YY + serial.zfill(5)``; MoJ's prison-api
+  ``IdentifierValidation`` and its test vectors (``SF88/1234P``, ``SF11/1X``) check ``YY + serial.zfill(6)``,
+  as for standard CRO numbers.  Both are real numbers in circulation, so either letter is accepted (they agree
+  for six-digit serials).  The canonical SF form is ``SFYY/`` + the serial's value padded to 5 digits.
 - Postcodes use the strict BS 7666 pattern: pseudo-postcodes (``ZZ99 9ZZ``) and ``BFPO`` are refused.
 - NINO: older suffixes F, M, P or a missing suffix are accepted (data quality, not an error).
 - VRM: current, prefix and suffix formats are recognised; dateless, Northern Ireland and personalised
@@ -172,7 +176,15 @@ def cro_canonical(value: str) -> str | None:
     if parts is None:
         return None
     sf, serial, year, letter = parts
-    return f"SF{year}/{serial.zfill(5)}{letter}" if sf else f"{serial.zfill(6)}/{year}{letter}"
+    return f"SF{year}/{int(serial):05d}{letter}" if sf else f"{serial.zfill(6)}/{year}{letter}"
+
+
+def cro_check_chars(serial: str | int, year: str | int, *, sf: bool = False) -> tuple[str, ...]:
+    """Every check letter a CRO number may carry: one for the standard form, the pad-5 and pad-6 letters for SF."""
+    if not sf:
+        return (cro_check_char(serial, year),)
+    letters = (cro_check_char(serial, year, sf=True), cro_check_char(serial, year))
+    return letters[:1] if letters[0] == letters[1] else letters
 
 
 def _check_cro(value: str) -> str | None:
@@ -180,10 +192,10 @@ def _check_cro(value: str) -> str | None:
     if parts is None:
         return f"CRO number {value} is not in the form NNNNNN/YYC or SFYY/NNNNNC"
     sf, serial, year, letter = parts
-    expected = cro_check_char(serial, year, sf=sf)
-    return (
-        None if expected == letter else f"CRO number {value} has check letter {letter}, expected {expected}"
-    )
+    expected = cro_check_chars(serial, year, sf=sf)
+    if letter in expected:
+        return None
+    return f"CRO number {value} has check letter {letter}, expected {' or '.join(expected)}"
 
 
 # --- Arrest/Summons Number ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from broker import __version__
 from broker.errors import REJECT_REASONS, WITHHOLD_REASONS
+from broker.rules import LONDON
 
 if TYPE_CHECKING:
     from broker.config import Agreement, Registry
@@ -76,7 +77,7 @@ class Metrics:
                                              "Audit chain verifications that found a broken chain", registry=r)
         # Seconds, not days: Prometheus base units (promtool refuses _days); alerts divide by 86400.
         self.agreement_expiry = Gauge("interchange_agreement_expiry_timestamp_seconds",
-                                      "When an agreement stops being in force (end of its valid_until day, UTC)",
+                                      "When an agreement stops being in force (end of its valid_until day, UK time)",
                                       ["agreement"], registry=r)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
@@ -111,7 +112,7 @@ class Metrics:
     def observe_agreements(self, agreements: Iterable[Agreement]) -> None:
         """Set interchange_agreement_expiry_timestamp_seconds per agreement (at start and on each scrape)."""
         for agreement in agreements:
-            end = dt.datetime.combine(agreement.valid_until + dt.timedelta(days=1), dt.time(), dt.UTC)
+            end = dt.datetime.combine(agreement.valid_until + dt.timedelta(days=1), dt.time(), LONDON)
             self.agreement_expiry.labels(agreement.id).set(end.timestamp())
 
 

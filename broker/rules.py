@@ -1,9 +1,10 @@
 """Deciding who receives a record: a pure function of (record, agreements, time).
 
 Deny by default.  A recipient receives a record only through an agreement that names the record's
-provider, type and recipient, is in force on the day, allows the record's classification and handling,
-and whose conditions all hold.  The result is one Decision per recipient that some agreement covers for
-this provider and record type; a record that no agreement covers gets one `no_agreement` withholding.
+provider, type and recipient, is in force on the day (a Europe/London calendar day: `agreement_day`),
+allows the record's classification and handling, and whose conditions all hold.  The result is one
+Decision per recipient that some agreement covers for this provider and record type; a record that no
+agreement covers gets one `no_agreement` withholding.
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from broker import conditions, scope
 from broker.config import CLASSIFICATION_LEVELS, Agency, Agreement, Recipient
 from broker.paths import leaf_paths
 from broker.projection import Projection
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def agreement_day(moment: dt.datetime) -> dt.date:
+    """The Europe/London calendar day an instant falls on: agreements run from and to UK days.
+
+    A naive datetime is taken as UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(LONDON).date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +113,7 @@ class Rulebook:
                 candidates[agreement.recipient].append(agreement)
         if not candidates:
             return [Withhold(None, None, "no_agreement")]
-        today = now.date()
+        today = agreement_day(now)
         data_paths = tuple(leaf_paths(record.get("data"), "data"))   # walked once, shared by every projection
         return [self._decide_for(record, recipient, agreements, today, data_paths)
                 for recipient, agreements in sorted(candidates.items())]

@@ -16,6 +16,7 @@ from typing import Any
 
 from broker import logs
 from broker.config import Registry, Settings
+from broker.errors import ConfigError
 from broker.exchange import Context, common_json
 from broker.metrics import Metrics
 from broker.provision import recipient_vhosts
@@ -28,18 +29,31 @@ def build_context(settings: Settings, registry: Registry | None = None) -> Conte
     from broker.validation import Validator
 
     registry = registry or Registry.load(settings)
-    return Context.build(settings, registry, Validator(), renderers=load_renderers(registry),
+    return Context.build(settings, registry, Validator(), renderers=load_renderers(registry, settings),
                          original=Originals(settings.audit_dir))
 
 
-def load_renderers(registry: Registry) -> dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]]:
-    """Outbound adapters named by recipients' `format`, resolved once at start-up."""
+def load_renderers(registry: Registry, settings: Settings | None = None
+                   ) -> dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]]:
+    """Outbound adapters named by recipients' `format`, resolved once at start-up.
+
+    An anonymising adapter gets the open-data key (`crime_id_key`) from the settings; without one it renders
+    nothing (every delivery through it is withheld as `recipient_format_error`).
+    """
+    from adapters.registry import get_adapter
+
     renderers: dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]] = {"common-json": common_json}
     for recipient in registry.recipients.values():
         if recipient.format not in renderers:
-            from adapters.registry import get_adapter
             adapter: Any = get_adapter(recipient.format)
-            renderers[recipient.format] = lambda record, a=adapter, r=recipient: a.render(record, r.attributes)
+            options = dict(recipient.attributes)
+            if adapter.anonymising and settings is not None:
+                options["crime_id_key"] = settings.open_data_key_or_dev()
+                if not options["crime_id_key"]:
+                    raise ConfigError("INTERCHANGE_OPEN_DATA_KEY", "open_data_key", (
+                        f"recipient {recipient.id!r} receives through {recipient.format!r}, which needs a secret "
+                        "key for its opaque ids; set one (development mode alone may run without one)"))
+            renderers[recipient.format] = lambda record, a=adapter, o=options: a.render(record, o)
     return renderers
 
 

@@ -24,6 +24,7 @@ from tests.flowkit import (
     dead_lettered,
     flow_messages,
     write_flow_agreements,
+    write_flow_recipients,
     write_settings_file,
 )
 
@@ -41,7 +42,8 @@ def _wait(predicate, timeout: float) -> None:
 
 @pytest.fixture
 def flow_broker(rabbitmq, tmp_path: Path):
-    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"))
+    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"),
+                               recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"))
     try:
         yield broker
     finally:

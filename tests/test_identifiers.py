@@ -139,8 +139,26 @@ def test_sf_prefixed_cro_numbers_pass_the_check_with_serials_padded_to_five(valu
 
 def test_sf_cro_numbers_with_a_wrong_letter_are_refused():
     # Given SF93/2294N with its letter changed / Then the expected letter N is named
-    assert check("cro", "SF93/2294P") == "CRO number SF93/2294P has check letter P, expected N"
+    assert check("cro", "SF93/2294P") == "CRO number SF93/2294P has check letter P, expected N or Z"
     assert cro_check_char("2294", "93", sf=True) == "N"
+
+
+# MoJ prison-api IdentifierValidationTest: SF serials checked padded to six digits, as standard CRO numbers
+CRO_SF_PRISON_API = ["SF99/123456L", "SF88/001234P", "SF88/1234P", "SF11/1X"]
+
+
+@pytest.mark.parametrize("value", CRO_SF_PRISON_API)
+def test_sf_cro_numbers_checked_on_a_six_digit_serial_pass_too(value):
+    assert check("cro", value) is None
+
+
+def test_an_sf_cro_number_has_one_canonical_form_however_its_serial_is_padded():
+    assert normalise("cro", "SF88/001234P") == normalise("cro", "SF88/1234P") == "SF88/01234P"
+
+
+@pytest.mark.parametrize("value", ["SF99/123456Z", "SF88/1234A", "SF11/1A"])
+def test_sf_cro_numbers_matching_neither_convention_are_refused(value):
+    assert check("cro", value) is not None
 
 
 @pytest.mark.parametrize("value", ["1234567/91H", "65656-91H", "SF9/2294N", "/91H", "65656/91"])
@@ -177,6 +195,16 @@ def test_a_short_asn_has_its_sequence_padded_back_to_eleven_digits():
 def test_asn_check_char_drops_non_numeric_force_and_system_parts():
     # Given force FD (letters) / Then only the system code digits count
     assert asn_check_char("22", "FD", "22", "1234560") == "X"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["22FD112200001234560A", "22/FD11/22/1234560A", "22FD11221234560A", "2201ZDAB00000448754K",
+     "22A01ZD0100000448754K", "11/A01ZD/01/448754A"],
+)
+def test_asns_with_letters_in_the_force_or_system_part_still_have_their_check_letter_checked(value):
+    # Given an ASN whose force or system code holds letters, with a wrong check letter / Then it is refused
+    assert "has check letter" in (check("asn", value) or "")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from broker import topology
 from broker.publisher import publish_all, record_message
 from broker.testing import TestBroker, worker_thread
-from tests.flowkit import _TEMPLATE, write_flow_agreements
+from tests.flowkit import _TEMPLATE, write_flow_agreements, write_flow_recipients
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -51,6 +51,7 @@ def test_two_workers_share_four_partitions_and_each_case_arrives_in_order(rabbit
     broker = TestBroker.create(
         tmp_path / "audit",
         write_flow_agreements(tmp_path / "agreements"),
+        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),   # a plain crime-map: ids to compare
         partitions=4,
         standby_delay_seconds=1.0,
     )

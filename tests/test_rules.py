@@ -67,6 +67,27 @@ def test_an_agreement_is_in_force_on_its_last_day(book):
     assert isinstance(decision, Deliver)
 
 
+def test_in_summer_an_agreement_has_expired_at_half_past_midnight_uk_time_after_its_last_day(book):
+    # Given an agreement whose last day is 30 June 2026 / When a record arrives at 00:30 BST on 1 July
+    # (23:30 UTC on 30 June) / Then the UK day is 1 July and the agreement has expired
+    moment = dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.UTC)
+    [decision] = book(agreement(valid_until="2026-06-30")).decide(example("02-case.file"), moment)
+    assert isinstance(decision, Withhold) and decision.reason == "agreement_expired"
+
+
+def test_in_summer_an_agreement_starts_at_midnight_uk_time_on_its_first_day(book):
+    # Given an agreement valid from 1 July 2026 / When a record arrives at 00:30 BST on 1 July / Then it delivers
+    moment = dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.UTC)
+    [decision] = book(agreement(valid_from="2026-07-01")).decide(example("02-case.file"), moment)
+    assert isinstance(decision, Deliver)
+
+
+def test_in_winter_the_uk_day_is_the_utc_day(book):
+    moment = dt.datetime(2026, 12, 31, 23, 59, tzinfo=dt.UTC)
+    [decision] = book(agreement(valid_until="2026-12-31")).decide(example("02-case.file"), moment)
+    assert isinstance(decision, Deliver)
+
+
 def test_only_the_listed_fields_are_delivered_and_the_rest_are_named_as_withheld(book):
     record = example("02-case.file")
     [decision] = book(agreement()).decide(record, NOW)

@@ -3,8 +3,10 @@
 Anonymised as data.police.uk does (REFERENCE §7.4): the location is snapped to the nearest anonymous map
 point from `map_points.csv` (points published by data.police.uk, OGL v3), the date is cut to the month,
 persons, objects, identifiers, free text and the force's crime reference are dropped.  The Crime ID is
-an HMAC of the record id under `options["crime_id_key"]` (set a secret: without it anyone holding a
-record id could link a published row back to it); anti-social behaviour rows have no Crime ID.
+HMAC-SHA256 of the origin agency and the record's lineage id (the id it supersedes, else its own) under
+`options["crime_id_key"]`, a secret of the deployment: without the key nobody can link a published row back
+to the force's reference, and a correction keeps its crime's Crime ID.  No key, no row
+(`crime_id_key_missing`).  Anti-social behaviour rows have no Crime ID.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class CrimeMapCsvAdapter(OutboundAdapter):
     folder = HERE
     content_type = "text/csv; charset=utf-8"
     record_types = ("crime.report",)
+    anonymising = True
 
     def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:
         row = street_row(record, options)
@@ -146,7 +149,7 @@ def street_row(record: Record, options: dict[str, Any]) -> list[str]:
     month = data.get("month") or (data.get("recorded") or "")[:7]
     force = force_name(record["origin"]["agency"]) or options.get("force_name") or record["origin"]["agency"]
     place = _snapped(data, options)
-    crime_id = "" if data["category"] == "anti-social-behaviour" else _crime_id(record["id"], options)
+    crime_id = "" if data["category"] == "anti-social-behaviour" else _crime_id(record, options)
     lon, lat = (f"{place.lon:.6f}", f"{place.lat:.6f}") if place else ("", "")
     return [
         crime_id,
@@ -173,6 +176,12 @@ def _snapped(data: dict[str, Any], options: dict[str, Any]) -> MapPoint | None:
     return best if distance <= float(options.get("max_snap_metres", 2000)) else None
 
 
-def _crime_id(record_id: str, options: dict[str, Any]) -> str:
-    key = str(options.get("crime_id_key", "")).encode("utf-8")
-    return hmac.new(key, record_id.encode("utf-8"), hashlib.sha256).hexdigest()
+def _crime_id(record: Record, options: dict[str, Any]) -> str:
+    key = str(options.get("crime_id_key") or "").encode("utf-8")
+    if not key:
+        raise AdapterError("crime_id_key_missing", "no crime_id_key: a Crime ID without a secret key could be "
+                           "linked back to the force's reference", path="id", record_id=record.get("id"))
+    supersedes = record.get("supersedes")
+    lineage = supersedes["id"] if isinstance(supersedes, dict) and supersedes.get("id") else record["id"]
+    message = f"{record['origin']['agency']}\x00{lineage}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
