@@ -22,7 +22,11 @@ REJECT_REASONS = (
     "classification_not_permitted",
     "publisher_not_origin",
     "adapter_error",
+    "internal_error",
 )
+
+# The routing core failed on a record in a way it did not expect (a defect): dead-lettered, never raised.
+INTERNAL_ERROR = "internal_error"
 
 # Why a recipient did not receive a record (audited as withheld).
 WITHHOLD_REASONS = (

@@ -58,9 +58,12 @@ def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, ag
 
 
 def classification_level(record: dict[str, Any]) -> int:
+    """The record's marking as a level; a marking that is not one of the tiers counts as the highest."""
     marking = record.get("classification") or {}
+    if not isinstance(marking, dict):
+        return 4
     tier = marking.get("tier", "OFFICIAL")
-    level = CLASSIFICATION_LEVELS.get(tier, 4)
+    level = CLASSIFICATION_LEVELS.get(tier, 4) if isinstance(tier, str) else 4
     return 2 if tier == "OFFICIAL" and marking.get("sensitive") else level
 
 
