@@ -243,6 +243,22 @@ def rejection_entry(record: dict[str, Any] | None, reason: str, error_paths: lis
     return capped(entry)
 
 
+UNDELIVERED_REASONS = ("returned", "nacked", "confirm_timeout", "connection_lost", "publish_error",
+                       "publish_failed")
+
+
+def undelivered_entry(disclosed: dict[str, Any], reason: str, actor: dict[str, Any], now: str) -> dict[str, Any]:
+    """The entry saying the delivery a `disclose` entry announced did not happen; it cancels that entry."""
+    return {
+        "entry_id": new_entry_id(), "time": now, "actor": actor, "operation": "undelivered",
+        "outcome": "not_delivered", "reason": reason, "record_id": disclosed.get("record_id"),
+        "record_type": disclosed.get("record_type"), "origin": disclosed.get("source"),
+        "source": disclosed.get("source"), "correlation_id": disclosed.get("correlation_id"),
+        "recipient": disclosed.get("recipient"), "agreement": disclosed.get("agreement"),
+        "cancels": disclosed.get("entry_id"),
+    }
+
+
 _PATH = re.compile(r"[A-Za-z0-9_.\[\]$-]{0,200}")
 
 

@@ -349,3 +349,6 @@ def _short_string(value: Any) -> bool:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+iso = _iso   # an audit timestamp: UTC, microseconds, `Z`
