@@ -7,7 +7,9 @@ them read while the writer writes.  If the index falls behind the log (a crash b
 log), `catch_up()` adds the missing tail.
 
 Tables: `entries` (seq -> the entry as JSON plus the columns queries filter on), `subjects` (subject key ->
-seq), `holds` (covert holds placed and released).
+seq), `holds` (covert holds placed and released), `disclosures` (entry id of each `disclose` entry -> seq)
+and `undelivered` (the entry id each `undelivered` entry cancels): a disclosure counts only if no
+`undelivered` entry cancels it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ CREATE TABLE IF NOT EXISTS holds (
   released_at TEXT, released_by TEXT);
 CREATE INDEX IF NOT EXISTS holds_record ON holds (record_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS disclosures (entry_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS undelivered (cancels TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS undelivered_cancels ON undelivered (cancels);
 """
+
+# The seq of every `disclose` entry that an `undelivered` entry cancels (its delivery did not take place).
+CANCELLED = "SELECT d.seq FROM disclosures d JOIN undelivered u ON u.cancels = d.entry_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,13 @@ class AuditIndex:
                 "INSERT INTO subjects VALUES (?,?)", [(k, seq) for k in entry.get("subject_keys") or ()]
             )
             self._hold_change(entry)
+            self._delivery_change(entry)
+
+    def _delivery_change(self, entry: dict[str, Any]) -> None:
+        if entry.get("operation") == "disclose" and entry.get("entry_id"):
+            self.db.execute("INSERT OR REPLACE INTO disclosures VALUES (?,?)", (entry["entry_id"], entry["seq"]))
+        elif entry.get("operation") == "undelivered" and entry.get("cancels"):
+            self.db.execute("INSERT INTO undelivered VALUES (?,?)", (entry["cancels"], entry["seq"]))
 
     def _hold_change(self, entry: dict[str, Any]) -> None:
         hold = entry.get("hold") or {}
@@ -148,13 +163,15 @@ class AuditIndex:
         """Every recipient a record was delivered to (the latest delivery per recipient)."""
         rows = self.db.execute(
             "SELECT recipient, agreement, time, max(seq) FROM entries WHERE record_id=? "
-            "AND operation='disclose' AND outcome='delivered' GROUP BY recipient ORDER BY recipient",
+            f"AND operation='disclose' AND outcome='delivered' AND seq NOT IN ({CANCELLED}) "
+            "GROUP BY recipient ORDER BY recipient",
             (record_id,),
         ).fetchall()
         return [PastDelivery(r[0], r[1], r[2], r[3]) for r in rows]
 
     def query(self, q: Query) -> Iterator[dict[str, Any]]:
-        """Entries matching every given filter, oldest first."""
+        """Entries matching every given filter, oldest first; a `disclose` entry whose delivery did not take
+        place carries `cancelled_by` (the reason of the `undelivered` entry)."""
         sql, args = ["SELECT DISTINCT e.entry FROM entries e"], []
         where = []
         if q.subject_keys:
@@ -179,8 +196,18 @@ class AuditIndex:
         if where:
             sql.append("WHERE " + " AND ".join(where))
         sql.append("ORDER BY e.seq")
+        cancelled = self.cancelled()
         for (blob,) in self.db.execute(" ".join(sql), args):
-            yield orjson.loads(blob)
+            entry = orjson.loads(blob)
+            if entry.get("entry_id") in cancelled and entry.get("operation") == "disclose":
+                entry["cancelled_by"] = cancelled[entry["entry_id"]]
+            yield entry
+
+    def cancelled(self) -> dict[str, str]:
+        """disclose entry id -> the reason its delivery did not take place, for every cancelled disclosure."""
+        rows = self.db.execute(
+            "SELECT u.cancels, e.reason FROM undelivered u JOIN entries e ON e.seq = u.seq").fetchall()
+        return {cancels: reason or "undelivered" for cancels, reason in rows}
 
     def live_holds(self) -> dict[str, list[str]]:
         """record id -> ids of the holds on it that are not released."""
@@ -203,7 +230,7 @@ class AuditIndex:
         out: dict[str, dict[str, int]] = {}
         for agreement, outcome, n in self.db.execute(
             "SELECT agreement, outcome, count(*) FROM entries WHERE agreement IS NOT NULL "
-            "AND outcome IN ('delivered', 'withheld') GROUP BY agreement, outcome"
+            f"AND outcome IN ('delivered', 'withheld') AND seq NOT IN ({CANCELLED}) GROUP BY agreement, outcome"
         ):
             out.setdefault(agreement, {"delivered": 0, "withheld": 0})[outcome] = n
         return out

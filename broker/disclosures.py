@@ -3,6 +3,7 @@
 The audit holds no payloads, so a person is found by the keyed hashes of their identifiers
 (`subject_keys`, see broker.audit) and a disclosure is described by its entry: when, to whom, under
 which agreement and lawful basis, for which purposes, and which fields (`fields_disclosed`).  Disclosures
+whose delivery did not take place (cancelled by an `undelivered` entry) are not reported; disclosures
 of a record under a live covert hold are left out of the subject-facing report until the hold is released.
 Rendering (table, CSV, JSON, HTML) is pure; every value is escaped in HTML.
 """
@@ -81,10 +82,21 @@ def rows(entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]]) ->
 def subject_report(
     entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]], include_held: bool = False
 ) -> list[dict[str, Any]]:
-    """The disclosures (delivered) about a subject; held ones only when `include_held` (DPO view)."""
-    report = [
-        r for r in rows(entries, live_holds) if r["operation"] == "disclose" and r["outcome"] == "delivered"
-    ]
+    """The disclosures (delivered) about a subject; held ones only when `include_held` (DPO view).
+
+    A disclosure whose delivery did not take place (`cancelled_by`, see broker.auditindex) is left out, and
+    so is a repeat of one already listed (same record, origin, recipient and delivered bytes).
+    """
+    seen: set[tuple[Any, ...]] = set()
+    taken = []
+    for entry in entries:
+        if entry.get("operation") != "disclose" or entry.get("outcome") != "delivered" or entry.get("cancelled_by"):
+            continue
+        key = (entry.get("record_id"), entry.get("source"), entry.get("recipient"), entry.get("body_sha256"))
+        if key[3] is None or key not in seen:
+            seen.add(key)
+            taken.append(entry)
+    report = rows(taken, live_holds)
     return report if include_held else [r for r in report if not r["held"]]
 
 
