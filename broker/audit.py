@@ -8,6 +8,7 @@ body.  It never holds a payload.  Entries are chained and written by `broker.aud
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -259,10 +260,48 @@ def undelivered_entry(disclosed: dict[str, Any], reason: str, actor: dict[str, A
     }
 
 
-_PATH = re.compile(r"[A-Za-z0-9_.\[\]$-]{0,200}")
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+|\*|)\]")
+
+
+@functools.cache
+def _schema_names() -> frozenset[str]:
+    """Every property name the common schemas define: the only names a path in an audit entry may spell."""
+    from broker.validation import SCHEMA_DIR
+
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                names.update(properties)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in SCHEMA_DIR.glob("*.json"):
+        walk(orjson.loads(path.read_bytes()))
+    return frozenset(names)
 
 
 def bounded_path(path: Any) -> Any:
-    """A field path as it is if it is short and made of names and indexes; otherwise its digest
+    """A field path as it is if every name in it is one the schemas define; otherwise its digest
     (a path into an unchecked record can carry a key that is personal data)."""
-    return path if isinstance(path, str) and _PATH.fullmatch(path) else bounded(path)
+    if not isinstance(path, str):
+        return bounded(path)
+    if not path:
+        return path
+    names = _schema_names()
+    steps = _STEP.findall(path) if len(path) <= 256 else None
+    if steps and all(not name or name in names for name, _index in steps) and _rebuilt(steps) == path:
+        return path
+    return "sha256:" + text_digest(path)["sha256"]
+
+
+def _rebuilt(steps: list[tuple[str, str]]) -> str:
+    out = ""
+    for name, index in steps:
+        out += (("." if out else "") + name) if name else f"[{index}]"
+    return out

@@ -27,6 +27,7 @@ import orjson
 from broker import audit, corrections, jsonsafe, topology
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
 from broker.errors import INTERNAL_ERROR, DataError, FieldError
+from broker.projection import without_handling_text
 from broker.rules import Deliver, Rulebook, Withhold
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
@@ -300,7 +301,9 @@ def _record_headers(record: dict[str, Any]) -> dict[str, Any]:
         "x-origin-agency": record["origin"]["agency"],
     }
     handling = record.get("handling")
-    if handling:
+    if handling:   # the marking only: free text travels in the body, where an agreement lists it
+        if isinstance(handling.get("conditions"), dict) and "text" in handling["conditions"]:
+            handling = without_handling_text(handling)
         headers["x-handling"] = orjson.dumps(handling).decode()
     supersedes = record.get("supersedes")
     if supersedes:

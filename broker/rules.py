@@ -53,7 +53,8 @@ def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, ag
         return Deliver(recipient_id, agreement, agreement.fields[record["type"]].project(view, data_paths))
     projection = agreement.fields[record["type"]].project(view)
     shown = set(projection.disclosed)
-    withheld = tuple(p for p in data_paths if p not in shown)
+    withheld = tuple(p for p in projection.withheld if not p.startswith("data")) + tuple(
+        p for p in data_paths if p not in shown)
     return Deliver(recipient_id, agreement, Projection(projection.record, projection.disclosed, withheld), view)
 
 
