@@ -230,9 +230,16 @@ def rejection_entry(record: dict[str, Any] | None, reason: str, error_paths: lis
 
     The record is unchecked, so each of its values is bounded (short plain tokens, else a digest).
     """
-    entry = _base(record if isinstance(record, dict) else {}, context, now)
-    for name in ("record_id", "record_type", "source", "source_system", "correlation_id"):
+    record = record if isinstance(record, dict) else {}
+    entry = _base(record, context, now)
+    for name in ("record_type", "source", "source_system"):
         entry[name] = bounded_token(entry[name])
+    # the record's own id and correlation id are unchecked; the AMQP properties standing in for them are
+    # short strings the publisher set
+    if isinstance(record.get("id"), str):
+        entry["record_id"] = bounded_token(record["id"])
+    if record.get("correlation_id"):
+        entry["correlation_id"] = bounded_token(record["correlation_id"])
     supersedes = entry["supersedes"]
     entry["supersedes"] = ({k: bounded_token(supersedes[k]) for k in ("id", "kind") if k in supersedes}
                            if isinstance(supersedes, dict) else bounded(supersedes))
