@@ -7,7 +7,9 @@ them read while the writer writes.  If the index falls behind the log (a crash b
 log), `catch_up()` adds the missing tail.
 
 Tables: `entries` (seq -> the entry as JSON plus the columns queries filter on), `subjects` (subject key ->
-seq), `holds` (covert holds placed and released).
+seq), `holds` (covert holds placed and released), `disclosures` (entry id of each `disclose` entry -> seq)
+and `undelivered` (the entry id each `undelivered` entry cancels): a disclosure counts only if no
+`undelivered` entry cancels it.
 
 A record's lineage is keyed by (origin agency, record id): `original()` answers, for a correction, what
 became of the record it supersedes from that origin (who holds it, under which agreement), counting a
@@ -42,7 +44,13 @@ CREATE TABLE IF NOT EXISTS holds (
   released_at TEXT, released_by TEXT);
 CREATE INDEX IF NOT EXISTS holds_record ON holds (record_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS disclosures (entry_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS undelivered (cancels TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS undelivered_cancels ON undelivered (cancels);
 """
+
+# The seq of every `disclose` entry that an `undelivered` entry cancels (its delivery did not take place).
+CANCELLED = "SELECT d.seq FROM disclosures d JOIN undelivered u ON u.cancels = d.entry_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,13 @@ class AuditIndex:
                 "INSERT INTO subjects VALUES (?,?)", [(k, seq) for k in entry.get("subject_keys") or ()]
             )
             self._hold_change(entry)
+            self._delivery_change(entry)
+
+    def _delivery_change(self, entry: dict[str, Any]) -> None:
+        if entry.get("operation") == "disclose" and entry.get("entry_id"):
+            self.db.execute("INSERT OR REPLACE INTO disclosures VALUES (?,?)", (entry["entry_id"], entry["seq"]))
+        elif entry.get("operation") == "undelivered" and entry.get("cancels"):
+            self.db.execute("INSERT INTO undelivered VALUES (?,?)", (entry["cancels"], entry["seq"]))
 
     def _hold_change(self, entry: dict[str, Any]) -> None:
         hold = entry.get("hold") or {}
@@ -200,16 +215,18 @@ class AuditIndex:
                     latest[recipient] = ("cancelled", None, None)
             elif operation == "withhold" and latest.get(recipient, ("cancelled",))[0] == "cancelled":
                 latest[recipient] = ("withheld", None, None)   # a withholding never undoes a delivery
+        holders = tuple(d for _, (_word, _, d) in sorted(latest.items()) if d is not None)
         if any(word == "cancelled" for word, _, _ in latest.values()):
-            return Original("pending")
-        return Original("known", tuple(d for _, (word, _, d) in sorted(latest.items()) if d is not None))
+            return Original("pending", holders)   # a correction waits; the holders so far still hold it
+        return Original("known", holders)
 
     def recipients_of(self, origin: str, record_id: str) -> list[PastDelivery]:
         """Every recipient that holds record (origin, id): its latest delivery to each, none cancelled."""
         return list(self.original(origin, record_id).recipients)
 
     def query(self, q: Query) -> Iterator[dict[str, Any]]:
-        """Entries matching every given filter, oldest first."""
+        """Entries matching every given filter, oldest first; a `disclose` entry whose delivery did not take
+        place carries `cancelled_by` (the reason of the `undelivered` entry)."""
         sql, args = ["SELECT DISTINCT e.entry FROM entries e"], []
         where = []
         if q.subject_keys:
@@ -234,8 +251,18 @@ class AuditIndex:
         if where:
             sql.append("WHERE " + " AND ".join(where))
         sql.append("ORDER BY e.seq")
+        cancelled = self.cancelled()
         for (blob,) in self.db.execute(" ".join(sql), args):
-            yield orjson.loads(blob)
+            entry = orjson.loads(blob)
+            if entry.get("entry_id") in cancelled and entry.get("operation") == "disclose":
+                entry["cancelled_by"] = cancelled[entry["entry_id"]]
+            yield entry
+
+    def cancelled(self) -> dict[str, str]:
+        """disclose entry id -> the reason its delivery did not take place, for every cancelled disclosure."""
+        rows = self.db.execute(
+            "SELECT u.cancels, e.reason FROM undelivered u JOIN entries e ON e.seq = u.seq").fetchall()
+        return {cancels: reason or "undelivered" for cancels, reason in rows}
 
     def live_holds(self) -> dict[str, list[str]]:
         """record id -> ids of the holds that are not released on it or on any record of its lineage.
@@ -281,7 +308,7 @@ class AuditIndex:
         out: dict[str, dict[str, int]] = {}
         for agreement, outcome, n in self.db.execute(
             "SELECT agreement, outcome, count(*) FROM entries WHERE agreement IS NOT NULL "
-            "AND outcome IN ('delivered', 'withheld') GROUP BY agreement, outcome"
+            f"AND outcome IN ('delivered', 'withheld') AND seq NOT IN ({CANCELLED}) GROUP BY agreement, outcome"
         ):
             out.setdefault(agreement, {"delivered": 0, "withheld": 0})[outcome] = n
         return out

@@ -4,7 +4,8 @@ The audit holds no payloads, so a person is found by the keyed hashes of their i
 (`subject_keys`, see broker.audit) and a disclosure is described by its entry: when, to whom, under
 which agreement and lawful basis, for which purposes, and which fields (`fields_disclosed`).  Disclosures
 of a record under a live covert hold — placed on it or on any record of its lineage (the original it corrects,
-its corrections) — are left out of the subject-facing report until the hold is released.
+its corrections) — are left out of the subject-facing report until the hold is released; disclosures whose
+delivery did not take place (cancelled by an `undelivered` entry) are not reported.
 Rendering (table, CSV, JSON, HTML) is pure; every value is escaped in HTML.
 """
 
@@ -95,13 +96,25 @@ def subject_report(
     entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]], include_held: bool = False
 ) -> list[dict[str, Any]]:
     """The disclosures (delivered) about a subject, and the cross-force enquiries about them (each
-    consultation, docs/ENQUIRY.md); held ones only when `include_held` (DPO view)."""
-    entries = list(entries)
-    report = [
-        r for r, e in zip(rows(entries, live_holds), entries, strict=True)
-        if (r["operation"] == "disclose" and r["outcome"] == "delivered")
-        or (_is_enquiry(e) and r["outcome"] == "consulted")
-    ]
+    consultation, docs/ENQUIRY.md); held ones only when `include_held` (DPO view).
+
+    A disclosure whose delivery did not take place (`cancelled_by`, see broker.auditindex) is left out, and
+    so is a repeat of one already listed (same record, origin, recipient and delivered bytes).
+    """
+    seen: set[tuple[Any, ...]] = set()
+    taken = []
+    for entry in entries:
+        if _is_enquiry(entry):
+            if entry.get("outcome") == "consulted":
+                taken.append(entry)
+            continue
+        if entry.get("operation") != "disclose" or entry.get("outcome") != "delivered" or entry.get("cancelled_by"):
+            continue
+        key = (entry.get("record_id"), entry.get("source"), entry.get("recipient"), entry.get("body_sha256"))
+        if key[3] is None or key not in seen:
+            seen.add(key)
+            taken.append(entry)
+    report = rows(taken, live_holds)
     return report if include_held else [r for r in report if not r["held"]]
 
 

@@ -25,7 +25,11 @@ REJECT_REASONS = (
     "supersedes_foreign_record",     # a correction of another origin's record
     "supersedes_original_pending",   # a correction whose original's failed delivery was never decided again
     "adapter_error",
+    "internal_error",
 )
+
+# The routing core failed on a record in a way it did not expect (a defect): dead-lettered, never raised.
+INTERNAL_ERROR = "internal_error"
 
 # Why a recipient did not receive a record (audited as withheld).
 WITHHOLD_REASONS = (

@@ -28,7 +28,8 @@ import orjson
 from broker import audit, corrections, jsonsafe, topology
 from broker.auditindex import Original
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
-from broker.errors import DataError, FieldError
+from broker.errors import INTERNAL_ERROR, DataError, FieldError
+from broker.projection import without_handling_text
 from broker.rules import Deliver, Rulebook, Withhold
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
@@ -81,6 +82,7 @@ class Plan:
     record_time: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     dedup: str = ""                    # record id + body fingerprint: the key for dropping duplicates
+    error_type: str | None = None      # the exception's type when reason is internal_error
 
     @property
     def audit(self) -> Outgoing | None:
@@ -120,10 +122,33 @@ class Context:
 
 
 def route(message: Message, ctx: Context) -> Plan:
-    """Decide what must be published for one inbound message."""
+    """Decide what must be published for one inbound message: a Plan for every input, never an exception.
+
+    Anything unexpected becomes a dead letter with reason `internal_error` naming the exception's type.
+    """
+    now = ctx.clock()
+    try:
+        return _route(message, ctx, now)
+    except Exception as exc:   # noqa: BLE001 - one record must never stop the records behind it
+        return internal_error(message, exc, ctx, now)
+
+
+def internal_error(message: Message, exc: BaseException, ctx: Context, now: dt.datetime) -> Plan:
+    """The plan for a record the routing core failed on: dead letter and audit entry name only the
+    exception's type (never its text, which may quote the payload)."""
+    error_type = type(exc).__name__
+    error = FieldError(None, "", INTERNAL_ERROR, f"the exchange failed on this record ({error_type}); "
+                                                 "it is kept in the dead-letter queue for an operator")
+    plan = _reject(message, None, (INTERNAL_ERROR, [error]), ctx, now, {})
+    plan.audit_entries[0]["error_type"] = error_type
+    plan.outputs[0].headers["x-interchange-error-type"] = error_type
+    plan.error_type = error_type
+    return plan
+
+
+def _route(message: Message, ctx: Context, now: dt.datetime) -> Plan:
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    now = ctx.clock()
     record, refusal = _parse(message, ctx)
     timings["parse"] = time.perf_counter() - started
     if refusal is not None:
@@ -313,7 +338,9 @@ def _record_headers(record: dict[str, Any]) -> dict[str, Any]:
         "x-origin-agency": record["origin"]["agency"],
     }
     handling = record.get("handling")
-    if handling:
+    if handling:   # the marking only: free text travels in the body, where an agreement lists it
+        if isinstance(handling.get("conditions"), dict) and "text" in handling["conditions"]:
+            handling = without_handling_text(handling)
         headers["x-handling"] = orjson.dumps(handling).decode()
     supersedes = record.get("supersedes")
     if supersedes:
@@ -401,3 +428,6 @@ def _short_string(value: Any) -> bool:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+iso = _iso   # an audit timestamp: UTC, microseconds, `Z`

@@ -65,6 +65,12 @@ class Metrics:
                                  "From record time to confirmed delivery", buckets=LATENCY_BUCKETS, registry=r)
         self.reconnects = Counter("interchange_reconnects_total", "Connection losses followed by a reconnect",
                                   registry=r)
+        self.internal_errors = Counter("interchange_route_internal_errors_total",
+                                       "Records the routing core failed on unexpectedly, dead-lettered as "
+                                       "internal_error, by exception type", ["exception"], registry=r)
+        self.undelivered = Counter("interchange_undelivered_total",
+                                   "Deliveries audited as disclosed whose publish then failed (cancelled by an "
+                                   "undelivered audit entry)", ["recipient", "reason"], registry=r)
         self.dead_lettered = Counter("interchange_dead_lettered_total",
                                      "Records whose dead letter RabbitMQ confirmed on interchange.dead",
                                      ["reason"], registry=r)

@@ -67,14 +67,18 @@ def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, ag
         return Deliver(recipient_id, agreement, agreement.fields[record["type"]].project(view, data_paths))
     projection = agreement.fields[record["type"]].project(view)
     shown = set(projection.disclosed)
-    withheld = tuple(p for p in data_paths if p not in shown)
+    withheld = tuple(p for p in projection.withheld if not p.startswith("data")) + tuple(
+        p for p in data_paths if p not in shown)
     return Deliver(recipient_id, agreement, Projection(projection.record, projection.disclosed, withheld), view)
 
 
 def classification_level(record: dict[str, Any]) -> int:
+    """The record's marking as a level; a marking that is not one of the tiers counts as the highest."""
     marking = record.get("classification") or {}
+    if not isinstance(marking, dict):
+        return 4
     tier = marking.get("tier", "OFFICIAL")
-    level = CLASSIFICATION_LEVELS.get(tier, 4)
+    level = CLASSIFICATION_LEVELS.get(tier, 4) if isinstance(tier, str) else 4
     return 2 if tier == "OFFICIAL" and marking.get("sensitive") else level
 
 

@@ -6,6 +6,12 @@ records — then every delivery (or the dead letter) is published and confirmed;
 publish fails, the input is rejected with requeue and decided again later (at-least-once; every copy of a
 delivery has the record id as message_id).  Acks are batched: the longest finished prefix of deliveries
 is acked with one `multiple=True` ack.
+
+No record stops the worker or charges another: `route()` returns a Plan for every input; an audit batch
+that is refused is retried record by record before any record is requeued.  A delivery whose `disclose`
+entry was written but whose publish failed gets an `undelivered` entry cancelling it
+(`audit.undelivered_entry`), and when the record comes back the recipients that already have it are not
+sent it again.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker import exchange, logs, topology
+from broker import audit, exchange, logs, topology
 from broker.exchange import Context, Message, Outgoing, Plan
 from broker.metrics import Metrics, format_label
 from broker.transport import Inbound
 
 # Records whose audit entries travel in one audit message at most (a batch also ends with each ioloop turn).
 AUDIT_BATCH_RECORDS = 200
+# Records whose confirmed recipients are remembered after a failed delivery, so a retry skips them.
+REMEMBERED_PARTIAL_DELIVERIES = 10_000
 
 
 class SeenRecords:
@@ -84,6 +92,8 @@ class _Job:
     remaining: int = 0
     failure: str = ""
     outputs: list[Outgoing] = field(default_factory=list)
+    confirmed: set[str] = field(default_factory=set)           # recipients whose delivery was confirmed
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (recipient, reason) of failed deliveries
 
 
 class Worker:
@@ -102,6 +112,8 @@ class Worker:
         self.acks = AckBatcher(transport)
         self._audit_batch: list[_Job] = []
         self._flush_scheduled = False
+        self._undelivered: list[dict[str, Any]] = []   # `undelivered` entries not yet confirmed by the audit
+        self._partial: collections.OrderedDict[str, set[str]] = collections.OrderedDict()   # dedup -> recipients
         self.in_flight = 0
         self.routed = 0
         self.ready = False
@@ -118,6 +130,7 @@ class Worker:
 
     def _on_ready(self) -> None:
         self.ready = True
+        self._write_undelivered()
         self.log.info("worker_ready", vhost=self.ctx.settings.core_vhost,
                       recipients=len(self.ctx.registry.recipients), agreements=len(self.ctx.registry.agreements))
 
@@ -131,6 +144,7 @@ class Worker:
 
     # ---------------------------------------------------------------- per record
     def on_message(self, inbound: Inbound) -> None:
+        """Decide one record and carry the plan out; nothing a record holds can make this raise."""
         self.acks.received(inbound)
         props = inbound.properties
         message = Message(inbound.body, props.content_type, props.message_id, props.correlation_id,
@@ -142,8 +156,26 @@ class Worker:
         if plan.outcome == "waiting":   # a correction whose original is not audited yet: decide it again later
             self._wait(inbound, message, plan)
             return
-        with logs.record_context(plan.record_id, plan.correlation_id):
-            self._carry_out(inbound, plan, format_label(message.headers))
+        plan = self._without_confirmed(plan)
+        try:
+            with logs.record_context(plan.record_id, plan.correlation_id):
+                self._carry_out(inbound, plan, format_label(message.headers))
+        except Exception as exc:   # noqa: BLE001 - a defect here must not stop the records behind this one
+            self.log.error("record_internal_error", record_id=plan.record_id, error_type=type(exc).__name__)
+            self.in_flight = max(0, self.in_flight - 1)
+            self.transport.reject(inbound, requeue=True)
+            self.acks.settle(inbound, acked=False)
+
+    def _without_confirmed(self, plan: Plan) -> Plan:
+        """The plan for a record that comes back after a failed delivery, without the recipients whose
+        delivery was confirmed then: their earlier `disclose` entry stands, and they get no second copy."""
+        done = self._partial.get(plan.dedup) if plan.dedup else None
+        if not done or plan.outcome != "routed":
+            return plan
+        plan.outputs = [o for o in plan.outputs if o.target not in done]
+        plan.audit_entries = [e for e in plan.audit_entries
+                              if not (e.get("operation") == "disclose" and e.get("recipient") in done)]
+        return plan
 
     def _wait(self, inbound: Inbound, message: Message, plan: Plan) -> None:
         """Keep the correction (unacked) and decide it again in a moment; after a lost connection RabbitMQ
@@ -187,13 +219,34 @@ class Worker:
         jobs, self._audit_batch = self._audit_batch, []
         if not jobs:
             return
-        message = exchange.audit_message([entry for job in jobs for entry in job.plan.audit_entries])
+        self._publish_audit(jobs, retry_alone=len(jobs) > 1)
+
+    def _publish_audit(self, jobs: list[_Job], retry_alone: bool) -> None:
+        """One audit message for `jobs`; if it is refused while the connection stands, each record's entries
+        are tried alone, so a record is requeued only for its own failure."""
+        entries = [entry for job in jobs for entry in job.plan.audit_entries]
+        if not entries:
+            for job in jobs:
+                self._audited(job, True, "")
+            return
 
         def confirmed(ok: bool, why: str) -> None:
+            if not ok and retry_alone and self.transport.ready:
+                self.log.warning("audit_batch_refused", records=len(jobs), reason=why, note="retrying one by one")
+                for job in jobs:
+                    self._publish_audit([job], retry_alone=False)
+                return
             for job in jobs:
                 self._audited(job, ok, why)
 
-        self.transport.publish(message, confirmed)
+        self._publish(exchange.audit_message(entries), confirmed)
+
+    def _publish(self, out: Outgoing, callback: Any) -> None:
+        """transport.publish, with anything it raises turned into a failed publish."""
+        try:
+            self.transport.publish(out, callback)
+        except Exception as exc:   # noqa: BLE001 - e.g. a value pika cannot encode
+            callback(False, f"publish raised {type(exc).__name__}")
 
     def _audited(self, job: _Job, ok: bool, why: str) -> None:
         if not ok:
@@ -205,12 +258,16 @@ class Worker:
             return
         job.remaining = len(job.plan.outputs)
         for out in job.plan.outputs:
-            self.transport.publish(out, lambda ok, why, out=out: self._published(job, out, ok, why))
+            self._publish(out, lambda ok, why, out=out: self._published(job, out, ok, why))
 
     def _published(self, job: _Job, out: Outgoing, ok: bool, why: str) -> None:
         if not ok:
             self.metrics.child(self.metrics.publish_failures, out.target).inc()
             job.failure = job.failure or f"{out.target}: {why}"
+            if out.target != "core":
+                job.failed.append((out.target, _failure_code(why)))
+        elif out.target != "core":
+            job.confirmed.add(out.target)
         job.remaining -= 1
         if job.remaining == 0:
             if job.failure:
@@ -220,6 +277,7 @@ class Worker:
 
     def _finish(self, job: _Job) -> None:
         plan = job.plan
+        self._partial.pop(plan.dedup, None)
         self.in_flight -= 1
         self.routed += 1
         self.acks.settle(job.inbound)
@@ -244,11 +302,49 @@ class Worker:
         self.in_flight -= 1
         if job.plan.dedup and job.plan.outcome == "routed":
             self._done_deciding(job.plan.dedup)
+            self._remember_confirmed(job)
+        if job.failed:
+            self._cancel_disclosures(job)
         self.metrics.requeued.inc()
         self.transport.reject(job.inbound, requeue=True)
         self.acks.settle(job.inbound, acked=False)
         self.log.warning("record_requeued", record_id=job.plan.record_id, correlation_id=job.plan.correlation_id,
                          reason=why)
+
+    # ---------------------------------------------------------------- failed deliveries
+    def _remember_confirmed(self, job: _Job) -> None:
+        if not job.confirmed:
+            return
+        done = self._partial.setdefault(job.plan.dedup, set())
+        done |= job.confirmed
+        self._partial.move_to_end(job.plan.dedup)
+        while len(self._partial) > REMEMBERED_PARTIAL_DELIVERIES:
+            self._partial.popitem(last=False)
+
+    def _cancel_disclosures(self, job: _Job) -> None:
+        """An `undelivered` entry for each failed delivery whose `disclose` entry the audit already holds."""
+        disclosed = {e.get("recipient"): e for e in job.plan.audit_entries if e.get("operation") == "disclose"}
+        now = exchange.iso(self.ctx.clock())
+        for recipient, reason in job.failed:
+            if recipient in disclosed:
+                self._undelivered.append(audit.undelivered_entry(disclosed[recipient], reason,
+                                                                 self.ctx.actor, now))
+                self.metrics.child(self.metrics.undelivered, recipient, reason).inc()
+        self._write_undelivered()
+
+    def _write_undelivered(self) -> None:
+        """Publish the owed `undelivered` entries; those not confirmed wait for the next attempt."""
+        entries, self._undelivered = self._undelivered, []
+        if not entries:
+            return
+
+        def confirmed(ok: bool, why: str) -> None:
+            if not ok:
+                self.log.warning("undelivered_entries_not_written", entries=len(entries), reason=why)
+                self._undelivered[:0] = entries
+                self.transport.call_later(1.0, self._write_undelivered)
+
+        self._publish(exchange.audit_message(entries), confirmed)
 
     # ---------------------------------------------------------------- metrics
     def _observe_stages(self, plan: Plan) -> None:
@@ -260,6 +356,8 @@ class Worker:
         if plan.outcome == "rejected":
             m.child(m.rejected, plan.reason).inc()
             m.child(m.dead_lettered, plan.reason).inc()
+            if plan.error_type:
+                m.child(m.internal_errors, plan.error_type).inc()
             return
         agreements = plan.agreements
         for recipient in plan.delivered:
@@ -272,6 +370,17 @@ class Worker:
             if latency is not None:
                 m.latency.observe(latency)
 
+
+
+def _failure_code(why: str) -> str:
+    """A bounded reason code for a failed publish (the transport's text names vhosts and frames)."""
+    text = why.lower()
+    for needle, code in (("unroutable", "returned"), ("nack", "nacked"), ("no confirm", "confirm_timeout"),
+                         ("raised", "publish_error"), ("not ready", "connection_lost"), ("closed", "connection_lost"),
+                         ("nothing heard", "connection_lost"), ("cannot connect", "connection_lost")):
+        if needle in text:
+            return code
+    return "publish_failed"
 
 
 def _seconds_since(timestamp: str) -> float | None:

@@ -15,6 +15,7 @@ Not covered: agreements' `scope` blocks (entity scoping, broker/scope.py; none a
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 from dataclasses import dataclass, field
 from random import Random
@@ -88,7 +89,9 @@ PATHS = [
     "data.persons[].addresses",
     "data.nonexistent",
     "data.persons[].nonexistent",
+    "handling.conditions.text",  # free text in the envelope: disclosed only where listed
 ]
+HANDLING_TEXT = "Victim at 14 Example Row is a protected witness"
 TARGET_RECORDS = 10_000
 TIERS = ["OFFICIAL"] * 8 + ["SECRET", "TOP SECRET"]
 
@@ -156,6 +159,8 @@ def handling_marks(draw: st.DrawFn) -> dict[str, Any] | None:
             "handling": draw(st.sampled_from(["1", "2", "3", "4", "5"])),
         }
     mark = {"scheme": scheme, "source": "1", "intelligence": "B", "code": draw(st.sampled_from(["P", "C"]))}
+    if mark["code"] == "P" and draw(st.booleans()):
+        mark["conditions"] = {"text": HANDLING_TEXT}
     if mark["code"] == "C":
         mark["conditions"] = draw(
             st.fixed_dictionaries(
@@ -165,6 +170,7 @@ def handling_marks(draw: st.DrawFn) -> dict[str, Any] | None:
                     "recipient_classes": st.lists(
                         st.sampled_from(["police", "school", "prosecutor"]), max_size=2
                     ),
+                    "text": st.just(HANDLING_TEXT),
                 },
             )
         )
@@ -262,6 +268,10 @@ def random_record(rnd: Random, n: int, docs: list[dict[str, Any]]) -> dict[str, 
                 "recipients": rnd.sample(RECIPIENT_IDS, rnd.randint(0, 2)),
                 "recipient_classes": rnd.sample(["police", "school"], rnd.randint(0, 2)),
             }
+            if maybe():
+                record["handling"]["conditions"]["text"] = HANDLING_TEXT
+        elif maybe():  # P-coded intelligence may carry free text too
+            record["handling"]["conditions"] = {"text": HANDLING_TEXT}
     if rnd.random() < 0.1:
         record["internal_notes"] = "never leaves the exchange"
     return record
@@ -275,6 +285,15 @@ conditions = st.sampled_from(
         {"name": "has_pnc", "equals": {"path": "data.persons[].identifiers[].scheme", "value": "pnc"}},
     ]
 )
+
+
+@st.composite
+def field_lists(draw: st.DrawFn) -> list[str]:
+    """Up to four paths; half the lists also name the handling text."""
+    paths = draw(st.lists(st.sampled_from(PATHS), max_size=4, unique=True))
+    if draw(st.booleans()) and "handling.conditions.text" not in paths:
+        paths.append("handling.conditions.text")
+    return paths
 
 
 @st.composite
@@ -308,7 +327,7 @@ def agreement_docs(draw: st.DrawFn) -> list[dict[str, Any]]:
                     "permitted_codes": draw(st.sampled_from([["P"], ["P", "C"], ["C"], []])),
                     "legacy_max_handling": draw(st.sampled_from(["3", "2", "1"])),
                 },
-                "fields": {t: draw(st.lists(st.sampled_from(PATHS), max_size=4, unique=True)) for t in types},
+                "fields": {t: draw(field_lists()) for t in types},
                 "conditions": draw(st.one_of(st.just([]), st.lists(conditions, max_size=2))),
                 "valid_from": start.isoformat(),
                 "valid_until": end.isoformat(),
@@ -417,15 +436,24 @@ def leaves(node: Any, at: str) -> set[str]:
 
 def reference(
     docs: list[dict[str, Any]], record: dict[str, Any], recipient_id: str
-) -> tuple[str, dict, set] | None:
-    """(agreement id, disclosed data, disclosed leaf paths) from the first permitting agreement, else None."""
+) -> tuple[str, dict, set, Any] | None:
+    """(agreement id, disclosed data, disclosed leaf paths, handling as delivered) from the first permitting
+    agreement, else None.  The handling text travels only where the agreement lists it."""
     for doc in docs:  # agreements in id order
         if permits(doc, record, recipient_id):
-            kept = naive_filter(
-                record["data"], ("data",), [steps_of(p) for p in doc["fields"][record["type"]]]
-            )
+            listed = doc["fields"][record["type"]]
+            kept = naive_filter(record["data"], ("data",), [steps_of(p) for p in listed])
             data = {} if kept is NOTHING else kept
-            return doc["id"], data, leaves(data, "data") if data else set()
+            paths = leaves(data, "data") if data else set()
+            handling = record.get("handling")
+            if handling and "text" in handling.get("conditions", {}):
+                if "handling.conditions.text" in listed:
+                    paths.add("handling.conditions.text")
+                else:
+                    conditions = {k: v for k, v in handling["conditions"].items() if k != "text"}
+                    handling = {k: v for k, v in handling.items() if k != "conditions"}
+                    handling |= {"conditions": conditions} if conditions else {}
+            return doc["id"], data, paths, handling
     return None
 
 
@@ -441,6 +469,7 @@ class Tally:
     leaks: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     audited: int = 0
+    texts: collections.Counter = field(default_factory=collections.Counter)  # handling text delivered / withheld
 
 
 def compare(docs: list[dict[str, Any]], batch: list[dict[str, Any]], tally: Tally) -> None:
@@ -474,7 +503,7 @@ def compare(docs: list[dict[str, Any]], batch: list[dict[str, Any]], tally: Tall
 def _compare_one(
     record: dict[str, Any],
     recipient_id: str,
-    expected: tuple[str, dict, set] | None,
+    expected: tuple[str, dict, set, Any] | None,
     got: Deliver | None,
     entry: dict[str, Any] | None,
     tally: Tally,
@@ -487,7 +516,7 @@ def _compare_one(
     if expected is None:
         tally.leaks.append(f"{where}: delivered under {got.agreement.id}, reference withholds")
         return
-    agreement_id, data, paths = expected
+    agreement_id, data, paths, handling = expected
     disclosed = set(got.projection.disclosed)
     tally.leaks += [
         f"{where}: field {p} disclosed, reference withholds it" for p in sorted(disclosed - paths)
@@ -500,6 +529,10 @@ def _compare_one(
             f"{where}: under {got.agreement.id} with data {got.projection.record['data']!r}, "
             f"reference {agreement_id} with {data!r}"
         )
+    if "text" in (record.get("handling") or {}).get("conditions", {}):
+        tally.texts["disclosed" if "handling.conditions.text" in paths else "withheld"] += 1
+    if got.projection.record.get("handling") != handling:
+        tally.leaks.append(f"{where}: handling {got.projection.record.get('handling')!r}, reference {handling!r}")
     if not set(got.projection.record) <= ENVELOPE | {"data"}:
         tally.leaks.append(f"{where}: non-envelope keys {sorted(set(got.projection.record) - ENVELOPE)}")
     if entry is None or entry["agreement"] != agreement_id or set(entry["fields_disclosed"]) != paths:
@@ -548,8 +581,9 @@ def test_no_recipient_or_field_was_disclosed_that_the_reference_denies_and_none_
         f"\nno leak, no miss: {TALLY.records} records x {len(RECIPIENT_IDS)} recipients = {TALLY.decisions} "
         f"decisions; Rulebook {TALLY.deliveries} deliveries, {TALLY.withholdings} withholdings; "
         f"{TALLY.audited} disclosures audited with recipient, agreement and fields; "
-        f"leaks {len(TALLY.leaks)}, misses {len(TALLY.misses)}"
+        f"leaks {len(TALLY.leaks)}, misses {len(TALLY.misses)}; handling text {dict(TALLY.texts)}"
     )
     assert TALLY.records >= TARGET_RECORDS, "run the whole module: the two runs above feed these totals"
     assert TALLY.leaks == [] and TALLY.misses == []
+    assert TALLY.texts["disclosed"] and TALLY.texts["withheld"], f"handling text not exercised: {TALLY.texts}"
     assert TALLY.deliveries > TARGET_RECORDS // 20, "the generated agreements must actually share something"

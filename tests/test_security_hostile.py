@@ -23,6 +23,7 @@ import pytest
 from adapters.base import AdapterError
 from adapters.registry import get_adapter
 from broker import topology
+from broker.audit import bounded_token
 from broker.auditlog import LOG_NAME, AuditWriter, read_entries
 from broker.config import PROJECT_ROOT
 from broker.errors import REJECT_REASONS
@@ -53,7 +54,8 @@ def _hostile_json() -> list:
 
 
 def _audited_id(case, message_id: str, settings) -> str:
-    """The id a rejection is audited under: the record's own id when it has one, else the message id."""
+    """The id a rejection is audited under: the record's own id when it has one (as a digest unless it is a
+    short plain token), else the message id."""
     if len(case.body) > settings.max_body_bytes or case.content_type != "application/json":
         return message_id
     try:
@@ -62,7 +64,7 @@ def _audited_id(case, message_id: str, settings) -> str:
         return message_id
     if duplicate_key(case.body, doc) is not None or not isinstance(doc, dict):
         return message_id
-    return doc["id"] if isinstance(doc.get("id"), str) and doc["id"] else message_id
+    return bounded_token(doc["id"]) if isinstance(doc.get("id"), str) and doc["id"] else message_id
 
 
 def _decided(settings, wanted: set[str]) -> int:

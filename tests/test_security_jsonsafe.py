@@ -41,3 +41,26 @@ def test_a_record_naming_its_origin_twice_is_refused_as_malformed_json(settings,
     plan = exchange.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
     # Then it is rejected as malformed JSON, not routed as either origin
     assert (plan.outcome, plan.reason) == ("rejected", "malformed_json")
+
+
+def test_a_duplicated_agency_hidden_by_an_escaped_quote_and_colon_is_found():
+    # Given a body whose string holds \"\u003a (a quote and an escaped colon): orjson writes it back as \":,
+    # which a count of `":` pairs mistakes for the key the duplicate dropped
+    body = b'{"origin":{"agency":"01","agency":"48"},"note":"x\\"\\u003a"}'
+    parsed = orjson.loads(body)
+    assert parsed["origin"] == {"agency": "48"}
+    # When checked / Then the duplicated agency is named
+    assert duplicate_key(body, parsed) == "agency"
+
+
+def test_a_record_hiding_a_second_agency_behind_an_escaped_colon_is_refused(settings, registry):
+    record = json.loads((EXAMPLES / "01-crime.report-burglary-victim-suspect.json").read_text())
+    # Given a record naming agency 48 then 01 in its origin, and a string spelling a quote and colon \"\u003a
+    record = dict(record, correlation_id='quote":')
+    body = orjson.dumps(record).replace(b'"agency":"01"', b'"agency":"48","agency":"01"', 1)
+    body = body.replace(b'quote\\":', b'quote\\"\\u003a', 1)
+    assert b'\\"\\u003a' in body and orjson.loads(body)["origin"]["agency"] == "01"
+    # When routed / Then it is refused as malformed JSON
+    plan = exchange.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
+    assert (plan.outcome, plan.reason) == ("rejected", "malformed_json")
+    assert "agency" in plan.outputs[0].headers["x-interchange-errors"]
