@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import logs
+from broker.auditlag import AuditLag, QueueDepthPoller
 from broker.config import Registry, Settings
 from broker.exchange import Context, common_json
 from broker.metrics import Metrics
@@ -45,24 +46,28 @@ def load_renderers(registry: Registry) -> dict[str, Callable[[dict[str, Any]], t
     return renderers
 
 
-def make_worker(settings: Settings, metrics: Metrics | None = None, registry: Registry | None = None) -> Worker:
+def make_worker(settings: Settings, metrics: Metrics | None = None, registry: Registry | None = None,
+                lag: AuditLag | None = None) -> Worker:
     ctx = build_context(settings, registry)
     vhosts = {"core": settings.core_vhost} | recipient_vhosts(settings, ctx.registry)
     transport = AmqpTransport(settings.amqp_url, vhosts, settings.confirm_timeout_seconds,
                               settings.heartbeat_seconds, name="interchange-worker", tls=settings.tls)
-    return Worker(ctx, transport, metrics)
+    return Worker(ctx, transport, metrics, lag=lag)
 
 
 def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
     from broker import health
     from broker.provision import admin_for
 
-    worker = make_worker(settings, metrics)
+    lag = AuditLag(settings.audit_lag_bound_seconds)
+    poller = QueueDepthPoller(admin_for(settings), settings.core_vhost, lag).start()
+    worker = make_worker(settings, metrics, lag=lag)
     server = _serve(settings, worker.metrics, health.worker_readiness(worker, admin_for(settings)),
                     lambda: worker.metrics.observe_agreements(worker.ctx.registry.agreements))
     _on_signals(lambda: worker.transport.stop_threadsafe())
     worker.start()
     worker.transport.run()
+    poller.stop()
     if server is not None:
         server.shutdown()
     logs.get("interchange.worker").info("worker_stopped", routed=worker.routed)
