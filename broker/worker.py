@@ -264,7 +264,7 @@ class Worker:
             self.paused = False
             self.metrics.audit_paused.set(0)
             held, self._held = self._held, []
-            self.log.info("worker_resumed_after_audit_lag", audit_lag_seconds=round(seconds, 1), held=len(held))
+            self.log.warning("worker_resumed_after_audit_lag", audit_lag_seconds=round(seconds, 1), held=len(held))
             for inbound in held:
                 self.on_message(inbound)
 
