@@ -170,13 +170,15 @@ def disk_full_mid_flow(tmp_path: Path, disk: SmallDisk, full_seconds: float, rec
             assert inboxes.wait_for(rig.entitled(), timeout=180), inboxes.missing(rig.entitled())
             delivered = inboxes.report(rig.entitled())
         waits = rig.log_lines(rig.writer, "audit_writer_waiting")
+        pauses = rig.log_lines(rig.worker, "worker_paused_for_audit_lag")
         rig.finish()
         dead = rig.dead_letters()
         verdict = rig.verify_cli()
         problems = rig.audit_problems()
         facts = rig.counts() | {"disk_full_seconds": round(full_for, 1), "write_retries": len(waits),
                                 "log_bytes_when_full": written_when_full, "resent": report.resent,
-                                "dead_letters": len(dead), "audit_problems": len(problems)}
+                                "dead_letters": len(dead), "audit_problems": len(problems),
+                                "worker_pauses": len(pauses)}
         assert_reconciled(f"audit-disk-full-{full_seconds:.0f}s", delivered, len(dead) - len(rig.rejected()),
                           **facts)
         assert waits and all("disk space" in line for line in waits), waits[:3]

@@ -12,6 +12,7 @@ import threading
 import time
 
 import orjson
+import pytest
 
 from broker.config import PROJECT_ROOT
 from broker.runner import child_commands
@@ -133,3 +134,79 @@ def test_a_child_given_metrics_port_zero_ignores_the_port_in_the_settings_file()
     argv = child_commands(1, [], metrics_port=0)["worker-0"]
     port = int(argv[argv.index("--metrics-port") + 1])
     assert load_settings(Path(settings_file), metrics_port=port).metrics_port == 0
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_each_time_and_loses_nothing(
+        rabbitmq, tmp_path):
+    from broker.publisher import publish_all
+    from broker.testing import TestBroker
+    from tests.flowkit import (
+        Reconciler,
+        assert_reconciled,
+        dead_lettered,
+        flow_messages,
+        write_flow_agreements,
+        write_flow_recipients,
+        write_settings_file,
+    )
+
+    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"),
+                               recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"))
+    config = write_settings_file(broker.settings, tmp_path / "settings.yaml")
+    out = (tmp_path / "run.log").open("wb")
+    run = subprocess.Popen([sys.executable, "-m", "broker", "--config", str(config), "run", "--workers", "1",
+                            "--healthy-after", "3"], stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                           env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+
+    def events(kind: str) -> list[dict]:
+        found = []
+        for line in (tmp_path / "run.log").read_bytes().splitlines():
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("event") == kind and event.get("process") == "worker-0":
+                found.append(event)
+        return found
+
+    def wait_for(kind: str, count: int) -> dict:
+        deadline = time.monotonic() + 30
+        while len(events(kind)) < count:
+            assert time.monotonic() < deadline, f"no {count}th {kind}"
+            time.sleep(0.05)
+        return events(kind)[count - 1]
+
+    records, confirmed = 2000, set()
+    try:
+        with Reconciler(broker.settings) as inboxes:
+            def paced():
+                for n, message in enumerate(flow_messages(records, "run-kill")):
+                    if n % 20 == 0:
+                        time.sleep(0.2)
+                    yield message
+
+            publisher = threading.Thread(target=lambda: publish_all(
+                broker.settings, paced(), window=50, on_confirmed=lambda m: confirmed.add(m.message_id)),
+                daemon=True)
+            publisher.start()
+            for kill in range(1, 7):
+                pid = wait_for("process_started", kill)["pid"]
+                time.sleep(3.5)                                   # a healthy run (--healthy-after 3)
+                os.kill(pid, signal.SIGKILL)
+                wait_for("process_exited", kill)
+            publisher.join(timeout=120)
+            assert len(confirmed) == records
+            assert inboxes.wait_for(confirmed, timeout=120), inboxes.missing(confirmed)
+            counts = inboxes.report(confirmed)
+        dead = dead_lettered(broker.settings)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=30)
+        out.close()
+        broker.close()
+    delays = [e["restart_in"] for e in events("process_exited")]
+    assert_reconciled("run-worker-killed-six-times", counts, dead, kills=6,
+                      restart_delays=delays)
+    assert delays == [0.5] * 6, f"the back-off did not reset after healthy runs: {delays}"
