@@ -466,9 +466,8 @@ class AuditWriter:
         before = self.written
         try:
             self.log.record_repairs()
-            for _method, _props, body in batch:
-                message = orjson.loads(body)
-                entries, batch_id = message["entries"], message["batch"]
+            for _method, props, body in batch:
+                entries, batch_id = _batch_of(body, props)
                 done = self.log.on_disk(batch_id, len(entries))
                 if done < len(entries):
                     self.log.append(entries[done:], batch_id, total=len(entries))
@@ -479,3 +478,31 @@ class AuditWriter:
             raise
         if self.metrics is not None:
             self.metrics.audit_written.inc(self.written - before)
+
+
+UNREADABLE_OPERATION = "audit_message_unreadable"
+_KEEP_UNREADABLE = 4096
+
+
+def _batch_of(body: bytes, props: Any) -> tuple[list[dict[str, Any]], str]:
+    """(entries, batch id) of an audit message; one that cannot be read is recorded as it is, never looped on.
+
+    Without a delivery limit on the audit queue, a message the writer cannot read would come back for ever;
+    instead an `audit_message_unreadable` entry keeps its digest, size and first 4 KiB in the chain.
+    """
+    try:
+        message = orjson.loads(body)
+        entries, batch_id = message["entries"], message["batch"]
+        if isinstance(entries, list) and all(isinstance(e, dict) for e in entries) and isinstance(batch_id, str):
+            return entries, batch_id
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    digest = hashlib.sha256(body).hexdigest()
+    logs.get("interchange.audit").error("audit_message_unreadable", sha256=digest, bytes=len(body),
+                                        message_id=getattr(props, "message_id", None))
+    entry = {"operation": UNREADABLE_OPERATION, "outcome": "recorded", "time": _now(),
+             "entry_id": f"unreadable-{digest[:32]}", "sha256": digest, "bytes": len(body),
+             "message_id": getattr(props, "message_id", None),
+             "content": base64.b64encode(body[:_KEEP_UNREADABLE]).decode(),
+             "actor": {"system": "interchange", "process": "audit-writer"}}
+    return [entry], entry["entry_id"]

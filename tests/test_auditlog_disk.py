@@ -128,3 +128,35 @@ def test_back_off_doubles_with_jitter_up_to_its_cap_and_resets():
     assert len({round(w, 6) for w in waits[3:]}) == 3          # jittered, not a fixed period
     backoff.reset()
     assert backoff.next() <= 0.5
+
+
+def test_an_audit_message_that_cannot_be_read_is_recorded_in_the_chain_not_looped_on():
+    from types import SimpleNamespace
+
+    from broker.auditlog import _batch_of
+
+    entries, batch = _batch_of(b'{"batch": "b1", "entries": [{"record_id": "r1"}]}', SimpleNamespace(message_id="m"))
+    assert entries == [{"record_id": "r1"}] and batch == "b1"
+    for junk in (b"not json", b'{"batch": 5}', b'{"batch": "b", "entries": [1]}'):
+        entries, batch = _batch_of(junk, SimpleNamespace(message_id="audit-x"))
+        [entry] = entries
+        assert entry["operation"] == "audit_message_unreadable" and entry["bytes"] == len(junk)
+        assert batch == entry["entry_id"] and entry["message_id"] == "audit-x"
+
+
+@pytest.mark.rabbitmq
+def test_the_writer_records_an_unreadable_audit_message_and_empties_the_queue(broker):
+    from broker import topology
+    from broker.auditlog import AuditWriter
+    from broker.transport import blocking_channel
+
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost, "test-junk")
+    try:
+        channel.basic_publish("", topology.AUDIT_QUEUE, b"\x00 not an audit batch")
+    finally:
+        connection.close()
+    AuditWriter(broker.settings).run(stop_when_idle=True)
+    log = broker.settings.audit_dir / LOG_NAME
+    [entry] = list(read_entries(log))
+    assert entry["operation"] == "audit_message_unreadable" and verify(log).ok
+    assert broker.drain(broker.settings.core_vhost, topology.AUDIT_QUEUE) == []
