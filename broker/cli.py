@@ -54,11 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audit-dir", dest="audit_dir", type=Path, help="audit log directory")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--metrics-port", dest="metrics_port", type=int,
-                        help="serve /metrics, /healthz, /readyz on this port (0 = off; run: base port of the children)")
+                        help="serve /metrics, /healthz, /readyz on this port (0 = off; run: base port of the children, "
+                             "0 = no endpoint in any child)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the routing core: audit writer plus N workers, supervised")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--healthy-after", dest="healthy_after", type=float, default=10.0, metavar="SECONDS",
+                   help="a child that ran this long restarts after the first back-off again (default 10)")
     p = sub.add_parser("worker", help="run one routing worker (consume, decide, audit, deliver)")
     p.add_argument("--index", dest="worker_index", type=int, help="this worker's number, 0..N-1 (partitions it owns)")
     p.add_argument("--of", dest="workers", type=int, help="how many workers share the partitions")
@@ -191,7 +194,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # a bad configuration (or a missing open-data key) stops start-up here, before any child starts
     load_renderers(Registry.load(settings), settings)
     extra = _passthrough(args)
-    return supervise(child_commands(args.workers, extra, settings.metrics_port))
+    return supervise(child_commands(args.workers, extra, settings.metrics_port), healthy_seconds=args.healthy_after)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

@@ -84,6 +84,7 @@ class Settings:
     management_url: str = "http://127.0.0.1:15672/"
     audit_dir: Path = PROJECT_ROOT / "var" / "audit"
     audit_batch: int = 500
+    audit_lag_bound_seconds: float = 30.0   # workers take no new records while the audit is this far behind
     agencies_file: Path = PROJECT_ROOT / "deploy" / "config" / "agencies.yaml"
     recipients_file: Path = PROJECT_ROOT / "deploy" / "config" / "recipients.yaml"
     agreements_dir: Path = PROJECT_ROOT / "deploy" / "agreements"
@@ -148,6 +149,7 @@ ENV_VARS = {
     "INTERCHANGE_AGENCIES": ("agencies_file", Path),
     "INTERCHANGE_RECIPIENTS": ("recipients_file", Path),
     "INTERCHANGE_METRICS_PORT": ("metrics_port", int),
+    "INTERCHANGE_AUDIT_LAG_BOUND": ("audit_lag_bound_seconds", float),
     "INTERCHANGE_PREFETCH": ("prefetch", int),
     "INTERCHANGE_PARTITIONS": ("partitions", int),
     "INTERCHANGE_WORKER_INDEX": ("worker_index", int),
@@ -239,6 +241,7 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "heartbeat_seconds": amqp.get("heartbeat_seconds"),
         "management_url": doc.get("management_url"),
         "audit_dir": _resolve(base, audit.get("dir")), "audit_batch": audit.get("batch"),
+        "audit_lag_bound_seconds": audit.get("lag_bound_seconds"),
         "agencies_file": _resolve(base, paths.get("agencies")),
         "recipients_file": _resolve(base, paths.get("recipients")),
         "agreements_dir": _resolve(base, paths.get("agreements")),

@@ -179,6 +179,14 @@ def audit_writer_readiness(writer: Callable[[], Any], admin: Any, settings: Any)
                 "not connected to RabbitMQ (starting, or reconnecting after a lost connection)",
             ),
             "topology": cached(queues_present(admin, [(settings.core_vhost, topology.AUDIT_QUEUE)])),
-            "audit_log": lambda: (not writer().log._fh.closed, str(writer().log.path)),
+            "audit_log": lambda: _audit_log_state(writer()),
         }
     )
+
+
+def _audit_log_state(writer: Any) -> tuple[bool, str]:
+    if writer.log.closed:
+        return False, f"{writer.log.path} is closed"
+    if writer.waiting_for:
+        return False, f"cannot write {writer.log.path}: waiting for {writer.waiting_for} (retrying with back-off)"
+    return True, str(writer.log.path)

@@ -79,6 +79,14 @@ class Metrics:
         self.audit_checkpoint_failures = Counter("interchange_audit_checkpoint_failures_total",
                                                  "Audit checkpoints that could not be written or signed",
                                                  registry=r)
+        self.audit_write_failures = Counter("interchange_audit_write_failures_total",
+                                            "Audit appends or fsyncs that failed (disk full, I/O error) and "
+                                            "will be retried", registry=r)
+        self.audit_lag = Gauge("interchange_audit_lag_seconds",
+                               "Age of the oldest audit entry this process knows is not yet on disk", registry=r)
+        self.audit_paused = Gauge("interchange_audit_lag_paused",
+                                  "1 while this worker takes no new records because the audit lag passed its bound",
+                                  registry=r)
         self.audit_verify_failures = Counter("interchange_audit_verify_failures_total",
                                              "Audit chain verifications that found a broken chain", registry=r)
         # Seconds, not days: Prometheus base units (promtool refuses _days); alerts divide by 86400.

@@ -13,6 +13,8 @@ One vhost per recipient (`settings.recipient_vhost(id)`), holding only that reci
 With `partitions: N` (N > 1), ingress feeds an x-consistent-hash exchange keyed on correlation_id and
 quorum queues interchange.route.0..N-1, each with a single active consumer (docs/SCALING.md).
 Dead-lettering and delivery limits are policies, so operators can change them without redeclaring.
+The audit queue has its own policy without a delivery limit and without dead-lettering: an audit entry waits
+for the writer however often a failing writer returns it (docs/RELIABILITY.md, audit disk faults).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ QUORUM = {"x-queue-type": "quorum"}
 # A record returned to its queue this many times is dead-lettered (reason delivery_limit).  Every crash of a
 # worker returns all it had prefetched, so the limit leaves room for many crashes before a record is given up.
 DELIVERY_LIMIT = 50
+# The audit queue never dead-letters and has no delivery limit (a quorum queue without one redelivers for
+# ever): a writer that cannot write returns its batches, and they must still be there when it can.
+AUDIT_POLICY: dict[str, Any] = {
+    "name": "interchange-audit", "pattern": r"^interchange\.audit$", "apply-to": "queues", "priority": 1,
+    "definition": {"overflow": "reject-publish"}}
 PARTITION_EXCHANGE = "interchange.route.hash"        # x-consistent-hash on the correlation_id property
 UNKEYED_EXCHANGE = "interchange.route.unkeyed"       # records without a correlation_id: partition 0
 
@@ -107,11 +114,12 @@ def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
             {"source": ANCHOR_EXCHANGE, "destination": ANCHOR_QUEUE, "routing_key": ""},
         ],
         "policies": [
-            {"name": "interchange-core", "pattern": r"^interchange\.(route|audit|raw)$" if partitions <= 1
-             else r"^interchange\.(route\.[0-9]+|audit|raw)$", "apply-to": "queues",
+            {"name": "interchange-core", "pattern": r"^interchange\.(route|raw)$" if partitions <= 1
+             else r"^interchange\.(route\.[0-9]+|raw)$", "apply-to": "queues",
              "priority": 0, "definition": {
                  "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
                  "overflow": "reject-publish", "delivery-limit": DELIVERY_LIMIT}},
+            AUDIT_POLICY,
         ],
     }
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import audit, exchange, logs, topology
+from broker.auditlag import AuditLag
 from broker.exchange import Context, Message, Outgoing, Plan
 from broker.metrics import Metrics, format_label
 from broker.transport import Inbound
@@ -99,7 +100,8 @@ class _Job:
 class Worker:
     """Consumes `interchange.route` and carries out plans on an AmqpTransport (or the memory one)."""
 
-    def __init__(self, ctx: Context, transport: Any, metrics: Metrics | None = None, log: Any = None) -> None:
+    def __init__(self, ctx: Context, transport: Any, metrics: Metrics | None = None, log: Any = None,
+                 lag: AuditLag | None = None, lag_check_seconds: float = 0.5) -> None:
         self.ctx = ctx
         self.transport = transport
         self.metrics = metrics or Metrics()
@@ -117,9 +119,15 @@ class Worker:
         self.in_flight = 0
         self.routed = 0
         self.ready = False
+        # audit lag bound (broker.auditlag): past it, records delivered to us are held, not decided
+        self.lag, self.lag_check_seconds = lag, lag_check_seconds
+        self.paused = False
+        self._held: list[Inbound] = []
 
     def start(self) -> None:
         self.transport.start(on_ready=self._on_ready, on_lost=self._on_lost)
+        if self.lag is not None:
+            self.transport.call_later(self.lag_check_seconds, self._check_lag)
         s = self.ctx.settings
         own, standby = topology.partition_preference(s.partitions, s.worker_index, s.workers)
         for queue in own:
@@ -139,12 +147,16 @@ class Worker:
         self.in_flight = 0
         self._audit_batch = []   # their inputs return to the queue with the lost channel
         self._deciding.clear()
+        self._held = []          # they return to the queue with the lost channel too
         self.metrics.reconnects.inc()
         self.log.warning("connection_lost", reason=reason, note="unacked records will be redelivered")
 
     # ---------------------------------------------------------------- per record
     def on_message(self, inbound: Inbound) -> None:
         """Decide one record and carry the plan out; nothing a record holds can make this raise."""
+        if self.paused:
+            self._held.append(inbound)     # unacked: the prefetch limit stops RabbitMQ sending more
+            return
         self.acks.received(inbound)
         props = inbound.properties
         message = Message(inbound.body, props.content_type, props.message_id, props.correlation_id,
@@ -231,6 +243,8 @@ class Worker:
             return
 
         def confirmed(ok: bool, why: str) -> None:
+            if ok and self.lag is not None:
+                self.lag.published()
             if not ok and retry_alone and self.transport.ready:
                 self.log.warning("audit_batch_refused", records=len(jobs), reason=why, note="retrying one by one")
                 for job in jobs:
@@ -345,6 +359,30 @@ class Worker:
                 self.transport.call_later(1.0, self._write_undelivered)
 
         self._publish(exchange.audit_message(entries), confirmed)
+
+    # ---------------------------------------------------------------- audit lag bound
+    def _check_lag(self) -> None:
+        self.apply_lag_bound()
+        self.transport.call_later(self.lag_check_seconds, self._check_lag)
+
+    def apply_lag_bound(self) -> None:
+        """Pause when the audit lag passes its bound; resume once it is back under half of it."""
+        assert self.lag is not None
+        seconds = self.lag.seconds()
+        self.metrics.audit_lag.set(seconds)
+        if not self.paused and self.lag.over_bound(seconds):
+            self.paused = True
+            self.metrics.audit_paused.set(1)
+            self.log.warning("worker_paused_for_audit_lag", audit_lag_seconds=round(seconds, 1),
+                             bound_seconds=self.lag.bound, audit_queue_messages=self.lag.queued,
+                             note="no new record is decided until the audit writer catches up")
+        elif self.paused and seconds <= self.lag.bound / 2:
+            self.paused = False
+            self.metrics.audit_paused.set(0)
+            held, self._held = self._held, []
+            self.log.warning("worker_resumed_after_audit_lag", audit_lag_seconds=round(seconds, 1), held=len(held))
+            for inbound in held:
+                self.on_message(inbound)
 
     # ---------------------------------------------------------------- metrics
     def _observe_stages(self, plan: Plan) -> None:

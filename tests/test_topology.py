@@ -55,3 +55,34 @@ def test_the_checkpoint_anchor_is_a_stream_no_policy_touches():
 def test_applying_the_topology_twice_changes_nothing(broker):
     before = broker.vhosts
     assert provision.apply(broker.settings, broker.registry) == before
+
+
+def test_the_audit_queue_has_its_own_policy_without_delivery_limit_or_dead_lettering():
+    spec = topology.core_spec()
+    governing = [p for p in spec["policies"] if re.fullmatch(p["pattern"], topology.AUDIT_QUEUE)]
+    assert [p["name"] for p in governing] == ["interchange-audit"]
+    assert "delivery-limit" not in governing[0]["definition"]
+    assert "dead-letter-exchange" not in governing[0]["definition"]
+
+
+@pytest.mark.rabbitmq
+def test_an_audit_batch_returned_more_often_than_the_core_delivery_limit_is_still_queued(broker):
+    """A failing writer that hands a batch back again and again never sends it to interchange.dead."""
+    from broker.transport import blocking_channel
+
+    connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost, "test-audit-limit")
+    try:
+        channel.basic_publish("", topology.AUDIT_QUEUE, b'{"batch": "b1", "entries": []}')
+        returned = 0
+        for method, _props, _body in channel.consume(topology.AUDIT_QUEUE, inactivity_timeout=2.0):
+            assert method is not None, f"the audit batch left the audit queue after {returned} returns"
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            returned += 1
+            if returned > topology.DELIVERY_LIMIT + 10:
+                break
+        channel.cancel()
+        connection.sleep(0.2)
+        assert channel.queue_declare(topology.DEAD_QUEUE, passive=True).method.message_count == 0
+        assert channel.queue_declare(topology.AUDIT_QUEUE, passive=True).method.message_count == 1
+    finally:
+        connection.close()
