@@ -35,10 +35,10 @@ from typing import Any
 import orjson
 
 from bench import cpu, harness
-from broker import exchange
-from broker.auditlog import LOG_NAME, AuditWriter, verify
-from broker.exchange import Message
-from broker.publisher import publish_all, record_message
+from broker import router
+from broker.audit.log import LOG_NAME, AuditWriter, verify
+from broker.ingress.publisher import publish_all, record_message
+from broker.message import Message
 from broker.runner import build_context
 
 RESULTS = harness.BENCH / "results"
@@ -72,7 +72,7 @@ def machine() -> dict[str, Any]:
 def sample_plan(settings: Any, registry: Any, body: bytes) -> Any:
     ctx = build_context(settings, registry)
     ctx.actor = {"system": "interchange", "worker": "bench"}
-    return exchange.route(Message(body, "application/json"), ctx)
+    return router.route(Message(body, "application/json"), ctx)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from broker import exchange
+from broker import router
 from broker.config import Registry, Settings
-from broker.exchange import Message
+from broker.message import Message
 from broker.runner import build_context
 
 STAGES = ("parse", "validate", "decide", "render", "audit")
@@ -28,14 +28,14 @@ def stage_micros(settings: Settings, registry: Registry, records: list[dict[str,
     ctx.actor = {"system": "interchange", "worker": "bench"}
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:   # warm up caches (compiled schemas, projectors) before measuring
-        exchange.route(Message(orjson.dumps(record)), ctx)
+        router.route(Message(orjson.dumps(record)), ctx)
         break
     for _ in range(rounds):
         for record in records:
             label = f"{record['type']} ({record['origin']['agency']})"
             body = orjson.dumps(record)
             started = time.perf_counter()
-            plan = exchange.route(Message(body, "application/json", record["id"]), ctx)
+            plan = router.route(Message(body, "application/json", record["id"]), ctx)
             total = time.perf_counter() - started
             if plan.outcome != "routed":
                 raise SystemExit(f"bench: record {record['id']} was {plan.outcome}: {plan.reason}")

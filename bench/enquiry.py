@@ -61,7 +61,7 @@ def echo(url: str, vhost: str) -> None:
     import pika
 
     from broker.enquiry.responder import ENQUIRY_QUEUE, QUEUE_ARGUMENTS
-    from broker.transport import blocking_channel
+    from broker.transports.amqp import blocking_channel
 
     connection, channel = blocking_channel(url, vhost, "interchange-bench-echo")
     channel.queue_declare(ENQUIRY_QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from cryptography.hazmat.primitives import serialization
 
-    from broker.testing import TestBroker
+    from broker.transports.memory import TestBroker
     from tests.enquirykit import Signer, agreements_with, scratch_database
 
     work = Path(tempfile.mkdtemp(prefix="bench-enquiry-"))

@@ -15,11 +15,12 @@ from typing import Any
 
 from adapters.registry import get_adapter
 from bench.inputs import legacy_inputs
-from broker import provision, topology
+from broker import topology
 from broker.config import Registry, Settings, load_settings
 from broker.errors import DataError
-from broker.publisher import record_message
-from broker.transport import AmqpTransport, blocking_channel
+from broker.ingress.publisher import record_message
+from broker.ops import provision
+from broker.transports.amqp import AmqpTransport, blocking_channel
 
 BENCH = Path(__file__).resolve().parent
 CONFIG = BENCH / "config"

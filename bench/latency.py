@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from broker import topology
-from broker.transport import AmqpTransport, Inbound
+from broker.transports.amqp import AmqpTransport, Inbound
 
 
 def main(argv: list[str]) -> int:

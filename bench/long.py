@@ -24,8 +24,8 @@ import orjson
 
 from bench import harness
 from broker import topology
-from broker.provision import admin_for
-from broker.publisher import publish_all, record_message
+from broker.ingress.publisher import publish_all, record_message
+from broker.ops.provision import admin_for
 
 BACKLOG = 100_000
 WINDOW = 10_000

@@ -25,7 +25,7 @@ from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 from jsonschema import Draft202012Validator
 
 from broker import topology
-from broker.validation import Validator
+from broker.routing.validation import Validator
 
 
 def vhost_url(url: str, vhost: str) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 
 from broker import topology
-from broker.exchange import Outgoing
-from broker.transport import AmqpTransport, Inbound
+from broker.message import Outgoing
+from broker.transports.amqp import AmqpTransport, Inbound
 from broker.worker import AckBatcher
 
 

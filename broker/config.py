@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from broker.errors import ConfigError
-from broker.projection import Projector
+from broker.routing.projection import Projector
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ class Settings:
     development: bool = False        # explicit development mode: see the module docstring
     open_data_key: str = field(default="", repr=False)   # secret for open-data Crime IDs (crime-map-csv)
     # a correction whose original is not yet known is decided again every `correction_wait_seconds`, at most
-    # `correction_wait_attempts` times, then dead-lettered (broker.corrections)
+    # `correction_wait_attempts` times, then dead-lettered (broker.routing.corrections)
     correction_wait_seconds: float = 0.5
     correction_wait_attempts: int = 20
     tls_ca_file: Path | None = None      # TLS (docs/SECURITY.md section 3); used with amqps:// URLs
@@ -205,7 +205,7 @@ def check_start(settings: Settings, environ: dict[str, str] | None = None, role:
     """Before a worker, audit writer or supervisor starts: outside development mode refuse an empty or
     development audit key, and an audit writer (or `run`) without a checkpoint signing key.  Returns the
     safeguards development mode relaxes (to log)."""
-    from broker import audit
+    from broker.audit import entries as audit
 
     environ = dict(os.environ if environ is None else environ)
     writes_audit = role in ("audit-writer", "run")

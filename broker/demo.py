@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from broker import provision
-from broker.auditlog import LOG_NAME, read_entries, verify
+from broker.audit.log import LOG_NAME, read_entries, verify
 from broker.config import PROJECT_ROOT, Registry, Settings
-from broker.publisher import publish_all, record_message
-from broker.receive import deliveries
+from broker.ingress.publisher import publish_all, record_message
+from broker.ops import provision
+from broker.partners.receive import deliveries
 
 EXAMPLES = PROJECT_ROOT / "examples" / "records"
 DEMO_ROOT = PROJECT_ROOT / "var" / "demo"

@@ -21,7 +21,7 @@ REJECT_REASONS = (
     "unknown_agency",
     "classification_not_permitted",
     "publisher_not_origin",
-    "supersedes_unknown",            # a correction of a record its origin never had decided (broker.corrections)
+    "supersedes_unknown",            # a correction of a record its origin never had decided (routing.corrections)
     "supersedes_foreign_record",     # a correction of another origin's record
     "supersedes_original_pending",   # a correction whose original's failed delivery was never decided again
     "adapter_error",

@@ -16,20 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker import logs
-from broker.auditlag import AuditLag, QueueDepthPoller
+from broker.audit.lag import AuditLag, QueueDepthPoller
 from broker.config import Registry, Settings
 from broker.errors import ConfigError
-from broker.exchange import Context, common_json
-from broker.metrics import Metrics
-from broker.provision import recipient_vhosts
-from broker.transport import AmqpTransport
+from broker.ops import logs
+from broker.ops.metrics import Metrics
+from broker.ops.provision import recipient_vhosts
+from broker.router import Context, common_json
+from broker.transports.amqp import AmqpTransport
 from broker.worker import Worker
 
 
 def build_context(settings: Settings, registry: Registry | None = None) -> Context:
-    from broker.auditindex import Originals
-    from broker.validation import Validator
+    from broker.audit.index import Originals
+    from broker.routing.validation import Validator
 
     registry = registry or Registry.load(settings)
     return Context.build(settings, registry, Validator(), renderers=load_renderers(registry, settings),
@@ -70,8 +70,8 @@ def make_worker(settings: Settings, metrics: Metrics | None = None, registry: Re
 
 
 def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
-    from broker import health
-    from broker.provision import admin_for
+    from broker.ops import health
+    from broker.ops.provision import admin_for
 
     lag = AuditLag(settings.audit_lag_bound_seconds)
     poller = QueueDepthPoller(admin_for(settings), settings.core_vhost, lag).start()
@@ -89,9 +89,9 @@ def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
 
 
 def run_audit_writer(settings: Settings) -> int:
-    from broker import health
-    from broker.auditlog import LOG_NAME, AuditWriteError, AuditWriter, Backoff, verify
-    from broker.provision import admin_for
+    from broker.audit.log import LOG_NAME, AuditWriteError, AuditWriter, Backoff, verify
+    from broker.ops import health
+    from broker.ops.provision import admin_for
 
     metrics = Metrics()
     events = logs.get("interchange.audit")
@@ -234,7 +234,7 @@ def _serve(settings: Settings, metrics: Metrics, readiness: Any,
     """Serve /metrics, /healthz and /readyz on settings.metrics_port (0 = off)."""
     if not settings.metrics_port:
         return None
-    from broker.health import serve
+    from broker.ops.health import serve
 
     server = serve(settings.metrics_port, metrics.registry, readiness, before_scrape=before_scrape)
     logs.get("interchange.health").info("metrics_serving", port=server.server_address[1],

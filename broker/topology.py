@@ -30,9 +30,9 @@ DLX = "interchange.dlx"
 DEAD_QUEUE = "interchange.dead"
 DELIVER_EXCHANGE = "interchange.deliver"
 INBOX_QUEUE = "interchange.inbox"
-RECEIPTS_EXCHANGE = "interchange.receipts"   # partners acknowledge corrections here (broker.corrections)
+RECEIPTS_EXCHANGE = "interchange.receipts"   # partners acknowledge corrections here (broker.routing.corrections)
 RECEIPTS_QUEUE = "interchange.receipts"
-ANCHOR_EXCHANGE = "interchange.anchor"   # audit checkpoints kept off the audit disk (broker.anchor)
+ANCHOR_EXCHANGE = "interchange.anchor"   # audit checkpoints kept off the audit disk (broker.audit.anchor)
 ANCHOR_QUEUE = "interchange.anchor"
 
 QUORUM = {"x-queue-type": "quorum"}

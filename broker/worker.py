@@ -1,6 +1,6 @@
 """The routing worker: consume records, carry out each Plan, acknowledge only when it is safe.
 
-For each record: `exchange.route()` decides (pure); then its audit entries are published and confirmed —
+For each record: `router.route()` decides (pure); then its audit entries are published and confirmed —
 batched with those of the other records decided in the same turn of the I/O loop, one message for many
 records — then every delivery (or the dead letter) is published and confirmed; then the input is acked.  If any
 publish fails, the input is rejected with requeue and decided again later (at-least-once; every copy of a
@@ -25,11 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker import audit, exchange, logs, topology
-from broker.auditlag import AuditLag
-from broker.exchange import Context, Message, Outgoing, Plan
-from broker.metrics import Metrics, format_label
-from broker.transport import Inbound
+from broker import router, topology
+from broker.audit import entries as audit
+from broker.audit.lag import AuditLag
+from broker.message import Message, Outgoing, Plan, audit_message
+from broker.ops import logs
+from broker.ops.metrics import Metrics, format_label
+from broker.router import Context
+from broker.transports.amqp import Inbound
 
 # Records whose audit entries travel in one audit message at most (a batch also ends with each ioloop turn).
 AUDIT_BATCH_RECORDS = 200
@@ -119,7 +122,7 @@ class Worker:
         self.in_flight = 0
         self.routed = 0
         self.ready = False
-        # audit lag bound (broker.auditlag): past it, records delivered to us are held, not decided
+        # audit lag bound (broker.audit.lag): past it, records delivered to us are held, not decided
         self.lag, self.lag_check_seconds = lag, lag_check_seconds
         self.paused = False
         self._held: list[Inbound] = []
@@ -164,7 +167,7 @@ class Worker:
         self._decide(inbound, message)
 
     def _decide(self, inbound: Inbound, message: Message) -> None:
-        plan = exchange.route(message, self.ctx)
+        plan = router.route(message, self.ctx)
         if plan.outcome == "waiting":   # a correction whose original is not audited yet: decide it again later
             self._wait(inbound, message, plan)
             return
@@ -253,7 +256,7 @@ class Worker:
             for job in jobs:
                 self._audited(job, ok, why)
 
-        self._publish(exchange.audit_message(entries), confirmed)
+        self._publish(audit_message(entries), confirmed)
 
     def _publish(self, out: Outgoing, callback: Any) -> None:
         """transport.publish, with anything it raises turned into a failed publish."""
@@ -338,7 +341,7 @@ class Worker:
     def _cancel_disclosures(self, job: _Job) -> None:
         """An `undelivered` entry for each failed delivery whose `disclose` entry the audit already holds."""
         disclosed = {e.get("recipient"): e for e in job.plan.audit_entries if e.get("operation") == "disclose"}
-        now = exchange.iso(self.ctx.clock())
+        now = router.iso(self.ctx.clock())
         for recipient, reason in job.failed:
             if recipient in disclosed:
                 self._undelivered.append(audit.undelivered_entry(disclosed[recipient], reason,
@@ -358,7 +361,7 @@ class Worker:
                 self._undelivered[:0] = entries
                 self.transport.call_later(1.0, self._write_undelivered)
 
-        self._publish(exchange.audit_message(entries), confirmed)
+        self._publish(audit_message(entries), confirmed)
 
     # ---------------------------------------------------------------- audit lag bound
     def _check_lag(self) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 import yaml
 
 from broker import topology
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.config import PROJECT_ROOT
-from broker.publisher import PublishReport, publish_all, record_message
-from broker.testing import TestBroker
+from broker.ingress.publisher import PublishReport, publish_all, record_message
+from broker.transports.memory import TestBroker
 from tests.flowkit import FLOW_RECIPIENTS, Role, flow_records, write_flow_agreements, write_flow_recipients
 from tests.flowkit import write_settings_file as _flow_settings_file
 from tests.smalldisk import SmallDisk

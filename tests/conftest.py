@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import Registry, load_settings
-from broker.testing import TestBroker
+from broker.transports.memory import TestBroker
 
 
 @pytest.fixture(scope="session")

@@ -28,9 +28,9 @@ import yaml
 from broker import topology
 from broker.config import PROJECT_ROOT, Settings
 from broker.errors import TransportError
-from broker.publisher import record_message
-from broker.testing import EXAMPLES
-from broker.transport import blocking_channel
+from broker.ingress.publisher import record_message
+from broker.transports.amqp import blocking_channel
+from broker.transports.memory import EXAMPLES
 
 # Every crime report from a territorial force goes to these four recipients.
 FLOW_RECIPIENTS = ("force-13", "force-48", "victim-support-london", "crime-map")
@@ -200,8 +200,8 @@ class Flow:
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"flow-{prefix}")
 
     def _run(self) -> None:
-        from broker.publisher import StreamPublisher
-        from broker.transport import AmqpTransport
+        from broker.ingress.publisher import StreamPublisher
+        from broker.transports.amqp import AmqpTransport
 
         s = self.settings
         try:

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from broker.publisher import publish_all
-from broker.testing import TestBroker
+from broker.ingress.publisher import publish_all
+from broker.transports.memory import TestBroker
 from tests.flowkit import (
     Reconciler,
     Role,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.config import load_settings
-from broker.ruletests import Deciding, run_file
+from broker.routing.agreement_tests import Deciding, run_file
 
 SETTINGS = load_settings(environ={})
 CASES = sorted((SETTINGS.agreements_dir / "tests").glob("*.yaml"))

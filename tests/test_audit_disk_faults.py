@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from broker.auditlog import verify
+from broker.audit.log import verify
 from tests.auditfaults import Rig, _wait, disk_full_mid_flow
 from tests.flowkit import Reconciler, assert_reconciled
 from tests.smalldisk import small_disk

@@ -9,12 +9,12 @@ import json
 import orjson
 
 from broker import topology
-from broker.auditlag import AuditLag, QueueDepthPoller, lag_seconds
+from broker.audit.lag import AuditLag, QueueDepthPoller, lag_seconds
 from broker.config import load_settings
-from broker.exchange import Context
-from broker.metrics import Metrics
-from broker.testing import EXAMPLES, MemoryTransport
-from broker.validation import Validator
+from broker.ops.metrics import Metrics
+from broker.router import Context
+from broker.routing.validation import Validator
+from broker.transports.memory import EXAMPLES, MemoryTransport
 from broker.worker import Worker
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)

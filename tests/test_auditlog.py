@@ -8,7 +8,7 @@ import sys
 import orjson
 import pytest
 
-from broker.auditlog import LOG_NAME, AuditLog, verify
+from broker.audit.log import LOG_NAME, AuditLog, verify
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import random
 import orjson
 import pytest
 
-from broker.auditlog import LOG_NAME, QUARANTINE_NAME, AuditLog, AuditWriteError, Backoff, read_entries, verify
-from broker.auditsidecar import Sidecar
-from broker.checkpoints import checkpoints_path, verify_beside
+from broker.audit.checkpoints import checkpoints_path, verify_beside
+from broker.audit.log import LOG_NAME, QUARANTINE_NAME, AuditLog, AuditWriteError, Backoff, read_entries, verify
+from broker.audit.sidecar import Sidecar
 from tests.smalldisk import small_disk
 
 
@@ -133,7 +133,7 @@ def test_back_off_doubles_with_jitter_up_to_its_cap_and_resets():
 def test_an_audit_message_that_cannot_be_read_is_recorded_in_the_chain_not_looped_on():
     from types import SimpleNamespace
 
-    from broker.auditlog import _batch_of
+    from broker.audit.log import _batch_of
 
     entries, batch = _batch_of(b'{"batch": "b1", "entries": [{"record_id": "r1"}]}', SimpleNamespace(message_id="m"))
     assert entries == [{"record_id": "r1"}] and batch == "b1"
@@ -147,8 +147,8 @@ def test_an_audit_message_that_cannot_be_read_is_recorded_in_the_chain_not_loope
 @pytest.mark.rabbitmq
 def test_the_writer_records_an_unreadable_audit_message_and_empties_the_queue(broker):
     from broker import topology
-    from broker.auditlog import AuditWriter
-    from broker.transport import blocking_channel
+    from broker.audit.log import AuditWriter
+    from broker.transports.amqp import blocking_channel
 
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost, "test-junk")
     try:

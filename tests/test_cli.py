@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from broker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, build_parser
+from broker.cli.main import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, build_parser
 from broker.config import PROJECT_ROOT
-from broker.testing import EXAMPLES
+from broker.transports.memory import EXAMPLES
 
 
 def interchange(*args, **kwargs):

@@ -14,12 +14,13 @@ import json
 import orjson
 import pytest
 
-from broker import disclosures, exchange
-from broker.auditindex import AuditIndex
-from broker.exchange import Message, Plan
-from broker.rules import Rulebook
+from broker import router
+from broker.audit import reports as disclosures
+from broker.audit.index import AuditIndex
+from broker.message import Message, Plan
+from broker.routing.rules import Rulebook
 from broker.runner import build_context
-from broker.testing import EXAMPLES
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 ENCOMPASS = "05-safeguarding.notification-encompass.json"
@@ -55,7 +56,7 @@ def ctx(settings, index):
 
 
 def _route(ctx, record: dict, attempt: int = 0) -> Plan:
-    return exchange.route(Message(orjson.dumps(record), "application/json", attempt=attempt), ctx)
+    return router.route(Message(orjson.dumps(record), "application/json", attempt=attempt), ctx)
 
 
 def _audit(index: AuditIndex, *entries: dict) -> None:
@@ -259,7 +260,7 @@ def test_a_covert_hold_on_an_original_hides_its_corrections_in_every_report_form
 
 
 def disclosures_query():
-    from broker.auditindex import Query
+    from broker.audit.index import Query
 
     return Query(operation="disclose")
 

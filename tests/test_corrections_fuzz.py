@@ -1,4 +1,4 @@
-"""No leak, no miss for corrections: broker.corrections against the simple reference of test_security_fuzz.
+"""No leak, no miss for corrections: broker.routing.corrections against the simple reference of test_security_fuzz.
 
 Hypothesis draws an agreement set; a seeded Random draws pairs of records (an original and its
 correction from the same origin, each with its own type, classification, handling and data).  The
@@ -29,10 +29,10 @@ from test_security_fuzz import (
     reference,
 )
 
-from broker.auditindex import Original, PastDelivery
+from broker.audit.index import Original, PastDelivery
 from broker.config import agreement_from_doc
-from broker.corrections import Retract, reach_past_recipients
-from broker.rules import Deliver, Rulebook
+from broker.routing.corrections import Retract, reach_past_recipients
+from broker.routing.rules import Deliver, Rulebook
 
 PAIRS_PER_SET = 100
 SETS = 40

@@ -11,11 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broker import cli, logs, topology
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries
-from broker.publisher import publish_all, record_message
-from broker.testing import EXAMPLES, worker_thread
-from broker.testing import wait_until as _wait
+from broker import topology
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
+from broker.cli import main as cli
+from broker.ingress.publisher import publish_all, record_message
+from broker.ops import logs
+from broker.transports.memory import EXAMPLES, worker_thread
+from broker.transports.memory import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
-from broker.publisher import PublishReport, publish_all
-from broker.testing import TestBroker
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
+from broker.ingress.publisher import PublishReport, publish_all
+from broker.transports.memory import TestBroker
 from tests.flowkit import (
     FLOW_RECIPIENTS,
     Reconciler,

@@ -11,7 +11,7 @@ import sys
 import orjson
 import pytest
 
-from broker.auditlog import LOG_NAME
+from broker.audit.log import LOG_NAME
 from broker.config import PROJECT_ROOT
 from broker.demo import DEMO_ROOT
 from tests.test_usage_report import reference_counts

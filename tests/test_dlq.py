@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from broker import dlq
-from broker.testing import EXAMPLES
+from broker.ops import dlq
+from broker.transports.memory import EXAMPLES
 
 
 def letter(body: bytes, **headers):

@@ -11,12 +11,12 @@ import structlog
 import yaml
 
 from broker import topology
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
-from broker.cli import main
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
+from broker.cli.main import main
 from broker.config import Registry
-from broker.publisher import publish_all, record_message
-from broker.testing import EXAMPLES, TestBroker, worker_thread
-from broker.testing import wait_until as _wait
+from broker.ingress.publisher import publish_all, record_message
+from broker.transports.memory import EXAMPLES, TestBroker, worker_thread
+from broker.transports.memory import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -168,7 +168,7 @@ def _full_agencies() -> Path:
 def _republish_dead_letter(broker, props, body: bytes) -> None:
     import pika
 
-    from broker.transport import blocking_channel
+    from broker.transports.amqp import blocking_channel
 
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     try:

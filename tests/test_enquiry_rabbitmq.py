@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from broker import auditpublish, disclosures
-from broker.auditindex import Query, open_for_reading
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries
+from broker.audit import publish as auditpublish
+from broker.audit import reports as disclosures
+from broker.audit.index import Query, open_for_reading
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.enquiry import index
 from broker.enquiry.agreements import load_enquiry_agreements
 from broker.enquiry.auditsink import AuditSink
 from broker.enquiry.gateway import create_app
 from broker.enquiry.responder import ENQUIRY_QUEUE
-from broker.testing import TestBroker, wait_until
+from broker.transports.memory import TestBroker, wait_until
 from tests.enquirykit import RunningResponder, Signer, agreements_with, gateway, person_records, scratch_database
 
 PNC = "2019/0088231R"
@@ -144,7 +145,7 @@ def test_a_stopped_responder_is_a_timeout_within_the_deadline_and_nothing_stays_
 
 
 def _depth(broker: TestBroker, vhost: str) -> int:
-    from broker.transport import blocking_channel
+    from broker.transports.amqp import blocking_channel
 
     connection, channel = blocking_channel(broker.settings.amqp_url, vhost)
     try:
@@ -230,7 +231,7 @@ def test_the_officers_page_in_a_headless_chromium_asks_and_shows_results_by_forc
 def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(world, capsys) -> None:
     import orjson
 
-    from broker.cli import main
+    from broker.cli.main import main
 
     client, gw = client_for(world)
     try:
@@ -246,7 +247,7 @@ def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(w
     try:
         assert main(argv) == 0
     finally:   # main() points the logs at this test's captured stdout, which pytest closes afterwards
-        from broker import logs
+        from broker.ops import logs
 
         out = capsys.readouterr().out
         logs.configure("info", stream=sys.__stderr__)
@@ -276,7 +277,7 @@ def test_the_wire_tap_indexes_the_forces_own_valid_records_and_skips_the_rest(wo
     other.update(id="13-x-CU-2", origin={"agency": "13", "system": "x"})
     invalid = dict(own, id="47-x-CU-3", time="not a time")
     try:
-        from broker.transport import blocking_channel
+        from broker.transports.amqp import blocking_channel
 
         connection, channel = blocking_channel(settings.amqp_url, settings.core_vhost)
         for record in (own, other, invalid):
@@ -317,7 +318,7 @@ def test_without_waiting_the_answers_fill_in_as_forces_reply_and_hits_show_once_
 
 @pytest.mark.parametrize("vhost_exists", [True, False], ids=["no-enquiry-queue", "no-vhost"])
 def test_a_force_that_cannot_be_asked_is_unavailable_at_once_not_waited_for(world, tmp_path, vhost_exists) -> None:
-    from broker.provision import admin_for
+    from broker.ops.provision import admin_for
 
     settings = world["settings"]
     vhost = settings.recipient_vhost("force-47")   # force 47 runs no responder

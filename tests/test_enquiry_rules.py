@@ -86,7 +86,7 @@ def test_an_incomplete_name_subject_is_refused() -> None:
 
 
 def test_a_subjects_audit_key_equals_the_disclosure_logs_key() -> None:
-    from broker.audit import subject_keys
+    from broker.audit.entries import subject_keys
 
     record = {"data": {"persons": [{"id": "p1", "name": {"family": "Smith", "given": ["Ann"]},
                                     "birth_date": "1980-01-31",
@@ -101,7 +101,7 @@ def test_identity_actor_names_officer_force_and_role() -> None:
 
 
 def test_an_enquiry_that_disclosed_a_held_record_is_kept_out_of_the_subject_report_until_released() -> None:
-    from broker import disclosures
+    from broker.audit import reports as disclosures
     from broker.enquiry.consult import consultation
 
     officer = Identity("PC1", "01", "constable")
@@ -129,8 +129,8 @@ def test_the_index_connection_comes_from_settings_file_then_environment(tmp_path
 def test_an_unreachable_index_is_a_configuration_error_naming_the_setting(capsys) -> None:
     import sys
 
-    from broker import logs
-    from broker.cli import main
+    from broker.cli.main import main
+    from broker.ops import logs
 
     try:
         assert main(["enquiry-index", "13", "/dev/null", "--dsn", "postgresql://nobody@127.0.0.1:1/none"]) == 3
@@ -140,8 +140,9 @@ def test_an_unreachable_index_is_a_configuration_error_naming_the_setting(capsys
 
 
 def test_each_forces_vhost_and_no_other_holds_an_enquiry_queue_in_the_topology(registry) -> None:
-    from broker import provision, topology
+    from broker import topology
     from broker.config import load_settings
+    from broker.ops import provision
 
     definitions = topology.definitions("interchange", provision.recipient_vhosts(load_settings(environ={}), registry))
     holders = {q["vhost"] for q in definitions["queues"] if q["name"] == topology.ENQUIRY_QUEUE}

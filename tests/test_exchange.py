@@ -11,9 +11,10 @@ import pytest
 
 from broker import topology
 from broker.config import load_settings
-from broker.exchange import Context, Message, route
-from broker.testing import EXAMPLES
-from broker.validation import Validator
+from broker.message import Message
+from broker.router import Context, route
+from broker.routing.validation import Validator
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -131,7 +132,7 @@ def test_a_publisher_may_publish_only_as_its_own_agency(ctx):
 def test_a_record_already_routed_by_this_worker_is_dropped_as_a_duplicate(ctx):
     record = example("02-case.file")
     seen = copy.copy(ctx)
-    from broker.exchange import dedup_key
+    from broker.router import dedup_key
     seen.seen = {dedup_key(record["id"], orjson.dumps(record))}.__contains__
     assert route(message(record), seen).outcome == "duplicate"
     # another record that reuses the id is not a duplicate: it is decided (and validated) on its own

@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from broker import topology
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
-from broker.publisher import publish_all, record_message
-from broker.testing import EXAMPLES, worker_thread
-from broker.testing import wait_until as _wait
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
+from broker.ingress.publisher import publish_all, record_message
+from broker.transports.memory import EXAMPLES, worker_thread
+from broker.transports.memory import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -12,12 +12,13 @@ import json
 import orjson
 import pytest
 
-from broker import audit
+from broker.audit import entries as audit
 from broker.config import Registry, load_settings
-from broker.exchange import Context, Message, route
-from broker.projection import HANDLING_TEXT, Projector
-from broker.testing import EXAMPLES
-from broker.validation import Validator
+from broker.message import Message
+from broker.router import Context, route
+from broker.routing.projection import HANDLING_TEXT, Projector
+from broker.routing.validation import Validator
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 TEXT = "Victim Jane Example, 14 Acacia Row, is a protected witness"

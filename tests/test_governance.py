@@ -10,18 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from broker import cli, disclosures, exchange, logs, rulesdiff
-from broker.audit import subject_key
-from broker.auditindex import AuditIndex, Original, PastDelivery, Query, rebuild
-from broker.auditlog import LOG_NAME, AuditLog
-from broker.auditsidecar import Sidecar
-from broker.checkpoints import checkpoints_path, verify_beside
+from broker import router
+from broker.audit import reports as disclosures
+from broker.audit.checkpoints import checkpoints_path, verify_beside
+from broker.audit.entries import subject_key
+from broker.audit.index import AuditIndex, Original, PastDelivery, Query, rebuild
+from broker.audit.log import LOG_NAME, AuditLog
+from broker.audit.sidecar import Sidecar
+from broker.cli import main as cli
 from broker.config import Registry, load_settings
-from broker.exchange import Message
-from broker.metrics import Metrics
-from broker.rules import Rulebook
+from broker.message import Message
+from broker.ops import logs
+from broker.ops.metrics import Metrics
+from broker.routing import diff as rulesdiff
+from broker.routing.rules import Rulebook
 from broker.runner import build_context
-from broker.testing import EXAMPLES
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 
@@ -164,7 +168,7 @@ def test_a_correction_goes_to_a_past_recipient_under_the_original_agreement_when
     ctx.original = lambda origin, record_id: past.get((origin, record_id), Original("unknown"))
     # When a correction of it is routed today
     correction = dict(record, id=record["id"] + "-c1", supersedes={"id": record["id"], "kind": "correction"})
-    plan = exchange.route(Message(json.dumps(correction).encode(), "application/json"), ctx)
+    plan = router.route(Message(json.dumps(correction).encode(), "application/json"), ctx)
     # Then the past recipient gets it, marked, and the audit says why
     assert sorted(plan.delivered) == ["crime-map", "la-mash-city-of-london"]
     out = next(o for o in plan.outputs if o.target == "la-mash-city-of-london")
@@ -173,7 +177,7 @@ def test_a_correction_goes_to_a_past_recipient_under_the_original_agreement_when
     [entry] = [e for e in entries if e["recipient"] == "la-mash-city-of-london"]
     assert entry["reason"] == "correction_to_past_recipient"
     # and an ordinary record (no supersedes) is still withheld from that recipient
-    plain = exchange.route(Message(json.dumps(record).encode(), "application/json"), ctx)
+    plain = router.route(Message(json.dumps(record).encode(), "application/json"), ctx)
     assert plain.withheld == {"la-mash-city-of-london": "agreement_expired"}
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broker import cli, logs, ruletests
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries, verify
-from broker.publisher import publish_all, record_message
-from broker.receive import receive
-from broker.testing import EXAMPLES, worker_thread
-from broker.testing import wait_until as _wait
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
+from broker.cli import main as cli
+from broker.ingress.publisher import publish_all, record_message
+from broker.ops import logs
+from broker.partners.receive import receive
+from broker.routing import agreement_tests as ruletests
+from broker.transports.memory import EXAMPLES, worker_thread
+from broker.transports.memory import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from broker import ruletests, scope
 from broker.config import ConfigError, check_against_schema, load_settings
-from broker.testing import EXAMPLES
+from broker.routing import agreement_tests as ruletests
+from broker.routing import scope
+from broker.transports.memory import EXAMPLES
 
 TESTS = Path(__file__).resolve().parent.parent / "deploy" / "agreements" / "tests"
 

@@ -9,11 +9,12 @@ import urllib.request
 
 import pytest
 
-from broker import health, topology
-from broker.metrics import Metrics
-from broker.provision import admin_for
+from broker import topology
+from broker.ops import health
+from broker.ops.metrics import Metrics
+from broker.ops.provision import admin_for
 from broker.runner import make_worker
-from broker.testing import worker_thread
+from broker.transports.memory import worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -11,9 +11,9 @@ import pika
 import pytest
 
 from broker import topology
-from broker.ingest import RawRunner, ingest_files
-from broker.metrics import format_label
-from broker.transport import blocking_channel
+from broker.ingress.ingest import RawRunner, ingest_files
+from broker.ops.metrics import format_label
+from broker.transports.amqp import blocking_channel
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.validation import Validator
+from broker.routing.validation import Validator
 
 EXAMPLE = json.loads(
     (Path(__file__).resolve().parents[1] / "examples" / "records" / "09-intelligence.report-3x5x2-p.json").read_text()

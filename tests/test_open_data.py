@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 from adapters.crime_map_csv.outbound import CATEGORY_LABELS, COLUMNS, OUTCOME_LABELS, map_points
-from broker import cli, exchange, logs
-from broker.auditindex import AuditIndex
+from broker import router
+from broker.audit.index import AuditIndex
+from broker.cli import main as cli
 from broker.config import PROJECT_ROOT, ConfigError, Registry, load_settings
-from broker.exchange import Message
 from broker.identifiers import force_name
+from broker.message import Message
+from broker.ops import logs
 from broker.runner import build_context
 
 FIXTURE = PROJECT_ROOT / "adapters" / "crime_map_csv" / "fixtures" / "exact-point-with-victim.json"
@@ -51,20 +53,20 @@ SECRETS = ("48-niche-CR-2026-003311", "CR-48-2026-003311", "003311", "51.51401",
            "case-CR-48", "protected witness", "Outside 12", "PERSONAL", "niche-rms")
 
 
-def every_byte(outgoing: exchange.Outgoing) -> bytes:
+def every_byte(outgoing: router.Outgoing) -> bytes:
     """Body, message id, correlation id, content type and headers of one delivery, as one byte string."""
     return b"\n".join([outgoing.body, (outgoing.message_id or "").encode(), (outgoing.correlation_id or "").encode(),
                        outgoing.content_type.encode(), orjson.dumps(outgoing.headers)])
 
 
-def crime_map_delivery(plan: exchange.Plan) -> exchange.Outgoing:
+def crime_map_delivery(plan: router.Plan) -> router.Outgoing:
     [out] = [o for o in plan.outputs if o.target == "crime-map"]
     return out
 
 
-def route(record: dict, settings) -> exchange.Plan:
+def route(record: dict, settings) -> router.Plan:
     ctx = build_context(settings)
-    return exchange.route(Message(orjson.dumps(record), "application/json", record["id"],
+    return router.route(Message(orjson.dumps(record), "application/json", record["id"],
                                   correlation_id=record.get("correlation_id")), ctx)
 
 
@@ -98,7 +100,7 @@ def test_the_crime_id_is_a_keyed_hash_stable_for_a_crime_and_its_corrections(set
     ctx.original = index.original
     plans = []
     for seq, r in enumerate((record, correction)):
-        plan = exchange.route(Message(orjson.dumps(r), "application/json", r["id"]), ctx)
+        plan = router.route(Message(orjson.dumps(r), "application/json", r["id"]), ctx)
         index.add([dict(e, seq=seq * 100 + i + 1) for i, e in enumerate(plan.audit_entries)])
         index.commit()
         plans.append(plan)
@@ -274,8 +276,8 @@ def test_generated_crime_reports_reach_the_crime_map_only_as_published_values(se
     ctx.original = index.original
     seq = [0]
 
-    def routed(record: dict) -> exchange.Plan:
-        plan = exchange.route(Message(orjson.dumps(record), "application/json", record["id"],
+    def routed(record: dict) -> router.Plan:
+        plan = router.route(Message(orjson.dumps(record), "application/json", record["id"],
                                       correlation_id=record["correlation_id"]), ctx)
         for entry in plan.audit_entries:
             seq[0] += 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from broker.publisher import publish_all, record_message
-from broker.testing import wait_until, worker_thread
+from broker.ingress.publisher import publish_all, record_message
+from broker.transports.memory import wait_until, worker_thread
 from tests.test_open_data import SECRETS, exact_point_record
 
 pytestmark = pytest.mark.rabbitmq

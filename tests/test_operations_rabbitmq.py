@@ -20,10 +20,10 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker.auditlog import LOG_NAME
+from broker.audit.log import LOG_NAME
 from broker.config import PROJECT_ROOT
 from broker.demo import wait_for_audit
-from broker.testing import EXAMPLES, TestBroker
+from broker.transports.memory import EXAMPLES, TestBroker
 from tests.test_deploy import dashboard_exprs, metric_names
 
 pytestmark = pytest.mark.rabbitmq

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from broker import topology
-from broker.publisher import publish_all, record_message
-from broker.testing import TestBroker, worker_thread
+from broker.ingress.publisher import publish_all, record_message
+from broker.transports.memory import TestBroker, worker_thread
 from tests.flowkit import _TEMPLATE, write_flow_agreements, write_flow_recipients
 
 pytestmark = pytest.mark.rabbitmq

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker import topology
 from broker.config import PROJECT_ROOT
-from broker.testing import EXAMPLES, TestBroker
-from broker.transport import blocking_channel
+from broker.transports.amqp import blocking_channel
+from broker.transports.memory import EXAMPLES, TestBroker
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 PROMETHEUS = PROJECT_ROOT / "deploy" / "prometheus"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from broker.testing import TestBroker, worker_thread
+from broker.transports.memory import TestBroker, worker_thread
 from tests.faultproxy import FaultProxy
 from tests.flowkit import (
     Flow,

@@ -13,11 +13,14 @@ import orjson
 import pytest
 import yaml
 
-from broker import audit, cli, dlq, exchange, logs
+from broker import router
+from broker.audit import entries as audit
+from broker.cli import main as cli
 from broker.config import PROJECT_ROOT, ConfigError, check_start, load_agencies, load_settings
-from broker.exchange import Message
+from broker.message import Message
+from broker.ops import dlq, logs
 from broker.runner import build_context
-from broker.testing import EXAMPLES
+from broker.transports.memory import EXAMPLES
 
 DEPLOY = PROJECT_ROOT / "deploy"
 PRODUCTION = DEPLOY / "interchange.production.yaml"
@@ -87,7 +90,7 @@ def test_the_publisher_check_can_be_turned_off_only_in_development_mode(tmp_path
 def test_a_record_claiming_another_origin_without_a_user_id_is_refused_under_the_image_settings(registry):
     # Given the routing core under the image's settings / When force 48 claims origin 13 with no user_id
     ctx = build_context(load_settings(_image_config(), environ={"INTERCHANGE_OPEN_DATA_KEY": "k"}), registry)
-    plan = exchange.route(Message(orjson.dumps(RECORD_OF_13), "application/json", RECORD_OF_13["id"]), ctx)
+    plan = router.route(Message(orjson.dumps(RECORD_OF_13), "application/json", RECORD_OF_13["id"]), ctx)
     # Then it is refused
     assert (plan.outcome, plan.reason) == ("rejected", "publisher_not_origin")
 
@@ -170,11 +173,11 @@ def test_a_record_whose_first_publisher_may_not_publish_as_its_origin_is_refused
     # publisher, force 48, as a replay does
     ctx = build_context(settings)
     body = orjson.dumps(RECORD_OF_13)
-    spoof = Message(body, "application/json", RECORD_OF_13["id"], headers={exchange.PUBLISHER_HEADER: "force-48"})
-    honest = Message(body, "application/json", RECORD_OF_13["id"], headers={exchange.PUBLISHER_HEADER: b"force-13"})
+    spoof = Message(body, "application/json", RECORD_OF_13["id"], headers={router.PUBLISHER_HEADER: "force-48"})
+    honest = Message(body, "application/json", RECORD_OF_13["id"], headers={router.PUBLISHER_HEADER: b"force-13"})
     # Then the spoof stays refused and the honest one routes
-    assert exchange.route(spoof, ctx).reason == "publisher_not_origin"
-    assert exchange.route(honest, ctx).outcome == "routed"
+    assert router.route(spoof, ctx).reason == "publisher_not_origin"
+    assert router.route(honest, ctx).outcome == "routed"
 
 
 def test_the_supervisor_refuses_to_start_without_the_open_data_key_outside_development(monkeypatch, capsys,

@@ -12,11 +12,11 @@ import pytest
 import structlog
 
 from broker import topology
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries
-from broker.cli import main
-from broker.testing import EXAMPLES, worker_thread
-from broker.testing import wait_until as _wait
-from broker.transport import blocking_channel
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
+from broker.cli.main import main
+from broker.transports.amqp import blocking_channel
+from broker.transports.memory import EXAMPLES, worker_thread
+from broker.transports.memory import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

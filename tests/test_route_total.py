@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker import audit
+from broker.audit import entries as audit
 from broker.config import load_settings
 from broker.errors import REJECT_REASONS
-from broker.exchange import Context, Message, route
-from broker.testing import EXAMPLES
-from broker.validation import Validator
+from broker.message import Message
+from broker.router import Context, route
+from broker.routing.validation import Validator
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 EXAMPLE_RECORDS = {p.name: json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*.json"))}

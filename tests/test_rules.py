@@ -9,8 +9,8 @@ import json
 import pytest
 
 from broker.config import agreement_from_doc
-from broker.rules import Deliver, Rulebook, Withhold
-from broker.testing import EXAMPLES
+from broker.routing.rules import Deliver, Rulebook, Withhold
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from broker.errors import FieldError
-from broker.validation import IDENTIFIER_INVALID, SCHEMA_INVALID, Validator
+from broker.routing.validation import IDENTIFIER_INVALID, SCHEMA_INVALID, Validator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "schemas"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from broker import cli, logs
-from broker.auditlog import LOG_NAME, AuditLog, AuditWriter, read_entries, verify
+from broker.audit.log import LOG_NAME, AuditLog, AuditWriter, read_entries, verify
+from broker.cli import main as cli
+from broker.ops import logs
 
 
 def _log_with(audit_dir: Path, count: int) -> Path:

@@ -23,10 +23,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker import auditpublish, checkpoints, cli, logs
-from broker.anchor import Anchor, read_anchor
-from broker.auditlog import LOG_NAME, AuditLog, AuditWriter, entry_hash, verify
-from broker.checkpoints import (
+from broker.audit import checkpoints
+from broker.audit import publish as auditpublish
+from broker.audit.anchor import Anchor, read_anchor
+from broker.audit.checkpoints import (
     CHECKPOINTS_NAME,
     DEV_KEY,
     GENESIS,
@@ -37,9 +37,12 @@ from broker.checkpoints import (
     verify_beside,
     verify_for,
 )
+from broker.audit.log import LOG_NAME, AuditLog, AuditWriter, entry_hash, verify
+from broker.cli import main as cli
 from broker.config import load_settings
 from broker.errors import ConfigError
-from broker.testing import TestBroker
+from broker.ops import logs
+from broker.transports.memory import TestBroker
 
 BATCHES, PER_BATCH = 4, 500     # one writer run per batch: a checkpoint at 500, 1000, 1500 and 2000
 

@@ -1,7 +1,7 @@
 """Audit tampering is caught: flips, deletions, reorderings and truncations of a 100,000-entry log.
 
-The log is written with broker.auditlog.AuditLog (with signed checkpoints beside it, as the writer keeps
-them); each tampering is applied to a copy and `broker.auditlog.verify` must name the first bad line.
+The log is written with broker.audit.log.AuditLog (with signed checkpoints beside it, as the writer keeps
+them); each tampering is applied to a copy and `broker.audit.log.verify` must name the first bad line.
 Cutting whole entries off the end leaves a valid chain: only the signed checkpoints catch that.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker import checkpoints
-from broker.auditlog import LOG_NAME, AuditLog, verify
+from broker.audit import checkpoints
+from broker.audit.log import LOG_NAME, AuditLog, verify
 
 ENTRIES = 100_000
 KEY = Ed25519PrivateKey.generate()

@@ -1,4 +1,4 @@
-"""No leak, no miss: every decision of broker.rules.Rulebook against a deliberately simple reference.
+"""No leak, no miss: every decision of broker.routing.rules.Rulebook against a deliberately simple reference.
 
 Hypothesis draws agreement sets (providers and provider groups, recipients, record types, field
 allow-lists from paths the records contain, ceilings, handling codes, status and validity around a fixed
@@ -6,10 +6,11 @@ allow-lists from paths the records contain, ceilings, handling codes, status and
 classification tier/sensitive, 3x5x2 and 5x5x5 handling, origin agencies from the configuration).  For
 every record and every configured recipient (plus one that is not configured) the reference below
 decides again from the agreement *documents*, written from the rules in DESIGN.md, without
-broker.rules, broker.projection, broker.paths or broker.scope.  A leak is a recipient or a field the
+broker.routing.rules, broker.routing.projection, broker.routing.paths or broker.routing.scope.  A leak is a
+recipient or a field the
 reference denies but the Rulebook discloses; a miss is the reverse.
 
-Not covered: agreements' `scope` blocks (entity scoping, broker/scope.py; none are generated), the
+Not covered: agreements' `scope` blocks (entity scoping, broker/routing/scope.py; none are generated), the
 `recipient_attribute_in` and combinator conditions, and `x[]` allow-list paths on lists of scalars.
 """
 
@@ -24,9 +25,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.audit import decision_entries
+from broker.audit.entries import decision_entries
 from broker.config import Registry, agreement_from_doc, check_against_schema, load_settings
-from broker.rules import Deliver, Rulebook
+from broker.routing.rules import Deliver, Rulebook
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()

@@ -23,13 +23,13 @@ import pytest
 from adapters.base import AdapterError
 from adapters.registry import get_adapter
 from broker import topology
-from broker.audit import bounded_token
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries
+from broker.audit.entries import bounded_token
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.config import PROJECT_ROOT
 from broker.errors import REJECT_REASONS
-from broker.jsonsafe import duplicate_key
-from broker.publisher import publish_all, record_message
-from broker.testing import EXAMPLES
+from broker.ingress.publisher import publish_all, record_message
+from broker.routing.jsonsafe import duplicate_key
+from broker.transports.memory import EXAMPLES
 from tests.hostile.make_corpus import adapter_cases, big_json_cases, hand_cases, json_cases
 
 VALID = 10_000

@@ -1,6 +1,6 @@
 """Partners are isolated in RabbitMQ: every principal x every operation, exactly the allowed cells succeed.
 
-The plan (broker.access) is checked as data first; then a small configuration (2 forces, 3 recipients)
+The plan (broker.ops.access) is checked as data first; then a small configuration (2 forces, 3 recipients)
 is applied to the real RabbitMQ with throw-away users and the whole matrix is walked and printed.
 """
 
@@ -15,9 +15,10 @@ import pika
 import pika.exceptions
 import pytest
 
-from broker import access, provision, topology
+from broker import topology
 from broker.config import Registry, load_settings
-from broker.transport import connection_parameters
+from broker.ops import access, provision
+from broker.transports.amqp import connection_parameters
 
 FORCES = ("01", "48")
 RECIPIENTS = ("cps", "force-48", "school-100001")
@@ -149,7 +150,7 @@ for _rid in RECIPIENTS:
 
 
 def _allowed(role: str, subject: str, column: str) -> bool:
-    """The policy, written independently of broker.access: what each role may do, cell by cell."""
+    """The policy, written independently of broker.ops.access: what each role may do, cell by cell."""
     where, op = column.split(":")
     if role == "publisher":
         return column in ("core:open", "core:publish-ingress")

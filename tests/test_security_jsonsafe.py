@@ -7,11 +7,11 @@ import json
 import orjson
 import pytest
 
-from broker import exchange
-from broker.exchange import Message
-from broker.jsonsafe import duplicate_key
+from broker import router
+from broker.message import Message
+from broker.routing.jsonsafe import duplicate_key
 from broker.runner import build_context
-from broker.testing import EXAMPLES
+from broker.transports.memory import EXAMPLES
 
 HIDDEN = [
     (b'{"a":1,"a":2}', "a"),
@@ -38,7 +38,7 @@ def test_a_record_naming_its_origin_twice_is_refused_as_malformed_json(settings,
     record = json.loads((EXAMPLES / "01-crime.report-burglary-victim-suspect.json").read_text())
     body = orjson.dumps(record).replace(b'"origin":', b'"origin":{"agency":"48","system":"x"},"origin":', 1)
     # When routed
-    plan = exchange.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
+    plan = router.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
     # Then it is rejected as malformed JSON, not routed as either origin
     assert (plan.outcome, plan.reason) == ("rejected", "malformed_json")
 
@@ -61,6 +61,6 @@ def test_a_record_hiding_a_second_agency_behind_an_escaped_colon_is_refused(sett
     body = body.replace(b'quote\\":', b'quote\\"\\u003a', 1)
     assert b'\\"\\u003a' in body and orjson.loads(body)["origin"]["agency"] == "01"
     # When routed / Then it is refused as malformed JSON
-    plan = exchange.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
+    plan = router.route(Message(body, "application/json", record["id"]), build_context(settings, registry))
     assert (plan.outcome, plan.reason) == ("rejected", "malformed_json")
     assert "agency" in plan.outputs[0].headers["x-interchange-errors"]

@@ -13,14 +13,15 @@ import pika
 import pika.exceptions
 import pytest
 
-from broker import access, exchange, topology
-from broker.auditlog import LOG_NAME, AuditWriter, read_entries
+from broker import router, topology
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.config import PROJECT_ROOT, load_settings
-from broker.exchange import Message
-from broker.provision import admin_for
+from broker.message import Message
+from broker.ops import access
+from broker.ops.provision import admin_for
 from broker.runner import build_context
-from broker.testing import EXAMPLES, worker_thread
-from broker.transport import connection_parameters
+from broker.transports.amqp import connection_parameters
+from broker.transports.memory import EXAMPLES, worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -119,9 +120,9 @@ def test_without_a_user_id_a_record_is_refused_when_publishers_are_required(sett
     ctx = build_context(settings.with_overrides(require_publisher=True), registry)
     record = _example(RECORD_OF_01)
     # When a record arrives without a user_id, and then with force 01's
-    anonymous = exchange.route(Message(orjson.dumps(record), "application/json", record["id"]), ctx)
+    anonymous = router.route(Message(orjson.dumps(record), "application/json", record["id"]), ctx)
     body = orjson.dumps(record)
-    proven = exchange.route(Message(body, "application/json", record["id"], user_id="force-01"), ctx)
+    proven = router.route(Message(body, "application/json", record["id"], user_id="force-01"), ctx)
     # Then only the proven one passes the identity check
     assert (anonymous.outcome, anonymous.reason) == ("rejected", "publisher_not_origin")
     assert proven.outcome == "routed"

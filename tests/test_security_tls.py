@@ -21,8 +21,8 @@ import pytest
 
 from broker.config import TlsOptions, load_settings
 from broker.errors import ConfigError, TransportError
-from broker.exchange import Outgoing
-from broker.transport import AmqpTransport, blocking_channel, connection_parameters
+from broker.message import Outgoing
+from broker.transports.amqp import AmqpTransport, blocking_channel, connection_parameters
 from tests.tlsnode import Authority, TlsNode
 
 VHOST = "interchange-tls"

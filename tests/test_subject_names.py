@@ -7,7 +7,8 @@ import unicodedata
 
 import pytest
 
-from broker import audit, disclosures
+from broker.audit import entries as audit
+from broker.audit import reports as disclosures
 
 KEY = b"test-audit-key"
 DOB = "1990-05-17"

@@ -140,8 +140,8 @@ def test_a_child_given_metrics_port_zero_ignores_the_port_in_the_settings_file()
 @pytest.mark.slow
 def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_each_time_and_loses_nothing(
         rabbitmq, tmp_path):
-    from broker.publisher import publish_all
-    from broker.testing import TestBroker
+    from broker.ingress.publisher import publish_all
+    from broker.transports.memory import TestBroker
     from tests.flowkit import (
         Reconciler,
         assert_reconciled,

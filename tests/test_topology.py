@@ -9,8 +9,9 @@ import sys
 import orjson
 import pytest
 
-from broker import provision, topology
+from broker import topology
 from broker.config import PROJECT_ROOT
+from broker.ops import provision
 
 
 def test_definitions_json_is_what_topology_export_prints():
@@ -68,7 +69,7 @@ def test_the_audit_queue_has_its_own_policy_without_delivery_limit_or_dead_lette
 @pytest.mark.rabbitmq
 def test_an_audit_batch_returned_more_often_than_the_core_delivery_limit_is_still_queued(broker):
     """A failing writer that hands a batch back again and again never sends it to interchange.dead."""
-    from broker.transport import blocking_channel
+    from broker.transports.amqp import blocking_channel
 
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost, "test-audit-limit")
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 
-from broker import disclosures
-from broker.auditindex import AuditIndex, Query, rebuild
-from broker.auditlog import LOG_NAME
+from broker.audit import reports as disclosures
+from broker.audit.index import AuditIndex, Query, rebuild
+from broker.audit.log import LOG_NAME
 
 
 def disclose(seq: int, entry_id: str, recipient: str, body: str = "b1") -> dict:

@@ -19,13 +19,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broker import exchange
-from broker.auditlog import LOG_NAME, AuditLog, read_entries
+from broker import router
+from broker.audit.log import LOG_NAME, AuditLog, read_entries
+from broker.audit.usage import Costs, Period, usage
 from broker.config import PROJECT_ROOT
-from broker.exchange import Message
+from broker.message import Message
 from broker.runner import build_context
-from broker.testing import EXAMPLES
-from broker.usage import Costs, Period, usage
+from broker.transports.memory import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -41,7 +41,7 @@ def audit_dir(tmp_path_factory, settings_for_tests) -> Path:
     bodies += [p.read_bytes() for p in sorted((EXAMPLES / "invalid").glob("*.json"))]
     cancelled = None
     for body in bodies:
-        plan = exchange.route(Message(body, "application/json"), ctx)
+        plan = router.route(Message(body, "application/json"), ctx)
         log.append(plan.audit_entries)
         delivered = [e for e in plan.audit_entries if e["operation"] == "disclose"]
         if delivered and cancelled is None:
@@ -62,7 +62,7 @@ def settings_for_tests():
 
 
 def reference_counts(path: Path) -> dict[str, object]:
-    """Counted straight from the log's lines, without broker.usage."""
+    """Counted straight from the log's lines, without broker.audit.usage."""
     entries = list(read_entries(path))
     cancelled = {e["cancels"] for e in entries if e.get("operation") == "undelivered"}
     delivered = [e for e in entries if e.get("operation") == "disclose" and e.get("outcome") == "delivered"

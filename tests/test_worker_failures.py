@@ -11,10 +11,10 @@ import pytest
 
 from broker import topology
 from broker.config import load_settings
-from broker.exchange import Context
-from broker.metrics import Metrics
-from broker.testing import EXAMPLES, MemoryTransport
-from broker.validation import Validator
+from broker.ops.metrics import Metrics
+from broker.router import Context
+from broker.routing.validation import Validator
+from broker.transports.memory import EXAMPLES, MemoryTransport
 from broker.worker import Worker
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)

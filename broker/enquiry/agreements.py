@@ -17,7 +17,7 @@ from typing import Any
 from broker.config import Agency, check_against_schema, load_yaml
 from broker.enquiry.model import NO_ENQUIRY_AGREEMENT, PURPOSE_NOT_PERMITTED, EnquiryRefused, Identity
 from broker.errors import ConfigError
-from broker.projection import Projector
+from broker.routing.projection import Projector
 
 ENQUIRY_DIR = "enquiry"   # beside the sharing agreements: deploy/agreements/enquiry/
 

@@ -84,7 +84,7 @@ class AuditSink:
             connection.close()
 
     def _open(self) -> tuple[Any, Any]:
-        from broker.transport import blocking_channel
+        from broker.transports.amqp import blocking_channel
 
         connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
                                                "interchange-enquiry-audit", self.settings.tls)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.auditpublish import entry
+from broker.audit.publish import entry
 from broker.enquiry.model import Identity
 from broker.enquiry.review import CHANNEL
 

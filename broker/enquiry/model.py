@@ -127,7 +127,7 @@ class Subject:
 
     def audit_keys(self) -> list[str]:
         """Keyed hashes in the audit log's subject_keys convention, so subject reports find the enquiry."""
-        from broker.audit import name_reference, subject_key
+        from broker.audit.entries import name_reference, subject_key
 
         kind = self.kind()
         if kind == "pnc":

@@ -70,7 +70,7 @@ class Responder:
         self._stop.set()
 
     def run(self) -> None:
-        from broker.transport import blocking_channel
+        from broker.transports.amqp import blocking_channel
 
         connection, channel = blocking_channel(self.settings.amqp_url, self.vhost,
                                                f"interchange-enquiry-responder-{self.force}", self.settings.tls)

@@ -42,7 +42,7 @@ class Tap:
 
     def __init__(self, settings: Any, force: str, index: Callable[[dict[str, Any]], Any],
                  publishers: tuple[str, ...]) -> None:
-        from broker.validation import Validator
+        from broker.routing.validation import Validator
 
         self.settings, self.force, self.index, self.publishers = settings, force, index, publishers
         self.validator = Validator()
@@ -54,7 +54,7 @@ class Tap:
         self._stop.set()
 
     def run(self) -> None:
-        from broker.transport import blocking_channel
+        from broker.transports.amqp import blocking_channel
 
         connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
                                                f"interchange-enquiry-tap-{self.force}", self.settings.tls)

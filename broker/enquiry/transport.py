@@ -111,7 +111,7 @@ class ForceLink:
                 return
 
     def _serve(self) -> None:
-        from broker.transport import blocking_channel
+        from broker.transports.amqp import blocking_channel
 
         connection, channel = blocking_channel(self.settings.amqp_url, self.vhost,
                                                f"interchange-enquiry-gateway-{self.force}", self.settings.tls)

@@ -14,7 +14,7 @@ PUBLIC = ROOT / "tests" / "fixtures" / "public"   # public sample files, licence
 
 
 def _schema_errors_fallback() -> Callable[[dict[str, Any]], list[str]]:
-    """Plain JSON Schema validation against schemas/ (used until broker/validation.py is available)."""
+    """Plain JSON Schema validation against schemas/ (used until broker/routing/validation.py is available)."""
     from jsonschema import Draft202012Validator, FormatChecker
     from referencing import Registry, Resource
 
@@ -40,7 +40,7 @@ def _schema_errors_fallback() -> Callable[[dict[str, Any]], list[str]]:
 
 def _schema_errors() -> Callable[[dict[str, Any]], list[str]]:
     try:
-        from broker.validation import Validator  # type: ignore[attr-defined]
+        from broker.routing.validation import Validator  # type: ignore[attr-defined]
     except ImportError:
         return _schema_errors_fallback()
     validator = Validator()

@@ -10,7 +10,7 @@ import pytest
 from spi_messages import offence, result, spi_message
 
 from adapters import get_adapter, standing_data
-from broker.validation import Validator
+from broker.routing.validation import Validator
 
 VALIDATOR = Validator()
 

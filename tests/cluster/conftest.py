@@ -17,8 +17,8 @@ import pytest
 
 from broker.config import PROJECT_ROOT
 from broker.errors import TransportError
-from broker.rabbitadmin import RabbitAdmin
-from broker.testing import TestBroker
+from broker.transports.admin import RabbitAdmin
+from broker.transports.memory import TestBroker
 from tests.flowkit import write_flow_agreements, write_flow_recipients
 
 SCRIPT = PROJECT_ROOT / "scripts" / "cluster.sh"

@@ -8,7 +8,7 @@ import sys
 import time
 
 from broker import topology
-from broker.transport import blocking_channel
+from broker.transports.amqp import blocking_channel
 
 BATCH = 50
 

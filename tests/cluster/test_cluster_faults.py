@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.auditlog import LOG_NAME, AuditWriter, verify
-from broker.testing import TestBroker
+from broker.audit.log import LOG_NAME, AuditWriter, verify
+from broker.transports.memory import TestBroker
 from tests.flowkit import Flow, Reconciler, Role, assert_reconciled, dead_lettered, write_settings_file
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -1,0 +1,1 @@
+"""The audit trail: entries, the hash-chained log and its writer, the index, checkpoints, reports."""

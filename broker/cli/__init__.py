@@ -1,0 +1,1 @@
+"""The `interchange` command line: one module per command group."""

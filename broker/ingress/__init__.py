@@ -1,0 +1,1 @@
+"""Bringing records in: publishing with confirms and ingesting legacy files through adapters."""

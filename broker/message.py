@@ -1,0 +1,105 @@
+"""The nouns every part of Interchange passes around: what arrives, what is decided, what is sent.
+
+- `Message`: one inbound AMQP message as the routing core sees it;
+- `Plan`: what `broker.router.route()` decided must happen for it (audit entries, deliveries, dead letter);
+- `Outgoing`: one publish the worker (or any runner) makes, to the core vhost or a recipient's;
+- `Transport`: what the worker needs of a transport (`broker.transports.amqp`, `broker.transports.memory`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from broker import topology
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An inbound AMQP message as the routing core sees it."""
+
+    body: bytes
+    content_type: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+    user_id: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    redelivered: bool = False
+    attempt: int = 0          # how many times a correction waiting for its original was decided before
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One publish: `target` is 'core' or a recipient id (which vhost it goes to)."""
+
+    target: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    correlation_id: str | None
+    headers: dict[str, Any]
+    content_type: str = "application/json"
+
+
+@dataclass(slots=True)
+class Plan:
+    outcome: str                       # routed | rejected | duplicate | waiting (a correction, see below)
+    record_id: str | None
+    correlation_id: str | None
+    audit_entries: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[Outgoing] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    withheld: dict[str, str] = field(default_factory=dict)
+    agreements: dict[str, str] = field(default_factory=dict)   # recipient -> agreement it was decided under
+    reason: str | None = None
+    source: str | None = None
+    record_type: str | None = None
+    record_time: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    dedup: str = ""                    # record id + body fingerprint: the key for dropping duplicates
+    error_type: str | None = None      # the exception's type when reason is internal_error
+
+    @property
+    def audit(self) -> Outgoing | None:
+        """The plan's audit entries as one message (the worker batches several plans' entries instead)."""
+        return audit_message(self.audit_entries) if self.audit_entries else None
+
+
+def audit_message(entries: list[dict[str, Any]]) -> Outgoing:
+    """One message to the audit queue holding the entries of one record or of a batch of records.
+
+    Its batch id is the first entry's id, so the audit writer recognises a redelivered batch.
+    """
+    batch_id = entries[0]["entry_id"]
+    first = entries[0]
+    record_ids = {e.get("record_id") for e in entries}
+    return Outgoing("core", "", topology.AUDIT_QUEUE, orjson.dumps({"batch": batch_id, "entries": entries}),
+                    f"audit-{batch_id}", first.get("correlation_id") if len(record_ids) == 1 else None,
+                    {"x-record-id": (first.get("record_id") or "") if len(record_ids) == 1 else "",
+                     "x-entries": len(entries)})
+
+
+class Transport(Protocol):
+    """Publish with confirms, consume with manual acks, timers: what the worker needs of a transport."""
+
+    ready: bool
+
+    def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None: ...
+
+    def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Any], None]) -> None: ...
+
+    def publish(self, out: Outgoing, callback: Callable[[bool, str], None]) -> None: ...
+
+    def ack(self, inbound: Any, multiple: bool = False) -> None: ...
+
+    def reject(self, inbound: Any, requeue: bool = True) -> None: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None: ...
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...

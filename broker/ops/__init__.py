@@ -1,0 +1,1 @@
+"""Running it: metrics, health endpoints, logs, dead letters, provisioning and access."""

@@ -1,0 +1,1 @@
+"""The partner side: the reference subscriber and the contract partners build against."""

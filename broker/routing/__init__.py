@@ -1,0 +1,1 @@
+"""Deciding one record: validation, identifiers, agreements, conditions, scope, projection, corrections."""

@@ -1,0 +1,1 @@
+"""Moving messages: the AMQP transport, the in-memory twin, the RabbitMQ management API."""
