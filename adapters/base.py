@@ -72,9 +72,7 @@ class AdapterError(DataError):
         )
 
     @classmethod
-    def of(
-        cls, errors: list[FieldError], *, location: str | None = None, record_id: str | None = None
-    ) -> AdapterError:
+    def of(cls, errors: list[FieldError], *, location: str | None = None, record_id: str | None = None) -> AdapterError:
         """One error carrying every field error found in one record (the first gives `code`)."""
         first = errors[0]
         error = cls(first.code, first.message, location=location, path=first.path, record_id=record_id)
@@ -188,7 +186,7 @@ def london_utc(text: str) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=LONDON)   # fold=0 gives both rules above (PEP 495)
+        moment = moment.replace(tzinfo=LONDON)  # fold=0 gives both rules above (PEP 495)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

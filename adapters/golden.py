@@ -28,8 +28,11 @@ import yaml
 from adapters.registry import ADAPTERS, adapter_class
 from broker.errors import DataError
 
-PUBLIC = Path(os.environ.get("INTERCHANGE_PUBLIC_FIXTURES",
-                             Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "public"))
+PUBLIC = Path(
+    os.environ.get(
+        "INTERCHANGE_PUBLIC_FIXTURES", Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "public"
+    )
+)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "records"
 
 
@@ -94,9 +97,7 @@ def produce(case: Case) -> bytes:
     adapter = adapter_class(case.adapter)()
     if case.input is not None:
         results = adapter.translate(case.path(case.input), case.mapping)  # type: ignore[attr-defined]
-        return b"".join(
-            json.dumps(as_json(r), sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in results
-        )
+        return b"".join(json.dumps(as_json(r), sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in results)
     record = json.loads(case.path(case.record or "").read_text(encoding="utf-8"))
     body, _content_type = adapter.render(record, case.options)  # type: ignore[attr-defined]
     return body

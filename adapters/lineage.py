@@ -54,11 +54,16 @@ class Lineage:
     def put(self, key: str, record_id: str, superseded: str | None) -> None:
         self._latest[key] = (record_id, superseded)
         self._latest.move_to_end(key)
-        if len(self._latest) > self._max_keys:    # a long-running ingest worker stays in bounded memory
+        if len(self._latest) > self._max_keys:  # a long-running ingest worker stays in bounded memory
             self._latest.popitem(last=False)
 
     def stamp(
-        self, record: Record, key: str, *, record_id: str | None = None, original: str | None = None,
+        self,
+        record: Record,
+        key: str,
+        *,
+        record_id: str | None = None,
+        original: str | None = None,
         kind: str = "correction",
     ) -> Record:
         """Give `record` its version id (or `record_id`) and, when it replaces another, `supersedes`.
@@ -97,9 +102,7 @@ class SqliteLineage(Lineage):
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__()
         self._db = sqlite3.connect(os.fspath(path))
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS lineage (key TEXT PRIMARY KEY, id TEXT NOT NULL, superseded TEXT)"
-        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS lineage (key TEXT PRIMARY KEY, id TEXT NOT NULL, superseded TEXT)")
 
     def get(self, key: str) -> tuple[str, str | None] | None:
         row = self._db.execute("SELECT id, superseded FROM lineage WHERE key = ?", (key,)).fetchone()

@@ -124,9 +124,7 @@ def _extend(folder: Path, path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 def _check(path: Path, data: dict[str, Any], validator: Draft202012Validator) -> None:
     # The deepest error names the key to fix (a failed allOf also makes every key "unevaluated" at the top).
-    errors = sorted(
-        validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), list(map(str, e.absolute_path)))
-    )
+    errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         first = errors[0]
         key = ".".join(str(p) for p in first.absolute_path)

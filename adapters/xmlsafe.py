@@ -174,13 +174,9 @@ def _syntax_error(exc: etree.XMLSyntaxError, guard: _Guard) -> AdapterError:
     line, column = (first.line, first.column) if first is not None else (exc.lineno, exc.offset)
     where = f"line {line}, column {column}" if line else None
     if "depth" in message.lower():
-        return AdapterError(
-            "xml_too_deep", f"elements nested deeper than {guard.limits.max_depth}", location=where
-        )
+        return AdapterError("xml_too_deep", f"elements nested deeper than {guard.limits.max_depth}", location=where)
     if "entit" in message.lower():
-        return AdapterError(
-            "xml_entity_reference", f"entity references are refused: {message}", location=where
-        )
+        return AdapterError("xml_entity_reference", f"entity references are refused: {message}", location=where)
     return AdapterError("xml_malformed", message, location=where)
 
 
@@ -340,9 +336,7 @@ class _Decoder:
         try:
             self.decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
         except LookupError:
-            raise AdapterError(
-                "xml_encoding_unknown", f"unknown encoding {encoding!r}", location="byte 0"
-            ) from None
+            raise AdapterError("xml_encoding_unknown", f"unknown encoding {encoding!r}", location="byte 0") from None
         self.encoding = encoding
         self.offset = 0
         self.prolog: list[str] | None = []
@@ -392,9 +386,7 @@ def _check_doctype(prolog: str) -> None:
         )
     head = doctype.split("[", 1)[0]
     if re.search(r"\b(SYSTEM|PUBLIC)\b", head):
-        raise AdapterError(
-            "xml_external_dtd", "a DOCTYPE naming an external DTD is refused", location="DOCTYPE"
-        )
+        raise AdapterError("xml_external_dtd", "a DOCTYPE naming an external DTD is refused", location="DOCTYPE")
 
 
 def _sniff_encoding(first: bytes) -> str:

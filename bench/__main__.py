@@ -49,12 +49,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer records (about a minute)")
     parser.add_argument("--records", type=int, help="records per phase (default 15000; --quick 6000)")
     parser.add_argument("--paced-seconds", type=float, help="length of the paced latency run (default 20; quick 8)")
-    parser.add_argument("--profile", action="store_true",
-                        help="record the worker with py-spy during the route phase (bench/results/*.txt)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the worker with py-spy during the route phase (bench/results/*.txt)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the children's logs and audit log")
     parser.add_argument("--no-peer", action="store_true", help="skip the FastStream peer phase")
-    parser.add_argument("--long", action="store_true",
-                        help="also the long runs: a 100,000-record backlog and 1,000,000 records (RSS every 10 s)")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="also the long runs: a 100,000-record backlog and 1,000,000 records (RSS every 10 s)",
+    )
     parser.add_argument("--long-records", type=int, default=1_000_000, help="records in the memory run")
     args = parser.parse_args(argv)
     args.records = args.records or (6000 if args.quick else 15000)
@@ -63,10 +69,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def machine() -> dict[str, Any]:
-    cpus = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")]
-    return {"cpu": cpus[0] if cpus else platform.processor(), "cores": len(cpus) or None,
-            "python": platform.python_version(), "platform": platform.platform()}
+    cpus = [
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    return {
+        "cpu": cpus[0] if cpus else platform.processor(),
+        "cores": len(cpus) or None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def sample_plan(settings: Any, registry: Any, body: bytes) -> Any:
@@ -79,8 +92,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="interchange-bench-"))
     settings = harness.bench_settings(work)
     n = args.records
-    out: dict[str, Any] = {"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                           "records": n, "machine": machine(), "prefetch": settings.prefetch}
+    out: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "records": n,
+        "machine": machine(),
+        "prefetch": settings.prefetch,
+    }
     print(f"bench: {n} records per phase, vhost {settings.core_vhost}, prefetch {settings.prefetch}", flush=True)
 
     step("translate")
@@ -106,13 +123,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         publish_rates = [report.rate]
 
         step("ceiling: transport-only relay")
-        spec = {"url": settings.amqp_url, "core": settings.core_vhost, "recipients": vhosts.recipients,
-                "fanout": round(per_record), "count": n, "prefetch": settings.prefetch,
-                "headers": plan.outputs[0].headers, "audit_entries": orjson.loads(plan.audit.body)["entries"]}
+        spec = {
+            "url": settings.amqp_url,
+            "core": settings.core_vhost,
+            "recipients": vhosts.recipients,
+            "fanout": round(per_record),
+            "count": n,
+            "prefetch": settings.prefetch,
+            "headers": plan.outputs[0].headers,
+            "audit_entries": orjson.loads(plan.audit.body)["entries"],
+        }
         spec_path = work / "relay.json"
         spec_path.write_bytes(orjson.dumps(spec))
-        relay = subprocess.Popen([sys.executable, "-m", "bench.relay", str(spec_path)], stdout=subprocess.PIPE,
-                                 env=harness.child_env(settings))
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "bench.relay", str(spec_path)],
+            stdout=subprocess.PIPE,
+            env=harness.child_env(settings),
+        )
         children.append(relay)
         drain = harness.wait_for_deliveries(vhosts, n * round(per_record), timeout=600, pid=relay.pid)
         relay_out = orjson.loads(relay.communicate(timeout=60)[0].splitlines()[-1])
@@ -151,13 +178,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         if not args.no_peer:
             first_worker_peak = harness.peak_rss_mb(worker.pid)
-            harness.stop(worker)          # the peer alone on the route queue and the audit queue
+            harness.stop(worker)  # the peer alone on the route queue and the audit queue
             harness.stop(audit_writer)
             vhosts.purge()
             step("peer: the same backlog through a straightforward FastStream application")
             report = publish_all(settings, harness.messages(translated.bodies), window=1000)
-            peer = subprocess.Popen([sys.executable, "-m", "bench.peer", str(spec_path)], stdout=subprocess.PIPE,
-                                    env=harness.child_env(settings))
+            peer = subprocess.Popen(
+                [sys.executable, "-m", "bench.peer", str(spec_path)],
+                stdout=subprocess.PIPE,
+                env=harness.child_env(settings),
+            )
             children.append(peer)
             drain = harness.wait_for_deliveries(vhosts, n * round(per_record), timeout=1800, pid=peer.pid)
             peer_out = orjson.loads(peer.communicate(timeout=60)[0].splitlines()[-1])
@@ -184,13 +214,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         count = int(rate * args.paced_seconds)
         step(f"paced: {rate:.0f} records/s for {args.paced_seconds:.0f}s, latency to delivery")
         probe_path = work / "probe.json"
-        probe_path.write_bytes(orjson.dumps({"url": settings.amqp_url, "recipients": vhosts.recipients,
-                                             "expect": round(count * per_record), "idle": 10}))
-        probe = subprocess.Popen([sys.executable, "-m", "bench.latency", str(probe_path)], stdout=subprocess.PIPE,
-                                 env=harness.child_env(settings))
+        probe_path.write_bytes(
+            orjson.dumps(
+                {
+                    "url": settings.amqp_url,
+                    "recipients": vhosts.recipients,
+                    "expect": round(count * per_record),
+                    "idle": 10,
+                }
+            )
+        )
+        probe = subprocess.Popen(
+            [sys.executable, "-m", "bench.latency", str(probe_path)],
+            stdout=subprocess.PIPE,
+            env=harness.child_env(settings),
+        )
         children.append(probe)
         assert probe.stdout is not None
-        probe.stdout.readline()   # "ready"
+        probe.stdout.readline()  # "ready"
         harness.paced_publish(settings, harness.stream_records(count, 2 * n + 10), rate, count)
         latencies = orjson.loads(probe.communicate(timeout=120)[0].splitlines()[-1])
         out["paced_records_per_s"] = round(rate)
@@ -207,11 +248,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         vhosts.purge()
         step(f"relay-paced: the transport-only relay at {rate:.0f} records/s, its own latency")
         spec_path.write_bytes(orjson.dumps(spec | {"count": count}))
-        relay = subprocess.Popen([sys.executable, "-m", "bench.relay", str(spec_path)], stdout=subprocess.PIPE,
-                                 env=harness.child_env(settings))
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "bench.relay", str(spec_path)],
+            stdout=subprocess.PIPE,
+            env=harness.child_env(settings),
+        )
         children.append(relay)
-        probe = subprocess.Popen([sys.executable, "-m", "bench.latency", str(probe_path)], stdout=subprocess.PIPE,
-                                 env=harness.child_env(settings))
+        probe = subprocess.Popen(
+            [sys.executable, "-m", "bench.latency", str(probe_path)],
+            stdout=subprocess.PIPE,
+            env=harness.child_env(settings),
+        )
         children.append(probe)
         assert probe.stdout is not None
         probe.stdout.readline()
@@ -267,9 +314,23 @@ def start_profiler(pid: int, work: Path) -> subprocess.Popen[bytes] | None:
     if not Path(py_spy).exists():
         print("bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
         return None
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-                             "--nonblocking", "--output", str(work / "worker.stacks")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--output",
+            str(work / "worker.stacks"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop_profiler(profiler: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
@@ -291,38 +352,70 @@ def step(name: str) -> None:
 
 def table(r: dict[str, Any]) -> str:
     rows = [
-        ("translate (adapters, in process)", f"{r['translate_records_per_s']:,} rec/s",
-         ", ".join(f"{k} {v:,}" for k, v in r["translate"].items())),
+        (
+            "translate (adapters, in process)",
+            f"{r['translate_records_per_s']:,} rec/s",
+            ", ".join(f"{k} {v:,}" for k, v in r["translate"].items()),
+        ),
         ("publish to ingress (confirmed)", f"{r['publish_records_per_s']:,} rec/s", "window 1,000"),
-        ("CEILING transport-only relay", f"{r['ceiling_records_per_s']:,} rec/s",
-         f"1 audit + {round(r['deliveries_per_record'])} deliveries, {r['ceiling_cpu_us_per_record']} us CPU/rec"),
-        ("route (worker drains backlog)", f"{r['route_records_per_s']:,} rec/s",
-         f"{r['worker_cpu_us_per_record']} us CPU/rec in the worker"),
+        (
+            "CEILING transport-only relay",
+            f"{r['ceiling_records_per_s']:,} rec/s",
+            f"1 audit + {round(r['deliveries_per_record'])} deliveries, {r['ceiling_cpu_us_per_record']} us CPU/rec",
+        ),
+        (
+            "route (worker drains backlog)",
+            f"{r['route_records_per_s']:,} rec/s",
+            f"{r['worker_cpu_us_per_record']} us CPU/rec in the worker",
+        ),
         ("ratio route / ceiling", f"{r['ratio']:.2f}", "target >= 0.80"),
-        ("audit write (append + fsync)", f"{r['audit_records_per_s']:,} rec/s",
-         f"{r['audit_entries_per_s']:,} entries/s"),
+        (
+            "audit write (append + fsync)",
+            f"{r['audit_records_per_s']:,} rec/s",
+            f"{r['audit_entries_per_s']:,} entries/s",
+        ),
         ("END TO END translate->deliver", f"{r['records_per_s']:,} rec/s", "all stages at once"),
-        (f"latency at {r['paced_records_per_s']:,} rec/s", f"p99 {r['p99_ms']} ms",
-         f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms ({r['latency_deliveries']:,} deliveries)"),
-        (f"relay latency at {r['paced_records_per_s']:,} rec/s", f"p99 {r['relay_p99_ms']} ms",
-         f"p50 {r['relay_p50_ms']} ms, p95 {r['relay_p95_ms']} ms; worker p99 / relay p99 "
-         f"{r['p99_over_relay_p99']} (target <= 2)"),
+        (
+            f"latency at {r['paced_records_per_s']:,} rec/s",
+            f"p99 {r['p99_ms']} ms",
+            f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms ({r['latency_deliveries']:,} deliveries)",
+        ),
+        (
+            f"relay latency at {r['paced_records_per_s']:,} rec/s",
+            f"p99 {r['relay_p99_ms']} ms",
+            f"p50 {r['relay_p50_ms']} ms, p95 {r['relay_p95_ms']} ms; worker p99 / relay p99 "
+            f"{r['p99_over_relay_p99']} (target <= 2)",
+        ),
         ("worker peak memory (VmHWM)", f"{r['peak_rss_mb']} MB", f"RSS after route {r['rss_after_route_mb']} MB"),
     ]
     if "peer_records_per_s" in r:
-        rows.insert(5, ("PEER FastStream, same backlog", f"{r['peer_records_per_s']:,} rec/s",
-                        f"route is {r['peer_multiple']}x the peer (target >= 5); "
-                        f"{r['peer_cpu_us_per_record']} us CPU/rec in the peer"))
+        rows.insert(
+            5,
+            (
+                "PEER FastStream, same backlog",
+                f"{r['peer_records_per_s']:,} rec/s",
+                f"route is {r['peer_multiple']}x the peer (target >= 5); "
+                f"{r['peer_cpu_us_per_record']} us CPU/rec in the peer",
+            ),
+        )
     lines = [f"{a:<34} {b:>16}   {c}" for a, b, c in rows]
     lines.append("")
-    lines.append(f"{'CPU us/record (in process)':<34} " + "  ".join(f"{s:>8}" for s in
-                 ("parse", "validate", "decide", "render", "audit", "total")))
+    lines.append(
+        f"{'CPU us/record (in process)':<34} "
+        + "  ".join(f"{s:>8}" for s in ("parse", "validate", "decide", "render", "audit", "total"))
+    )
     for label, stages in r["cpu_us"].items():
-        lines.append(f"  {label:<32} " + "  ".join(f"{stages.get(s, 0):>8}" for s in
-                     ("parse", "validate", "decide", "render", "audit", "total")))
+        lines.append(
+            f"  {label:<32} "
+            + "  ".join(f"{stages.get(s, 0):>8}" for s in ("parse", "validate", "decide", "render", "audit", "total"))
+        )
     if r.get("worker_stage_us"):
-        lines.append(f"  {'worker, under load (mean)':<32} " + "  ".join(
-            f"{r['worker_stage_us'].get(s, 0):>8}" for s in ("parse", "validate", "decide", "render", "audit")))
+        lines.append(
+            f"  {'worker, under load (mean)':<32} "
+            + "  ".join(
+                f"{r['worker_stage_us'].get(s, 0):>8}" for s in ("parse", "validate", "decide", "render", "audit")
+            )
+        )
     lines.append(f"audit chain: {r['audit_chain']}")
     if "long" in r:
         from bench import long

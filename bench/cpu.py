@@ -21,13 +21,14 @@ from broker.runner import build_context
 STAGES = ("parse", "validate", "decide", "render", "audit")
 
 
-def stage_micros(settings: Settings, registry: Registry, records: list[dict[str, Any]], rounds: int = 3
-                 ) -> dict[str, dict[str, float]]:
+def stage_micros(
+    settings: Settings, registry: Registry, records: list[dict[str, Any]], rounds: int = 3
+) -> dict[str, dict[str, float]]:
     """{source label: {stage: median µs, 'total': median µs, 'deliveries': mean}} over `rounds` passes."""
     ctx = build_context(settings, registry)
     ctx.actor = {"system": "interchange", "worker": "bench"}
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for record in records:   # warm up caches (compiled schemas, projectors) before measuring
+    for record in records:  # warm up caches (compiled schemas, projectors) before measuring
         router.route(Message(orjson.dumps(record)), ctx)
         break
     for _ in range(rounds):
@@ -45,7 +46,10 @@ def stage_micros(settings: Settings, registry: Registry, records: list[dict[str,
             samples[label]["deliveries"].append(len(plan.outputs))
     out: dict[str, dict[str, float]] = {}
     for label, stages in sorted(samples.items()):
-        out[label] = {stage: round(statistics.median(values) * 1e6, 1) for stage, values in stages.items()
-                      if stage != "deliveries"}
+        out[label] = {
+            stage: round(statistics.median(values) * 1e6, 1)
+            for stage, values in stages.items()
+            if stage != "deliveries"
+        }
         out[label]["deliveries"] = round(statistics.fmean(stages["deliveries"]), 2)
     return out

@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--officers", type=int, default=50, help="concurrent officers (default 50)")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase (default 15)")
     parser.add_argument("--records", type=int, default=3000, help="records indexed per force (default 3000)")
-    parser.add_argument("--echo", help=argparse.SUPPRESS)   # internal: run an echo consumer on this vhost
+    parser.add_argument("--echo", help=argparse.SUPPRESS)  # internal: run an echo consumer on this vhost
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -50,11 +50,15 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49] * 1000, 2), "p95_ms": round(cuts[94] * 1000, 2),
-            "p99_ms": round(cuts[98] * 1000, 2)}
+    return {
+        "p50_ms": round(cuts[49] * 1000, 2),
+        "p95_ms": round(cuts[94] * 1000, 2),
+        "p99_ms": round(cuts[98] * 1000, 2),
+    }
 
 
 # ------------------------------------------------------------------ the echo consumer (ceiling)
+
 
 def echo(url: str, vhost: str) -> None:
     """Reply `{}` to every request on interchange.enquiry: the transport with no work behind it."""
@@ -103,6 +107,7 @@ async def ceiling(settings: Any, officers: int, seconds: float) -> dict[str, Any
 
 # ------------------------------------------------------------------ the gateway phase
 
+
 def seed(dsn: str, per_force: int) -> list[dict[str, str]]:
     """Index `per_force` custody records per force, one person each; returns the subjects to ask about."""
     from broker.enquiry import index
@@ -137,8 +142,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def through_gateway(url: str, tokens: list[str], subjects: list[dict[str, str]], seconds: float
-                          ) -> dict[str, Any]:
+async def through_gateway(
+    url: str, tokens: list[str], subjects: list[dict[str, str]], seconds: float
+) -> dict[str, Any]:
     import httpx
 
     samples: list[float] = []
@@ -146,14 +152,17 @@ async def through_gateway(url: str, tokens: list[str], subjects: list[dict[str, 
     timeouts = 0
     stop_at = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_connections=len(tokens))) as http:
+
         async def officer(i: int) -> None:
             nonlocal timeouts
             rng = random.Random(i)
             while time.monotonic() < stop_at:
                 started = time.perf_counter()
-                response = await http.post("/v1/enquiries", headers={"Authorization": f"Bearer {tokens[i]}"},
-                                           json={"subject": rng.choice(subjects), "purpose": "preserve-order",
-                                                 "justification": "bench"})
+                response = await http.post(
+                    "/v1/enquiries",
+                    headers={"Authorization": f"Bearer {tokens[i]}"},
+                    json={"subject": rng.choice(subjects), "purpose": "preserve-order", "justification": "bench"},
+                )
                 samples.append(time.perf_counter() - started)
                 statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
                 if response.status_code == 200:
@@ -163,10 +172,15 @@ async def through_gateway(url: str, tokens: list[str], subjects: list[dict[str, 
         await asyncio.gather(*(officer(i) for i in range(len(tokens))))
         elapsed = time.monotonic() - began
         metrics = (await http.get("/metrics")).text
-    return {"enquiries": len(samples), "per_second": round(len(samples) / elapsed, 1), "http_status": statuses,
-            "forces_not_answered": timeouts, **percentiles(samples),
-            "mean_fan_out_ms": _mean_ms(metrics, "interchange_enquiry_fan_out_seconds", 'step="hits"'),
-            "mean_audit_confirm_ms": _mean_ms(metrics, "interchange_enquiry_audit_seconds", "")}
+    return {
+        "enquiries": len(samples),
+        "per_second": round(len(samples) / elapsed, 1),
+        "http_status": statuses,
+        "forces_not_answered": timeouts,
+        **percentiles(samples),
+        "mean_fan_out_ms": _mean_ms(metrics, "interchange_enquiry_fan_out_seconds", 'step="hits"'),
+        "mean_audit_confirm_ms": _mean_ms(metrics, "interchange_enquiry_audit_seconds", ""),
+    }
 
 
 def _mean_ms(exposition: str, name: str, labels: str) -> float:
@@ -206,21 +220,41 @@ def main(argv: list[str] | None = None) -> int:
     agreements = agreements_with(work / "agreements", rate_limit={"per_officer": 10**6, "window_seconds": 60})
     signer = Signer()
     pem = work / "idp.pem"
-    pem.write_bytes(signer.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    pem.write_bytes(
+        signer.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     env = dict(os.environ, PYTHONPATH=str(harness.BENCH.parent))
     base = [sys.executable, "-m", "broker", *settings.cli_args(), "--agreements", str(agreements)]
     children: list[subprocess.Popen[bytes]] = []
-    result: dict[str, Any] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                              "officers": args.officers, "seconds": args.seconds, "records_per_force": args.records,
-                              "machine": {"cores": os.cpu_count()}}
+    result: dict[str, Any] = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "officers": args.officers,
+        "seconds": args.seconds,
+        "records_per_force": args.records,
+        "machine": {"cores": os.cpu_count()},
+    }
     try:
-        echoes = [subprocess.Popen([sys.executable, "-m", "bench.enquiry", "--echo",
-                                    settings.recipient_vhost(f"force-{f}"), "--amqp-url", settings.amqp_url],
-                                   env=env, stdout=subprocess.PIPE) for f in FORCES]
+        echoes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.enquiry",
+                    "--echo",
+                    settings.recipient_vhost(f"force-{f}"),
+                    "--amqp-url",
+                    settings.amqp_url,
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+            )
+            for f in FORCES
+        ]
         children += echoes
         for child in echoes:
-            child.stdout.readline()   # "ready"
+            child.stdout.readline()  # "ready"
         result["ceiling"] = asyncio.run(ceiling(settings, args.officers, args.seconds))
         for child in echoes:
             harness.stop(child)
@@ -228,24 +262,40 @@ def main(argv: list[str] | None = None) -> int:
             subjects = seed(dsn, args.records)
             log = (work / "children.log").open("ab")
             children.append(subprocess.Popen(base + ["audit-writer"], env=env, stdout=log, stderr=log))
-            responders = [subprocess.Popen(base + ["enquiry-responder", force, "--dsn", dsn], env=env,
-                                           stdout=log, stderr=log) for force in FORCES]
+            responders = [
+                subprocess.Popen(base + ["enquiry-responder", force, "--dsn", dsn], env=env, stdout=log, stderr=log)
+                for force in FORCES
+            ]
             children += responders
             port = free_port()
             from tests.enquirykit import ISSUER
 
-            gateway = subprocess.Popen(base + ["enquiry-gateway", "--port", str(port), "--host", "127.0.0.1",
-                                               "--jwt-public-key", str(pem), "--issuer", ISSUER], env=env,
-                                       stdout=log, stderr=log)
+            gateway = subprocess.Popen(
+                base
+                + [
+                    "enquiry-gateway",
+                    "--port",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                    "--jwt-public-key",
+                    str(pem),
+                    "--issuer",
+                    ISSUER,
+                ],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
             children.append(gateway)
             wait_port(port)
             time.sleep(1.0)
-            tokens = [signer.token(officer=f"PC-{i:04d}", force=FORCES[i % 3], expires_in=3600)
-                      for i in range(args.officers)]
+            tokens = [
+                signer.token(officer=f"PC-{i:04d}", force=FORCES[i % 3], expires_in=3600) for i in range(args.officers)
+            ]
             cpu_before = [harness.cpu_seconds(p.pid) for p in [gateway, *responders]]
             client_before = time.process_time()
-            result["gateway"] = asyncio.run(through_gateway(f"http://127.0.0.1:{port}", tokens, subjects,
-                                                            args.seconds))
+            result["gateway"] = asyncio.run(through_gateway(f"http://127.0.0.1:{port}", tokens, subjects, args.seconds))
             cpu = [harness.cpu_seconds(p.pid) - b for p, b in zip([gateway, *responders], cpu_before, strict=True)]
             result["gateway"]["gateway_cpu_seconds"] = round(cpu[0], 1)
             result["gateway"]["client_cpu_seconds"] = round(time.process_time() - client_before, 1)
@@ -265,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'ceiling':<10} {c['per_second']:>11} {c['p50_ms']:>8} {c['p95_ms']:>8} {c['p99_ms']:>8}")
     print(f"{'step one':<10} {g['per_second']:>11} {g['p50_ms']:>8} {g['p95_ms']:>8} {g['p99_ms']:>8}")
     print(f"mean fan-out {g['mean_fan_out_ms']} ms, mean audit confirm {g['mean_audit_confirm_ms']} ms")
-    print(f"http status {g['http_status']}, forces not answered {g['forces_not_answered']}; cpu seconds: gateway "
-          f"{g['gateway_cpu_seconds']}, client {g['client_cpu_seconds']}, responders {g['responder_cpu_seconds']}; "
-          f"load {result['load_average']:.1f}; "
-          f"written to {out.name}")
+    print(
+        f"http status {g['http_status']}, forces not answered {g['forces_not_answered']}; cpu seconds: gateway "
+        f"{g['gateway_cpu_seconds']}, client {g['client_cpu_seconds']}, responders {g['responder_cpu_seconds']}; "
+        f"load {result['load_average']:.1f}; "
+        f"written to {out.name}"
+    )
     return 0
 
 

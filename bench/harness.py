@@ -29,20 +29,43 @@ CONFIG = BENCH / "config"
 def bench_settings(work: Path) -> Settings:
     name = f"bench-{secrets.token_hex(3)}"
     return load_settings().with_overrides(
-        core_vhost=name, recipient_vhost_prefix=f"{name}.", audit_dir=work / "audit",
-        recipients_file=CONFIG / "recipients.yaml", agreements_dir=CONFIG / "agreements")
+        core_vhost=name,
+        recipient_vhost_prefix=f"{name}.",
+        audit_dir=work / "audit",
+        recipients_file=CONFIG / "recipients.yaml",
+        agreements_dir=CONFIG / "agreements",
+    )
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    return dict(os.environ, INTERCHANGE_RECIPIENTS=str(settings.recipients_file),
-                INTERCHANGE_AGENCIES=str(settings.agencies_file), PYTHONPATH=str(BENCH.parent))
+    return dict(
+        os.environ,
+        INTERCHANGE_RECIPIENTS=str(settings.recipients_file),
+        INTERCHANGE_AGENCIES=str(settings.agencies_file),
+        PYTHONPATH=str(BENCH.parent),
+    )
 
 
 def start_role(settings: Settings, role: str, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
     """`python -m broker ROLE` on the bench's vhosts; metrics_port 0 serves no metrics."""
-    argv = [sys.executable, "-m", "broker", "--amqp-url", settings.amqp_url, "--vhost", settings.core_vhost,
-            "--vhost-prefix", settings.recipient_vhost_prefix, "--audit-dir", str(settings.audit_dir),
-            "--agreements", str(settings.agreements_dir), "--metrics-port", str(metrics_port), role]
+    argv = [
+        sys.executable,
+        "-m",
+        "broker",
+        "--amqp-url",
+        settings.amqp_url,
+        "--vhost",
+        settings.core_vhost,
+        "--vhost-prefix",
+        settings.recipient_vhost_prefix,
+        "--audit-dir",
+        str(settings.audit_dir),
+        "--agreements",
+        str(settings.agreements_dir),
+        "--metrics-port",
+        str(metrics_port),
+        role,
+    ]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=child_env(settings))
 
@@ -57,6 +80,7 @@ def stop(child: subprocess.Popen[bytes] | None) -> None:
 
 
 # ------------------------------------------------------------------ /proc readings
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -79,10 +103,11 @@ def rss_mb(pid: int) -> float:
 
 # ------------------------------------------------------------------ records
 
+
 @dataclass
 class Translated:
-    bodies: list[tuple[str, str, bytes]]      # (record type, id, body)
-    seconds: dict[str, float]                  # per adapter
+    bodies: list[tuple[str, str, bytes]]  # (record type, id, body)
+    seconds: dict[str, float]  # per adapter
     counts: dict[str, int]
 
 
@@ -120,6 +145,7 @@ def messages(bodies: list[tuple[str, str, bytes]]) -> Iterator[Any]:
 
 # ------------------------------------------------------------------ RabbitMQ side
 
+
 class Vhosts:
     """The benchmark's own vhosts (core + one per recipient), created now and removed by close()."""
 
@@ -132,10 +158,12 @@ class Vhosts:
 
     def inbox_total(self) -> int:
         if not self._channels:
-            self._channels = [blocking_channel(self.settings.amqp_url, v, "interchange-bench-count")
-                              for v in self.recipients.values()]
-        return sum(ch.queue_declare(topology.INBOX_QUEUE, passive=True).method.message_count
-                   for _conn, ch in self._channels)
+            self._channels = [
+                blocking_channel(self.settings.amqp_url, v, "interchange-bench-count") for v in self.recipients.values()
+            ]
+        return sum(
+            ch.queue_declare(topology.INBOX_QUEUE, passive=True).method.message_count for _conn, ch in self._channels
+        )
 
     def queue_depth(self, queue: str) -> int:
         conn, ch = blocking_channel(self.settings.amqp_url, self.settings.core_vhost, "interchange-bench-depth")
@@ -161,8 +189,9 @@ class Drain:
     cpu_seconds: float = 0.0
 
 
-def wait_for_deliveries(vhosts: Vhosts, expected: int, timeout: float, pid: int | None = None,
-                        stall: float = 15.0) -> Drain:
+def wait_for_deliveries(
+    vhosts: Vhosts, expected: int, timeout: float, pid: int | None = None, stall: float = 15.0
+) -> Drain:
     """Poll the inboxes until `expected` deliveries sit in them; time from the first to the last."""
     deadline, first, base, cpu0 = time.monotonic() + timeout, None, 0, 0.0
     last_change, last_total = time.monotonic(), -1

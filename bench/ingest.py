@@ -40,8 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BLOCK = 2_000  # rows generated per write
 ROUTE_CAP = 20_000
 FORMATS = {"street": ("police-uk-csv", "city-of-london"), "fixed-width": ("fixed-width", "force-b")}
-RATE = re.compile(
-    r"read (\d+), published (\d+) \(confirmed\), rejected (\d+).*?, not confirmed (\d+), (\d+) records/s")
+RATE = re.compile(r"read (\d+), published (\d+) \(confirmed\), rejected (\d+).*?, not confirmed (\d+), (\d+) records/s")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -71,16 +70,36 @@ def write_input(path: Path, fmt: str, megabytes: int) -> int:
 
 def cap_route_queue(broker: TestBroker) -> None:
     admin_for(broker.settings).put_policy(
-        broker.settings.core_vhost, "bench-ingest-drop", rf"^{re.escape(topology.ROUTE_QUEUE)}$",
-        {"max-length": ROUTE_CAP, "overflow": "drop-head"}, "queues", 10)
+        broker.settings.core_vhost,
+        "bench-ingest-drop",
+        rf"^{re.escape(topology.ROUTE_QUEUE)}$",
+        {"max-length": ROUTE_CAP, "overflow": "drop-head"},
+        "queues",
+        10,
+    )
 
 
 def run_ingest(broker: TestBroker, fmt: str, path: Path, window: int) -> dict[str, Any]:
     adapter, mapping = FORMATS[fmt]
     settings = broker.settings
-    argv = [sys.executable, "-m", "broker", "--amqp-url", settings.amqp_url, "--vhost", settings.core_vhost,
-            "--vhost-prefix", settings.recipient_vhost_prefix, "ingest", adapter, str(path),
-            "--mapping", mapping, "--window", str(window)]
+    argv = [
+        sys.executable,
+        "-m",
+        "broker",
+        "--amqp-url",
+        settings.amqp_url,
+        "--vhost",
+        settings.core_vhost,
+        "--vhost-prefix",
+        settings.recipient_vhost_prefix,
+        "ingest",
+        adapter,
+        str(path),
+        "--mapping",
+        mapping,
+        "--window",
+        str(window),
+    ]
     began = time.perf_counter()
     with (path.parent / "ingest.err").open("w+b") as errors:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
@@ -93,14 +112,24 @@ def run_ingest(broker: TestBroker, fmt: str, path: Path, window: int) -> dict[st
     seconds = time.perf_counter() - began
     match = RATE.search(out)
     if not match:
-        raise SystemExit(f"bench-ingest: the ingest printed no summary (exit {child.returncode}):\n"
-                         f"{out}\n{err[-2000:]}")
+        raise SystemExit(
+            f"bench-ingest: the ingest printed no summary (exit {child.returncode}):\n{out}\n{err[-2000:]}"
+        )
     read, published, rejected, failed, rate = map(int, match.groups())
-    return {"adapter": adapter, "mapping": mapping, "exit": child.returncode, "read": read,
-            "published": published, "rejected": rejected, "not_confirmed": failed,
-            "records_per_s": rate, "wall_seconds": round(seconds, 1),
-            "wall_records_per_s": round(published / seconds), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1)}
+    return {
+        "adapter": adapter,
+        "mapping": mapping,
+        "exit": child.returncode,
+        "read": read,
+        "published": published,
+        "rejected": rejected,
+        "not_confirmed": failed,
+        "records_per_s": rate,
+        "wall_seconds": round(seconds, 1),
+        "wall_records_per_s": round(published / seconds),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+    }
 
 
 def measure(fmt: str, megabytes: int, window: int, work: Path) -> dict[str, Any]:
@@ -108,41 +137,53 @@ def measure(fmt: str, megabytes: int, window: int, work: Path) -> dict[str, Any]
     began = time.perf_counter()
     records = write_input(path, fmt, megabytes)
     size = path.stat().st_size
-    print(f"  {time.strftime('%H:%M:%S')} {size / 2**20:,.0f} MB, {records:,} records written in "
-          f"{time.perf_counter() - began:.1f}s; ingesting", flush=True)
+    print(
+        f"  {time.strftime('%H:%M:%S')} {size / 2**20:,.0f} MB, {records:,} records written in "
+        f"{time.perf_counter() - began:.1f}s; ingesting",
+        flush=True,
+    )
     broker = TestBroker.create(work / "audit")
     try:
         cap_route_queue(broker)
         result = run_ingest(broker, fmt, path, window)
-        result["route_queue_depth_after"] = admin_for(broker.settings).queue(
-            broker.settings.core_vhost, topology.ROUTE_QUEUE).get("messages")
+        result["route_queue_depth_after"] = (
+            admin_for(broker.settings).queue(broker.settings.core_vhost, topology.ROUTE_QUEUE).get("messages")
+        )
     finally:
         broker.close()
         path.unlink(missing_ok=True)
     result.update(megabytes=round(size / 2**20, 1), records_written=records)
-    print(f"  {time.strftime('%H:%M:%S')} {result['published']:,} published (confirmed) in "
-          f"{result['wall_seconds']}s: {result['records_per_s']:,} records/s, "
-          f"peak RSS {result['peak_rss_mb']} MB",
-          flush=True)
+    print(
+        f"  {time.strftime('%H:%M:%S')} {result['published']:,} published (confirmed) in "
+        f"{result['wall_seconds']}s: {result['records_per_s']:,} records/s, "
+        f"peak RSS {result['peak_rss_mb']} MB",
+        flush=True,
+    )
     return result
 
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [f"{'input':<26} {'records':>11} {'records/s':>10} {'wall s':>8} {'CPU s':>7} {'peak RSS':>9}"]
     for r in results:
-        lines.append(f"{r['adapter'] + ' ' + str(round(r['megabytes'])) + ' MB':<26} {r['published']:>11,} "
-                     f"{r['records_per_s']:>10,} {r['wall_seconds']:>8} {r['cpu_seconds']:>7} "
-                     f"{r['peak_rss_mb']:>6} MB")
+        lines.append(
+            f"{r['adapter'] + ' ' + str(round(r['megabytes'])) + ' MB':<26} {r['published']:>11,} "
+            f"{r['records_per_s']:>10,} {r['wall_seconds']:>8} {r['cpu_seconds']:>7} "
+            f"{r['peak_rss_mb']:>6} MB"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     work = Path(tempfile.mkdtemp(prefix="interchange-bench-ingest-"))
-    out: dict[str, Any] = {"started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                           "format": args.format, "window": args.window, "route_cap": ROUTE_CAP, "runs": []}
-    print(f"bench-ingest: {args.format}, {args.small_mb} MB then {args.mb} MB, window {args.window}",
-          flush=True)
+    out: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "format": args.format,
+        "window": args.window,
+        "route_cap": ROUTE_CAP,
+        "runs": [],
+    }
+    print(f"bench-ingest: {args.format}, {args.small_mb} MB then {args.mb} MB, window {args.window}", flush=True)
     try:
         for megabytes in dict.fromkeys((args.small_mb, args.mb)):
             out["runs"].append(measure(args.format, megabytes, args.window, work))

@@ -33,8 +33,9 @@ RSS_EVERY = 10.0
 INBOX_CAP = 20_000
 
 
-def run(settings: Any, vhosts: harness.Vhosts, per_record: float, records: int,
-        step: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    settings: Any, vhosts: harness.Vhosts, per_record: float, records: int, step: Callable[[str], None]
+) -> dict[str, Any]:
     work = Path(settings.audit_dir).parent
     out: dict[str, Any] = {}
     vhosts.purge()
@@ -67,8 +68,9 @@ def run(settings: Any, vhosts: harness.Vhosts, per_record: float, records: int,
     try:
         sampler.start()
         began = time.monotonic()
-        stream = (record_message(orjson.dumps(r), r["type"], r["id"])
-                  for r in harness.stream_records(records, 20_000_000))
+        stream = (
+            record_message(orjson.dumps(r), r["type"], r["id"]) for r in harness.stream_records(records, 20_000_000)
+        )
         publish_all(settings, stream, window=1000)
         while _routed(port) < records and time.monotonic() - began < 4 * 3600:
             time.sleep(1.0)
@@ -80,9 +82,12 @@ def run(settings: Any, vhosts: harness.Vhosts, per_record: float, records: int,
             harness.stop(child)
     settled = [rss for _t, routed, rss in samples if routed >= min(100_000, records // 10)]
     out["memory"] = {
-        "records": records, "seconds": round(seconds, 1), "records_per_s": round(records / seconds),
+        "records": records,
+        "seconds": round(seconds, 1),
+        "records_per_s": round(records / seconds),
         "rss_samples": samples,
-        "rss_first_mb": settled[0] if settled else None, "rss_max_mb": max(settled) if settled else None,
+        "rss_first_mb": settled[0] if settled else None,
+        "rss_max_mb": max(settled) if settled else None,
         "flat_within_10pct": bool(settled) and max(settled) <= settled[0] * 1.10,
     }
     return out
@@ -115,17 +120,27 @@ def _drain_windows(vhosts: harness.Vhosts, len_expected: int, per_record: float)
             break
         time.sleep(0.1)
     peak = max(rates) if rates else 0
-    return {"records": len_expected, "window_records_per_s": rates, "peak": peak,
-            "slowest": min(rates) if rates else 0,
-            "within_10pct_of_peak": bool(rates) and min(rates) >= 0.9 * peak,
-            "seconds": round((mark or 0) - (first or 0), 1)}
+    return {
+        "records": len_expected,
+        "window_records_per_s": rates,
+        "peak": peak,
+        "slowest": min(rates) if rates else 0,
+        "within_10pct_of_peak": bool(rates) and min(rates) >= 0.9 * peak,
+        "seconds": round((mark or 0) - (first or 0), 1),
+    }
 
 
 def _cap_inboxes(settings: Any, vhosts: harness.Vhosts) -> None:
     admin = admin_for(settings)
     for vhost in vhosts.recipients.values():
-        admin.put_policy(vhost, "bench-long-cap", f"^{topology.INBOX_QUEUE}$",
-                         {"max-length": INBOX_CAP, "overflow": "drop-head"}, "queues", 10)
+        admin.put_policy(
+            vhost,
+            "bench-long-cap",
+            f"^{topology.INBOX_QUEUE}$",
+            {"max-length": INBOX_CAP, "overflow": "drop-head"},
+            "queues",
+            10,
+        )
 
 
 def _routed(port: int) -> int:
@@ -133,8 +148,13 @@ def _routed(port: int) -> int:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     except OSError:
         return 0
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("interchange_records_received_total{")))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("interchange_records_received_total{")
+        )
+    )
 
 
 def _free_port() -> int:
@@ -147,14 +167,16 @@ def _free_port() -> int:
 
 def table(long: dict[str, Any]) -> str:
     b, m = long["backlog"], long["memory"]
-    return "\n".join([
-        "",
-        f"LONG backlog {b['records']:,}: peak window {b['peak']:,} rec/s, slowest {b['slowest']:,} "
-        f"({'within' if b['within_10pct_of_peak'] else 'NOT within'} 10% of peak)",
-        f"LONG memory {m['records']:,} records at {m['records_per_s']:,} rec/s: worker RSS "
-        f"{m['rss_first_mb']} -> max {m['rss_max_mb']} MB ({'flat' if m['flat_within_10pct'] else 'NOT flat'} "
-        f"within 10%)",
-    ])
+    return "\n".join(
+        [
+            "",
+            f"LONG backlog {b['records']:,}: peak window {b['peak']:,} rec/s, slowest {b['slowest']:,} "
+            f"({'within' if b['within_10pct_of_peak'] else 'NOT within'} 10% of peak)",
+            f"LONG memory {m['records']:,} records at {m['records_per_s']:,} rec/s: worker RSS "
+            f"{m['rss_first_mb']} -> max {m['rss_max_mb']} MB ({'flat' if m['flat_within_10pct'] else 'NOT flat'} "
+            f"within 10%)",
+        ]
+    )
 
 
 if __name__ == "__main__":

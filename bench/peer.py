@@ -35,25 +35,31 @@ def vhost_url(url: str, vhost: str) -> str:
 def validators() -> dict[str, Draft202012Validator]:
     """One reference-engine validator per record type, over the common schema's own registry."""
     common = Validator()
-    return {record_type: Draft202012Validator(schema, registry=common.registry,
-                                              format_checker=Draft202012Validator.FORMAT_CHECKER)
-            for record_type, schema in common.schemas.items()}
+    return {
+        record_type: Draft202012Validator(
+            schema, registry=common.registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        for record_type, schema in common.schemas.items()
+    }
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     checks = validators()
     core = RabbitBroker(vhost_url(spec["url"], spec["core"]), logger=None)
-    partners = {name: RabbitBroker(vhost_url(spec["url"], vhost), logger=None)
-                for name, vhost in sorted(spec["recipients"].items())}
+    partners = {
+        name: RabbitBroker(vhost_url(spec["url"], vhost), logger=None)
+        for name, vhost in sorted(spec["recipients"].items())
+    }
     targets = sorted(partners)
     state = {"handled": 0, "invalid": 0, "first": 0.0, "last": 0.0}
     done = asyncio.Event()
 
-    async def raw(message: Any) -> bytes:   # the body as published: the handler parses it itself
+    async def raw(message: Any) -> bytes:  # the body as published: the handler parses it itself
         return bytes(message.body)
 
-    @core.subscriber(RabbitQueue(topology.ROUTE_QUEUE, declare=False),
-                     channel=Channel(prefetch_count=spec["prefetch"]), decoder=raw)
+    @core.subscriber(
+        RabbitQueue(topology.ROUTE_QUEUE, declare=False), channel=Channel(prefetch_count=spec["prefetch"]), decoder=raw
+    )
     async def route(body: bytes) -> None:
         if not state["first"]:
             state["first"] = time.perf_counter()
@@ -61,18 +67,31 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         errors = list(checks[record["type"]].iter_errors(record))
         if errors:
             state["invalid"] += 1
-            await core.publish(body, exchange=topology.DLX, routing_key="schema_invalid",
-                               message_id=record.get("id"))
+            await core.publish(body, exchange=topology.DLX, routing_key="schema_invalid", message_id=record.get("id"))
         else:
             n = state["handled"]
-            line = orjson.dumps({"record_id": record["id"], "type": record["type"], "time": time.time(),
-                                 "recipients": [targets[(n + k) % len(targets)] for k in range(spec["fanout"])]})
+            line = orjson.dumps(
+                {
+                    "record_id": record["id"],
+                    "type": record["type"],
+                    "time": time.time(),
+                    "recipients": [targets[(n + k) % len(targets)] for k in range(spec["fanout"])],
+                }
+            )
             await core.publish(line, queue=topology.AUDIT_QUEUE, message_id=f"peer-audit-{n}")
-            await asyncio.gather(*(
-                partners[targets[(n + k) % len(targets)]].publish(
-                    body, exchange=topology.DELIVER_EXCHANGE, routing_key=record["type"],
-                    message_id=record["id"], headers=spec["headers"], content_type="application/json")
-                for k in range(spec["fanout"])))
+            await asyncio.gather(
+                *(
+                    partners[targets[(n + k) % len(targets)]].publish(
+                        body,
+                        exchange=topology.DELIVER_EXCHANGE,
+                        routing_key=record["type"],
+                        message_id=record["id"],
+                        headers=spec["headers"],
+                        content_type="application/json",
+                    )
+                    for k in range(spec["fanout"])
+                )
+            )
         state["handled"] += 1
         if state["handled"] >= spec["count"]:
             state["last"] = time.perf_counter()
@@ -82,7 +101,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         await partner.start()
     await core.start()
     await done.wait()
-    await asyncio.sleep(0.2)   # let FastStream ack the last handler before the connection closes
+    await asyncio.sleep(0.2)  # let FastStream ack the last handler before the connection closes
     await core.stop()
     for partner in partners.values():
         await partner.stop()

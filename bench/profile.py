@@ -18,8 +18,9 @@ def frame_name(frame: str) -> str:
     file = match.group("file")
     for marker in ("site-packages/", "/broker/", "/adapters/", "/bench/", "/lib/python"):
         if marker in file:
-            file = (marker.strip("/") + "/" if marker.startswith("/b") or marker.startswith("/a") else "") + \
-                file.split(marker, 1)[1]
+            file = (marker.strip("/") + "/" if marker.startswith("/b") or marker.startswith("/a") else "") + file.split(
+                marker, 1
+            )[1]
             break
     return f"{match.group('func')} ({file})"
 
@@ -33,16 +34,21 @@ def summarise(path: Path, top: int = 15) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [frame_name(f) for f in stack.split(";") if f and not f.startswith("process ")
-                  and not f.startswith("thread ")]
+        frames = [
+            frame_name(f)
+            for f in stack.split(";")
+            if f and not f.startswith("process ") and not f.startswith("thread ")
+        ]
         if not frames:
             continue
         samples += count
         own[frames[-1]] += count
         for name in set(frames):
             total[name] += count
+
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * c / samples, 1)) for name, c in counter.most_common(top)]
+
     return {"samples": samples, "own_pct": share(own), "total_pct": share(total)}
 
 

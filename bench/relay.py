@@ -31,8 +31,12 @@ class Relay:
         self.count = spec["count"]
         self.headers = spec["headers"]
         self.audit_entries = spec["audit_entries"]
-        self.transport = AmqpTransport(spec["url"], {"core": spec["core"]} | spec["recipients"],
-                                       confirm_timeout=30.0, name="interchange-bench-relay")
+        self.transport = AmqpTransport(
+            spec["url"],
+            {"core": spec["core"]} | spec["recipients"],
+            confirm_timeout=30.0,
+            name="interchange-bench-relay",
+        )
         self.acks = AckBatcher(self.transport)
         self.prefetch = spec["prefetch"]
         self.received = self.settled = 0
@@ -50,9 +54,15 @@ class Relay:
         self.received += 1
         self.acks.received(inbound)
         n = self.received
-        audit = Outgoing("core", "", topology.AUDIT_QUEUE,
-                         orjson.dumps({"batch": f"relay-{n}-{time.time_ns()}", "entries": self.audit_entries}),
-                         f"audit-{n}", None, {"x-record-id": str(n)})
+        audit = Outgoing(
+            "core",
+            "",
+            topology.AUDIT_QUEUE,
+            orjson.dumps({"batch": f"relay-{n}-{time.time_ns()}", "entries": self.audit_entries}),
+            f"audit-{n}",
+            None,
+            {"x-record-id": str(n)},
+        )
         self.transport.publish(audit, lambda ok, why: self._audited(inbound, n, ok, why))
 
     def _audited(self, inbound: Inbound, n: int, ok: bool, why: str) -> None:

@@ -57,6 +57,7 @@ def load_yaml(path: Path) -> Any:
 
 # ---------------------------------------------------------------- settings
 
+
 @dataclass(frozen=True)
 class TlsOptions:
     """TLS for AMQP connections: CA to trust, client certificate and key, and how to authenticate
@@ -75,8 +76,8 @@ class Settings:
     core_vhost: str = "interchange"
     recipient_vhost_prefix: str = "interchange."
     prefetch: int = 500
-    partitions: int = 1              # >1: route queues split by case, one active worker each (SCALING.md)
-    worker_index: int = 0            # this worker's number among `workers` (which partitions it owns)
+    partitions: int = 1  # >1: route queues split by case, one active worker each (SCALING.md)
+    worker_index: int = 0  # this worker's number among `workers` (which partitions it owns)
     workers: int = 1
     standby_delay_seconds: float = 3.0
     confirm_timeout_seconds: float = 30.0
@@ -84,45 +85,54 @@ class Settings:
     management_url: str = "http://127.0.0.1:15672/"
     audit_dir: Path = PROJECT_ROOT / "var" / "audit"
     audit_batch: int = 500
-    audit_lag_bound_seconds: float = 30.0   # workers take no new records while the audit is this far behind
+    audit_lag_bound_seconds: float = 30.0  # workers take no new records while the audit is this far behind
     agencies_file: Path = PROJECT_ROOT / "deploy" / "config" / "agencies.yaml"
     recipients_file: Path = PROJECT_ROOT / "deploy" / "config" / "recipients.yaml"
     agreements_dir: Path = PROJECT_ROOT / "deploy" / "agreements"
     metrics_port: int = 0
     max_body_bytes: int = 4 * 1024 * 1024
-    require_publisher: bool = True   # false only in development mode (check_development)
-    development: bool = False        # explicit development mode: see the module docstring
-    open_data_key: str = field(default="", repr=False)   # secret for open-data Crime IDs (crime-map-csv)
+    require_publisher: bool = True  # false only in development mode (check_development)
+    development: bool = False  # explicit development mode: see the module docstring
+    open_data_key: str = field(default="", repr=False)  # secret for open-data Crime IDs (crime-map-csv)
     # a correction whose original is not yet known is decided again every `correction_wait_seconds`, at most
     # `correction_wait_attempts` times, then dead-lettered (broker.routing.corrections)
     correction_wait_seconds: float = 0.5
     correction_wait_attempts: int = 20
-    tls_ca_file: Path | None = None      # TLS (docs/SECURITY.md section 3); used with amqps:// URLs
-    tls_cert_file: Path | None = None    # client certificate: its CN is the RabbitMQ user (EXTERNAL)
+    tls_ca_file: Path | None = None  # TLS (docs/SECURITY.md section 3); used with amqps:// URLs
+    tls_cert_file: Path | None = None  # client certificate: its CN is the RabbitMQ user (EXTERNAL)
     tls_key_file: Path | None = None
-    tls_auth: str = "auto"               # auto: EXTERNAL when a certificate is set, the URL has no password
-    tls_server_hostname: str | None = None   # name checked in the server certificate (default the URL host)
+    tls_auth: str = "auto"  # auto: EXTERNAL when a certificate is set, the URL has no password
+    tls_server_hostname: str | None = None  # name checked in the server certificate (default the URL host)
     # audit checkpoints (docs/SECURITY.md section 6): required outside development; keys never on the audit disk
     checkpoints_required: bool = False
-    checkpoint_signing_key: Path | None = None   # Ed25519 private key (PEM), for the audit writer
-    checkpoint_public_key: Path | None = None    # Ed25519 public key (PEM), for `audit verify`
-    enquiry_dsn: str = "postgresql://127.0.0.1:5432/interchange"   # the enquiry index (docs/ENQUIRY.md)
+    checkpoint_signing_key: Path | None = None  # Ed25519 private key (PEM), for the audit writer
+    checkpoint_public_key: Path | None = None  # Ed25519 public key (PEM), for `audit verify`
+    enquiry_dsn: str = "postgresql://127.0.0.1:5432/interchange"  # the enquiry index (docs/ENQUIRY.md)
 
     @property
     def tls(self) -> TlsOptions | None:
         """The TLS options for every connection, or None when no TLS file is configured."""
         if not (self.tls_ca_file or self.tls_cert_file or self.tls_key_file):
             return None
-        return TlsOptions(self.tls_ca_file, self.tls_cert_file, self.tls_key_file, self.tls_auth,
-                          self.tls_server_hostname)
+        return TlsOptions(
+            self.tls_ca_file, self.tls_cert_file, self.tls_key_file, self.tls_auth, self.tls_server_hostname
+        )
 
     def recipient_vhost(self, recipient: str) -> str:
         return f"{self.recipient_vhost_prefix}{recipient}"
 
     def cli_args(self) -> list[str]:
         """The global `interchange` options that point a child process at these vhosts and audit log."""
-        return ["--amqp-url", self.amqp_url, "--vhost", self.core_vhost, "--vhost-prefix",
-                self.recipient_vhost_prefix, "--audit-dir", str(self.audit_dir)]
+        return [
+            "--amqp-url",
+            self.amqp_url,
+            "--vhost",
+            self.core_vhost,
+            "--vhost-prefix",
+            self.recipient_vhost_prefix,
+            "--audit-dir",
+            str(self.audit_dir),
+        ]
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -188,7 +198,7 @@ def load_settings(file: Path | None = None, environ: dict[str, str] | None = Non
                 raise ConfigError(var, attr, f"bad value {environ[var]!r}: {exc}") from exc
     settings = settings.with_overrides(**overrides)
     check_development(settings, str(file))
-    if not settings.development and not settings.checkpoints_required:   # mandatory outside development
+    if not settings.development and not settings.checkpoints_required:  # mandatory outside development
         settings = replace(settings, checkpoints_required=True)
     return settings
 
@@ -196,9 +206,14 @@ def load_settings(file: Path | None = None, environ: dict[str, str] | None = Non
 def check_development(settings: Settings, file: str) -> None:
     """Refuse settings that relax a production safeguard without development mode."""
     if not settings.require_publisher and not settings.development:
-        raise ConfigError(file, "identity.require_publisher", (
-            "the publisher check may be off only in development mode (development: true or "
-            "INTERCHANGE_DEVELOPMENT=1)"))
+        raise ConfigError(
+            file,
+            "identity.require_publisher",
+            (
+                "the publisher check may be off only in development mode (development: true or "
+                "INTERCHANGE_DEVELOPMENT=1)"
+            ),
+        )
 
 
 def check_start(settings: Settings, environ: dict[str, str] | None = None, role: str = "worker") -> list[str]:
@@ -216,17 +231,26 @@ def check_start(settings: Settings, environ: dict[str, str] | None = None, role:
         if not environ.get("INTERCHANGE_AUDIT_KEY"):
             relaxed.append("INTERCHANGE_AUDIT_KEY not set: using the development key")
         if writes_audit and settings.checkpoint_signing_key is None:
-            relaxed.append("INTERCHANGE_CHECKPOINT_SIGNING_KEY not set: checkpoints signed with the public "
-                           "development key")
+            relaxed.append(
+                "INTERCHANGE_CHECKPOINT_SIGNING_KEY not set: checkpoints signed with the public development key"
+            )
         return relaxed
     value = environ.get("INTERCHANGE_AUDIT_KEY", "")
     if not value.strip() or value.encode() == audit.DEV_KEY:
-        raise ConfigError("INTERCHANGE_AUDIT_KEY", "", f"{'empty' if not value.strip() else 'the development key'}"
-                                                       ": set a secret key (development mode alone may run "
-                                                       "without one)")
+        raise ConfigError(
+            "INTERCHANGE_AUDIT_KEY",
+            "",
+            f"{'empty' if not value.strip() else 'the development key'}"
+            ": set a secret key (development mode alone may run "
+            "without one)",
+        )
     if writes_audit and settings.checkpoint_signing_key is None:
-        raise ConfigError("INTERCHANGE_CHECKPOINT_SIGNING_KEY", "", "not set: checkpoints are required outside "
-                          "development mode; point it at an Ed25519 private key (PEM) kept off the audit disk")
+        raise ConfigError(
+            "INTERCHANGE_CHECKPOINT_SIGNING_KEY",
+            "",
+            "not set: checkpoints are required outside "
+            "development mode; point it at an Ed25519 private key (PEM) kept off the audit disk",
+        )
     return []
 
 
@@ -234,13 +258,16 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
     amqp, audit, paths = doc.get("amqp", {}), doc.get("audit", {}), doc.get("paths", {})
     tls = amqp.get("tls", {})
     changes: dict[str, Any] = {
-        "amqp_url": amqp.get("url"), "core_vhost": amqp.get("core_vhost"),
-        "recipient_vhost_prefix": amqp.get("recipient_vhost_prefix"), "prefetch": amqp.get("prefetch"),
+        "amqp_url": amqp.get("url"),
+        "core_vhost": amqp.get("core_vhost"),
+        "recipient_vhost_prefix": amqp.get("recipient_vhost_prefix"),
+        "prefetch": amqp.get("prefetch"),
         "partitions": amqp.get("partitions"),
         "confirm_timeout_seconds": amqp.get("confirm_timeout_seconds"),
         "heartbeat_seconds": amqp.get("heartbeat_seconds"),
         "management_url": doc.get("management_url"),
-        "audit_dir": _resolve(base, audit.get("dir")), "audit_batch": audit.get("batch"),
+        "audit_dir": _resolve(base, audit.get("dir")),
+        "audit_batch": audit.get("batch"),
         "audit_lag_bound_seconds": audit.get("lag_bound_seconds"),
         "agencies_file": _resolve(base, paths.get("agencies")),
         "recipients_file": _resolve(base, paths.get("recipients")),
@@ -253,7 +280,8 @@ def _apply_file(settings: Settings, doc: dict[str, Any], base: Path) -> Settings
         "development": doc.get("development"),
         "tls_ca_file": _resolve(base, tls.get("ca_file")),
         "tls_cert_file": _resolve(base, tls.get("cert_file")),
-        "tls_key_file": _resolve(base, tls.get("key_file")), "tls_auth": tls.get("auth"),
+        "tls_key_file": _resolve(base, tls.get("key_file")),
+        "tls_auth": tls.get("auth"),
         "tls_server_hostname": tls.get("server_hostname"),
         "checkpoints_required": audit.get("checkpoints", {}).get("required"),
         "checkpoint_signing_key": _resolve(base, audit.get("checkpoints", {}).get("signing_key")),
@@ -272,6 +300,7 @@ def _resolve(base: Path, value: str | None) -> Path | None:
 
 # ---------------------------------------------------------------- agencies and recipients
 
+
 @dataclass(frozen=True)
 class Agency:
     code: str
@@ -289,7 +318,7 @@ class Recipient:
     max_classification: str
     format: str = "common-json"
     attributes: dict[str, str] = field(default_factory=dict)
-    public: bool = False              # open data: receives only through an anonymising renderer
+    public: bool = False  # open data: receives only through an anonymising renderer
 
     def as_condition_subject(self) -> dict[str, Any]:
         return {"id": self.id, "class": self.cls, "attributes": self.attributes}
@@ -302,8 +331,9 @@ def load_agencies(path: Path) -> dict[str, Agency]:
     for i, item in enumerate(doc["agencies"]):
         if item["code"] in agencies:
             raise ConfigError(str(path), f"agencies.{i}.code", f"duplicate agency code {item['code']!r}")
-        agencies[item["code"]] = Agency(item["code"], item["name"], item["kind"], tuple(item.get("groups", ())),
-                                        tuple(item.get("publishers", ())))
+        agencies[item["code"]] = Agency(
+            item["code"], item["name"], item["kind"], tuple(item.get("groups", ())), tuple(item.get("publishers", ()))
+        )
     return agencies
 
 
@@ -314,9 +344,15 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
     for i, item in enumerate(doc["recipients"]):
         if item["id"] in recipients:
             raise ConfigError(str(path), f"recipients.{i}.id", f"duplicate recipient id {item['id']!r}")
-        recipients[item["id"]] = Recipient(item["id"], item["name"], item["class"], item["max_classification"],
-                                           item.get("format", "common-json"), dict(item.get("attributes", {})),
-                                           bool(item.get("public", False)))
+        recipients[item["id"]] = Recipient(
+            item["id"],
+            item["name"],
+            item["class"],
+            item["max_classification"],
+            item.get("format", "common-json"),
+            dict(item.get("attributes", {})),
+            bool(item.get("public", False)),
+        )
     return recipients
 
 
@@ -334,19 +370,30 @@ def check_public_recipients(recipients: dict[str, Recipient], agreements: list[A
             continue
         cls = adapter_class(recipient.format) if recipient.format != "common-json" else None
         if cls is None or not getattr(cls, "anonymising", False):
-            raise ConfigError(file, f"recipients.{i}.format", (
-                f"recipient {recipient.id!r} is public (open data) and agreement {feeding[0].id} "
-                f"({feeding[0].file}) sends it records, but format {recipient.format!r} is not an anonymising "
-                "renderer"))
+            raise ConfigError(
+                file,
+                f"recipients.{i}.format",
+                (
+                    f"recipient {recipient.id!r} is public (open data) and agreement {feeding[0].id} "
+                    f"({feeding[0].file}) sends it records, but format {recipient.format!r} is not an anonymising "
+                    "renderer"
+                ),
+            )
         for agreement in feeding:
             missing = [t for t in agreement.record_types if t not in cls.record_types]
             if missing:
-                raise ConfigError(agreement.file, "record_types", (
-                    f"public recipient {recipient.id!r} receives through {recipient.format!r}, which cannot "
-                    f"anonymise {', '.join(missing)}"))
+                raise ConfigError(
+                    agreement.file,
+                    "record_types",
+                    (
+                        f"public recipient {recipient.id!r} receives through {recipient.format!r}, which cannot "
+                        f"anonymise {', '.join(missing)}"
+                    ),
+                )
 
 
 # ---------------------------------------------------------------- agreements
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -368,7 +415,7 @@ class Agreement:
     review_by: dt.date
     status: str
     file: str = ""
-    scope: dict[str, Any] = field(default_factory=dict)   # record type -> {"persons": element condition}
+    scope: dict[str, Any] = field(default_factory=dict)  # record type -> {"persons": element condition}
 
     def status_on(self, today: dt.date) -> str:
         """`active`, `suspended`, `not_yet_valid` or `expired` on a given day."""
@@ -396,14 +443,24 @@ def agreement_from_doc(doc: dict[str, Any], file: str = "") -> Agreement:
         raise ConfigError(file, "fields", f"no field allow-list for record type(s) {', '.join(missing)}")
     handling = doc.get("handling", {})
     return Agreement(
-        id=doc["id"], title=doc["title"], controller=doc["controller"], providers=tuple(doc["providers"]),
-        recipient=doc["recipient"], record_types=tuple(doc["record_types"]), purposes=tuple(doc["purposes"]),
-        lawful_basis=doc["lawful_basis"], max_classification=doc["max_classification"],
+        id=doc["id"],
+        title=doc["title"],
+        controller=doc["controller"],
+        providers=tuple(doc["providers"]),
+        recipient=doc["recipient"],
+        record_types=tuple(doc["record_types"]),
+        purposes=tuple(doc["purposes"]),
+        lawful_basis=doc["lawful_basis"],
+        max_classification=doc["max_classification"],
         permitted_codes=tuple(handling.get("permitted_codes", ["P"])),
         legacy_max_handling=int(handling.get("legacy_max_handling", "1")),
         fields={t: Projector(paths) for t, paths in doc["fields"].items()},
-        conditions=tuple(doc.get("conditions", ())), status=doc["status"], file=file,
-        scope=dict(doc.get("scope") or {}), **dates)
+        conditions=tuple(doc.get("conditions", ())),
+        status=doc["status"],
+        file=file,
+        scope=dict(doc.get("scope") or {}),
+        **dates,
+    )
 
 
 def load_agreements(directory: Path, recipients: dict[str, Recipient] | None = None) -> list[Agreement]:

@@ -29,14 +29,23 @@ DEMO_ROOT = PROJECT_ROOT / "var" / "demo"
 
 
 def demo_settings(settings: Settings) -> Settings:
-    return settings.with_overrides(core_vhost="interchange-demo", recipient_vhost_prefix="interchange-demo.",
-                                   audit_dir=DEMO_ROOT / "audit")
+    return settings.with_overrides(
+        core_vhost="interchange-demo", recipient_vhost_prefix="interchange-demo.", audit_dir=DEMO_ROOT / "audit"
+    )
 
 
 def start_children(settings: Settings, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    common = [sys.executable, "-m", "broker", *settings.cli_args(), "--agreements", str(settings.agreements_dir),
-              "--metrics-port", "0"]
+    common = [
+        sys.executable,
+        "-m",
+        "broker",
+        *settings.cli_args(),
+        "--agreements",
+        str(settings.agreements_dir),
+        "--metrics-port",
+        "0",
+    ]
     children = []
     for role in ("audit-writer", "worker"):
         with (log_dir / f"{role}.log").open("ab") as log:
@@ -75,14 +84,17 @@ def run_demo(base: Settings, keep: bool = False) -> int:
     shutil.rmtree(DEMO_ROOT, ignore_errors=True)
     provision.remove(settings, registry)
     provision.apply(settings, registry)
-    print(f"Interchange demo: {len(registry.agreements)} agreements, {len(registry.recipients)} recipients, "
-          f"vhost {settings.core_vhost}")
+    print(
+        f"Interchange demo: {len(registry.agreements)} agreements, {len(registry.recipients)} recipients, "
+        f"vhost {settings.core_vhost}"
+    )
     children = start_children(settings, DEMO_ROOT / "logs")
     try:
         files = sorted(EXAMPLES.glob("*.json")) + sorted((EXAMPLES / "invalid").glob("*.json"))
         records = [orjson.loads(f.read_bytes()) for f in files]
-        report = publish_all(settings, [record_message(r, message_id=r.get("id") or f.stem)
-                                        for r, f in zip(records, files, strict=True)])
+        report = publish_all(
+            settings, [record_message(r, message_id=r.get("id") or f.stem) for r, f in zip(records, files, strict=True)]
+        )
         forces = sorted({(r.get("origin") or {}).get("agency") for r in records if isinstance(r.get("origin"), dict)})
         print(f"published {report.published} records (confirmed) from agencies {', '.join(map(str, forces))}")
         ids = {r.get("id") or f.stem for r, f in zip(records, files, strict=True)}
@@ -114,8 +126,10 @@ def _report(received: dict[str, list[dict[str, Any]]], entries: list[dict[str, A
         for item in received[recipient]:
             body = item["body"] if isinstance(item["body"], dict) else {}
             fields = sorted((body.get("data") or {}).keys())
-            print(f"    {item['message_id']:<36} {body.get('type', ''):<26} under {item['headers'].get('x-agreement')}"
-                  f"\n      fields: {', '.join(fields) or '(envelope only)'}")
+            print(
+                f"    {item['message_id']:<36} {body.get('type', ''):<26} under {item['headers'].get('x-agreement')}"
+                f"\n      fields: {', '.join(fields) or '(envelope only)'}"
+            )
     withheld = [e for e in entries if e.get("outcome") == "withheld"]
     print(f"\nWithheld ({len(withheld)} decisions, each audited):")
     for e in withheld:
@@ -127,6 +141,8 @@ def _report(received: dict[str, list[dict[str, Any]]], entries: list[dict[str, A
         paths = ", ".join(f"{x['path'] or '(record)'} [{x['code']}]" for x in e.get("errors", [])[:3])
         print(f"  {e['record_id'] or '?':<36} {e['reason']}: {paths}")
     counts = Counter(e["outcome"] for e in entries)
-    print(f"\nSummary: {sum(len(v) for v in received.values())} deliveries to {len(received)} recipients, "
-          f"{counts['withheld']} withheld, {counts['rejected']} rejected, {len(entries)} audit entries")
+    print(
+        f"\nSummary: {sum(len(v) for v in received.values())} deliveries to {len(received)} recipients, "
+        f"{counts['withheld']} withheld, {counts['rejected']} rejected, {len(entries)} audit entries"
+    )
     return len(received) >= 5 and counts["withheld"] >= 3

@@ -21,9 +21,9 @@ REJECT_REASONS = (
     "unknown_agency",
     "classification_not_permitted",
     "publisher_not_origin",
-    "supersedes_unknown",            # a correction of a record its origin never had decided (routing.corrections)
-    "supersedes_foreign_record",     # a correction of another origin's record
-    "supersedes_original_pending",   # a correction whose original's failed delivery was never decided again
+    "supersedes_unknown",  # a correction of a record its origin never had decided (routing.corrections)
+    "supersedes_foreign_record",  # a correction of another origin's record
+    "supersedes_original_pending",  # a correction whose original's failed delivery was never decided again
     "adapter_error",
     "internal_error",
 )
@@ -44,7 +44,7 @@ WITHHOLD_REASONS = (
     "legacy_handling_no_onward_sharing",
     "condition_not_met",
     "recipient_format_error",
-    "agreement_removed",             # a past recipient's agreement is gone: it gets a retraction notice only
+    "agreement_removed",  # a past recipient's agreement is gone: it gets a retraction notice only
 )
 
 
@@ -80,8 +80,13 @@ class FieldError:
 class DataError(InterchangeError):
     """A record cannot be accepted. Carries the record id, a reason code and every field error."""
 
-    def __init__(self, reason: str, errors: list[FieldError] | tuple[FieldError, ...], record_id: str | None = None,
-                 location: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        errors: list[FieldError] | tuple[FieldError, ...],
+        record_id: str | None = None,
+        location: str | None = None,
+    ) -> None:
         self.reason = reason
         self.errors = tuple(errors)
         self.record_id = record_id if record_id is not None else (self.errors[0].record_id if self.errors else None)

@@ -147,9 +147,7 @@ def _check_pnc(value: str) -> str | None:
     if parts is None:
         return f"PNC ID {value} is not in the form YYYY/NNNNNNNC (or short YY/NNNNNNC)"
     expected = pnc_check_char(parts[0], parts[1])
-    return (
-        None if expected == parts[2] else f"PNC ID {value} has check letter {parts[2]}, expected {expected}"
-    )
+    return None if expected == parts[2] else f"PNC ID {value} has check letter {parts[2]}, expected {expected}"
 
 
 # --- CRO number ---------------------------------------------------------------------------------------------

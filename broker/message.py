@@ -28,7 +28,7 @@ class Message:
     user_id: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
-    attempt: int = 0          # how many times a correction waiting for its original was decided before
+    attempt: int = 0  # how many times a correction waiting for its original was decided before
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +47,21 @@ class Outgoing:
 
 @dataclass(slots=True)
 class Plan:
-    outcome: str                       # routed | rejected | duplicate | waiting (a correction, see below)
+    outcome: str  # routed | rejected | duplicate | waiting (a correction, see below)
     record_id: str | None
     correlation_id: str | None
     audit_entries: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Outgoing] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     withheld: dict[str, str] = field(default_factory=dict)
-    agreements: dict[str, str] = field(default_factory=dict)   # recipient -> agreement it was decided under
+    agreements: dict[str, str] = field(default_factory=dict)  # recipient -> agreement it was decided under
     reason: str | None = None
     source: str | None = None
     record_type: str | None = None
     record_time: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    dedup: str = ""                    # record id + body fingerprint: the key for dropping duplicates
-    error_type: str | None = None      # the exception's type when reason is internal_error
+    dedup: str = ""  # record id + body fingerprint: the key for dropping duplicates
+    error_type: str | None = None  # the exception's type when reason is internal_error
 
     @property
     def audit(self) -> Outgoing | None:
@@ -77,10 +77,15 @@ def audit_message(entries: list[dict[str, Any]]) -> Outgoing:
     batch_id = entries[0]["entry_id"]
     first = entries[0]
     record_ids = {e.get("record_id") for e in entries}
-    return Outgoing("core", "", topology.AUDIT_QUEUE, orjson.dumps({"batch": batch_id, "entries": entries}),
-                    f"audit-{batch_id}", first.get("correlation_id") if len(record_ids) == 1 else None,
-                    {"x-record-id": (first.get("record_id") or "") if len(record_ids) == 1 else "",
-                     "x-entries": len(entries)})
+    return Outgoing(
+        "core",
+        "",
+        topology.AUDIT_QUEUE,
+        orjson.dumps({"batch": batch_id, "entries": entries}),
+        f"audit-{batch_id}",
+        first.get("correlation_id") if len(record_ids) == 1 else None,
+        {"x-record-id": (first.get("record_id") or "") if len(record_ids) == 1 else "", "x-entries": len(entries)},
+    )
 
 
 class Transport(Protocol):

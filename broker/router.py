@@ -36,7 +36,7 @@ from broker.routing.projection import without_handling_text
 from broker.routing.rules import Deliver, Rulebook, Withhold
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
-PUBLISHER_HEADER = "x-interchange-publisher"   # set by `dlq replay`: the publisher a record first came from
+PUBLISHER_HEADER = "x-interchange-publisher"  # set by `dlq replay`: the publisher a record first came from
 
 Renderer = Callable[[dict[str, Any]], tuple[bytes, str]]
 
@@ -80,7 +80,7 @@ def route(message: Message, ctx: Context) -> Plan:
     now = ctx.clock()
     try:
         return _route(message, ctx, now)
-    except Exception as exc:   # noqa: BLE001 - one record must never stop the records behind it
+    except Exception as exc:  # noqa: BLE001 - one record must never stop the records behind it
         return internal_error(message, exc, ctx, now)
 
 
@@ -88,8 +88,12 @@ def internal_error(message: Message, exc: BaseException, ctx: Context, now: dt.d
     """The plan for a record the routing core failed on: dead letter and audit entry name only the
     exception's type (never its text, which may quote the payload)."""
     error_type = type(exc).__name__
-    error = FieldError(None, "", INTERNAL_ERROR, f"the exchange failed on this record ({error_type}); "
-                                                 "it is kept in the dead-letter queue for an operator")
+    error = FieldError(
+        None,
+        "",
+        INTERNAL_ERROR,
+        f"the exchange failed on this record ({error_type}); it is kept in the dead-letter queue for an operator",
+    )
     plan = _reject(message, None, (INTERNAL_ERROR, [error]), ctx, now, {})
     plan.audit_entries[0]["error_type"] = error_type
     plan.outputs[0].headers["x-interchange-error-type"] = error_type
@@ -118,12 +122,19 @@ def _route(message: Message, ctx: Context, now: dt.datetime) -> Plan:
     mark = time.perf_counter()
     original = None
     supersedes = corrections.supersedes_id(record)
-    if supersedes is not None:   # a correction is never decided before its original (broker.routing.corrections)
+    if supersedes is not None:  # a correction is never decided before its original (broker.routing.corrections)
         original = ctx.original(record["origin"]["agency"], supersedes)
         if original.state != "known":
             if message.attempt < ctx.settings.correction_wait_attempts:
-                return Plan("waiting", record["id"], record.get("correlation_id"), reason=original.state,
-                            source=record["origin"]["agency"], record_type=record["type"], timings=timings)
+                return Plan(
+                    "waiting",
+                    record["id"],
+                    record.get("correlation_id"),
+                    reason=original.state,
+                    source=record["origin"]["agency"],
+                    record_type=record["type"],
+                    timings=timings,
+                )
             return _reject(message, record, corrections.unresolved(record, original), ctx, now, timings)
     decisions: list[Any] = ctx.rulebook.decide(record, now)
     if original is not None:
@@ -144,12 +155,18 @@ def _parse(message: Message, ctx: Context) -> tuple[dict[str, Any] | None, Refus
         return None, (reason, [FieldError(message.message_id, path, reason, text)])
 
     if len(message.body) > ctx.settings.max_body_bytes:
-        return refuse("body_too_large", "", f"body of {len(message.body)} bytes exceeds the limit of "
-                                            f"{ctx.settings.max_body_bytes}")
+        return refuse(
+            "body_too_large",
+            "",
+            f"body of {len(message.body)} bytes exceeds the limit of {ctx.settings.max_body_bytes}",
+        )
     content_type = (message.content_type or "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
-        return refuse("unsupported_content_type", "", f"content type {message.content_type!r} is not accepted; "
-                                                      "publish common-schema JSON (application/json)")
+        return refuse(
+            "unsupported_content_type",
+            "",
+            f"content type {message.content_type!r} is not accepted; publish common-schema JSON (application/json)",
+        )
     try:
         record = orjson.loads(message.body)
     except orjson.JSONDecodeError as exc:
@@ -160,8 +177,10 @@ def _parse(message: Message, ctx: Context) -> tuple[dict[str, Any] | None, Refus
     if not isinstance(record, dict):
         return refuse("schema_invalid", "", f"a record must be a JSON object, not {type(record).__name__}")
     if not isinstance(record.get("id"), str) or not record["id"]:
-        return record, ("schema_invalid", [FieldError(message.message_id, "id", "schema_invalid",
-                                                      "every record needs a string id")])
+        return record, (
+            "schema_invalid",
+            [FieldError(message.message_id, "id", "schema_invalid", "every record needs a string id")],
+        )
     return record, None
 
 
@@ -174,30 +193,59 @@ def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | 
     agency_code = record["origin"]["agency"]
     agency = ctx.registry.agencies.get(agency_code)
     if agency is None:
-        return "unknown_agency", [FieldError(record_id, "origin.agency", "unknown_agency",
-                                             f"agency {agency_code!r} is not registered with this exchange")]
+        return "unknown_agency", [
+            FieldError(
+                record_id,
+                "origin.agency",
+                "unknown_agency",
+                f"agency {agency_code!r} is not registered with this exchange",
+            )
+        ]
     tier = record["classification"]["tier"]
     if CLASSIFICATION_LEVELS.get(tier, 4) >= CLASSIFICATION_LEVELS["SECRET"]:
-        return "classification_not_permitted", [FieldError(
-            record_id, "classification.tier", "classification_not_permitted",
-            f"{tier} material must never enter the exchange")]
+        return "classification_not_permitted", [
+            FieldError(
+                record_id,
+                "classification.tier",
+                "classification_not_permitted",
+                f"{tier} material must never enter the exchange",
+            )
+        ]
     # a replayed record names the publisher it first came from (broker.ops.dlq): that one is checked too
     first = message.headers.get(PUBLISHER_HEADER) if isinstance(message.headers, dict) else None
     first = first.decode(errors="replace") if isinstance(first, bytes) else first
     for publisher, required in ((message.user_id, ctx.settings.require_publisher), (first, False)):
         if (publisher or required) and publisher not in agency.publishers:
-            return "publisher_not_origin", [FieldError(
-                record_id, "origin.agency", "publisher_not_origin",
-                f"publisher {publisher or '(none)'!r} may not publish as agency {agency_code!r}")]
+            return "publisher_not_origin", [
+                FieldError(
+                    record_id,
+                    "origin.agency",
+                    "publisher_not_origin",
+                    f"publisher {publisher or '(none)'!r} may not publish as agency {agency_code!r}",
+                )
+            ]
     return None
 
 
-def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx: Context,
-             now: dt.datetime, timings: dict[str, float]) -> Plan:
+def _deliver(
+    record: dict[str, Any],
+    message: Message,
+    decisions: list[Any],
+    ctx: Context,
+    now: dt.datetime,
+    timings: dict[str, float],
+) -> Plan:
     mark = time.perf_counter()
     record_id, correlation_id = record["id"], record.get("correlation_id")
-    plan = Plan("routed", record_id, correlation_id, source=record["origin"]["agency"], record_type=record["type"],
-                record_time=record.get("time"), timings=timings)
+    plan = Plan(
+        "routed",
+        record_id,
+        correlation_id,
+        source=record["origin"]["agency"],
+        record_type=record["type"],
+        record_time=record.get("time"),
+        timings=timings,
+    )
     hashes: dict[str, str] = {}
     sizes: dict[str, int] = {}
     record_headers = _record_headers(record)
@@ -205,8 +253,8 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
     for i, decision in enumerate(decisions):
         if decision.recipient and decision.agreement:
             plan.agreements[decision.recipient] = decision.agreement.id
-        if isinstance(decision, corrections.Retract):   # a past recipient told to stop relying on the original
-            if ctx.registry.recipients[decision.recipient].public:   # open data: only the opaque Crime ID
+        if isinstance(decision, corrections.Retract):  # a past recipient told to stop relying on the original
+            if ctx.registry.recipients[decision.recipient].public:  # open data: only the opaque Crime ID
                 body, headers = _public_retraction(record, decision, ctx)
                 message_id = _public_message_id(record, body, ctx)
             else:
@@ -214,29 +262,56 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
                 message_id = record_id
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             plan.agreements[decision.recipient] = decision.agreement_id
-            plan.outputs.append(Outgoing(decision.recipient, corrections.NOTICE_EXCHANGE,
-                                         corrections.NOTICE_ROUTING_KEY, body, message_id, None, headers))
+            plan.outputs.append(
+                Outgoing(
+                    decision.recipient,
+                    corrections.NOTICE_EXCHANGE,
+                    corrections.NOTICE_ROUTING_KEY,
+                    body,
+                    message_id,
+                    None,
+                    headers,
+                )
+            )
             plan.delivered.append(decision.recipient)
         elif isinstance(decision, Deliver):
             recipient = ctx.registry.recipients[decision.recipient]
             render = ctx.renderers.get(recipient.format, common_json)
             try:
                 body, content_type = render(decision.projection.record)
-            except DataError as exc:   # the recipient's format cannot carry this record: withhold, audited
+            except DataError as exc:  # the recipient's format cannot carry this record: withhold, audited
                 code = exc.errors[0].code if exc.errors else exc.reason
                 decisions[i] = Withhold(decision.recipient, decision.agreement, "recipient_format_error", code)
                 plan.withheld[decision.recipient] = "recipient_format_error"
                 continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             sizes[decision.recipient] = len(body)
-            if recipient.public:   # open data: the properties must not name the record either
-                plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
-                                             _public_message_id(record, body, ctx), None,
-                                             _public_headers(decision), content_type))
+            if recipient.public:  # open data: the properties must not name the record either
+                plan.outputs.append(
+                    Outgoing(
+                        decision.recipient,
+                        topology.DELIVER_EXCHANGE,
+                        record["type"],
+                        body,
+                        _public_message_id(record, body, ctx),
+                        None,
+                        _public_headers(decision),
+                        content_type,
+                    )
+                )
             else:
-                plan.outputs.append(Outgoing(decision.recipient, topology.DELIVER_EXCHANGE, record["type"], body,
-                                             record_id, correlation_id, _delivery_headers(record_headers, decision),
-                                             content_type))
+                plan.outputs.append(
+                    Outgoing(
+                        decision.recipient,
+                        topology.DELIVER_EXCHANGE,
+                        record["type"],
+                        body,
+                        record_id,
+                        correlation_id,
+                        _delivery_headers(record_headers, decision),
+                        content_type,
+                    )
+                )
             plan.delivered.append(decision.recipient)
         else:
             plan.withheld[decision.recipient or "none"] = decision.reason
@@ -245,15 +320,25 @@ def _deliver(record: dict[str, Any], message: Message, decisions: list[Any], ctx
     entries = audit.decision_entries(record, decisions, _context_of(message, ctx), _iso(now), hashes, sizes)
     retracts = {d.recipient: d for d in decisions if isinstance(d, corrections.Retract)}
     if retracts:
-        entries = [corrections.as_retraction_entry(e, retracts[e["recipient"]], hashes.get(e["recipient"]))
-                   if e.get("recipient") in retracts else e for e in entries]
+        entries = [
+            corrections.as_retraction_entry(e, retracts[e["recipient"]], hashes.get(e["recipient"]))
+            if e.get("recipient") in retracts
+            else e
+            for e in entries
+        ]
     plan.audit_entries = entries
     timings["audit"] = time.perf_counter() - mark
     return plan
 
 
-def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, ctx: Context,
-            now: dt.datetime, timings: dict[str, float]) -> Plan:
+def _reject(
+    message: Message,
+    record: dict[str, Any] | None,
+    refusal: Refusal,
+    ctx: Context,
+    now: dt.datetime,
+    timings: dict[str, float],
+) -> Plan:
     reason, errors = refusal
     record_id = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     record_id = record_id or message.message_id
@@ -270,16 +355,36 @@ def _reject(message: Message, record: dict[str, Any] | None, refusal: Refusal, c
         "x-original-content-type": message.content_type or "",
     }
     dead_id = record_id if _short_string(record_id) else entry["entry_id"]
-    dead = Outgoing("core", topology.DLX, reason, message.body, dead_id, correlation_id,
-                    headers, message.content_type or "application/octet-stream")
-    source = (record.get("origin") or {}).get("agency") if isinstance(record, dict) and \
-        isinstance(record.get("origin"), dict) else None
-    return Plan("rejected", record_id, correlation_id, audit_entries=[entry],
-                outputs=[dead], reason=reason, source=source,
-                record_type=record.get("type") if isinstance(record, dict) else None, timings=timings)
+    dead = Outgoing(
+        "core",
+        topology.DLX,
+        reason,
+        message.body,
+        dead_id,
+        correlation_id,
+        headers,
+        message.content_type or "application/octet-stream",
+    )
+    source = (
+        (record.get("origin") or {}).get("agency")
+        if isinstance(record, dict) and isinstance(record.get("origin"), dict)
+        else None
+    )
+    return Plan(
+        "rejected",
+        record_id,
+        correlation_id,
+        audit_entries=[entry],
+        outputs=[dead],
+        reason=reason,
+        source=source,
+        record_type=record.get("type") if isinstance(record, dict) else None,
+        timings=timings,
+    )
 
 
 # ------------------------------------------------------------------ helpers
+
 
 def _record_headers(record: dict[str, Any]) -> dict[str, Any]:
     """The headers every delivery of one record carries (computed once per record)."""
@@ -289,7 +394,7 @@ def _record_headers(record: dict[str, Any]) -> dict[str, Any]:
         "x-origin-agency": record["origin"]["agency"],
     }
     handling = record.get("handling")
-    if handling:   # the marking only: free text travels in the body, where an agreement lists it
+    if handling:  # the marking only: free text travels in the body, where an agreement lists it
         if isinstance(handling.get("conditions"), dict) and "text" in handling["conditions"]:
             handling = without_handling_text(handling)
         headers["x-handling"] = orjson.dumps(handling).decode()
@@ -301,8 +406,7 @@ def _record_headers(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _agreement_headers(agreement_id: str, lawful_basis: str, purposes: tuple[str, ...]
-                       ) -> tuple[tuple[str, str], ...]:
+def _agreement_headers(agreement_id: str, lawful_basis: str, purposes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return (("x-agreement", agreement_id), ("x-lawful-basis", lawful_basis), ("x-purposes", ",".join(purposes)))
 
 
@@ -318,7 +422,7 @@ def _public_message_id(record: dict[str, Any], body: bytes, ctx: Context) -> str
     redelivered record keeps its id (the partner drops the copy), two records never share one (two ASB rows
     can be byte-identical), and nobody without the key can test a guessed force reference against it."""
     key = ctx.settings.open_data_key_or_dev().encode()
-    if not key:   # no anonymising renderer renders without the key; a keyless one gets the body's hash
+    if not key:  # no anonymising renderer renders without the key; a keyless one gets the body's hash
         return hashlib.sha256(body).hexdigest()
     message = f"message-id\x00{record['origin']['agency']}\x00{record['id']}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
@@ -332,11 +436,18 @@ def public_crime_id(origin: str, lineage_id: str, key: str) -> str:
 
 def _public_retraction(record: dict[str, Any], retract: Any, ctx: Context) -> tuple[bytes, dict[str, Any]]:
     """A retraction to a public recipient: the withdrawn row's Crime ID only; no record id, origin or reason."""
-    body = {"notice": "retraction",
-            "crime_id": public_crime_id(record["origin"]["agency"], record["supersedes"]["id"],
-                                        ctx.settings.open_data_key_or_dev())}
-    headers = {"x-notice": "retraction", "x-agreement": retract.agreement_id, "x-record-type": record["type"],
-               "x-supersedes-kind": record["supersedes"].get("kind", "correction")}
+    body = {
+        "notice": "retraction",
+        "crime_id": public_crime_id(
+            record["origin"]["agency"], record["supersedes"]["id"], ctx.settings.open_data_key_or_dev()
+        ),
+    }
+    headers = {
+        "x-notice": "retraction",
+        "x-agreement": retract.agreement_id,
+        "x-record-type": record["type"],
+        "x-supersedes-kind": record["supersedes"].get("kind", "correction"),
+    }
     return orjson.dumps(body), headers
 
 
@@ -345,8 +456,9 @@ def _public_headers(decision: Deliver) -> dict[str, Any]:
     earlier row (whose opaque id its body repeats), nothing that names the record: no handling text,
     superseded id, origin or classification."""
     view = decision.projection.record
-    headers = dict(_agreement_headers(decision.agreement.id, decision.agreement.lawful_basis,
-                                      decision.agreement.purposes)) | {"x-record-type": view["type"]}
+    headers = dict(
+        _agreement_headers(decision.agreement.id, decision.agreement.lawful_basis, decision.agreement.purposes)
+    ) | {"x-record-type": view["type"]}
     if isinstance(view.get("supersedes"), dict):
         headers["x-supersedes-kind"] = str(view["supersedes"].get("kind", "correction"))
     return headers
@@ -367,4 +479,4 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-iso = _iso   # an audit timestamp: UTC, microseconds, `Z`
+iso = _iso  # an audit timestamp: UTC, microseconds, `Z`

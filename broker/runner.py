@@ -32,12 +32,18 @@ def build_context(settings: Settings, registry: Registry | None = None) -> Conte
     from broker.routing.validation import Validator
 
     registry = registry or Registry.load(settings)
-    return Context.build(settings, registry, Validator(), renderers=load_renderers(registry, settings),
-                         original=Originals(settings.audit_dir))
+    return Context.build(
+        settings,
+        registry,
+        Validator(),
+        renderers=load_renderers(registry, settings),
+        original=Originals(settings.audit_dir),
+    )
 
 
-def load_renderers(registry: Registry, settings: Settings | None = None
-                   ) -> dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]]:
+def load_renderers(
+    registry: Registry, settings: Settings | None = None
+) -> dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]]:
     """Outbound adapters named by recipients' `format`, resolved once at start-up.
 
     An anonymising adapter gets the open-data key (`crime_id_key`) from the settings; without one it renders
@@ -53,19 +59,31 @@ def load_renderers(registry: Registry, settings: Settings | None = None
             if adapter.anonymising and settings is not None:
                 options["crime_id_key"] = settings.open_data_key_or_dev()
                 if not options["crime_id_key"]:
-                    raise ConfigError("INTERCHANGE_OPEN_DATA_KEY", "open_data_key", (
-                        f"recipient {recipient.id!r} receives through {recipient.format!r}, which needs a secret "
-                        "key for its opaque ids; set one (development mode alone may run without one)"))
+                    raise ConfigError(
+                        "INTERCHANGE_OPEN_DATA_KEY",
+                        "open_data_key",
+                        (
+                            f"recipient {recipient.id!r} receives through {recipient.format!r}, which needs a secret "
+                            "key for its opaque ids; set one (development mode alone may run without one)"
+                        ),
+                    )
             renderers[recipient.format] = lambda record, a=adapter, o=options: a.render(record, o)
     return renderers
 
 
-def make_worker(settings: Settings, metrics: Metrics | None = None, registry: Registry | None = None,
-                lag: AuditLag | None = None) -> Worker:
+def make_worker(
+    settings: Settings, metrics: Metrics | None = None, registry: Registry | None = None, lag: AuditLag | None = None
+) -> Worker:
     ctx = build_context(settings, registry)
     vhosts = {"core": settings.core_vhost} | recipient_vhosts(settings, ctx.registry)
-    transport = AmqpTransport(settings.amqp_url, vhosts, settings.confirm_timeout_seconds,
-                              settings.heartbeat_seconds, name="interchange-worker", tls=settings.tls)
+    transport = AmqpTransport(
+        settings.amqp_url,
+        vhosts,
+        settings.confirm_timeout_seconds,
+        settings.heartbeat_seconds,
+        name="interchange-worker",
+        tls=settings.tls,
+    )
     return Worker(ctx, transport, metrics, lag=lag)
 
 
@@ -76,8 +94,12 @@ def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
     lag = AuditLag(settings.audit_lag_bound_seconds)
     poller = QueueDepthPoller(admin_for(settings), settings.core_vhost, lag).start()
     worker = make_worker(settings, metrics, lag=lag)
-    server = _serve(settings, worker.metrics, health.worker_readiness(worker, admin_for(settings)),
-                    lambda: worker.metrics.observe_agreements(worker.ctx.registry.agreements))
+    server = _serve(
+        settings,
+        worker.metrics,
+        health.worker_readiness(worker, admin_for(settings)),
+        lambda: worker.metrics.observe_agreements(worker.ctx.registry.agreements),
+    )
     _on_signals(lambda: worker.transport.stop_threadsafe())
     worker.start()
     worker.transport.run()
@@ -98,8 +120,9 @@ def run_audit_writer(settings: Settings) -> int:
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)
     if not verdict.ok:
         metrics.audit_verify_failures.inc()
-        events.error("audit_chain_broken", line=verdict.first_bad_line, seq=verdict.first_bad_seq,
-                     problem=verdict.problem)
+        events.error(
+            "audit_chain_broken", line=verdict.first_bad_line, seq=verdict.first_bad_seq, problem=verdict.problem
+        )
     current: dict[str, Any] = {"writer": None, "stop": False}
 
     def stop() -> None:
@@ -112,7 +135,7 @@ def run_audit_writer(settings: Settings) -> int:
     while not current["stop"]:
         try:
             writer = current["writer"] = AuditWriter(settings, metrics=metrics)
-        except (AuditWriteError, OSError) as exc:   # e.g. a partial line cannot be quarantined on a full disk
+        except (AuditWriteError, OSError) as exc:  # e.g. a partial line cannot be quarantined on a full disk
             wait = backoff.next()
             events.warning("audit_log_unavailable", error=repr(exc), retry_in_seconds=round(wait, 2))
             _sleep_unless(lambda: current["stop"], wait)
@@ -120,8 +143,11 @@ def run_audit_writer(settings: Settings) -> int:
         if current["stop"]:
             writer.stop()
         if not served:
-            _serve(settings, metrics, health.audit_writer_readiness(lambda: current["writer"], admin_for(settings),
-                                                                    settings))
+            _serve(
+                settings,
+                metrics,
+                health.audit_writer_readiness(lambda: current["writer"], admin_for(settings), settings),
+            )
             served = True
         started = time.monotonic()
         try:
@@ -149,12 +175,17 @@ class _Child:
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
-    restart_at: float | None = None      # set while waiting to restart
+    restart_at: float | None = None  # set while waiting to restart
     delay: float = 0.0
 
 
-def supervise(commands: dict[str, list[str]], first_backoff: float = 0.5, max_backoff: float = 30.0,
-              healthy_seconds: float = 10.0, tick: float = 0.2) -> int:
+def supervise(
+    commands: dict[str, list[str]],
+    first_backoff: float = 0.5,
+    max_backoff: float = 30.0,
+    healthy_seconds: float = 10.0,
+    tick: float = 0.2,
+) -> int:
     """Start each named command, restart any that exits, stop all on SIGTERM/SIGINT.
 
     A child's restart delay doubles on each exit up to `max_backoff` and goes back to `first_backoff`
@@ -189,8 +220,13 @@ def supervise(commands: dict[str, list[str]], first_backoff: float = 0.5, max_ba
             if ran >= healthy_seconds:
                 child.delay = first_backoff
             child.restart_at = now + child.delay
-            log.warning("process_exited", process=name, code=child.process.returncode, ran_seconds=round(ran, 1),
-                        restart_in=round(child.delay, 2))
+            log.warning(
+                "process_exited",
+                process=name,
+                code=child.process.returncode,
+                ran_seconds=round(ran, 1),
+                restart_in=round(child.delay, 2),
+            )
             child.delay = min(child.delay * 2, max_backoff)
     running = [c.process for c in children.values() if c.process is not None and c.restart_at is None]
     for process in running:
@@ -229,16 +265,18 @@ def child_commands(workers: int, extra_args: list[str], metrics_port: int = 0) -
     return commands
 
 
-def _serve(settings: Settings, metrics: Metrics, readiness: Any,
-           before_scrape: Callable[[], None] | None = None) -> Any:
+def _serve(
+    settings: Settings, metrics: Metrics, readiness: Any, before_scrape: Callable[[], None] | None = None
+) -> Any:
     """Serve /metrics, /healthz and /readyz on settings.metrics_port (0 = off)."""
     if not settings.metrics_port:
         return None
     from broker.ops.health import serve
 
     server = serve(settings.metrics_port, metrics.registry, readiness, before_scrape=before_scrape)
-    logs.get("interchange.health").info("metrics_serving", port=server.server_address[1],
-                                        paths=["/metrics", "/healthz", "/readyz"])
+    logs.get("interchange.health").info(
+        "metrics_serving", port=server.server_address[1], paths=["/metrics", "/healthz", "/readyz"]
+    )
     return server
 
 

@@ -30,9 +30,9 @@ DLX = "interchange.dlx"
 DEAD_QUEUE = "interchange.dead"
 DELIVER_EXCHANGE = "interchange.deliver"
 INBOX_QUEUE = "interchange.inbox"
-RECEIPTS_EXCHANGE = "interchange.receipts"   # partners acknowledge corrections here (broker.routing.corrections)
+RECEIPTS_EXCHANGE = "interchange.receipts"  # partners acknowledge corrections here (broker.routing.corrections)
 RECEIPTS_QUEUE = "interchange.receipts"
-ANCHOR_EXCHANGE = "interchange.anchor"   # audit checkpoints kept off the audit disk (broker.audit.anchor)
+ANCHOR_EXCHANGE = "interchange.anchor"  # audit checkpoints kept off the audit disk (broker.audit.anchor)
 ANCHOR_QUEUE = "interchange.anchor"
 
 QUORUM = {"x-queue-type": "quorum"}
@@ -42,10 +42,14 @@ DELIVERY_LIMIT = 50
 # The audit queue never dead-letters and has no delivery limit (a quorum queue without one redelivers for
 # ever): a writer that cannot write returns its batches, and they must still be there when it can.
 AUDIT_POLICY: dict[str, Any] = {
-    "name": "interchange-audit", "pattern": r"^interchange\.audit$", "apply-to": "queues", "priority": 1,
-    "definition": {"overflow": "reject-publish"}}
-PARTITION_EXCHANGE = "interchange.route.hash"        # x-consistent-hash on the correlation_id property
-UNKEYED_EXCHANGE = "interchange.route.unkeyed"       # records without a correlation_id: partition 0
+    "name": "interchange-audit",
+    "pattern": r"^interchange\.audit$",
+    "apply-to": "queues",
+    "priority": 1,
+    "definition": {"overflow": "reject-publish"},
+}
+PARTITION_EXCHANGE = "interchange.route.hash"  # x-consistent-hash on the correlation_id property
+UNKEYED_EXCHANGE = "interchange.route.unkeyed"  # records without a correlation_id: partition 0
 
 
 def route_queues(partitions: int = 1) -> list[str]:
@@ -67,9 +71,14 @@ def partition_preference(partitions: int, worker_index: int, workers: int) -> tu
 def _route_exchanges(partitions: int) -> list[dict[str, Any]]:
     if partitions <= 1:
         return []
-    return [{"name": PARTITION_EXCHANGE, "type": "x-consistent-hash",
-             "arguments": {"hash-property": "correlation_id", "alternate-exchange": UNKEYED_EXCHANGE}},
-            {"name": UNKEYED_EXCHANGE, "type": "fanout"}]
+    return [
+        {
+            "name": PARTITION_EXCHANGE,
+            "type": "x-consistent-hash",
+            "arguments": {"hash-property": "correlation_id", "alternate-exchange": UNKEYED_EXCHANGE},
+        },
+        {"name": UNKEYED_EXCHANGE, "type": "fanout"},
+    ]
 
 
 def _route_queue_specs(partitions: int) -> list[dict[str, Any]]:
@@ -77,18 +86,27 @@ def _route_queue_specs(partitions: int) -> list[dict[str, Any]]:
     of a case, in order, while N workers share the partitions (docs/SCALING.md)."""
     if partitions <= 1:
         return [{"name": ROUTE_QUEUE, "arguments": dict(QUORUM)}]
-    return [{"name": q, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})}
-            for q in route_queues(partitions)]
+    return [
+        {"name": q, "arguments": dict(QUORUM, **{"x-single-active-consumer": True})} for q in route_queues(partitions)
+    ]
 
 
 def _route_bindings(partitions: int) -> list[dict[str, Any]]:
     if partitions <= 1:
         return [{"source": INGRESS_EXCHANGE, "destination": ROUTE_QUEUE, "routing_key": "#"}]
     queues = route_queues(partitions)
-    return ([{"source": INGRESS_EXCHANGE, "destination": PARTITION_EXCHANGE, "routing_key": "#",
-              "destination_type": "exchange"}]
-            + [{"source": PARTITION_EXCHANGE, "destination": q, "routing_key": "1"} for q in queues]
-            + [{"source": UNKEYED_EXCHANGE, "destination": queues[0], "routing_key": ""}])
+    return (
+        [
+            {
+                "source": INGRESS_EXCHANGE,
+                "destination": PARTITION_EXCHANGE,
+                "routing_key": "#",
+                "destination_type": "exchange",
+            }
+        ]
+        + [{"source": PARTITION_EXCHANGE, "destination": q, "routing_key": "1"} for q in queues]
+        + [{"source": UNKEYED_EXCHANGE, "destination": queues[0], "routing_key": ""}]
+    )
 
 
 def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
@@ -114,11 +132,18 @@ def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
             {"source": ANCHOR_EXCHANGE, "destination": ANCHOR_QUEUE, "routing_key": ""},
         ],
         "policies": [
-            {"name": "interchange-core", "pattern": r"^interchange\.(route|raw)$" if partitions <= 1
-             else r"^interchange\.(route\.[0-9]+|raw)$", "apply-to": "queues",
-             "priority": 0, "definition": {
-                 "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
-                 "overflow": "reject-publish", "delivery-limit": DELIVERY_LIMIT}},
+            {
+                "name": "interchange-core",
+                "pattern": r"^interchange\.(route|raw)$" if partitions <= 1 else r"^interchange\.(route\.[0-9]+|raw)$",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {
+                    "dead-letter-exchange": DLX,
+                    "dead-letter-strategy": "at-least-once",
+                    "overflow": "reject-publish",
+                    "delivery-limit": DELIVERY_LIMIT,
+                },
+            },
             AUDIT_POLICY,
         ],
     }
@@ -142,20 +167,29 @@ def recipient_spec() -> dict[str, list[dict[str, Any]]]:
             {"source": DLX, "destination": DEAD_QUEUE, "routing_key": "#"},
         ],
         "policies": [
-            {"name": "interchange-inbox", "pattern": r"^interchange\.inbox$", "apply-to": "queues",
-             "priority": 0, "definition": {
-                 "dead-letter-exchange": DLX, "dead-letter-strategy": "at-least-once",
-                 "overflow": "reject-publish", "delivery-limit": 50}},
+            {
+                "name": "interchange-inbox",
+                "pattern": r"^interchange\.inbox$",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {
+                    "dead-letter-exchange": DLX,
+                    "dead-letter-strategy": "at-least-once",
+                    "overflow": "reject-publish",
+                    "delivery-limit": 50,
+                },
+            },
         ],
     }
 
 
-ENQUIRY_QUEUE = "interchange.enquiry"   # a force's cross-force enquiry requests (docs/ENQUIRY.md)
-ENQUIRY_QUEUE_SPEC = {"name": ENQUIRY_QUEUE, "arguments": {"x-queue-type": "classic"}}   # short-lived, expiring
+ENQUIRY_QUEUE = "interchange.enquiry"  # a force's cross-force enquiry requests (docs/ENQUIRY.md)
+ENQUIRY_QUEUE_SPEC = {"name": ENQUIRY_QUEUE, "arguments": {"x-queue-type": "classic"}}  # short-lived, expiring
 
 
-def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str], partitions: int = 1
-                ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def vhost_specs(
+    core_vhost: str, recipient_vhosts: dict[str, str], partitions: int = 1
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """vhost name -> spec, for the core and every recipient (a force's vhost also holds its enquiry queue)."""
     specs = {core_vhost: core_spec(partitions)}
     for recipient, vhost in recipient_vhosts.items():
@@ -168,8 +202,9 @@ def vhost_specs(core_vhost: str, recipient_vhosts: dict[str, str], partitions: i
 def declare(channel: Any, spec: dict[str, list[dict[str, Any]]]) -> None:
     """Declare a vhost's exchanges, queues and bindings on a blocking pika channel (idempotent)."""
     for exchange in spec["exchanges"]:
-        channel.exchange_declare(exchange["name"], exchange["type"], durable=True,
-                                 arguments=exchange.get("arguments") or None)
+        channel.exchange_declare(
+            exchange["name"], exchange["type"], durable=True, arguments=exchange.get("arguments") or None
+        )
     for queue in spec["queues"]:
         channel.queue_declare(queue["name"], durable=True, arguments=queue["arguments"])
     for binding in spec["bindings"]:
@@ -179,25 +214,54 @@ def declare(channel: Any, spec: dict[str, list[dict[str, Any]]]) -> None:
             channel.queue_bind(binding["destination"], binding["source"], binding["routing_key"])
 
 
-def definitions(core_vhost: str, recipient_vhosts: dict[str, str], extra: dict[str, Any] | None = None,
-                partitions: int = 1) -> dict[str, Any]:
+def definitions(
+    core_vhost: str, recipient_vhosts: dict[str, str], extra: dict[str, Any] | None = None, partitions: int = 1
+) -> dict[str, Any]:
     """The topology in RabbitMQ's definitions format (importable with `rabbitmqctl import_definitions`)."""
-    out: dict[str, Any] = {"vhosts": [], "exchanges": [], "queues": [], "bindings": [], "policies": [],
-                           "users": [], "permissions": []}
+    out: dict[str, Any] = {
+        "vhosts": [],
+        "exchanges": [],
+        "queues": [],
+        "bindings": [],
+        "policies": [],
+        "users": [],
+        "permissions": [],
+    }
     for vhost, spec in vhost_specs(core_vhost, recipient_vhosts, partitions).items():
         out["vhosts"].append({"name": vhost})
         for exchange in spec["exchanges"]:
-            out["exchanges"].append({"name": exchange["name"], "vhost": vhost, "type": exchange["type"],
-                                     "durable": True, "auto_delete": False, "internal": False,
-                                     "arguments": exchange.get("arguments", {})})
+            out["exchanges"].append(
+                {
+                    "name": exchange["name"],
+                    "vhost": vhost,
+                    "type": exchange["type"],
+                    "durable": True,
+                    "auto_delete": False,
+                    "internal": False,
+                    "arguments": exchange.get("arguments", {}),
+                }
+            )
         for queue in spec["queues"]:
-            out["queues"].append({"name": queue["name"], "vhost": vhost, "durable": True, "auto_delete": False,
-                                  "arguments": queue["arguments"]})
+            out["queues"].append(
+                {
+                    "name": queue["name"],
+                    "vhost": vhost,
+                    "durable": True,
+                    "auto_delete": False,
+                    "arguments": queue["arguments"],
+                }
+            )
         for binding in spec["bindings"]:
-            out["bindings"].append({"source": binding["source"], "vhost": vhost, "destination":
-                                    binding["destination"],
-                                    "destination_type": binding.get("destination_type", "queue"),
-                                    "routing_key": binding["routing_key"], "arguments": {}})
+            out["bindings"].append(
+                {
+                    "source": binding["source"],
+                    "vhost": vhost,
+                    "destination": binding["destination"],
+                    "destination_type": binding.get("destination_type", "queue"),
+                    "routing_key": binding["routing_key"],
+                    "arguments": {},
+                }
+            )
         for policy in spec["policies"]:
             out["policies"].append(dict(policy, vhost=vhost))
     for key, value in (extra or {}).items():

@@ -96,29 +96,36 @@ class _Job:
     remaining: int = 0
     failure: str = ""
     outputs: list[Outgoing] = field(default_factory=list)
-    confirmed: set[str] = field(default_factory=set)           # recipients whose delivery was confirmed
-    failed: list[tuple[str, str]] = field(default_factory=list)   # (recipient, reason) of failed deliveries
+    confirmed: set[str] = field(default_factory=set)  # recipients whose delivery was confirmed
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reason) of failed deliveries
 
 
 class Worker:
     """Consumes `interchange.route` and carries out plans on an AmqpTransport (or the memory one)."""
 
-    def __init__(self, ctx: Context, transport: Any, metrics: Metrics | None = None, log: Any = None,
-                 lag: AuditLag | None = None, lag_check_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        transport: Any,
+        metrics: Metrics | None = None,
+        log: Any = None,
+        lag: AuditLag | None = None,
+        lag_check_seconds: float = 0.5,
+    ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.metrics = metrics or Metrics()
         self.log = log or logs.get("interchange.worker")
         self.seen = SeenRecords()
-        self._deciding: dict[str, int] = {}   # dedup key -> copies in flight (a second copy is a duplicate)
+        self._deciding: dict[str, int] = {}  # dedup key -> copies in flight (a second copy is a duplicate)
         self.ctx.seen = lambda key: key in self.seen or key in self._deciding
         self.ctx.actor = self.ctx.actor or {"system": "interchange", "worker": f"{socket.gethostname()}:{os.getpid()}"}
         self.metrics.preinitialise(ctx.registry)
         self.acks = AckBatcher(transport)
         self._audit_batch: list[_Job] = []
         self._flush_scheduled = False
-        self._undelivered: list[dict[str, Any]] = []   # `undelivered` entries not yet confirmed by the audit
-        self._partial: collections.OrderedDict[str, set[str]] = collections.OrderedDict()   # dedup -> recipients
+        self._undelivered: list[dict[str, Any]] = []  # `undelivered` entries not yet confirmed by the audit
+        self._partial: collections.OrderedDict[str, set[str]] = collections.OrderedDict()  # dedup -> recipients
         self.in_flight = 0
         self.routed = 0
         self.ready = False
@@ -135,22 +142,28 @@ class Worker:
         own, standby = topology.partition_preference(s.partitions, s.worker_index, s.workers)
         for queue in own:
             self.transport.consume("core", queue, s.prefetch, self.on_message)
-        if standby:   # subscribe later, so the workers that own these partitions become their active consumers
-            self.transport.call_later(s.standby_delay_seconds, lambda: [
-                self.transport.consume("core", queue, s.prefetch, self.on_message) for queue in standby])
+        if standby:  # subscribe later, so the workers that own these partitions become their active consumers
+            self.transport.call_later(
+                s.standby_delay_seconds,
+                lambda: [self.transport.consume("core", queue, s.prefetch, self.on_message) for queue in standby],
+            )
 
     def _on_ready(self) -> None:
         self.ready = True
         self._write_undelivered()
-        self.log.info("worker_ready", vhost=self.ctx.settings.core_vhost,
-                      recipients=len(self.ctx.registry.recipients), agreements=len(self.ctx.registry.agreements))
+        self.log.info(
+            "worker_ready",
+            vhost=self.ctx.settings.core_vhost,
+            recipients=len(self.ctx.registry.recipients),
+            agreements=len(self.ctx.registry.agreements),
+        )
 
     def _on_lost(self, reason: str) -> None:
         self.ready = False
         self.in_flight = 0
-        self._audit_batch = []   # their inputs return to the queue with the lost channel
+        self._audit_batch = []  # their inputs return to the queue with the lost channel
         self._deciding.clear()
-        self._held = []          # they return to the queue with the lost channel too
+        self._held = []  # they return to the queue with the lost channel too
         self.metrics.reconnects.inc()
         self.log.warning("connection_lost", reason=reason, note="unacked records will be redelivered")
 
@@ -158,24 +171,31 @@ class Worker:
     def on_message(self, inbound: Inbound) -> None:
         """Decide one record and carry the plan out; nothing a record holds can make this raise."""
         if self.paused:
-            self._held.append(inbound)     # unacked: the prefetch limit stops RabbitMQ sending more
+            self._held.append(inbound)  # unacked: the prefetch limit stops RabbitMQ sending more
             return
         self.acks.received(inbound)
         props = inbound.properties
-        message = Message(inbound.body, props.content_type, props.message_id, props.correlation_id,
-                          props.user_id, props.headers or {}, inbound.redelivered)
+        message = Message(
+            inbound.body,
+            props.content_type,
+            props.message_id,
+            props.correlation_id,
+            props.user_id,
+            props.headers or {},
+            inbound.redelivered,
+        )
         self._decide(inbound, message)
 
     def _decide(self, inbound: Inbound, message: Message) -> None:
         plan = router.route(message, self.ctx)
-        if plan.outcome == "waiting":   # a correction whose original is not audited yet: decide it again later
+        if plan.outcome == "waiting":  # a correction whose original is not audited yet: decide it again later
             self._wait(inbound, message, plan)
             return
         plan = self._without_confirmed(plan)
         try:
             with logs.record_context(plan.record_id, plan.correlation_id):
                 self._carry_out(inbound, plan, format_label(message.headers))
-        except Exception as exc:   # noqa: BLE001 - a defect here must not stop the records behind this one
+        except Exception as exc:  # noqa: BLE001 - a defect here must not stop the records behind this one
             self.log.error("record_internal_error", record_id=plan.record_id, error_type=type(exc).__name__)
             self.in_flight = max(0, self.in_flight - 1)
             self.transport.reject(inbound, requeue=True)
@@ -188,16 +208,16 @@ class Worker:
         if not done or plan.outcome != "routed":
             return plan
         plan.outputs = [o for o in plan.outputs if o.target not in done]
-        plan.audit_entries = [e for e in plan.audit_entries
-                              if not (e.get("operation") == "disclose" and e.get("recipient") in done)]
+        plan.audit_entries = [
+            e for e in plan.audit_entries if not (e.get("operation") == "disclose" and e.get("recipient") in done)
+        ]
         return plan
 
     def _wait(self, inbound: Inbound, message: Message, plan: Plan) -> None:
         """Keep the correction (unacked) and decide it again in a moment; after a lost connection RabbitMQ
         has it back, so the retry is dropped."""
         self.metrics.corrections_waiting.inc()
-        self.log.info("correction_waiting", record_id=plan.record_id, original=plan.reason,
-                      attempt=message.attempt + 1)
+        self.log.info("correction_waiting", record_id=plan.record_id, original=plan.reason, attempt=message.attempt + 1)
 
         def again() -> None:
             if inbound.generation == getattr(self.transport, "generation", inbound.generation):
@@ -221,7 +241,7 @@ class Worker:
         self._audit_batch.append(job)
         if len(self._audit_batch) >= AUDIT_BATCH_RECORDS:
             self._flush_audit()
-        elif not self._flush_scheduled:   # after the records that arrived together are decided
+        elif not self._flush_scheduled:  # after the records that arrived together are decided
             self._flush_scheduled = True
             self.transport.call_later(0, self._flush_audit)
 
@@ -262,7 +282,7 @@ class Worker:
         """transport.publish, with anything it raises turned into a failed publish."""
         try:
             self.transport.publish(out, callback)
-        except Exception as exc:   # noqa: BLE001 - e.g. a value pika cannot encode
+        except Exception as exc:  # noqa: BLE001 - e.g. a value pika cannot encode
             callback(False, f"publish raised {type(exc).__name__}")
 
     def _audited(self, job: _Job, ok: bool, why: str) -> None:
@@ -304,11 +324,18 @@ class Worker:
         publish_seconds = time.perf_counter() - job.started
         self.metrics.child(self.metrics.stage_seconds, "publish").observe(publish_seconds)
         self._count(plan)
-        self.log.info("record_" + plan.outcome, record_id=plan.record_id, correlation_id=plan.correlation_id,
-                      source=plan.source, record_type=plan.record_type, delivered=plan.delivered,
-                      withheld=plan.withheld, reason=plan.reason,
-                      durations_ms={k: round(v * 1000, 3) for k, v in plan.timings.items()}
-                      | {"publish": round(publish_seconds * 1000, 3)})
+        self.log.info(
+            "record_" + plan.outcome,
+            record_id=plan.record_id,
+            correlation_id=plan.correlation_id,
+            source=plan.source,
+            record_type=plan.record_type,
+            delivered=plan.delivered,
+            withheld=plan.withheld,
+            reason=plan.reason,
+            durations_ms={k: round(v * 1000, 3) for k, v in plan.timings.items()}
+            | {"publish": round(publish_seconds * 1000, 3)},
+        )
 
     def _done_deciding(self, key: str) -> None:
         copies = self._deciding.pop(key, 0) - 1
@@ -325,8 +352,9 @@ class Worker:
         self.metrics.requeued.inc()
         self.transport.reject(job.inbound, requeue=True)
         self.acks.settle(job.inbound, acked=False)
-        self.log.warning("record_requeued", record_id=job.plan.record_id, correlation_id=job.plan.correlation_id,
-                         reason=why)
+        self.log.warning(
+            "record_requeued", record_id=job.plan.record_id, correlation_id=job.plan.correlation_id, reason=why
+        )
 
     # ---------------------------------------------------------------- failed deliveries
     def _remember_confirmed(self, job: _Job) -> None:
@@ -344,8 +372,7 @@ class Worker:
         now = router.iso(self.ctx.clock())
         for recipient, reason in job.failed:
             if recipient in disclosed:
-                self._undelivered.append(audit.undelivered_entry(disclosed[recipient], reason,
-                                                                 self.ctx.actor, now))
+                self._undelivered.append(audit.undelivered_entry(disclosed[recipient], reason, self.ctx.actor, now))
                 self.metrics.child(self.metrics.undelivered, recipient, reason).inc()
         self._write_undelivered()
 
@@ -376,9 +403,13 @@ class Worker:
         if not self.paused and self.lag.over_bound(seconds):
             self.paused = True
             self.metrics.audit_paused.set(1)
-            self.log.warning("worker_paused_for_audit_lag", audit_lag_seconds=round(seconds, 1),
-                             bound_seconds=self.lag.bound, audit_queue_messages=self.lag.queued,
-                             note="no new record is decided until the audit writer catches up")
+            self.log.warning(
+                "worker_paused_for_audit_lag",
+                audit_lag_seconds=round(seconds, 1),
+                bound_seconds=self.lag.bound,
+                audit_queue_messages=self.lag.queued,
+                note="no new record is decided until the audit writer catches up",
+            )
         elif self.paused and seconds <= self.lag.bound / 2:
             self.paused = False
             self.metrics.audit_paused.set(0)
@@ -412,13 +443,19 @@ class Worker:
                 m.latency.observe(latency)
 
 
-
 def _failure_code(why: str) -> str:
     """A bounded reason code for a failed publish (the transport's text names vhosts and frames)."""
     text = why.lower()
-    for needle, code in (("unroutable", "returned"), ("nack", "nacked"), ("no confirm", "confirm_timeout"),
-                         ("raised", "publish_error"), ("not ready", "connection_lost"), ("closed", "connection_lost"),
-                         ("nothing heard", "connection_lost"), ("cannot connect", "connection_lost")):
+    for needle, code in (
+        ("unroutable", "returned"),
+        ("nack", "nacked"),
+        ("no confirm", "confirm_timeout"),
+        ("raised", "publish_error"),
+        ("not ready", "connection_lost"),
+        ("closed", "connection_lost"),
+        ("nothing heard", "connection_lost"),
+        ("cannot connect", "connection_lost"),
+    ):
         if needle in text:
             return code
     return "publish_failed"

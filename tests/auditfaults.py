@@ -39,10 +39,10 @@ def kind_of(n: int) -> str:
 def mixed_records(count: int, prefix: str) -> Iterator[dict[str, Any]]:
     for n, record in enumerate(flow_records(count, prefix)):
         kind = kind_of(n)
-        if kind == "withheld":      # above every flow agreement's ceiling (max_classification OFFICIAL)
+        if kind == "withheld":  # above every flow agreement's ceiling (max_classification OFFICIAL)
             record = copy.deepcopy(record)
             record["classification"] = dict(record["classification"], sensitive=True)
-        elif kind == "rejected":    # fails the schema
+        elif kind == "rejected":  # fails the schema
             record = dict(record, subjects="not-a-list")
         yield record
 
@@ -53,8 +53,10 @@ class Rig:
     def __init__(self, tmp_path: Path, disk: SmallDisk, lag_bound: float = 30.0) -> None:
         self.tmp, self.disk = tmp_path, disk
         self.broker = TestBroker.create(
-            disk.path / "audit", write_flow_agreements(tmp_path / "agreements"),
-            recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"))
+            disk.path / "audit",
+            write_flow_agreements(tmp_path / "agreements"),
+            recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),
+        )
         self.settings = self.broker.settings
         self.config = _flow_settings_file(self.settings, tmp_path / "settings.yaml")
         doc = yaml.safe_load(self.config.read_text())
@@ -83,9 +85,17 @@ class Rig:
                     time.sleep(max(0.0, started + n / per_second - time.monotonic()))
                 yield record_message(record)
 
-        self._publisher = threading.Thread(target=lambda: self.reports.append(publish_all(
-            self.settings, messages(), window=20 if per_second else 500,
-            on_confirmed=lambda m: self.confirmed.add(m.message_id))), daemon=True)
+        self._publisher = threading.Thread(
+            target=lambda: self.reports.append(
+                publish_all(
+                    self.settings,
+                    messages(),
+                    window=20 if per_second else 500,
+                    on_confirmed=lambda m: self.confirmed.add(m.message_id),
+                )
+            ),
+            daemon=True,
+        )
         self._publisher.start()
 
     def published(self, timeout: float) -> PublishReport:
@@ -136,14 +146,22 @@ class Rig:
         return {i for i in self.confirmed if self.expected[i] == "rejected"}
 
     def verify_cli(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "broker", "--audit-dir", str(self.settings.audit_dir),
-                               "audit", "verify"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "broker", "--audit-dir", str(self.settings.audit_dir), "audit", "verify"],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
 
     def counts(self) -> dict[str, int]:
         kinds = collections.Counter(self.expected[i] for i in self.confirmed)
-        return {"records": len(self.expected), "confirmed": len(self.confirmed), "deliveries":
-                kinds["delivered"] * len(FLOW_RECIPIENTS), "withholds": kinds["withheld"] * len(FLOW_RECIPIENTS),
-                "rejections": kinds["rejected"]}
+        return {
+            "records": len(self.expected),
+            "confirmed": len(self.confirmed),
+            "deliveries": kinds["delivered"] * len(FLOW_RECIPIENTS),
+            "withholds": kinds["withheld"] * len(FLOW_RECIPIENTS),
+            "rejections": kinds["rejected"],
+        }
 
     def log_lines(self, role: Role, event: str) -> list[str]:
         return [line for line in role.log.read_text(errors="replace").splitlines() if f'"{event}"' in line]
@@ -175,12 +193,16 @@ def disk_full_mid_flow(tmp_path: Path, disk: SmallDisk, full_seconds: float, rec
         dead = rig.dead_letters()
         verdict = rig.verify_cli()
         problems = rig.audit_problems()
-        facts = rig.counts() | {"disk_full_seconds": round(full_for, 1), "write_retries": len(waits),
-                                "log_bytes_when_full": written_when_full, "resent": report.resent,
-                                "dead_letters": len(dead), "audit_problems": len(problems),
-                                "worker_pauses": len(pauses)}
-        assert_reconciled(f"audit-disk-full-{full_seconds:.0f}s", delivered, len(dead) - len(rig.rejected()),
-                          **facts)
+        facts = rig.counts() | {
+            "disk_full_seconds": round(full_for, 1),
+            "write_retries": len(waits),
+            "log_bytes_when_full": written_when_full,
+            "resent": report.resent,
+            "dead_letters": len(dead),
+            "audit_problems": len(problems),
+            "worker_pauses": len(pauses),
+        }
+        assert_reconciled(f"audit-disk-full-{full_seconds:.0f}s", delivered, len(dead) - len(rig.rejected()), **facts)
         assert waits and all("disk space" in line for line in waits), waits[:3]
         # back-off: 0.5, 1, 2, 4 … 30 s (jittered) instead of a retry about every second
         assert len(waits) < full_seconds / 2, f"{len(waits)} retries in {full_for:.0f}s: no back-off"

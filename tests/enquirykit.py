@@ -50,11 +50,24 @@ class Signer:
     def verifier(self) -> Verifier:
         return Verifier([self.key.public_key()], issuer=ISSUER)
 
-    def token(self, officer: str = "PC-0101", force: str = "01", role: str = "constable",
-              expires_in: float = 300, key: Any = None) -> str:
+    def token(
+        self,
+        officer: str = "PC-0101",
+        force: str = "01",
+        role: str = "constable",
+        expires_in: float = 300,
+        key: Any = None,
+    ) -> str:
         now = dt.datetime.now(dt.UTC)
-        claims = {"sub": officer, "force": force, "role": role, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
-                  "exp": now + dt.timedelta(seconds=expires_in)}
+        claims = {
+            "sub": officer,
+            "force": force,
+            "role": role,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + dt.timedelta(seconds=expires_in),
+        }
         return jwt.encode(claims, key or self.key, algorithm="ES256")
 
     def header(self, **claims: Any) -> dict[str, str]:
@@ -87,12 +100,21 @@ def agreements_with(directory: Path, **changes: Any) -> Path:
     return directory
 
 
-def gateway(settings: Any, signer: Signer, audit: Callable[[list[dict[str, Any]]], None],
-            agreements: list[EnquiryAgreement] | None = None, deadline: float = 2.0) -> Gateway:
+def gateway(
+    settings: Any,
+    signer: Signer,
+    audit: Callable[[list[dict[str, Any]]], None],
+    agreements: list[EnquiryAgreement] | None = None,
+    deadline: float = 2.0,
+) -> Gateway:
     agencies = load_agencies(PROJECT_ROOT / "deploy" / "config" / "agencies.yaml")
-    config = GatewayConfig(signer.verifier(), agreements or load_enquiry_agreements(PROJECT_ROOT / "deploy" /
-                                                                                     "agreements"),
-                           agencies, audit, deadline)
+    config = GatewayConfig(
+        signer.verifier(),
+        agreements or load_enquiry_agreements(PROJECT_ROOT / "deploy" / "agreements"),
+        agencies,
+        audit,
+        deadline,
+    )
     return Gateway(settings, config)
 
 
@@ -109,8 +131,9 @@ class RunningResponder:
                 time.sleep(delay)
             return index.find(self.conn, force, keys, types)
 
-        self.responder = Responder(settings, force, find,
-                                   load_enquiry_agreements(PROJECT_ROOT / "deploy" / "agreements"))
+        self.responder = Responder(
+            settings, force, find, load_enquiry_agreements(PROJECT_ROOT / "deploy" / "agreements")
+        )
         self.thread = threading.Thread(target=self.responder.run, name=f"responder-{force}", daemon=True)
         self.thread.start()
         if not self.responder.ready.wait(15):
@@ -162,7 +185,8 @@ def phone_browser() -> Any:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(arg)
     # a window is at least 500 px wide; device emulation gives the page a phone's viewport
-    options.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844,
-                                                                          "pixelRatio": 2}})
+    options.add_experimental_option(
+        "mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}}
+    )
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))

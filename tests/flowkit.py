@@ -64,8 +64,11 @@ def write_flow_recipients(path: Path) -> Path:
     """recipients.yaml holding only FLOW_RECIPIENTS (fewer vhosts and quorum queues to create)."""
     doc = yaml.safe_load((PROJECT_ROOT / "deploy" / "config" / "recipients.yaml").read_text())
     # the fault tests count deliveries by record id: their crime-map is a plain (not public) recipient here
-    doc["recipients"] = [{k: v for k, v in r.items() if k not in ("public", "format")}
-                         for r in doc["recipients"] if r["id"] in FLOW_RECIPIENTS]
+    doc["recipients"] = [
+        {k: v for k, v in r.items() if k not in ("public", "format")}
+        for r in doc["recipients"]
+        if r["id"] in FLOW_RECIPIENTS
+    ]
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -108,7 +111,7 @@ def write_settings_file(settings: Settings, path: Path, heartbeat: int = 5) -> P
         },
         "metrics": {"port": 0},
         "identity": {"require_publisher": settings.require_publisher},
-        "development": settings.development,   # the tests' settings (deploy/interchange.yaml) are development's
+        "development": settings.development,  # the tests' settings (deploy/interchange.yaml) are development's
     }
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -238,17 +241,14 @@ class Reconciler:
     """Consumes every recipient's inbox in its own thread (manual acks, reconnecting across the node list)
     and reconciles what arrived against the records RabbitMQ confirmed."""
 
-    def __init__(
-        self, settings: Settings, recipients: tuple[str, ...] = FLOW_RECIPIENTS, batch: int = 200
-    ) -> None:
+    def __init__(self, settings: Settings, recipients: tuple[str, ...] = FLOW_RECIPIENTS, batch: int = 200) -> None:
         self.settings, self.recipients, self.batch = settings, recipients, batch
         self.inboxes = {r: Inbox() for r in recipients}
         self.reconnects = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._consume, args=(r,), daemon=True, name=f"inbox-{r}")
-            for r in recipients
+            threading.Thread(target=self._consume, args=(r,), daemon=True, name=f"inbox-{r}") for r in recipients
         ]
 
     def __enter__(self) -> Reconciler:

@@ -64,8 +64,7 @@ def main(argv: list[str]) -> None:
     for workers in (1, 2):
         rate = measure(workers, records, overrides)
         print(
-            f"workers={workers} records={records} rate={rate:.0f} records/s "
-            "(each to 4 recipients, start-up included)"
+            f"workers={workers} records={records} rate={rate:.0f} records/s (each to 4 recipients, start-up included)"
         )
 
 

@@ -46,11 +46,14 @@ class SmallDisk:
 def small_disk(path: Path, size: str = "1m") -> Iterator[SmallDisk]:
     """Mount a tmpfs of `size` at `path` (the tests run as root); skip, saying why, where that is impossible."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a {size} tmpfs for the audit directory (needs root and mount rights): "
-                    f"{mounted.stderr.strip() or mounted.returncode}")
+        pytest.skip(
+            f"cannot mount a {size} tmpfs for the audit directory (needs root and mount rights): "
+            f"{mounted.stderr.strip() or mounted.returncode}"
+        )
     try:
         yield SmallDisk(path)
     finally:

@@ -61,9 +61,13 @@ def test_a_frozen_writer_pauses_deliveries_within_the_bound_and_they_resume_afte
         settle = bound + 8.0
         still = [n for t, n in samples if t >= settle]
         last_growth = max((t for (t, n), (_t0, n0) in zip(samples[1:], samples, strict=False) if n > n0), default=0)
-        facts = rig.counts() | {"frozen_seconds": frozen_for, "bound_seconds": bound,
-                                "last_delivery_after_freeze_s": round(last_growth, 1),
-                                "resumed_after_thaw_s": round(resumed_after, 1), "pauses": len(paused)}
+        facts = rig.counts() | {
+            "frozen_seconds": frozen_for,
+            "bound_seconds": bound,
+            "last_delivery_after_freeze_s": round(last_growth, 1),
+            "resumed_after_thaw_s": round(resumed_after, 1),
+            "pauses": len(paused),
+        }
         assert_reconciled("audit-writer-frozen", delivered, len(rig.dead_letters()) - len(rig.rejected()), **facts)
         assert still and max(still) == min(still), f"deliveries went on {last_growth:.1f}s after the writer froze"
         assert paused and resumed
@@ -79,7 +83,7 @@ def test_a_writer_sigkilled_five_times_during_a_backlog_leaves_the_log_intact(tm
         rig.worker.start()
         with Reconciler(rig.settings) as inboxes:
             rig.publish(3000, "backlog")
-            rig.published(timeout=300)       # the backlog: every audit message waits, no writer yet
+            rig.published(timeout=300)  # the backlog: every audit message waits, no writer yet
             assert inboxes.wait_for(rig.entitled(), timeout=180), inboxes.missing(rig.entitled())
             delivered = inboxes.report(rig.entitled())
         rig.worker.stop()
@@ -92,8 +96,15 @@ def test_a_writer_sigkilled_five_times_during_a_backlog_leaves_the_log_intact(tm
         rig.finish()
         verdict = rig.verify_cli()
         problems = rig.audit_problems()
-        assert_reconciled("audit-writer-killed-in-backlog", delivered, 0, kills=rig.writer.kills,
-                          **rig.counts(), audit_problems=len(problems), repairs=len(verify(rig.log).repairs))
+        assert_reconciled(
+            "audit-writer-killed-in-backlog",
+            delivered,
+            0,
+            kills=rig.writer.kills,
+            **rig.counts(),
+            audit_problems=len(problems),
+            repairs=len(verify(rig.log).repairs),
+        )
         assert verdict.returncode == 0, verdict.stdout
         assert not problems, problems[:10]
         assert sorted(rig.dead_letters()) == sorted(rig.rejected())

@@ -27,9 +27,9 @@ def test_nothing_queued_means_no_lag():
 
 def test_the_lag_is_the_age_of_the_oldest_publish_that_can_still_be_queued():
     published = [10.0, 20.0, 30.0, 40.0]
-    assert lag_seconds(published, 1, 50.0) == 10.0      # only the newest can be queued
+    assert lag_seconds(published, 1, 50.0) == 10.0  # only the newest can be queued
     assert lag_seconds(published, 3, 50.0) == 30.0
-    assert lag_seconds(published, 99, 50.0) == 40.0     # more queued than we know of: our oldest
+    assert lag_seconds(published, 99, 50.0) == 40.0  # more queued than we know of: our oldest
 
 
 class Clock:
@@ -71,7 +71,7 @@ def test_a_worker_past_the_bound_holds_new_records_and_resumes_by_itself(registr
     published_before = len(transport.published)
     _put(transport, "05-safeguarding", "rec-2")
     transport.run()
-    assert worker.routed == 1 and len(transport.published) == published_before    # held: nothing released
+    assert worker.routed == 1 and len(transport.published) == published_before  # held: nothing released
     assert len(worker._held) == 1 and transport.acked == [1]
     # still behind: stays paused (it resumes under half the bound, not at the bound)
     clock.now += 1
@@ -96,7 +96,7 @@ def test_records_held_while_paused_are_forgotten_when_the_connection_is_lost(reg
     _put(transport, "05-safeguarding", "rec-2")
     transport.run()
     assert len(worker._held) == 1
-    worker._on_lost("test")          # RabbitMQ redelivers them; holding them would decide them twice
+    worker._on_lost("test")  # RabbitMQ redelivers them; holding them would decide them twice
     assert worker._held == []
 
 

@@ -15,8 +15,16 @@ from tests.smalldisk import small_disk
 
 
 def _entries(batch: str, n: int, size: int = 40) -> list[dict]:
-    return [{"entry_id": f"{batch}-{i}", "record_id": f"r-{batch}-{i}", "outcome": "delivered",
-             "recipient": "cps", "note": "x" * size} for i in range(n)]
+    return [
+        {
+            "entry_id": f"{batch}-{i}",
+            "record_id": f"r-{batch}-{i}",
+            "outcome": "delivered",
+            "recipient": "cps",
+            "note": "x" * size,
+        }
+        for i in range(n)
+    ]
 
 
 def _written(path) -> list[str]:
@@ -72,7 +80,7 @@ def test_a_partial_last_line_is_quarantined_and_recorded_so_the_chain_continues(
     torn = orjson.dumps({"seq": 5, "prev": "abc", "entry_id": "b2-0", "note": "cut sh"})[:-9]
     with (tmp_path / LOG_NAME).open("ab") as fh:
         fh.write(torn)
-    assert not verify(tmp_path / LOG_NAME).ok    # what `audit verify` saw before: "not valid JSON"
+    assert not verify(tmp_path / LOG_NAME).ok  # what `audit verify` saw before: "not valid JSON"
     log = AuditLog(tmp_path)
     log.append(_entries("b2", 2), batch="b2")
     log.close()
@@ -83,7 +91,7 @@ def test_a_partial_last_line_is_quarantined_and_recorded_so_the_chain_continues(
     entries = list(read_entries(tmp_path / LOG_NAME))
     assert entries[4]["operation"] == "audit_repair" and entries[4]["sha256"] == quarantined["sha256"]
     assert _written(tmp_path / LOG_NAME) == [f"b1-{i}" for i in range(4)] + ["b2-0", "b2-1"]
-    AuditLog(tmp_path).close()     # reopening does not record the same repair twice
+    AuditLog(tmp_path).close()  # reopening does not record the same repair twice
     assert verify(tmp_path / LOG_NAME).repairs == (5,)
 
 
@@ -108,11 +116,11 @@ def test_a_batch_cut_short_by_a_crash_counts_only_the_entries_on_disk(tmp_path):
     log.close()
     path = tmp_path / LOG_NAME
     lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(b"".join(lines[:4]) + lines[4][:30])     # b2: two whole lines and a fragment
+    path.write_bytes(b"".join(lines[:4]) + lines[4][:30])  # b2: two whole lines and a fragment
     log = AuditLog(tmp_path)
     assert log.has_batch("b1") and not log.has_batch("b2") and log.on_disk("b2", 5) == 2
     batch = _entries("b2", 5)
-    log.append(batch[log.on_disk("b2", 5):], batch="b2", total=5)
+    log.append(batch[log.on_disk("b2", 5) :], batch="b2", total=5)
     log.sync()
     assert log.has_batch("b2")
     log.close()
@@ -125,7 +133,7 @@ def test_back_off_doubles_with_jitter_up_to_its_cap_and_resets():
     waits = [backoff.next() for _ in range(6)]
     for wait, ceiling in zip(waits, [0.5, 1, 2, 4, 4, 4], strict=True):
         assert ceiling / 2 <= wait <= ceiling
-    assert len({round(w, 6) for w in waits[3:]}) == 3          # jittered, not a fixed period
+    assert len({round(w, 6) for w in waits[3:]}) == 3  # jittered, not a fixed period
     backoff.reset()
     assert backoff.next() <= 0.5
 

@@ -13,8 +13,9 @@ from broker.transports.memory import EXAMPLES
 
 
 def interchange(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "broker", *args], capture_output=True, text=True, cwd=PROJECT_ROOT, **kwargs
+    )
 
 
 def all_commands():

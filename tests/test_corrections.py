@@ -168,15 +168,15 @@ def test_a_correction_reaches_only_the_recipients_of_its_own_origins_record_when
     assert not set(plan.delivered) & (set(first.delivered) - set(own.delivered))
 
 
-def test_a_correction_under_an_agreement_since_narrowed_to_official_sends_a_notice_not_the_sensitive_record(
-    ctx, index
-):
+def test_a_correction_under_an_agreement_since_narrowed_to_official_sends_a_notice_not_the_sensitive_record(ctx, index):
     # Given the victim referral reached victim support under ISA-VICTIMS-LONDON
     original = _published(ctx, index, _example(VICTIM))
     assert original.delivered == ["victim-support-london"]
     # When the agreement is narrowed to OFFICIAL and an OFFICIAL-SENSITIVE correction is published
-    narrowed = [dataclasses.replace(a, max_classification="OFFICIAL") if a.id == "ISA-VICTIMS-LONDON" else a
-                for a in ctx.registry.agreements]
+    narrowed = [
+        dataclasses.replace(a, max_classification="OFFICIAL") if a.id == "ISA-VICTIMS-LONDON" else a
+        for a in ctx.registry.agreements
+    ]
     ctx.rulebook = Rulebook(narrowed, ctx.registry.recipients, ctx.registry.agencies)
     plan = _route(ctx, _correction(_example(VICTIM)))
     # Then victim support is sent a retraction notice only
@@ -196,9 +196,7 @@ def test_when_consent_is_withdrawn_victim_support_gets_the_retraction_not_the_ne
     assert b"07700 900999" not in b"".join(o.body for o in plan.outputs)
 
 
-def test_a_correction_that_passes_todays_checks_under_an_expired_agreement_still_reaches_the_past_recipient(
-    ctx, index
-):
+def test_a_correction_that_passes_todays_checks_under_an_expired_agreement_still_reaches_the_past_recipient(ctx, index):
     # Given a crime report the City of London ASB partnership received in 2024 (its agreement since expired)
     record = _example("12-crime.report-open-data-crime-map.json")
     ctx.clock = lambda: dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
@@ -222,9 +220,20 @@ def test_a_correction_never_overtakes_an_original_not_yet_audited_or_whose_deliv
     plan = _route(ctx, original)
     _audit(index, *plan.audit_entries)
     disclose = _entries(plan)["victim-support-london"]
-    _audit(index, {"entry_id": "u1", "operation": "undelivered", "outcome": "not_delivered", "reason": "nacked",
-                   "record_id": original["id"], "origin": "48", "recipient": "victim-support-london",
-                   "agreement": "ISA-VICTIMS-LONDON", "cancels": disclose["entry_id"]})
+    _audit(
+        index,
+        {
+            "entry_id": "u1",
+            "operation": "undelivered",
+            "outcome": "not_delivered",
+            "reason": "nacked",
+            "record_id": original["id"],
+            "origin": "48",
+            "recipient": "victim-support-london",
+            "agreement": "ISA-VICTIMS-LONDON",
+            "cancels": disclose["entry_id"],
+        },
+    )
     # Then the correction waits for the original to be decided again
     assert _route(ctx, correction).outcome == "waiting"
     assert _route(ctx, correction, attempt=bound).reason == "supersedes_original_pending"
@@ -239,8 +248,17 @@ def test_a_covert_hold_on_an_original_hides_its_corrections_in_every_report_form
     _published(ctx, index, original)
     correction = _published(ctx, index, _correction(original))
     # When a covert hold is placed on the original's record id
-    _audit(index, {"entry_id": "h1", "operation": "hold", "time": "2026-11-26T12:30:00Z", "record_id": original["id"],
-                   "hold": {"id": "hold-1"}, "justification": "Operation X"})
+    _audit(
+        index,
+        {
+            "entry_id": "h1",
+            "operation": "hold",
+            "time": "2026-11-26T12:30:00Z",
+            "record_id": original["id"],
+            "hold": {"id": "hold-1"},
+            "justification": "Operation X",
+        },
+    )
     holds = index.live_holds()
     # Then the correction's disclosure is held too, so no subject-facing report shows it
     assert holds[correction.record_id] == ["hold-1"]
@@ -252,10 +270,23 @@ def test_a_covert_hold_on_an_original_hides_its_corrections_in_every_report_form
     assert "HELD (hold-1)" in disclosures.as_html(internal, "NHS", "now", include_held=True)
     assert disclosures.as_table(disclosures.rows(entries, holds)).splitlines()[0].split()[-1] == "held"
     # And a hold placed on the correction covers the original it corrects
-    _audit(index, {"entry_id": "r1", "operation": "release", "time": "2026-11-26T13:00:00Z",
-                   "record_id": original["id"], "hold": {"id": "hold-1"}},
-           {"entry_id": "h2", "operation": "hold", "time": "2026-11-26T13:00:01Z", "record_id": correction.record_id,
-            "hold": {"id": "hold-2"}})
+    _audit(
+        index,
+        {
+            "entry_id": "r1",
+            "operation": "release",
+            "time": "2026-11-26T13:00:00Z",
+            "record_id": original["id"],
+            "hold": {"id": "hold-1"},
+        },
+        {
+            "entry_id": "h2",
+            "operation": "hold",
+            "time": "2026-11-26T13:00:01Z",
+            "record_id": correction.record_id,
+            "hold": {"id": "hold-2"},
+        },
+    )
     assert index.live_holds()[original["id"]] == ["hold-2"]
 
 

@@ -55,8 +55,10 @@ def changed_since(rnd: Random, docs: list[dict[str, Any]]) -> list[dict[str, Any
         elif change == "official":
             doc["max_classification"] = "OFFICIAL"
         elif change == "condition":
-            doc["conditions"] = [*doc["conditions"],
-                                 {"name": "consent_given", "equals": {"path": "data.consent.given", "value": True}}]
+            doc["conditions"] = [
+                *doc["conditions"],
+                {"name": "consent_given", "equals": {"path": "data.consent.given", "value": True}},
+            ]
         today.append(doc)
     return today
 
@@ -66,8 +68,13 @@ def timeless(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(doc, status="active", valid_from="0001-01-01", valid_until="9999-12-31")
 
 
-def expected(then: list[dict[str, Any]], today: list[dict[str, Any]], original: dict[str, Any],
-             correction: dict[str, Any], recipient: str) -> tuple[str, str | None] | None:
+def expected(
+    then: list[dict[str, Any]],
+    today: list[dict[str, Any]],
+    original: dict[str, Any],
+    correction: dict[str, Any],
+    recipient: str,
+) -> tuple[str, str | None] | None:
     """("deliver", agreement id) | ("notice", None) | None, decided from the agreement documents."""
     now = reference(today, correction, recipient)
     if now is not None:
@@ -92,10 +99,14 @@ def _check(docs: list[dict[str, Any]], seed: int) -> list[str]:
         correction["origin"] = dict(original["origin"])
         correction["id"] = original["id"] + "-c"
         correction["supersedes"] = {"id": original["id"], "kind": rnd.choice(["correction", "retraction"])}
-        holders = tuple(PastDelivery(r, ref[0], "2026-05-01T00:00:00Z", i) for i, r in enumerate(RECIPIENT_IDS)
-                        if (ref := reference(docs, original, r)) is not None)
-        decisions = reach_past_recipients(correction, rulebook.decide(correction, NOW), Original("known", holders),
-                                          rulebook)
+        holders = tuple(
+            PastDelivery(r, ref[0], "2026-05-01T00:00:00Z", i)
+            for i, r in enumerate(RECIPIENT_IDS)
+            if (ref := reference(docs, original, r)) is not None
+        )
+        decisions = reach_past_recipients(
+            correction, rulebook.decide(correction, NOW), Original("known", holders), rulebook
+        )
         got = {d.recipient: d for d in decisions if isinstance(d, (Deliver, Retract))}
         TOTALS["corrections"] += 1
         TOTALS["holders"] += len(holders)
@@ -117,11 +128,12 @@ def _check(docs: list[dict[str, Any]], seed: int) -> list[str]:
                 if decision.reason == "correction_to_past_recipient":
                     TOTALS["to_past"] += 1
                 doc = next(d for d in today if d["id"] == want[1])
-                fields = reference([timeless(doc)], correction, recipient)   # that agreement's field list
+                fields = reference([timeless(doc)], correction, recipient)  # that agreement's field list
                 assert fields is not None
                 if decision.projection.record["data"] != fields[1]:
-                    problems.append(f"leak: {where}: data {decision.projection.record['data']!r}, "
-                                    f"reference {fields[1]!r}")
+                    problems.append(
+                        f"leak: {where}: data {decision.projection.record['data']!r}, reference {fields[1]!r}"
+                    )
     return problems
 
 

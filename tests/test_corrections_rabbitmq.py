@@ -64,13 +64,22 @@ def test_a_correction_published_with_its_original_waits_for_it_and_a_foreign_sup
     school = {props.message_id: (props, orjson.loads(body)) for props, body in broker.inbox("school-100001")}
     assert set(school) == {original["id"], correction["id"]}
     props, notice = school[correction["id"]]
-    assert notice == {"notice": "retraction", "record_id": correction["id"], "origin": "13",
-                      "supersedes": original["id"], "kind": "correction", "reason": "condition_not_met"}
+    assert notice == {
+        "notice": "retraction",
+        "record_id": correction["id"],
+        "origin": "13",
+        "supersedes": original["id"],
+        "kind": "correction",
+        "reason": "condition_not_met",
+    }
     assert props.headers["x-supersedes"] == original["id"]
     assert props.headers["x-agreement"] == "ISA-ENCOMPASS-13-SCHOOLS"
     [entry] = [e for e in log if e["record_id"] == correction["id"] and e["recipient"] == "school-100001"]
     assert (entry["operation"], entry["reason"], entry["withheld_reason"]) == (
-        "disclose", "retraction_notice", "condition_not_met")
+        "disclose",
+        "retraction_notice",
+        "condition_not_met",
+    )
     assert entry["fields_disclosed"] == [] and entry["subject_keys"] == []
     # and the MASH got the correction itself
     mash = {props.message_id: orjson.loads(body) for props, body in broker.inbox("la-mash-leeds")}
@@ -81,7 +90,8 @@ def test_a_correction_published_with_its_original_waits_for_it_and_a_foreign_sup
     assert refused["reason"] == "supersedes_foreign_record"
     dead = broker.drain(settings.core_vhost, topology.DEAD_QUEUE)
     assert [(p.message_id, p.headers["x-interchange-reason"]) for p, _ in dead] == [
-        (foreign["id"], "supersedes_foreign_record")]
+        (foreign["id"], "supersedes_foreign_record")
+    ]
     for recipient in ("la-education-leeds", "la-mash-leeds", "school-100001"):
         assert foreign["id"] not in {p.message_id for p, _ in broker.inbox(recipient)}
 
@@ -108,6 +118,9 @@ def test_a_correction_dead_lettered_before_its_original_is_routed_by_dlq_replay_
     # Then victim support holds the original and then the correction, and the dead-letter queue is empty
     assert [p.message_id for p, _ in broker.inbox("victim-support-london")] == [original["id"], correction["id"]]
     assert broker.drain(settings.core_vhost, topology.DEAD_QUEUE) == []
-    reasons = [e["reason"] for e in read_entries(Path(settings.audit_dir) / LOG_NAME)
-               if e["record_id"] == correction["id"] and e["operation"] in ("reject", "disclose")]
+    reasons = [
+        e["reason"]
+        for e in read_entries(Path(settings.audit_dir) / LOG_NAME)
+        if e["record_id"] == correction["id"] and e["operation"] in ("reject", "disclose")
+    ]
     assert reasons == ["supersedes_unknown", None]

@@ -42,8 +42,11 @@ def _wait(predicate, timeout: float) -> None:
 
 @pytest.fixture
 def flow_broker(rabbitmq, tmp_path: Path):
-    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"),
-                               recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"))
+    broker = TestBroker.create(
+        tmp_path / "audit",
+        write_flow_agreements(tmp_path / "agreements"),
+        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),
+    )
     try:
         yield broker
     finally:

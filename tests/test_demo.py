@@ -22,8 +22,9 @@ SUMMARY = re.compile(r"Summary: (\d+) deliveries to (\d+) recipients, (\d+) with
 
 @pytest.fixture(scope="module")
 def demo(rabbitmq) -> str:
-    result = subprocess.run([sys.executable, "-m", "broker", "demo"], capture_output=True, text=True,
-                            cwd=PROJECT_ROOT, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "demo"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=180
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -40,13 +41,36 @@ def test_the_usage_report_on_the_demos_traffic_equals_a_count_of_its_audit_log(d
     audit_dir = DEMO_ROOT / "audit"
     today = dt.datetime.now(dt.UTC).date()
     out = tmp_path / "usage.json"
-    report = subprocess.run([sys.executable, "-m", "broker", "--audit-dir", str(audit_dir), "report", "usage",
-                             "--from", str(today - dt.timedelta(days=1)), "--to", str(today), "--format", "json",
-                             "--out", str(out)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "--audit-dir",
+            str(audit_dir),
+            "report",
+            "usage",
+            "--from",
+            str(today - dt.timedelta(days=1)),
+            "--to",
+            str(today),
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr
     totals = orjson.loads(out.read_bytes())["totals"]
     ref = reference_counts(audit_dir / LOG_NAME)
-    assert (totals["delivered"], totals["withheld"], totals["rejected"]) == \
-        (ref["delivered"], ref["withheld"], ref["rejected"])
+    assert (totals["delivered"], totals["withheld"], totals["rejected"]) == (
+        ref["delivered"],
+        ref["withheld"],
+        ref["rejected"],
+    )
     summary = SUMMARY.search(demo)
     assert summary and int(summary.group(1)) == totals["delivered"] and int(summary.group(4)) == totals["rejected"]

@@ -80,11 +80,7 @@ def test_every_alert_behaves_as_its_unit_tests_say():
     # Given rule unit tests covering every alert / When promtool runs them / Then they pass
     result = promtool("test", "rules", str(PROMETHEUS / "alerts.test.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    alerts = {
-        r["alert"]
-        for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
-        for r in g["rules"]
-    }
+    alerts = {r["alert"] for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]}
     tested = {
         t["alertname"]
         for case in yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
@@ -129,8 +125,6 @@ def test_every_compose_service_has_a_health_check_and_its_mounted_files_exist():
 
 
 def test_the_metric_name_parser_finds_names_and_ignores_functions_and_labels():
-    expr = (
-        'histogram_quantile(0.95, sum by (le, stage) (rate(interchange_stage_seconds_bucket{stage="x"}[5m])))'
-    )
+    expr = 'histogram_quantile(0.95, sum by (le, stage) (rate(interchange_stage_seconds_bucket{stage="x"}[5m])))'
     assert metric_names(expr) == {"interchange_stage_seconds_bucket"}
     assert metric_names('a_total and on() b{queue="q"} > 0') == {"a_total", "b"}

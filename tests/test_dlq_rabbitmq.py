@@ -47,8 +47,6 @@ def _route(settings, registry, messages=(), expect: int = 0) -> None:
         _wait(lambda: worker.routed >= expect)
 
 
-
-
 def _cli(broker, *argv: str) -> int:
     """Run the CLI in-process; then reset structlog (main() binds it to this test's captured stderr)."""
     s = broker.settings
@@ -63,9 +61,7 @@ def _entries(broker) -> list[dict]:
     return list(read_entries(Path(broker.settings.audit_dir) / LOG_NAME))
 
 
-def test_a_record_from_an_unregistered_agency_is_delivered_once_by_replay_after_the_agency_is_added(
-    without_13, capsys
-):
+def test_a_record_from_an_unregistered_agency_is_delivered_once_by_replay_after_the_agency_is_added(without_13, capsys):
     broker = without_13
     # Given a record from agency 13, dead-lettered as unknown_agency while 13 was not registered
     _route(broker.settings, broker.registry, [record_message(RECORD)], expect=1)
@@ -84,9 +80,7 @@ def test_a_record_from_an_unregistered_agency_is_delivered_once_by_replay_after_
     # Then every entitled recipient holds the record exactly once, and the audit shows one replay and one
     # delivery per recipient
     entries = _entries(broker)
-    delivered = [
-        e["recipient"] for e in entries if e["outcome"] == "delivered" and e["record_id"] == RECORD["id"]
-    ]
+    delivered = [e["recipient"] for e in entries if e["outcome"] == "delivered" and e["record_id"] == RECORD["id"]]
     assert delivered and len(delivered) == len(set(delivered))
     for recipient in registry.recipients:
         ids = [props.message_id for props, _ in broker.inbox(recipient)]

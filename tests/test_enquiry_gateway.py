@@ -13,8 +13,11 @@ from broker.config import load_settings
 from broker.enquiry.gateway import create_app
 from tests.enquirykit import Signer, gateway
 
-BODY = {"subject": {"pnc": "2019/0088231R"}, "purpose": "protect-life-and-property",
-        "justification": "Stopped at the roadside"}
+BODY = {
+    "subject": {"pnc": "2019/0088231R"},
+    "purpose": "protect-life-and-property",
+    "justification": "Stopped at the roadside",
+}
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def test_no_token_is_refused_and_counted(setup) -> None:
     client, _, entries, gw = setup
     refused(client.post("/v1/enquiries", json=BODY), 401, "no_identity")
     assert gw.metrics.registry.get_sample_value("interchange_enquiry_refusals_total", {"reason": "no_identity"}) == 1
-    assert entries == []   # nobody to name in the audit: logged and counted
+    assert entries == []  # nobody to name in the audit: logged and counted
 
 
 def test_a_token_signed_by_another_key_is_refused(setup) -> None:
@@ -53,8 +56,11 @@ def test_an_expired_token_is_refused(setup) -> None:
 def test_a_purpose_the_role_may_not_use_is_refused_and_audited(setup) -> None:
     client, signer, entries, _ = setup
     body = dict(BODY, purpose="prevent-offences")
-    refused(client.post("/v1/enquiries", json=body, headers=signer.header(role="custody-officer", officer="CO-9")),
-            403, "purpose_not_permitted_for_role")
+    refused(
+        client.post("/v1/enquiries", json=body, headers=signer.header(role="custody-officer", officer="CO-9")),
+        403,
+        "purpose_not_permitted_for_role",
+    )
     [entry] = entries
     assert (entry["operation"], entry["channel"], entry["outcome"]) == ("consult", "enquiry", "refused")
     assert entry["actor"]["person"] == "CO-9" and entry["purposes"] == ["prevent-offences"]
@@ -70,8 +76,11 @@ def test_a_force_in_no_enquiry_agreement_is_refused(setup) -> None:
 def test_no_purpose_and_no_justification_are_refused(setup) -> None:
     client, signer, _, _ = setup
     refused(client.post("/v1/enquiries", json=dict(BODY, purpose=None), headers=signer.header()), 400, "no_purpose")
-    refused(client.post("/v1/enquiries", json=dict(BODY, justification=" "), headers=signer.header()), 400,
-            "no_justification")
+    refused(
+        client.post("/v1/enquiries", json=dict(BODY, justification=" "), headers=signer.header()),
+        400,
+        "no_justification",
+    )
 
 
 def test_openapi_health_and_the_page_are_served(setup) -> None:
@@ -126,11 +135,19 @@ def test_tokens_are_verified_against_the_identity_providers_jwks_endpoint() -> N
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         verifier = Verifier(jwks_url=f"http://127.0.0.1:{server.server_address[1]}/jwks", issuer=ISSUER)
-        token = jwt.encode(jwt.decode(signer.token(officer="PC-7"), options={"verify_signature": False}),
-                           signer.key, algorithm="ES256", headers={"kid": "idp-1"})
+        token = jwt.encode(
+            jwt.decode(signer.token(officer="PC-7"), options={"verify_signature": False}),
+            signer.key,
+            algorithm="ES256",
+            headers={"kid": "idp-1"},
+        )
         assert verifier.identity(f"Bearer {token}").officer == "PC-7"
-        forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}),
-                            ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "idp-1"})
+        forged = jwt.encode(
+            jwt.decode(token, options={"verify_signature": False}),
+            ec.generate_private_key(ec.SECP256R1()),
+            algorithm="ES256",
+            headers={"kid": "idp-1"},
+        )
         with pytest.raises(EnquiryRefused) as refused:
             verifier.identity(f"Bearer {forged}")
         assert refused.value.reason == "bad_token"

@@ -46,8 +46,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         conn.close()
         responders = {f: RunningResponder(broker.settings, f, dsn) for f in ("01", "13", "48")}
         try:
-            yield {"broker": broker, "settings": broker.settings, "dsn": dsn, "signer": Signer(),
-                   "responders": responders}
+            yield {
+                "broker": broker,
+                "settings": broker.settings,
+                "dsn": dsn,
+                "signer": Signer(),
+                "responders": responders,
+            }
         finally:
             for responder in responders.values():
                 responder.stop()
@@ -72,36 +77,56 @@ def test_an_officer_gets_hits_then_only_the_agreed_fields_of_one_hit_and_both_st
     client, gw = client_for(world)
     signer = world["signer"]
     try:
-        step_one = client.post("/v1/enquiries", headers=signer.header(officer="PC-0101"), json={
-            "subject": {"pnc": "19/88231R"}, "purpose": "bring-offenders-to-justice", "justification": WHY})
+        step_one = client.post(
+            "/v1/enquiries",
+            headers=signer.header(officer="PC-0101"),
+            json={"subject": {"pnc": "19/88231R"}, "purpose": "bring-offenders-to-justice", "justification": WHY},
+        )
         assert step_one.status_code == 200, step_one.text
         forces = {f["force"]: f for f in step_one.json()["forces"]}
-        assert set(forces) == {"13", "48"}                       # never the officer's own force
-        assert forces["13"]["hits"] == [{"record_type": "custody.record", "count": 1},
-                                        {"record_type": "intelligence.report", "count": 1}]
+        assert set(forces) == {"13", "48"}  # never the officer's own force
+        assert forces["13"]["hits"] == [
+            {"record_type": "custody.record", "count": 1},
+            {"record_type": "intelligence.report", "count": 1},
+        ]
         assert forces["48"]["hits"] == [{"record_type": "custody.record", "count": 1}]
-        assert "records" not in str(step_one.json())                # step one carries no personal data
+        assert "records" not in str(step_one.json())  # step one carries no personal data
 
-        step_two = client.post(f"/v1/enquiries/{step_one.json()['id']}/details",
-                               headers=signer.header(officer="PC-0101"), json={
-                                   "hits": [{"force": "13", "record_type": "custody.record"}],
-                                   "purpose": "bring-offenders-to-justice", "justification": WHY})
+        step_two = client.post(
+            f"/v1/enquiries/{step_one.json()['id']}/details",
+            headers=signer.header(officer="PC-0101"),
+            json={
+                "hits": [{"force": "13", "record_type": "custody.record"}],
+                "purpose": "bring-offenders-to-justice",
+                "justification": WHY,
+            },
+        )
         assert step_two.status_code == 200, step_two.text
         [force13] = step_two.json()["forces"]
         [record] = force13["records"]
         assert set(record["data"]) == {"custody_number", "arrest", "station", "persons"}
-        assert set(record["data"]["arrest"]) == {"time", "reason"}          # not the arrest location
-        assert record["data"]["persons"] == [{"name": {"given": ["Kieran", "James"], "family": "Oldroyd"},
-                                              "birth_date": "2001-02-17"}]     # no identifiers, no gender
+        assert set(record["data"]["arrest"]) == {"time", "reason"}  # not the arrest location
+        assert record["data"]["persons"] == [
+            {"name": {"given": ["Kieran", "James"], "family": "Oldroyd"}, "birth_date": "2001-02-17"}
+        ]  # no identifiers, no gender
     finally:
         gw.close()
 
-    entries = [e for e in audited(world) if e.get("channel") == "enquiry" and e.get("outcome") == "consulted"
-               and e["enquiry_id"] == step_one.json()["id"]]
+    entries = [
+        e
+        for e in audited(world)
+        if e.get("channel") == "enquiry"
+        and e.get("outcome") == "consulted"
+        and e["enquiry_id"] == step_one.json()["id"]
+    ]
     hits, details = sorted(entries, key=lambda e: e["step"] != "hits")
     for entry in (hits, details):
-        assert entry["actor"] == {"person": "PC-0101", "organisation": "01", "role": "constable",
-                                  "tool": "enquiry-gateway"}
+        assert entry["actor"] == {
+            "person": "PC-0101",
+            "organisation": "01",
+            "role": "constable",
+            "tool": "enquiry-gateway",
+        }
         assert entry["purposes"] == ["bring-offenders-to-justice"] and entry["justification"] == WHY
         assert entry["subject_keys"] and PNC not in str(entry)
     assert hits["forces_asked"] == ["13", "48"] and hits["forces_answered"] == ["13", "48"]
@@ -125,9 +150,15 @@ def test_a_stopped_responder_is_a_timeout_within_the_deadline_and_nothing_stays_
     client, gw = client_for(world, deadline=1.0)
     try:
         started = time.monotonic()
-        answer = client.post("/v1/enquiries", headers=signer.header(officer="PC-0102"), json={
-            "subject": {"family": "OLDROYD", "given": "kieran", "birth_date": "2001-02-17"},
-            "purpose": "protect-life-and-property", "justification": WHY})
+        answer = client.post(
+            "/v1/enquiries",
+            headers=signer.header(officer="PC-0102"),
+            json={
+                "subject": {"family": "OLDROYD", "given": "kieran", "birth_date": "2001-02-17"},
+                "purpose": "protect-life-and-property",
+                "justification": WHY,
+            },
+        )
         elapsed = time.monotonic() - started
     finally:
         gw.close()
@@ -160,11 +191,19 @@ def test_a_late_answer_is_dropped_and_counted(world) -> None:
     slow = RunningResponder(settings, "13", world["dsn"], delay=1.2)
     client, gw = client_for(world, deadline=0.6)
     try:
-        answer = client.post("/v1/enquiries", headers=signer.header(officer="PC-0103"), json={
-            "subject": {"pnc": PNC}, "purpose": "protect-life-and-property", "justification": WHY})
+        answer = client.post(
+            "/v1/enquiries",
+            headers=signer.header(officer="PC-0103"),
+            json={"subject": {"pnc": PNC}, "purpose": "protect-life-and-property", "justification": WHY},
+        )
         assert {f["force"]: f["status"] for f in answer.json()["forces"]}["13"] == "timeout"
-        wait_until(lambda: gw.metrics.registry.get_sample_value(
-            "interchange_enquiry_late_replies_total", {"force": "13"}) == 1.0, 5, "the late reply")
+        wait_until(
+            lambda: (
+                gw.metrics.registry.get_sample_value("interchange_enquiry_late_replies_total", {"force": "13"}) == 1.0
+            ),
+            5,
+            "the late reply",
+        )
     finally:
         gw.close()
         slow.stop()
@@ -176,16 +215,19 @@ def test_an_officer_over_the_agreements_rate_limit_is_refused_and_the_refusal_au
     client, gw = client_for(world, agreements=tight)
     body = {"subject": {"vrm": "YH19KTD"}, "purpose": "preserve-order", "justification": WHY}
     try:
-        codes = [client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0104"), json=body)
-                 for _ in range(3)]
+        codes = [
+            client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0104"), json=body) for _ in range(3)
+        ]
     finally:
         gw.close()
     assert [c.status_code for c in codes] == [200, 200, 429]
     assert codes[2].json()["error"] == "rate_limited"
     assert {f["force"]: f["hits"] for f in codes[0].json()["forces"]}["48"] == [
-        {"record_type": "custody.record", "count": 1}]           # the VRM found the vehicle in custody
-    refused = [e for e in audited(world) if (e.get("actor") or {}).get("person") == "PC-0104"
-               and e.get("outcome") == "refused"]
+        {"record_type": "custody.record", "count": 1}
+    ]  # the VRM found the vehicle in custody
+    refused = [
+        e for e in audited(world) if (e.get("actor") or {}).get("person") == "PC-0104" and e.get("outcome") == "refused"
+    ]
     assert [e["reason"] for e in refused] == ["rate_limited"]
 
 
@@ -198,8 +240,9 @@ def test_the_officers_page_in_a_headless_chromium_asks_and_shows_results_by_forc
 
     from tests.enquirykit import ServedGateway, phone_browser
 
-    client_gw = gateway(world["settings"], world["signer"],
-                        lambda entries: auditpublish.publish_entries(world["settings"], entries))
+    client_gw = gateway(
+        world["settings"], world["signer"], lambda entries: auditpublish.publish_entries(world["settings"], entries)
+    )
     served = ServedGateway(create_app(client_gw))
     browser = phone_browser()
     try:
@@ -219,8 +262,8 @@ def test_the_officers_page_in_a_headless_chromium_asks_and_shows_results_by_forc
         WebDriverWait(browser, 10).until(lambda b: force48.find_elements(By.CSS_SELECTOR, "pre.record"))
         assert "48CL/26/000077" in force48.find_element(By.CSS_SELECTOR, "pre.record").text
         assert browser.execute_script("return window.innerWidth") == 390
-        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390   # no sideways scroll
-        if os.environ.get("ENQUIRY_SCREENSHOT"):   # how docs/enquiry-page.png is made
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390  # no sideways scroll
+        if os.environ.get("ENQUIRY_SCREENSHOT"):  # how docs/enquiry-page.png is made
             browser.save_screenshot(os.environ["ENQUIRY_SCREENSHOT"])
     finally:
         browser.quit()
@@ -235,18 +278,30 @@ def test_audit_consultations_lists_an_officers_enquiries_and_is_itself_audited(w
 
     client, gw = client_for(world)
     try:
-        answer = client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0106"), json={
-            "subject": {"postcode": "ls1 4ap", "house": "12"}, "purpose": "preserve-order", "justification": WHY})
+        answer = client.post(
+            "/v1/enquiries",
+            headers=world["signer"].header(officer="PC-0106"),
+            json={"subject": {"postcode": "ls1 4ap", "house": "12"}, "purpose": "preserve-order", "justification": WHY},
+        )
         assert answer.status_code == 200
     finally:
         gw.close()
     AuditWriter(world["settings"]).run(stop_when_idle=True)
     capsys.readouterr()
-    argv = world["settings"].cli_args() + ["audit", "consultations", "--officer", "PC-0106", "--json",
-                                           "--reason", "PSD review 42", "--actor", "dpo"]
+    argv = world["settings"].cli_args() + [
+        "audit",
+        "consultations",
+        "--officer",
+        "PC-0106",
+        "--json",
+        "--reason",
+        "PSD review 42",
+        "--actor",
+        "dpo",
+    ]
     try:
         assert main(argv) == 0
-    finally:   # main() points the logs at this test's captured stdout, which pytest closes afterwards
+    finally:  # main() points the logs at this test's captured stdout, which pytest closes afterwards
         from broker.ops import logs
 
         out = capsys.readouterr().out
@@ -296,9 +351,12 @@ def test_without_waiting_the_answers_fill_in_as_forces_reply_and_hits_show_once_
     client, gw = client_for(world)
     header = world["signer"].header(officer="PC-0107")
     try:
-        client.__enter__()   # one event loop across requests, as uvicorn keeps: step one runs on after 202
-        started = client.post("/v1/enquiries?wait=false", headers=header, json={
-            "subject": {"pnc": PNC}, "purpose": "protect-life-and-property", "justification": WHY})
+        client.__enter__()  # one event loop across requests, as uvicorn keeps: step one runs on after 202
+        started = client.post(
+            "/v1/enquiries?wait=false",
+            headers=header,
+            json={"subject": {"pnc": PNC}, "purpose": "protect-life-and-property", "justification": WHY},
+        )
         assert started.status_code == 202
         assert {f["status"] for f in started.json()["forces"]} == {"pending"}
         assert all(f["hits"] is None for f in started.json()["forces"])
@@ -310,7 +368,7 @@ def test_without_waiting_the_answers_fill_in_as_forces_reply_and_hits_show_once_
         final = client.get(f"/v1/enquiries/{started.json()['id']}", headers=header).json()
         assert {f["force"]: f["status"] for f in final["forces"]} == {"13": "answered", "48": "answered"}
         other = client.get(f"/v1/enquiries/{started.json()['id']}", headers=world["signer"].header(officer="PC-9"))
-        assert other.status_code == 404                             # another officer cannot read it
+        assert other.status_code == 404  # another officer cannot read it
     finally:
         client.__exit__(None, None, None)
         gw.close()
@@ -321,7 +379,7 @@ def test_a_force_that_cannot_be_asked_is_unavailable_at_once_not_waited_for(worl
     from broker.ops.provision import admin_for
 
     settings = world["settings"]
-    vhost = settings.recipient_vhost("force-47")   # force 47 runs no responder
+    vhost = settings.recipient_vhost("force-47")  # force 47 runs no responder
     if vhost_exists:
         admin_for(settings).put_vhost(vhost)
         admin_for(settings).set_permissions(vhost, "guest", ".*", ".*", ".*")
@@ -329,8 +387,11 @@ def test_a_force_that_cannot_be_asked_is_unavailable_at_once_not_waited_for(worl
     client, gw = client_for(world, agreements=elsewhere, deadline=2.0)
     try:
         started = time.monotonic()
-        answer = client.post("/v1/enquiries", headers=world["signer"].header(officer="PC-0108"), json={
-            "subject": {"pnc": PNC}, "purpose": "preserve-order", "justification": WHY})
+        answer = client.post(
+            "/v1/enquiries",
+            headers=world["signer"].header(officer="PC-0108"),
+            json={"subject": {"pnc": PNC}, "purpose": "preserve-order", "justification": WHY},
+        )
         elapsed = time.monotonic() - started
     finally:
         gw.close()

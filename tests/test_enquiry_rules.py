@@ -48,11 +48,23 @@ def test_the_sharing_agreement_loader_does_not_read_enquiry_agreements() -> None
 def test_step_two_returns_only_the_agreements_fields(loaded) -> None:
     agreements, _ = loaded
     agreement = next(a for a in agreements if a.responder == "13")
-    record = {"id": "13-c-1", "type": "custody.record", "origin": {"agency": "13"},
-              "data": {"custody_number": "13/1", "arrest": {"time": "2026-11-01T10:00:00Z", "reason": "theft",
-                                                            "location": "l1"},
-                       "persons": [{"id": "p1", "name": {"family": "Smith", "given": ["Ann"]},
-                                    "birth_date": "1980-01-31", "ethnicity": {"self_defined": "W1"}}]}}
+    record = {
+        "id": "13-c-1",
+        "type": "custody.record",
+        "origin": {"agency": "13"},
+        "data": {
+            "custody_number": "13/1",
+            "arrest": {"time": "2026-11-01T10:00:00Z", "reason": "theft", "location": "l1"},
+            "persons": [
+                {
+                    "id": "p1",
+                    "name": {"family": "Smith", "given": ["Ann"]},
+                    "birth_date": "1980-01-31",
+                    "ethnicity": {"self_defined": "W1"},
+                }
+            ],
+        },
+    }
     view, disclosed = ea.project_details(record, agreement)
     assert view["data"]["persons"] == [{"name": {"family": "Smith", "given": ["Ann"]}, "birth_date": "1980-01-31"}]
     assert "location" not in view["data"]["arrest"]
@@ -64,7 +76,7 @@ def test_an_officer_over_the_rate_limit_is_refused_until_the_window_passes() -> 
     assert limiter.admit("o1", limits, 0.0) is None
     assert limiter.admit("o1", limits, 1.0) is None
     assert limiter.admit("o1", limits, 2.0) == "ISA-X"
-    assert limiter.admit("o2", limits, 2.0) is None   # another officer has their own count
+    assert limiter.admit("o2", limits, 2.0) is None  # another officer has their own count
     assert limiter.admit("o1", limits, 60.5) is None
 
 
@@ -88,9 +100,18 @@ def test_an_incomplete_name_subject_is_refused() -> None:
 def test_a_subjects_audit_key_equals_the_disclosure_logs_key() -> None:
     from broker.audit.entries import subject_keys
 
-    record = {"data": {"persons": [{"id": "p1", "name": {"family": "Smith", "given": ["Ann"]},
-                                    "birth_date": "1980-01-31",
-                                    "identifiers": [{"scheme": "pnc", "value": "2001/0171310W"}]}]}}
+    record = {
+        "data": {
+            "persons": [
+                {
+                    "id": "p1",
+                    "name": {"family": "Smith", "given": ["Ann"]},
+                    "birth_date": "1980-01-31",
+                    "identifiers": [{"scheme": "pnc", "value": "2001/0171310W"}],
+                }
+            ]
+        }
+    }
     keys = set(subject_keys(record))
     assert set(Subject(pnc="01/171310W").audit_keys()) <= keys
     assert set(Subject(family="Smith", given="Ann", birth_date="1980-01-31").audit_keys()) <= keys
@@ -105,10 +126,25 @@ def test_an_enquiry_that_disclosed_a_held_record_is_kept_out_of_the_subject_repo
     from broker.enquiry.consult import consultation
 
     officer = Identity("PC1", "01", "constable")
-    entry = consultation(officer, "e1", "details", "preserve-order", "why", ["k"], {"13": "answered"},
-                         ["ISA-ENQ-FORCE-13"], ["basis"],
-                         records=[{"origin": "13", "record_id": "13-R-1", "record_type": "custody.record",
-                                   "fields_disclosed": ["data.custody_number"]}])
+    entry = consultation(
+        officer,
+        "e1",
+        "details",
+        "preserve-order",
+        "why",
+        ["k"],
+        {"13": "answered"},
+        ["ISA-ENQ-FORCE-13"],
+        ["basis"],
+        records=[
+            {
+                "origin": "13",
+                "record_id": "13-R-1",
+                "record_type": "custody.record",
+                "fields_disclosed": ["data.custody_number"],
+            }
+        ],
+    )
     assert disclosures.subject_report([entry], {"13-R-1": ["hold-1"]}) == []
     [held] = disclosures.subject_report([entry], {"13-R-1": ["hold-1"]}, include_held=True)
     assert held["held"] == "hold-1" and held["record_id"] == "13/13-R-1"
@@ -122,8 +158,10 @@ def test_the_index_connection_comes_from_settings_file_then_environment(tmp_path
     settings_file = tmp_path / "interchange.yaml"
     settings_file.write_text("enquiry:\n  dsn: postgresql://db.force13.example/enquiry\n")
     assert load_settings(settings_file, environ={}).enquiry_dsn == "postgresql://db.force13.example/enquiry"
-    assert load_settings(settings_file, environ={"INTERCHANGE_ENQUIRY_DSN": "postgresql:///x"}).enquiry_dsn == \
-        "postgresql:///x"
+    assert (
+        load_settings(settings_file, environ={"INTERCHANGE_ENQUIRY_DSN": "postgresql:///x"}).enquiry_dsn
+        == "postgresql:///x"
+    )
 
 
 def test_an_unreachable_index_is_a_configuration_error_naming_the_setting(capsys) -> None:

@@ -56,6 +56,7 @@ def test_the_audit_entry_names_fields_disclosed_and_withheld_and_the_body_hash(c
     [entry] = audit_entries(plan)
     [delivery] = plan.outputs
     import hashlib
+
     assert entry["body_sha256"] == hashlib.sha256(delivery.body).hexdigest()
     assert "data.persons[].birth_date" in entry["fields_withheld"]
     assert "data.consent.given" in entry["fields_disclosed"]
@@ -84,16 +85,20 @@ def test_an_identifier_with_a_wrong_check_character_is_refused_with_its_path(ctx
     assert "check" in errors[0]["message"] and errors[0]["record_id"] == record["id"]
     assert dead.exchange == topology.DLX and dead.body == orjson.dumps(record)
     [entry] = audit_entries(plan)
-    assert entry["outcome"] == "rejected" and entry["errors"] == [{"path": "data.persons[1].identifiers[0]",
-                                                                   "code": "identifier_invalid"}]
+    assert entry["outcome"] == "rejected" and entry["errors"] == [
+        {"path": "data.persons[1].identifiers[0]", "code": "identifier_invalid"}
+    ]
 
 
-@pytest.mark.parametrize("body, content_type, reason", [
-    (b"{nope", "application/json", "malformed_json"),
-    (b"[1, 2]", "application/json", "schema_invalid"),
-    (b"<xml/>", "application/xml", "unsupported_content_type"),
-    (b"{}", "application/json", "schema_invalid"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, reason",
+    [
+        (b"{nope", "application/json", "malformed_json"),
+        (b"[1, 2]", "application/json", "schema_invalid"),
+        (b"<xml/>", "application/xml", "unsupported_content_type"),
+        (b"{}", "application/json", "schema_invalid"),
+    ],
+)
 def test_bad_bodies_are_refused_with_a_reason_from_the_fixed_list(ctx, body, content_type, reason):
     plan = route(Message(body, content_type, message_id="m-1"), ctx)
     assert (plan.outcome, plan.reason) == ("rejected", reason)
@@ -122,7 +127,7 @@ def test_secret_material_never_enters_the_exchange(ctx):
 
 
 def test_a_publisher_may_publish_only_as_its_own_agency(ctx):
-    record = example("02-case.file")   # origin 01
+    record = example("02-case.file")  # origin 01
     assert route(message(record, user_id="force-01"), ctx).outcome == "routed"
     plan = route(message(record, user_id="force-48"), ctx)
     assert plan.reason == "publisher_not_origin"
@@ -133,6 +138,7 @@ def test_a_record_already_routed_by_this_worker_is_dropped_as_a_duplicate(ctx):
     record = example("02-case.file")
     seen = copy.copy(ctx)
     from broker.router import dedup_key
+
     seen.seen = {dedup_key(record["id"], orjson.dumps(record))}.__contains__
     assert route(message(record), seen).outcome == "duplicate"
     # another record that reuses the id is not a duplicate: it is decided (and validated) on its own
@@ -148,8 +154,9 @@ def test_a_recipient_gets_its_own_format_and_a_record_its_format_cannot_carry_is
 
     recipients = dict(registry.recipients, cps=dataclasses.replace(registry.recipients["cps"], format="cps-xml"))
     custom = Registry(registry.agencies, recipients, registry.agreements)
-    ctx = Context.build(load_settings(environ={}), custom, Validator(), renderers=load_renderers(custom),
-                        clock=lambda: NOW)
+    ctx = Context.build(
+        load_settings(environ={}), custom, Validator(), renderers=load_renderers(custom), clock=lambda: NOW
+    )
     # Given the CPS takes MG5-style XML: a case file is rendered and validated against the XSD
     case_file = route(message(example("02-case.file")), ctx)
     [delivery] = case_file.outputs

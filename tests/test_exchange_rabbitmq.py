@@ -31,8 +31,6 @@ def _route_all(broker, records, extra_messages=()):
     return list(read_entries(Path(broker.settings.audit_dir) / LOG_NAME))
 
 
-
-
 def test_each_recipient_receives_exactly_what_its_agreements_allow(broker):
     # Given the example records and the sample agreements
     records = _examples()
@@ -43,7 +41,7 @@ def test_each_recipient_receives_exactly_what_its_agreements_allow(broker):
     received = {}
     for recipient in broker.registry.recipients:
         for props, body in broker.inbox(recipient):
-            if broker.registry.recipients[recipient].public:   # open data: no record id travels; match the body
+            if broker.registry.recipients[recipient].public:  # open data: no record id travels; match the body
                 digest = hashlib.sha256(body).hexdigest()
                 [key] = [k for k, e in delivered.items() if k[0] == recipient and e["body_sha256"] == digest]
                 received[key] = (props, {})
@@ -66,7 +64,7 @@ def test_the_school_sees_only_the_minimal_encompass_fields(broker):
     body = orjson.loads(raw)
     assert set(body["data"]) == {"scheme", "incident", "child_present", "children", "persons"}
     assert set(body["data"]["incident"]) == {"time"} and "summary" not in body["data"]
-    [child] = body["data"]["persons"]   # only the school's own pupil: not the sibling, not the adults
+    [child] = body["data"]["persons"]  # only the school's own pupil: not the sibling, not the adults
     assert set(child) == {"id", "name", "birth_date", "school"} and body["data"]["children"] == [child["id"]]
 
 
@@ -93,7 +91,7 @@ def test_junk_bytes_are_dead_lettered_and_do_not_stop_the_records_around_them(br
 
 def test_a_record_no_agreement_covers_is_audited_as_withheld(broker):
     record = json.loads((EXAMPLES / "02-case.file-to-cps.json").read_text())
-    record["origin"]["agency"] = "hmcts"   # courts have no agreement to send case files to anyone
+    record["origin"]["agency"] = "hmcts"  # courts have no agreement to send case files to anyone
     record["id"] = "hmcts-case-file-1"
     [entry] = _route_all(broker, [record])
     assert (entry["outcome"], entry["reason"], entry["recipient"]) == ("withheld", "no_agreement", None)

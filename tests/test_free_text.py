@@ -63,8 +63,9 @@ def test_handling_text_is_withheld_from_a_recipient_whose_agreement_does_not_lis
 
 
 def test_handling_text_reaches_a_recipient_whose_agreement_lists_it_and_is_counted_as_disclosed(registry):
-    plan = route(Message(orjson.dumps(intelligence_with_text()), "application/json"),
-                 context(with_text_allowed(registry)))
+    plan = route(
+        Message(orjson.dumps(intelligence_with_text()), "application/json"), context(with_text_allowed(registry))
+    )
     [delivery] = plan.outputs
     assert orjson.loads(delivery.body)["handling"]["conditions"]["text"] == TEXT
     assert TEXT not in delivery.headers["x-handling"]
@@ -78,7 +79,9 @@ def test_every_audit_entry_keeps_the_hash_and_length_of_the_text_never_the_text(
     for entry in plan.audit_entries:
         assert TEXT not in orjson.dumps(entry).decode()
         assert entry["handling"]["conditions"]["text"] == {
-            "sha256": hashlib.sha256(TEXT.encode()).hexdigest(), "length": len(TEXT)}
+            "sha256": hashlib.sha256(TEXT.encode()).hexdigest(),
+            "length": len(TEXT),
+        }
 
 
 def test_a_rejected_record_audits_bounded_hashed_values_only(registry):
@@ -88,7 +91,7 @@ def test_a_rejected_record_audits_bounded_hashed_values_only(registry):
     record["supersedes"] = {"id": TEXT, "kind": TEXT, "note": TEXT * 100}
     record["correlation_id"] = TEXT
     record["data"]["summary"] = TEXT * 3000
-    record["data"][TEXT.replace(" ", "_").replace(",", "").lower()] = 1   # a key that is personal data
+    record["data"][TEXT.replace(" ", "_").replace(",", "").lower()] = 1  # a key that is personal data
     record["classification"]["tier"] = ["not", "a", "tier"]
     plan = route(Message(orjson.dumps(record), "application/json"), context(registry))
     assert plan.outcome == "rejected"
@@ -104,8 +107,12 @@ def test_a_rejected_record_audits_bounded_hashed_values_only(registry):
 
 @pytest.mark.parametrize("size", [10, 5000])
 def test_no_audit_entry_exceeds_the_cap(size):
-    entry = {"entry_id": "e1", "subject_keys": [f"{i:032x}" for i in range(size)],
-             "fields_withheld": [f"data.f{i}" for i in range(size)], "detail": "x" * 40_000}
+    entry = {
+        "entry_id": "e1",
+        "subject_keys": [f"{i:032x}" for i in range(size)],
+        "fields_withheld": [f"data.f{i}" for i in range(size)],
+        "detail": "x" * 40_000,
+    }
     capped = audit.capped(entry)
     assert len(orjson.dumps(capped)) <= audit.MAX_ENTRY_BYTES
     assert capped["entry_id"] == "e1"

@@ -105,7 +105,7 @@ def test_the_index_finds_entries_by_subject_and_can_be_rebuilt_from_the_log(tmp_
     index = AuditIndex.beside(tmp_path)
     assert [e["seq"] for e in index.query(Query(subject_keys=("k2", "k4")))] == [2, 4]
     assert index.recipients_of("13", "r3") == [PastDelivery("cps", "ISA-CPS-CASEFILES", "2026-11-26T12:00:03Z", 3)]
-    assert index.recipients_of("48", "r3") == []   # lineage is keyed by origin and id
+    assert index.recipients_of("48", "r3") == []  # lineage is keyed by origin and id
     index.close()
     # When the index is deleted and rebuilt / Then it answers the same
     (tmp_path / "audit.index.sqlite").unlink()
@@ -163,7 +163,8 @@ def test_a_correction_goes_to_a_past_recipient_under_the_original_agreement_when
     ctx.clock = lambda: NOW
     past = {
         (record["origin"]["agency"], record["id"]): Original(
-            "known", (PastDelivery("la-mash-city-of-london", "ISA-ASB-CITY-2023", "2024-06-01T12:00:00Z", 7),))
+            "known", (PastDelivery("la-mash-city-of-london", "ISA-ASB-CITY-2023", "2024-06-01T12:00:00Z", 7),)
+        )
     }
     ctx.original = lambda origin, record_id: past.get((origin, record_id), Original("unknown"))
     # When a correction of it is routed today

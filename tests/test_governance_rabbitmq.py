@@ -42,8 +42,6 @@ def _write_audit(broker):
     AuditWriter(broker.settings).run(stop_when_idle=True)
 
 
-
-
 def _cli(broker, capsys, *argv) -> tuple[int, str]:
     s = broker.settings
     capsys.readouterr()  # drop what earlier steps printed
@@ -126,9 +124,7 @@ def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hol
     assert _report(broker, capsys, "--include-held") == expected
 
     # When the hold is released / Then the disclosure is back, and placing and releasing were both audited
-    code, _ = _cli(
-        broker, capsys, "audit", "release", hold_id, "--reason", "case closed", "--actor", "dci-test"
-    )
+    code, _ = _cli(broker, capsys, "audit", "release", hold_id, "--reason", "case closed", "--actor", "dci-test")
     assert code == cli.EXIT_OK
     _write_audit(broker)
     assert _report(broker, capsys) == expected
@@ -162,9 +158,7 @@ def test_a_correction_reaches_past_recipients_under_an_expired_agreement_and_is_
     assert set(first) == {"crime-map", "la-mash-city-of-london"}
 
     # When a correction of it is published today, after the ASB agreement expired
-    correction = dict(
-        original, id=original["id"] + "-c1", supersedes={"id": original["id"], "kind": "correction"}
-    )
+    correction = dict(original, id=original["id"] + "-c1", supersedes={"id": original["id"], "kind": "correction"})
     _route(broker, [correction])
 
     # Then both earlier recipients are sent it; the crime map's copy (public: no record ids) is marked as a
@@ -174,9 +168,7 @@ def test_a_correction_reaches_past_recipients_under_an_expired_agreement_and_is_
     assert first_row.split(b"\r\n")[1].split(b",")[0] == second_row.split(b"\r\n")[1].split(b",")[0]
     # and the expired agreement's recipient is sent it under that agreement's field list, audited as such
     entry = next(
-        e
-        for e in _log(broker)
-        if e["record_id"] == correction["id"] and e["recipient"] == "la-mash-city-of-london"
+        e for e in _log(broker) if e["record_id"] == correction["id"] and e["recipient"] == "la-mash-city-of-london"
     )
     assert (entry["operation"], entry["outcome"], entry["reason"]) == (
         "disclose",
@@ -197,12 +189,8 @@ def test_a_correction_reaches_past_recipients_under_an_expired_agreement_and_is_
     # When the City's reference subscriber reads its inbox (it acknowledges corrections on its receipts queue)
     counts = receive(broker.settings, "la-mash-city-of-london", tmp_path, idle_seconds=0.5)
     assert counts["written"] == 2 and counts.get("acknowledged") == 1
-    lines = [
-        json.loads(line) for line in (tmp_path / "la-mash-city-of-london.ndjson").read_text().splitlines()
-    ]
-    assert (
-        lines[1]["message_id"] == correction["id"] and lines[1]["headers"]["x-supersedes"] == original["id"]
-    )
+    lines = [json.loads(line) for line in (tmp_path / "la-mash-city-of-london.ndjson").read_text().splitlines()]
+    assert lines[1]["message_id"] == correction["id"] and lines[1]["headers"]["x-supersedes"] == original["id"]
     # Then only the crime map is still pending, and the acknowledgement is audited
     code, out = _cli(broker, capsys, "corrections", "pending", "--json")
     assert [json.loads(line)["recipient"] for line in out.splitlines()] == ["crime-map"]

@@ -126,8 +126,7 @@ def test_metrics_are_served_on_the_same_port():
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout=5) as r:
             text = r.read().decode()
         assert (
-            "interchange_build_info" in text
-            and 'interchange_dead_lettered_total{reason="unknown_agency"} 0.0' in text
+            "interchange_build_info" in text and 'interchange_dead_lettered_total{reason="unknown_agency"} 0.0' in text
         )
     finally:
         server.shutdown()

@@ -92,9 +92,7 @@ def test_a_pnc_id_with_the_wrong_check_letter_names_the_expected_letter(value, m
     assert check("pnc", value) == message
 
 
-@pytest.mark.parametrize(
-    "value", ["12345", "2001-0171310W", "201/0171310W", "2001/01713101W", "ABCD/0171310W", ""]
-)
+@pytest.mark.parametrize("value", ["12345", "2001-0171310W", "201/0171310W", "2001/01713101W", "ABCD/0171310W", ""])
 def test_values_that_are_not_pnc_ids_are_refused_with_the_expected_form(value):
     # Given a malformed PNC ID / When checked / Then the message says what form was expected
     message = check("pnc", value)
@@ -199,17 +197,21 @@ def test_asn_check_char_drops_non_numeric_force_and_system_parts():
 
 @pytest.mark.parametrize(
     "value",
-    ["22FD112200001234560A", "22/FD11/22/1234560A", "22FD11221234560A", "2201ZDAB00000448754K",
-     "22A01ZD0100000448754K", "11/A01ZD/01/448754A"],
+    [
+        "22FD112200001234560A",
+        "22/FD11/22/1234560A",
+        "22FD11221234560A",
+        "2201ZDAB00000448754K",
+        "22A01ZD0100000448754K",
+        "11/A01ZD/01/448754A",
+    ],
 )
 def test_asns_with_letters_in_the_force_or_system_part_still_have_their_check_letter_checked(value):
     # Given an ASN whose force or system code holds letters, with a wrong check letter / Then it is refused
     assert "has check letter" in (check("asn", value) or "")
 
 
-@pytest.mark.parametrize(
-    "value", ["1101ZD01", "AB01ZD0100000448754K", "1101ZD0100000448754", "11/01ZD/448754K"]
-)
+@pytest.mark.parametrize("value", ["1101ZD01", "AB01ZD0100000448754K", "1101ZD0100000448754", "11/01ZD/448754K"])
 def test_malformed_asns_are_refused(value):
     assert check("asn", value) is not None
 

@@ -42,7 +42,7 @@ def test_the_public_street_crime_file_is_ingested_completely_with_confirms(broke
 def test_records_an_adapter_cannot_translate_go_to_a_rejects_file_naming_where_and_why(broker, tmp_path):
     source = tmp_path / "street.csv"
     rows = (PUBLIC / "2017-01-city-of-london-street.csv").read_text().splitlines()
-    rows[3] = rows[3].replace("2017-01", "2017-13")   # a month that does not exist
+    rows[3] = rows[3].replace("2017-01", "2017-13")  # a month that does not exist
     source.write_text("\n".join(rows) + "\n")
     summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
     assert summary.published == 482 and sum(summary.rejected.values()) == 1
@@ -54,9 +54,15 @@ def test_the_raw_runner_translates_a_court_result_and_acks_the_raw_message_after
     xml = (PUBLIC / "cjse-spi-results-034a-valid-asn-format.xml").read_bytes()
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     channel.confirm_delivery()
-    channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi", xml, pika.BasicProperties(
-        message_id="spi-034a", headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}, delivery_mode=2),
-        mandatory=True)
+    channel.basic_publish(
+        topology.RAW_EXCHANGE,
+        "cjse-spi",
+        xml,
+        pika.BasicProperties(
+            message_id="spi-034a", headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}, delivery_mode=2
+        ),
+        mandatory=True,
+    )
     connection.close()
     summary = RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
     assert (summary.read, summary.published) == (1, 1)
@@ -73,11 +79,15 @@ def test_every_ingested_record_names_its_adapter_in_the_format_header(broker, tm
     ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     channel.confirm_delivery()
-    channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi",
-                          (PUBLIC / "cjse-spi-results-034a-valid-asn-format.xml").read_bytes(),
-                          pika.BasicProperties(message_id="spi-034a", delivery_mode=2,
-                                               headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}),
-                          mandatory=True)
+    channel.basic_publish(
+        topology.RAW_EXCHANGE,
+        "cjse-spi",
+        (PUBLIC / "cjse-spi-results-034a-valid-asn-format.xml").read_bytes(),
+        pika.BasicProperties(
+            message_id="spi-034a", delivery_mode=2, headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}
+        ),
+        mandatory=True,
+    )
     connection.close()
     RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
     # When the route queue is read
@@ -92,9 +102,15 @@ def test_a_raw_payload_naming_an_unknown_adapter_is_dead_lettered_with_the_sugge
     # Given a raw payload whose header misspells the adapter
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     channel.confirm_delivery()
-    channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi", b"<xml/>", pika.BasicProperties(
-        message_id="raw-1", headers={"x-adapter": "cjse-sp", "x-mapping": "libra-spi"}, delivery_mode=2),
-        mandatory=True)
+    channel.basic_publish(
+        topology.RAW_EXCHANGE,
+        "cjse-spi",
+        b"<xml/>",
+        pika.BasicProperties(
+            message_id="raw-1", headers={"x-adapter": "cjse-sp", "x-mapping": "libra-spi"}, delivery_mode=2
+        ),
+        mandatory=True,
+    )
     connection.close()
     # When the raw runner reads it
     RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
@@ -112,15 +128,22 @@ def test_an_amended_court_result_in_a_later_raw_message_supersedes_the_earlier_v
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     channel.confirm_delivery()
     for n, body in enumerate((original, amended)):
-        channel.basic_publish(topology.RAW_EXCHANGE, "cjse-spi", body, pika.BasicProperties(
-            message_id=f"spi-{n}", headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}, delivery_mode=2),
-            mandatory=True)
+        channel.basic_publish(
+            topology.RAW_EXCHANGE,
+            "cjse-spi",
+            body,
+            pika.BasicProperties(
+                message_id=f"spi-{n}", headers={"x-adapter": "cjse-spi", "x-mapping": "libra-spi"}, delivery_mode=2
+            ),
+            mandatory=True,
+        )
     connection.close()
     # When one raw runner reads both
     RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
     # Then the second record has a new id and supersedes the first
-    first, second = (orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost,
-                                                                        topology.ROUTE_QUEUE))
+    first, second = (
+        orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost, topology.ROUTE_QUEUE)
+    )
     assert second["id"] != first["id"]
     assert second["supersedes"] == {"id": first["id"], "kind": "correction"}
 
@@ -143,13 +166,12 @@ def test_a_changed_custody_resend_in_a_later_file_supersedes_the_published_versi
     fixture = Path(__file__).resolve().parents[1] / "adapters" / "custody_csv" / "fixtures" / "force-a-custody.csv"
     first, second, store = tmp_path / "monday.csv", tmp_path / "tuesday.csv", tmp_path / "lineage.sqlite"
     shutil.copy(fixture, first)
-    second.write_bytes(fixture.read_bytes().replace(b",RUI", b",NFA"))   # the second detainee's disposal changed
+    second.write_bytes(fixture.read_bytes().replace(b",RUI", b",NFA"))  # the second detainee's disposal changed
     ingest_files(broker.settings, "custody-csv", "force-a-custody", [first], progress=None, lineage=store)
     # When tonight's export re-sends both rows, one of them changed
     ingest_files(broker.settings, "custody-csv", "force-a-custody", [second], progress=None, lineage=store)
     # Then the unchanged row is published again with the same id, and the changed one supersedes its version
-    published = [orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost,
-                                                                       topology.ROUTE_QUEUE)]
+    published = [orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost, topology.ROUTE_QUEUE)]
     monday, tuesday = published[:2], published[2:]
     assert tuesday[0] == monday[0]
     assert tuesday[1]["id"] != monday[1]["id"]

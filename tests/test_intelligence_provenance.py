@@ -43,8 +43,10 @@ def paths(validator: Validator, record: dict) -> list[str]:
         {"source_type": "technical"},
         {"source_type": "partner", "partner": "48"},
         {"source_type": "open-source", "open_source": CAPTURED},
-        {"source_type": "open-source", "open_source": {**{k: v for k, v in CAPTURED.items() if k != "platform"},
-                                                       "medium": "news"}},
+        {
+            "source_type": "open-source",
+            "open_source": {**{k: v for k, v in CAPTURED.items() if k != "platform"}, "medium": "news"},
+        },
     ],
     ids=["human", "technical", "partner", "social-media", "news"],
 )
@@ -63,8 +65,10 @@ def test_a_record_without_provenance_stays_valid(validator):
         ({"source_type": "human", "name": "Jo Bloggs"}, "a human source's name"),
         ({"source_type": "open-source", "open_source": {**CAPTURED, "account": "@someone"}}, "an account"),
         ({"source_type": "open-source", "open_source": {**CAPTURED, "url": "https://example.org/p/1"}}, "a link"),
-        ({"source_type": "open-source", "open_source": {**CAPTURED, "platform": "https://x.com/someone"}},
-         "a link as platform"),
+        (
+            {"source_type": "open-source", "open_source": {**CAPTURED, "platform": "https://x.com/someone"}},
+            "a link as platform",
+        ),
         ({"source_type": "open-source", "open_source": {**CAPTURED, "platform": "@someone"}}, "a handle as platform"),
         ({"source_type": "technical", "device": "IMEI 490154203237518"}, "a device"),
     ],
@@ -77,12 +81,12 @@ def test_provenance_that_would_identify_the_source_is_refused(validator, provena
 @pytest.mark.parametrize(
     "provenance",
     [
-        {"source_type": "open-source"},                                         # what was captured?
+        {"source_type": "open-source"},  # what was captured?
         {"source_type": "open-source", "open_source": {**CAPTURED, "item_sha256": "not-a-hash"}},
         {"source_type": "open-source", "open_source": {k: v for k, v in CAPTURED.items() if k != "platform"}},
         {"source_type": "open-source", "open_source": {k: v for k, v in CAPTURED.items() if k != "captured"}},
-        {"source_type": "human", "open_source": CAPTURED},                      # a capture from a human source
-        {"source_type": "partner"},                                             # which partner?
+        {"source_type": "human", "open_source": CAPTURED},  # a capture from a human source
+        {"source_type": "partner"},  # which partner?
         {"source_type": "rumour"},
     ],
 )

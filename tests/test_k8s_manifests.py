@@ -17,9 +17,7 @@ VERSION = "1.30.0"
 
 
 def _documents() -> list[tuple[str, dict]]:
-    return [
-        (f.name, doc) for f in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(f.read_text()) if doc
-    ]
+    return [(f.name, doc) for f in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(f.read_text()) if doc]
 
 
 def _one(kind: str, name: str) -> dict:
@@ -62,6 +60,6 @@ def test_the_settings_the_manifests_set_are_ones_interchange_reads():
     from broker.config import ENV_VARS
 
     settings = _one("ConfigMap", "interchange-settings")["data"]
-    known = set(ENV_VARS) | {"INTERCHANGE_CONFIG"}   # the settings file itself (load_settings)
+    known = set(ENV_VARS) | {"INTERCHANGE_CONFIG"}  # the settings file itself (load_settings)
     assert set(settings) <= known, set(settings) - known
     assert Path(K8S).is_dir()

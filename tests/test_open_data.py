@@ -42,21 +42,50 @@ def exact_point_record() -> dict:
     """A crime at a victim's exact point, with a known reference, correlation id, handling text and a name."""
     record = json.loads(FIXTURE.read_text())
     record["correlation_id"] = "case-CR-48-2026-003311"
-    record["handling"] = {"scheme": "3x5x2", "source": "1", "intelligence": "B", "code": "P",
-                          "conditions": {"text": "Victim Jane Example, 14 Example Row, is a protected witness"}}
+    record["handling"] = {
+        "scheme": "3x5x2",
+        "source": "1",
+        "intelligence": "B",
+        "code": "P",
+        "conditions": {"text": "Victim Jane Example, 14 Example Row, is a protected witness"},
+    }
     return record
 
 
 # every string that would identify the crime, the victim or the force's reference
-SECRETS = ("48-niche-CR-2026-003311", "CR-48-2026-003311", "003311", "51.51401", "-0.08903", "51.514010",
-           "-0.089030", "Jane", "Example", "1990-01-01", "2026-11-30T23", "2026-11-03", "08:05",
-           "case-CR-48", "protected witness", "Outside 12", "PERSONAL", "niche-rms")
+SECRETS = (
+    "48-niche-CR-2026-003311",
+    "CR-48-2026-003311",
+    "003311",
+    "51.51401",
+    "-0.08903",
+    "51.514010",
+    "-0.089030",
+    "Jane",
+    "Example",
+    "1990-01-01",
+    "2026-11-30T23",
+    "2026-11-03",
+    "08:05",
+    "case-CR-48",
+    "protected witness",
+    "Outside 12",
+    "PERSONAL",
+    "niche-rms",
+)
 
 
 def every_byte(outgoing: router.Outgoing) -> bytes:
     """Body, message id, correlation id, content type and headers of one delivery, as one byte string."""
-    return b"\n".join([outgoing.body, (outgoing.message_id or "").encode(), (outgoing.correlation_id or "").encode(),
-                       outgoing.content_type.encode(), orjson.dumps(outgoing.headers)])
+    return b"\n".join(
+        [
+            outgoing.body,
+            (outgoing.message_id or "").encode(),
+            (outgoing.correlation_id or "").encode(),
+            outgoing.content_type.encode(),
+            orjson.dumps(outgoing.headers),
+        ]
+    )
 
 
 def crime_map_delivery(plan: router.Plan) -> router.Outgoing:
@@ -66,8 +95,10 @@ def crime_map_delivery(plan: router.Plan) -> router.Outgoing:
 
 def route(record: dict, settings) -> router.Plan:
     ctx = build_context(settings)
-    return router.route(Message(orjson.dumps(record), "application/json", record["id"],
-                                  correlation_id=record.get("correlation_id")), ctx)
+    return router.route(
+        Message(orjson.dumps(record), "application/json", record["id"], correlation_id=record.get("correlation_id")),
+        ctx,
+    )
 
 
 def test_the_crime_map_receives_only_the_street_layout_with_nothing_that_names_the_crime(settings):
@@ -91,8 +122,10 @@ def test_the_crime_map_receives_only_the_street_layout_with_nothing_that_names_t
 
 def test_the_crime_id_is_a_keyed_hash_stable_for_a_crime_and_its_corrections(settings, tmp_path):
     record = exact_point_record()
-    correction = copy.deepcopy(record) | {"id": record["id"] + "-c1",
-                                          "supersedes": {"id": record["id"], "kind": "correction"}}
+    correction = copy.deepcopy(record) | {
+        "id": record["id"] + "-c1",
+        "supersedes": {"id": record["id"], "kind": "correction"},
+    }
     correction["data"]["outcome"] = "charged"
     # the original is decided and audited first (a correction is never routed blind)
     index = AuditIndex(tmp_path / "audit.index.sqlite")
@@ -125,6 +158,7 @@ def test_without_an_open_data_key_outside_development_the_worker_does_not_start(
 
 # ---------------------------------------------------------------- configuration refuses a public leak
 
+
 def _config_with(tmp_path: Path, change) -> tuple[Path, Path]:
     """A copy of deploy/ recipients and agreements, with `change(recipients_doc)` applied."""
     base = load_settings(environ={})
@@ -149,6 +183,7 @@ def test_a_public_recipient_fed_through_a_format_that_does_not_anonymise_is_refu
         entry.pop("format", None)
         if fmt:
             entry["format"] = fmt
+
     recipients, agreements = _config_with(tmp_path, change)
     settings = load_settings(environ={}).with_overrides(recipients_file=recipients, agreements_dir=agreements)
     # When the configuration loads / Then it is refused, naming the file, the key and the reason
@@ -163,8 +198,11 @@ def test_the_command_line_exits_3_on_a_public_recipient_without_an_anonymising_f
     recipients, agreements = _config_with(tmp_path, lambda doc: _crime_map(doc).pop("format"))
     settings_file = tmp_path / "interchange.yaml"
     doc = yaml.safe_load((PROJECT_ROOT / "deploy" / "interchange.yaml").read_text())
-    doc["paths"] = {"agencies": str(PROJECT_ROOT / "deploy" / "config" / "agencies.yaml"),
-                    "recipients": str(recipients), "agreements": str(agreements)}
+    doc["paths"] = {
+        "agencies": str(PROJECT_ROOT / "deploy" / "config" / "agencies.yaml"),
+        "recipients": str(recipients),
+        "agreements": str(agreements),
+    }
     settings_file.write_text(yaml.safe_dump(doc))
     code = cli.main(["--config", str(settings_file), "rules", "test"])
     assert code == cli.EXIT_CONFIG
@@ -199,9 +237,12 @@ def _random_record(rnd: Random, n: int, forces: list[str]) -> dict:
     record = exact_point_record()
     agency = rnd.choice(forces)
     reference = f"CR-{agency}-2026-{rnd.randrange(10**6):06d}"
-    record.update(id=f"{agency}-niche-{reference}-{n}", source=f"urn:interchange:{agency}:niche-rms",
-                  correlation_id=f"case-{reference}-{rnd.randrange(10**4)}", origin={"agency": agency,
-                  "system": "niche-rms"})
+    record.update(
+        id=f"{agency}-niche-{reference}-{n}",
+        source=f"urn:interchange:{agency}:niche-rms",
+        correlation_id=f"case-{reference}-{rnd.randrange(10**4)}",
+        origin={"agency": agency, "system": "niche-rms"},
+    )
     if rnd.random() < 0.2:
         record["supersedes"] = {"id": f"{agency}-niche-{reference}-{n}-original", "kind": "correction"}
     if rnd.random() < 0.1:
@@ -213,7 +254,7 @@ def _random_record(rnd: Random, n: int, forces: list[str]) -> dict:
     if data["outcome"] is None:
         del data["outcome"]
     data["month"] = f"2026-{rnd.randrange(1, 13):02d}"
-    near = rnd.random() < 0.8   # near the published points, or far away (Leeds): No Location
+    near = rnd.random() < 0.8  # near the published points, or far away (Leeds): No Location
     lat = round(rnd.uniform(51.5, 51.53) if near else rnd.uniform(53.7, 53.9), 5)
     lon = round(rnd.uniform(-0.12, -0.07) if near else rnd.uniform(-1.6, -1.4), 5)
     data["locations"][0]["point"] = {"lat": lat, "lon": lon}
@@ -238,7 +279,8 @@ def _forbidden(record: dict) -> set[str]:
                 walk(v, key)
         elif isinstance(node, str) and key not in published and len(node) >= 6:
             out.add(node)
-    walk(record)   # the exact point is checked apart: a snapped coordinate may share its leading digits
+
+    walk(record)  # the exact point is checked apart: a snapped coordinate may share its leading digits
     return out
 
 
@@ -256,7 +298,7 @@ def _check_row(row: dict[str, str], record: dict, points: set[tuple[str, ...]]) 
         problems.append(f"place {place} is not a published map point")
     if row["Crime type"] not in CATEGORY_LABELS.values() or row["Context"]:
         problems.append("category or context")
-    asb = record["data"]["category"] == "anti-social-behaviour"   # ASB: no Crime ID, no outcome
+    asb = record["data"]["category"] == "anti-social-behaviour"  # ASB: no Crime ID, no outcome
     if row["Last outcome category"] != ("" if asb else OUTCOME_LABELS.get(record["data"].get("outcome"), "")):
         problems.append("outcome")
     if asb != (row["Crime ID"] == ""):
@@ -277,8 +319,10 @@ def test_generated_crime_reports_reach_the_crime_map_only_as_published_values(se
     seq = [0]
 
     def routed(record: dict) -> router.Plan:
-        plan = router.route(Message(orjson.dumps(record), "application/json", record["id"],
-                                      correlation_id=record["correlation_id"]), ctx)
+        plan = router.route(
+            Message(orjson.dumps(record), "application/json", record["id"], correlation_id=record["correlation_id"]),
+            ctx,
+        )
         for entry in plan.audit_entries:
             seq[0] += 1
             index.add([dict(entry, seq=seq[0])])
@@ -290,8 +334,10 @@ def test_generated_crime_reports_reach_the_crime_map_only_as_published_values(se
         record = _random_record(rnd, n, forces)
         original_row = None
         if record.get("supersedes"):
-            original = copy.deepcopy(record) | {"id": record["supersedes"]["id"],
-                                                "classification": exact_point_record()["classification"]}
+            original = copy.deepcopy(record) | {
+                "id": record["supersedes"]["id"],
+                "classification": exact_point_record()["classification"],
+            }
             del original["supersedes"]
             original_row = next((o for o in routed(original).outputs if o.target == "crime-map"), None)
         plan = routed(record)
@@ -304,8 +350,11 @@ def test_generated_crime_reports_reach_the_crime_map_only_as_published_values(se
             withdrawn = list(csv.reader(io.StringIO(original_row.body.decode())))[1][0] if original_row else None
             if expected or original_row is None or notice != {"notice": "retraction", "crime_id": withdrawn}:
                 leaks.append(f"{record['id']}: retraction {notice} (expected a row: {expected})")
-            leaks += [f"{record['id']}: {s!r} in the retraction" for s in _forbidden(record)
-                      if s.encode() in every_byte(outs[0])]
+            leaks += [
+                f"{record['id']}: {s!r} in the retraction"
+                for s in _forbidden(record)
+                if s.encode() in every_byte(outs[0])
+            ]
             continue
         if bool(outs) != expected:
             leaks.append(f"{record['id']}: delivered {bool(outs)}, expected {expected}")
@@ -321,8 +370,10 @@ def test_generated_crime_reports_reach_the_crime_map_only_as_published_values(se
         delivered_bytes = every_byte(outs[0])
         leaks += [f"{record['id']}: {s!r} delivered" for s in _forbidden(record) if s.encode() in delivered_bytes]
     index.close()
-    print(f"\nopen data: {GENERATED} records, {delivered} rows to the crime map ({no_location} No Location), "
-          f"{retractions} retractions, leaks {len(leaks)}")
+    print(
+        f"\nopen data: {GENERATED} records, {delivered} rows to the crime map ({no_location} No Location), "
+        f"{retractions} retractions, leaks {len(leaks)}"
+    )
     assert leaks[:5] == [] and delivered > GENERATED // 2 and no_location > 0 and retractions > 0
 
 

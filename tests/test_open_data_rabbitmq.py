@@ -21,9 +21,25 @@ def test_every_byte_the_crime_map_receives_is_free_of_the_exact_point_and_the_re
     # When the crime map reads its inbox
     [(props, body)] = broker.inbox("crime-map")
     # Then its body and every AMQP property are searched: none holds the point, the reference or the victim
-    properties = {name: getattr(props, name) for name in ("content_type", "content_encoding", "headers",
-                  "delivery_mode", "priority", "correlation_id", "reply_to", "expiration", "message_id",
-                  "timestamp", "type", "user_id", "app_id", "cluster_id")}
+    properties = {
+        name: getattr(props, name)
+        for name in (
+            "content_type",
+            "content_encoding",
+            "headers",
+            "delivery_mode",
+            "priority",
+            "correlation_id",
+            "reply_to",
+            "expiration",
+            "message_id",
+            "timestamp",
+            "type",
+            "user_id",
+            "app_id",
+            "cluster_id",
+        )
+    }
     delivered = body + orjson.dumps(properties, default=str)
     assert [s for s in SECRETS if s.encode() in delivered] == []
     assert body.decode().splitlines()[1].split(",")[1] == "2026-11"

@@ -79,9 +79,7 @@ def live(rabbitmq, tmp_path_factory):
                     )
                 )
         for role, port in ports.items():
-            wait_until(
-                lambda port=port: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what=f"{role} ready"
-            )
+            wait_until(lambda port=port: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what=f"{role} ready")
 
         def cli(*args: str) -> None:
             with logs["cli"].open("ab") as out:
@@ -100,17 +98,12 @@ def live(rabbitmq, tmp_path_factory):
         entries = wait_for_audit(Path(s.audit_dir) / LOG_NAME, ids)
         worker_url = f"http://127.0.0.1:{ports['worker']}"
         wait_until(
-            lambda: (
-                _value(get(worker_url + "/metrics")[1], "interchange_records_received_total") == len(FILES)
-            ),
+            lambda: _value(get(worker_url + "/metrics")[1], "interchange_records_received_total") == len(FILES),
             what="worker counted every record",
         )
         audit_url = f"http://127.0.0.1:{ports['audit-writer']}"
         wait_until(
-            lambda: (
-                _value(get(audit_url + "/metrics")[1], "interchange_audit_entries_written_total")
-                == len(entries)
-            ),
+            lambda: _value(get(audit_url + "/metrics")[1], "interchange_audit_entries_written_total") == len(entries),
             what="audit writer counted every entry",
         )
         cli("dlq", "list")
@@ -177,13 +170,9 @@ def test_the_metrics_count_exactly_what_the_audit_log_holds(live):
     for reason, n in collections.Counter(e["reason"] for e in entries if e["outcome"] == "rejected").items():
         assert _value(worker, "interchange_records_rejected_total", reason=reason) == n
         assert _value(worker, "interchange_dead_lettered_total", reason=reason) == n
-    for recipient, n in collections.Counter(
-        e["recipient"] for e in entries if e["outcome"] == "delivered"
-    ).items():
+    for recipient, n in collections.Counter(e["recipient"] for e in entries if e["outcome"] == "delivered").items():
         assert _value(worker, "interchange_deliveries_confirmed_total", recipient=recipient) == n
-    delivered = collections.Counter(
-        (e["recipient"], e["agreement"]) for e in entries if e["outcome"] == "delivered"
-    )
+    delivered = collections.Counter((e["recipient"], e["agreement"]) for e in entries if e["outcome"] == "delivered")
     for (recipient, agreement), n in delivered.items():
         assert (
             _value(
@@ -200,10 +189,7 @@ def test_the_metrics_count_exactly_what_the_audit_log_holds(live):
     )
     for (recipient, reason), n in withheld.items():
         assert (
-            _value(
-                worker, "interchange_decisions_total", recipient=recipient, outcome="withheld", reason=reason
-            )
-            == n
+            _value(worker, "interchange_decisions_total", recipient=recipient, outcome="withheld", reason=reason) == n
         )
     assert _value(worker, "interchange_decisions_total", outcome="delivered") == outcome["delivered"]
     assert _value(worker, "interchange_decisions_total", outcome="withheld") == outcome["withheld"]
@@ -229,9 +215,7 @@ def test_no_log_line_of_any_process_carries_a_name_date_of_birth_or_identifier(l
 
 
 def test_every_worker_line_about_a_record_carries_its_ids_and_a_utc_timestamp(live):
-    lines = [
-        json.loads(line) for line in live.logs["worker"].read_text().splitlines() if line.startswith("{")
-    ]
+    lines = [json.loads(line) for line in live.logs["worker"].read_text().splitlines() if line.startswith("{")]
     about_records = [line for line in lines if line["event"].startswith("record_")]
     assert len(about_records) == len(FILES)
     for line in about_records:

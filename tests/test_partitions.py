@@ -51,7 +51,7 @@ def test_two_workers_share_four_partitions_and_each_case_arrives_in_order(rabbit
     broker = TestBroker.create(
         tmp_path / "audit",
         write_flow_agreements(tmp_path / "agreements"),
-        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),   # a plain crime-map: ids to compare
+        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),  # a plain crime-map: ids to compare
         partitions=4,
         standby_delay_seconds=1.0,
     )

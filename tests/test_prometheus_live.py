@@ -62,8 +62,9 @@ def prometheus_config(tmp: Path, ports: dict[str, int]) -> Path:
     for job in config["scrape_configs"]:
         for static in job["static_configs"]:
             role = static.get("labels", {}).get("role")
-            static["targets"] = [f"127.0.0.1:{ports[role]}" if role else "127.0.0.1:15692"
-                                 for _target in static["targets"]]
+            static["targets"] = [
+                f"127.0.0.1:{ports[role]}" if role else "127.0.0.1:15692" for _target in static["targets"]
+            ]
     for name in config["rule_files"]:
         rules = yaml.safe_load((PROMETHEUS / name).read_text())
         for group in rules["groups"]:
@@ -92,38 +93,69 @@ def stack(rabbitmq, tmp_path_factory):
     broker = TestBroker.create(tmp / "audit")
     common = [sys.executable, "-m", "broker", *broker.settings.cli_args()]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    ports = {"audit-writer": free_port(), "worker": free_port(), "ingest-worker": free_port(),
-             "enquiry-gateway": free_port()}
+    ports = {
+        "audit-writer": free_port(),
+        "worker": free_port(),
+        "ingest-worker": free_port(),
+        "enquiry-gateway": free_port(),
+    }
     idp_key = tmp / "idp.pem"
-    idp_key.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    idp_key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     argv = {role: common + ["--metrics-port", str(port), role] for role, port in ports.items()}
-    argv["enquiry-gateway"] = common + ["enquiry-gateway", "--host", "127.0.0.1", "--port",
-                                        str(ports["enquiry-gateway"]), "--jwt-public-key", str(idp_key)]
+    argv["enquiry-gateway"] = common + [
+        "enquiry-gateway",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ports["enquiry-gateway"]),
+        "--jwt-public-key",
+        str(idp_key),
+    ]
     children: dict[str, subprocess.Popen] = {}
     prom = None
     try:
         for role in ports:
             with (tmp / f"{role}.log").open("ab") as out:
-                children[role] = subprocess.Popen(argv[role], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                  cwd=PROJECT_ROOT)
+                children[role] = subprocess.Popen(
+                    argv[role], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT
+                )
         prom_port = free_port()
-        prom = subprocess.Popen(["prometheus", f"--config.file={prometheus_config(tmp, ports)}",
-                                 f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                                stdout=(tmp / "prometheus.log").open("ab"), stderr=subprocess.STDOUT)
+        prom = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={prometheus_config(tmp, ports)}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=(tmp / "prometheus.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{prom_port}"
         # traffic only once every target has been scraped at zero, as in production where the processes
         # run long before a record arrives (increase() needs a sample before the first record)
         wait_until(lambda: _all_up(base), what="every target scraped")
         time.sleep(2.5)
         # traffic: the example records (valid and invalid) and a raw street CSV through the ingest worker
-        subprocess.run(common + ["publish", *map(str, FILES)], check=True, timeout=120, cwd=PROJECT_ROOT,
-                       capture_output=True)
+        subprocess.run(
+            common + ["publish", *map(str, FILES)], check=True, timeout=120, cwd=PROJECT_ROOT, capture_output=True
+        )
         connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost, "test-raw")
         channel.confirm_delivery()
-        channel.basic_publish("", topology.RAW_QUEUE, STREET_CSV.read_bytes(), pika.BasicProperties(
-            message_id="street-1", delivery_mode=2,
-            headers={"x-adapter": "police-uk-csv", "x-mapping": "city-of-london"}), mandatory=True)
+        channel.basic_publish(
+            "",
+            topology.RAW_QUEUE,
+            STREET_CSV.read_bytes(),
+            pika.BasicProperties(
+                message_id="street-1",
+                delivery_mode=2,
+                headers={"x-adapter": "police-uk-csv", "x-mapping": "city-of-london"},
+            ),
+            mandatory=True,
+        )
         connection.close()
         yield SimpleNamespace(base=base, children=children, ports=ports, tmp=tmp)
     finally:
@@ -170,16 +202,23 @@ def test_every_rule_loads_and_evaluates_without_error(stack):
 
 
 def test_each_usage_figure_has_a_recording_rule_with_live_data(stack):
-    wanted = {"interchange:deliveries_by_agreement:increase1d", "interchange:withheld_by_reason:increase1d",
-              "interchange:rejected_by_reason:increase1d", "interchange:integrations_served:count1d",
-              "interchange:records_received_by_source:increase1d",
-              "interchange:ingest_records_published:increase1d", "interchange:ingest_bytes_read:increase1d"}
-    recorded = {r["record"] for g in yaml.safe_load((PROMETHEUS / "recording.yml").read_text())["groups"]
-                for r in g["rules"]}
+    wanted = {
+        "interchange:deliveries_by_agreement:increase1d",
+        "interchange:withheld_by_reason:increase1d",
+        "interchange:rejected_by_reason:increase1d",
+        "interchange:integrations_served:count1d",
+        "interchange:records_received_by_source:increase1d",
+        "interchange:ingest_records_published:increase1d",
+        "interchange:ingest_bytes_read:increase1d",
+    }
+    recorded = {
+        r["record"] for g in yaml.safe_load((PROMETHEUS / "recording.yml").read_text())["groups"] for r in g["rules"]
+    }
     assert wanted <= recorded
     for name in sorted(wanted):
-        result = wait_until(lambda name=name: api(stack.base, "query", query=f"{name} > 0")["result"],
-                            what=f"{name} has data")
+        result = wait_until(
+            lambda name=name: api(stack.base, "query", query=f"{name} > 0")["result"], what=f"{name} has data"
+        )
         assert result, name
 
 
@@ -190,32 +229,43 @@ def test_the_dashboard_usage_row_queries_evaluate_against_the_live_data(stack):
     assert len(usage) >= 3
     for panel in panels:
         for target in panel.get("targets", []):
-            api(stack.base, "query", query=target["expr"])      # every query parses and evaluates
+            api(stack.base, "query", query=target["expr"])  # every query parses and evaluates
     for panel in usage:
         for target in panel["targets"]:
-            assert wait_until(lambda t=target: api(stack.base, "query", query=t["expr"])["result"],
-                              what=f"usage panel {panel['title']!r} has data")
+            assert wait_until(
+                lambda t=target: api(stack.base, "query", query=t["expr"])["result"],
+                what=f"usage panel {panel['title']!r} has data",
+            )
 
 
 def test_a_stopped_worker_makes_its_alert_go_pending_then_firing(stack):
-    wait_until(lambda: all(t["health"] == "up" for t in api(stack.base, "targets")["activeTargets"]),
-               what="targets up")
+    wait_until(lambda: all(t["health"] == "up" for t in api(stack.base, "targets")["activeTargets"]), what="targets up")
     stack.children["worker"].terminate()
     stack.children["worker"].wait(timeout=20)
 
     def state(want: str):
         alerts = api(stack.base, "alerts")["alerts"]
-        return [a for a in alerts if a["labels"]["alertname"] == "InterchangeProcessDown"
-                and a["labels"].get("role") == "worker" and a["state"] == want]
+        return [
+            a
+            for a in alerts
+            if a["labels"]["alertname"] == "InterchangeProcessDown"
+            and a["labels"].get("role") == "worker"
+            and a["state"] == want
+        ]
 
     assert wait_until(lambda: state("firing"), timeout=45, what="alert firing")
     # it was pending first: Prometheus's own ALERTS series shows the pending state before the firing one
     now = time.time()
     history = {}
     for alertstate in ("pending", "firing"):
-        result = api(stack.base, "query_range", start=str(now - 120), end=str(now), step="1",
-                     query=f'ALERTS{{alertname="InterchangeProcessDown",role="worker",alertstate="{alertstate}"}}'
-                     )["result"]
+        result = api(
+            stack.base,
+            "query_range",
+            start=str(now - 120),
+            end=str(now),
+            step="1",
+            query=f'ALERTS{{alertname="InterchangeProcessDown",role="worker",alertstate="{alertstate}"}}',
+        )["result"]
         assert result, f"no {alertstate} sample"
         history[alertstate] = min(float(t) for series in result for t, _v in series["values"])
     assert history["pending"] < history["firing"]

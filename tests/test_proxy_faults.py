@@ -97,8 +97,11 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
             )
             # And every connection is stalled mid-flow, while the worker waits for confirms: it gives up
             # on them after the confirm timeout and reconnects
-            _wait(lambda: inboxes.least_received() >= 1200 and worker.transport.pending_count() > 0, 60,
-                  "the worker busy publishing")
+            _wait(
+                lambda: inboxes.least_received() >= 1200 and worker.transport.pending_count() > 0,
+                60,
+                "the worker busy publishing",
+            )
             before = worker.transport.reconnects
             proxy.stall()
             facts["busy_stall_detect_s"] = _wait(
@@ -128,7 +131,7 @@ def test_connections_slowed_reset_and_stalled_reconnect_within_two_heartbeats_an
             # Then everything confirmed arrived, and no publish waited much past its confirm timeout
             assert inboxes.wait_for(flow.confirmed, timeout=60), inboxes.missing(flow.confirmed)
             counts = inboxes.report(flow.confirmed)
-    worst = max(o.worst for o in oldest)   # the confirm timeout, plus the 1 s watcher tick, plus slack
+    worst = max(o.worst for o in oldest)  # the confirm timeout, plus the 1 s watcher tick, plus slack
     assert worst <= CONFIRM_TIMEOUT + 2.0, f"a publish waited {worst:.1f}s for its confirm"
     assert_reconciled(
         "proxy-faults",

@@ -36,12 +36,16 @@ def _logs_back_to_stderr():
 
 
 def _image_config() -> Path:
-    [line] = [line for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
-              if line.startswith("ENV INTERCHANGE_CONFIG=")]
+    [line] = [
+        line
+        for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("ENV INTERCHANGE_CONFIG=")
+    ]
     return DEPLOY / Path(line.split("=", 1)[1]).relative_to("/app/deploy")
 
 
 # ---------------------------------------------------------------- production is the default everywhere
+
 
 def test_the_image_defaults_to_the_production_settings_which_require_proven_publishers():
     settings = load_settings(_image_config(), environ={})
@@ -58,10 +62,10 @@ def test_compose_and_kubernetes_run_the_production_settings_with_every_key_from_
     assert config_map["INTERCHANGE_CONFIG"] == "/app/deploy/interchange.production.yaml"
     assert config_map["INTERCHANGE_DEVELOPMENT"] == "0"
     for doc in docs:
-        for container in (doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []):
+        for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []:
             names = {e["name"] for e in container.get("env", [])}
             assert {"INTERCHANGE_AUDIT_KEY", "INTERCHANGE_OPEN_DATA_KEY"} <= names
-            if container["name"] == "audit-writer":   # the only process that signs checkpoints
+            if container["name"] == "audit-writer":  # the only process that signs checkpoints
                 assert "INTERCHANGE_CHECKPOINT_SIGNING_KEY" in names
 
 
@@ -97,11 +101,15 @@ def test_a_record_claiming_another_origin_without_a_user_id_is_refused_under_the
 
 # ---------------------------------------------------------------- keys
 
-@pytest.mark.parametrize("var, value", [
-    ("INTERCHANGE_AUDIT_KEY", ""),
-    ("INTERCHANGE_AUDIT_KEY", "  "),
-    ("INTERCHANGE_AUDIT_KEY", audit.DEV_KEY.decode()),
-])
+
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("INTERCHANGE_AUDIT_KEY", ""),
+        ("INTERCHANGE_AUDIT_KEY", "  "),
+        ("INTERCHANGE_AUDIT_KEY", audit.DEV_KEY.decode()),
+    ],
+)
 def test_an_empty_or_development_key_refuses_to_start_outside_development_mode(var, value):
     settings = load_settings(PRODUCTION, environ={})
     with pytest.raises(ConfigError) as refused:
@@ -111,11 +119,11 @@ def test_an_empty_or_development_key_refuses_to_start_outside_development_mode(v
 
 def test_an_audit_writer_without_a_checkpoint_signing_key_refuses_to_start_outside_development_mode(tmp_path):
     settings = load_settings(PRODUCTION, environ={})
-    assert settings.checkpoints_required          # mandatory outside development mode
+    assert settings.checkpoints_required  # mandatory outside development mode
     with pytest.raises(ConfigError) as refused:
         check_start(settings, REAL_KEYS, role="audit-writer")
     assert refused.value.file == "INTERCHANGE_CHECKPOINT_SIGNING_KEY"
-    assert check_start(settings, REAL_KEYS, role="worker") == []   # a worker signs nothing
+    assert check_start(settings, REAL_KEYS, role="worker") == []  # a worker signs nothing
     keyed = load_settings(PRODUCTION, environ={"INTERCHANGE_CHECKPOINT_SIGNING_KEY": str(tmp_path / "k.pem")})
     assert check_start(keyed, REAL_KEYS, role="audit-writer") == []
 
@@ -146,12 +154,17 @@ def test_a_process_started_in_development_mode_logs_a_warning(monkeypatch, capsy
 
 # ---------------------------------------------------------------- replay
 
+
 def _letter(publisher: str, record: dict | None = None) -> dlq.DeadLetter:
     record = record or RECORD_OF_13
-    props = SimpleNamespace(message_id=record["id"], correlation_id=None, content_type="application/json",
-                            timestamp=None, user_id=None,
-                            headers={"x-interchange-reason": "publisher_not_origin",
-                                     "x-original-user-id": publisher})
+    props = SimpleNamespace(
+        message_id=record["id"],
+        correlation_id=None,
+        content_type="application/json",
+        timestamp=None,
+        user_id=None,
+        headers={"x-interchange-reason": "publisher_not_origin", "x-original-user-id": publisher},
+    )
     return dlq.dead_letter(1, props, orjson.dumps(record))
 
 
@@ -180,8 +193,7 @@ def test_a_record_whose_first_publisher_may_not_publish_as_its_origin_is_refused
     assert router.route(honest, ctx).outcome == "routed"
 
 
-def test_the_supervisor_refuses_to_start_without_the_open_data_key_outside_development(monkeypatch, capsys,
-                                                                                        tmp_path):
+def test_the_supervisor_refuses_to_start_without_the_open_data_key_outside_development(monkeypatch, capsys, tmp_path):
     # Given real audit and checkpoint keys but no open-data key, and the crime map configured as public
     monkeypatch.delenv("INTERCHANGE_CONFIG", raising=False)
     monkeypatch.delenv("INTERCHANGE_OPEN_DATA_KEY", raising=False)

@@ -29,16 +29,22 @@ def _publish_with_user_id(settings, record: dict) -> str:
     connection, channel = blocking_channel(settings.amqp_url, settings.core_vhost, "t-spoof", settings.tls)
     try:
         channel.confirm_delivery()
-        channel.basic_publish(topology.INGRESS_EXCHANGE, record["type"], orjson.dumps(record),
-                              pika.BasicProperties(message_id=record["id"], user_id=login, delivery_mode=2,
-                                                   content_type="application/json"), mandatory=True)
+        channel.basic_publish(
+            topology.INGRESS_EXCHANGE,
+            record["type"],
+            orjson.dumps(record),
+            pika.BasicProperties(
+                message_id=record["id"], user_id=login, delivery_mode=2, content_type="application/json"
+            ),
+            mandatory=True,
+        )
     finally:
         connection.close()
     return login
 
 
 def test_a_spoof_dead_lettered_as_publisher_not_origin_is_not_routed_by_replay(broker, capsys):
-    settings = broker.settings   # development settings: a record without a user_id is not refused
+    settings = broker.settings  # development settings: a record without a user_id is not refused
     # Given a record claiming origin 13 from a login that is not one of 13's publishers, dead-lettered
     with worker_thread(settings, broker.registry) as worker:
         login = _publish_with_user_id(settings, RECORD_OF_13)

@@ -51,10 +51,18 @@ def replaced(record: Any, path: tuple[Any, ...], value: Any) -> Any:
 
 
 CASES = [(name, path) for name, record in EXAMPLE_RECORDS.items() for path in field_paths(record)]
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=6)
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6,
+)
 # One value of each JSON type, the shapes the issue found (true, {}, [7], []) among them
 EVERY_TYPE = [None, True, False, 0, 7, -1.5, "", "x", [], [7], ["x"], [{}], {}, {"a": 1}]
 
@@ -94,13 +102,16 @@ def test_any_field_replaced_by_any_json_value_gives_a_plan(ctx, case, value):
     assert_a_plan(route(Message(orjson.dumps(replaced(EXAMPLE_RECORDS[name], path, value)), "application/json"), ctx))
 
 
-@pytest.mark.parametrize("path, value", [
-    (("data", "persons", 0, "birth_date"), True),
-    (("data", "persons", 0, "name", "given"), {}),
-    (("data", "persons", 0, "name", "given"), [7]),
-    (("classification", "tier"), []),
-    (("data", "persons", 0, "identifiers"), 5),
-])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("data", "persons", 0, "birth_date"), True),
+        (("data", "persons", 0, "name", "given"), {}),
+        (("data", "persons", 0, "name", "given"), [7]),
+        (("classification", "tier"), []),
+        (("data", "persons", 0, "identifiers"), 5),
+    ],
+)
 def test_the_wrong_types_the_review_found_are_rejected_as_schema_invalid(ctx, path, value):
     record = replaced(EXAMPLE_RECORDS["01-crime.report-burglary-victim-suspect.json"], path, value)
     plan = route(Message(orjson.dumps(record), "application/json"), ctx)
@@ -113,8 +124,10 @@ def test_an_unexpected_failure_is_a_dead_letter_naming_only_the_exception_type(r
         raise RuntimeError("Jane Doe, 14 Acacia Row")
 
     ctx = Context.build(load_settings(environ={}), registry, Validator(), clock=lambda: NOW, original=broken)
-    record = dict(EXAMPLE_RECORDS["01-crime.report-burglary-victim-suspect.json"],
-                  supersedes={"id": "01-CR-OLD", "kind": "correction"})
+    record = dict(
+        EXAMPLE_RECORDS["01-crime.report-burglary-victim-suspect.json"],
+        supersedes={"id": "01-CR-OLD", "kind": "correction"},
+    )
     # When a correction is routed
     plan = route(Message(orjson.dumps(record), "application/json", message_id="m-1"), ctx)
     # Then it is dead-lettered as internal_error with the exception's type, and nothing else of the failure

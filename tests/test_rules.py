@@ -21,10 +21,20 @@ def example(name: str) -> dict:
 
 def agreement(**changes):
     doc = {
-        "id": "ISA-TEST", "title": "test", "controller": "01", "providers": ["01"], "recipient": "cps",
-        "record_types": ["case.file"], "purposes": ["prosecution"], "lawful_basis": "DPA 2018 s.35",
-        "max_classification": "OFFICIAL-SENSITIVE", "fields": {"case.file": ["data.urn", "data.charges"]},
-        "valid_from": "2024-01-01", "valid_until": "2027-12-31", "review_by": "2027-06-30", "status": "active",
+        "id": "ISA-TEST",
+        "title": "test",
+        "controller": "01",
+        "providers": ["01"],
+        "recipient": "cps",
+        "record_types": ["case.file"],
+        "purposes": ["prosecution"],
+        "lawful_basis": "DPA 2018 s.35",
+        "max_classification": "OFFICIAL-SENSITIVE",
+        "fields": {"case.file": ["data.urn", "data.charges"]},
+        "valid_from": "2024-01-01",
+        "valid_until": "2027-12-31",
+        "review_by": "2027-06-30",
+        "status": "active",
     }
     doc.update(changes)
     return agreement_from_doc(doc)
@@ -34,6 +44,7 @@ def agreement(**changes):
 def book(registry):
     def make(*agreements):
         return Rulebook(list(agreements), registry.recipients, registry.agencies)
+
     return make
 
 
@@ -52,11 +63,14 @@ def test_provider_groups_cover_their_member_agencies(book):
     assert isinstance(decision, Deliver)
 
 
-@pytest.mark.parametrize("changes, reason", [
-    ({"status": "suspended"}, "agreement_suspended"),
-    ({"valid_from": "2027-01-01"}, "agreement_not_yet_valid"),
-    ({"valid_until": "2026-11-25", "valid_from": "2024-01-01"}, "agreement_expired"),
-])
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"status": "suspended"}, "agreement_suspended"),
+        ({"valid_from": "2027-01-01"}, "agreement_not_yet_valid"),
+        ({"valid_until": "2026-11-25", "valid_from": "2024-01-01"}, "agreement_expired"),
+    ],
+)
 def test_agreements_outside_their_life_deliver_nothing(book, changes, reason):
     [decision] = book(agreement(**changes)).decide(example("02-case.file"), NOW)
     assert isinstance(decision, Withhold) and decision.reason == reason
@@ -102,8 +116,13 @@ def test_only_the_listed_fields_are_delivered_and_the_rest_are_named_as_withheld
 def test_a_sensitive_record_is_withheld_from_a_recipient_whose_ceiling_is_official(book):
     record = example("12-crime.report")
     record["classification"]["sensitive"] = True
-    crime_map = agreement(recipient="crime-map", record_types=["crime.report"], providers=["48"],
-                          fields={"crime.report": ["data.category"]}, max_classification="OFFICIAL-SENSITIVE")
+    crime_map = agreement(
+        recipient="crime-map",
+        record_types=["crime.report"],
+        providers=["48"],
+        fields={"crime.report": ["data.category"]},
+        max_classification="OFFICIAL-SENSITIVE",
+    )
     [decision] = book(crime_map).decide(record, NOW)
     assert (decision.reason, decision.detail) == ("classification_above_ceiling", "OFFICIAL-SENSITIVE")
 
@@ -111,25 +130,38 @@ def test_a_sensitive_record_is_withheld_from_a_recipient_whose_ceiling_is_offici
 def test_c_coded_intelligence_reaches_a_recipient_named_by_class(book, registry):
     record = example("10-intelligence.report")
     record["handling"]["conditions"] = {"recipient_classes": ["police"], "text": "police only"}
-    intel = agreement(recipient="force-48", record_types=["intelligence.report"], providers=["01"],
-                      fields={"intelligence.report": ["data.summary"]}, handling={"permitted_codes": ["P", "C"]})
+    intel = agreement(
+        recipient="force-48",
+        record_types=["intelligence.report"],
+        providers=["01"],
+        fields={"intelligence.report": ["data.summary"]},
+        handling={"permitted_codes": ["P", "C"]},
+    )
     [decision] = book(intel).decide(record, NOW)
     assert isinstance(decision, Deliver)
 
 
 def test_c_coded_intelligence_is_withheld_where_the_agreement_permits_only_p(book):
     record = example("10-intelligence.report")
-    intel = agreement(recipient="force-13", record_types=["intelligence.report"], providers=["01"],
-                      fields={"intelligence.report": ["data.summary"]})
+    intel = agreement(
+        recipient="force-13",
+        record_types=["intelligence.report"],
+        providers=["01"],
+        fields={"intelligence.report": ["data.summary"]},
+    )
     [decision] = book(intel).decide(record, NOW)
     assert decision.reason == "handling_code_not_permitted"
 
 
 def test_conditions_that_do_not_hold_withhold_with_the_condition_name(book):
     record = example("07-victim.referral")
-    victims = agreement(recipient="victim-support-london", record_types=["victim.referral"], providers=["48"],
-                        fields={"victim.referral": ["data.crime_ref"]},
-                        conditions=[{"name": "consent", "equals": {"path": "data.consent.given", "value": True}}])
+    victims = agreement(
+        recipient="victim-support-london",
+        record_types=["victim.referral"],
+        providers=["48"],
+        fields={"victim.referral": ["data.crime_ref"]},
+        conditions=[{"name": "consent", "equals": {"path": "data.consent.given", "value": True}}],
+    )
     assert isinstance(book(victims).decide(record, NOW)[0], Deliver)
     refused = copy.deepcopy(record)
     refused["data"]["consent"]["given"] = False
@@ -147,7 +179,12 @@ def test_a_refusal_by_one_agreement_does_not_stop_another_that_allows(book):
 def test_deciding_is_pure(book):
     record = example("05-safeguarding")
     before = copy.deepcopy(record)
-    rules = book(agreement(record_types=["safeguarding.notification"], providers=["13"],
-                           fields={"safeguarding.notification": ["data.scheme"]}))
+    rules = book(
+        agreement(
+            record_types=["safeguarding.notification"],
+            providers=["13"],
+            fields={"safeguarding.notification": ["data.scheme"]},
+        )
+    )
     first, second = rules.decide(record, NOW), rules.decide(record, NOW)
     assert first == second and record == before

@@ -55,9 +55,7 @@ def schema_examples() -> list[tuple[str, dict]]:
 
 def test_there_is_one_schema_file_per_record_type_plus_defs_and_envelope():
     # Given the schemas directory / Then it holds defs, envelope and one file per record type
-    assert {f.name for f in SCHEMA_FILES} == {"defs.json", "envelope.json"} | {
-        f"{t}.json" for t in RECORD_TYPES
-    }
+    assert {f.name for f in SCHEMA_FILES} == {"defs.json", "envelope.json"} | {f"{t}.json" for t in RECORD_TYPES}
 
 
 @pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
@@ -217,10 +215,7 @@ def test_a_wrong_pnc_check_letter_is_reported_in_the_documented_format(validator
             "PNC ID 2001/0171310S has check letter S, expected W",
         )
     ]
-    assert (
-        str(errors[0])
-        == "data.persons[0].identifiers[1]: PNC ID 2001/0171310S has check letter S, expected W"
-    )
+    assert str(errors[0]) == "data.persons[0].identifiers[1]: PNC ID 2001/0171310S has check letter S, expected W"
 
 
 # --- focused behaviour --------------------------------------------------------------------------------------
@@ -445,9 +440,7 @@ def test_the_agreement_corpus_has_more_than_thirty_mutated_variants():
     assert len(_mutated()) > 100
 
 
-@pytest.mark.parametrize(
-    ("label", "case"), _agreement_cases(), ids=[label for label, _ in _agreement_cases()]
-)
+@pytest.mark.parametrize(("label", "case"), _agreement_cases(), ids=[label for label, _ in _agreement_cases()])
 def test_jsonschema_rs_and_the_reference_validator_agree(validator, label, case):
     # Given a record (valid, invalid or mutated) / When both engines validate it
     fast = validator.validate(case)
@@ -506,9 +499,7 @@ JUNK = [
         "identifiers of junk",
         {
             "type": "crime.report",
-            "data": {
-                "persons": [{"identifiers": [None, 1, {"scheme": "pnc"}, {"scheme": "pnc", "value": 7}]}]
-            },
+            "data": {"persons": [{"identifiers": [None, 1, {"scheme": "pnc"}, {"scheme": "pnc", "value": 7}]}]},
         },
     ),
     ("links of junk", {"type": "crime.report", "subjects": [1, None], "data": {"links": [1, {"from": []}]}}),

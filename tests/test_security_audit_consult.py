@@ -21,9 +21,7 @@ def _log_with(audit_dir: Path, count: int) -> Path:
 
 def _verify(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, str]:
     capsys.readouterr()
-    code = cli.main(
-        [*options, "audit", "verify", "--actor", "auditor-7", "--reason", "quarterly integrity check"]
-    )
+    code = cli.main([*options, "audit", "verify", "--actor", "auditor-7", "--reason", "quarterly integrity check"])
     logs.configure("info", stream=sys.__stderr__)  # main() logged to the captured stderr
     return code, capsys.readouterr().out
 
@@ -47,14 +45,10 @@ def test_audit_verify_is_recorded_as_a_consultation_with_who_why_and_the_verdict
     assert consults[0]["query"] == {"command": "audit verify"}
     assert consults[0]["result"] == {"chain_ok": True, "checkpoints_ok": True}
     assert verify(log_file).ok and verify(log_file).entries == 6
-    print(
-        f"\naudit verify: 1 consult entry recorded by {consults[0]['actor']['person']}; log 6 entries, intact"
-    )
+    print(f"\naudit verify: 1 consult entry recorded by {consults[0]['actor']['person']}; log 6 entries, intact")
 
 
-def test_audit_verify_runs_and_names_the_bad_line_when_rabbitmq_is_unreachable(
-    tmp_path: Path, capsys
-) -> None:
+def test_audit_verify_runs_and_names_the_bad_line_when_rabbitmq_is_unreachable(tmp_path: Path, capsys) -> None:
     # Given an audit log with a tampered third line, and no RabbitMQ at the configured address
     log_file = _log_with(tmp_path, 5)
     lines = log_file.read_bytes().splitlines(keepends=True)

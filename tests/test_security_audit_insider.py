@@ -44,17 +44,19 @@ from broker.errors import ConfigError
 from broker.ops import logs
 from broker.transports.memory import TestBroker
 
-BATCHES, PER_BATCH = 4, 500     # one writer run per batch: a checkpoint at 500, 1000, 1500 and 2000
+BATCHES, PER_BATCH = 4, 500  # one writer run per batch: a checkpoint at 500, 1000, 1500 and 2000
 
 
 def write_keys(directory: Path) -> tuple[Ed25519PrivateKey, Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private, public = directory / "checkpoint-signing.pem", directory / "checkpoint-public.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return key, private, public
 
 
@@ -73,17 +75,27 @@ class Deployment:
 
 
 def _entry(n: int) -> dict[str, Any]:
-    return {"entry_id": f"e{n}", "time": "2026-11-26T12:00:00Z", "operation": "disclose", "outcome": "delivered",
-            "record_id": f"01-niche-{n}", "origin": "01", "recipient": "cps", "agreement": "ISA-CPS-CASEFILES",
-            "subject_keys": [f"k{n}"], "fields": ["data.charges"]}
+    return {
+        "entry_id": f"e{n}",
+        "time": "2026-11-26T12:00:00Z",
+        "operation": "disclose",
+        "outcome": "delivered",
+        "record_id": f"01-niche-{n}",
+        "origin": "01",
+        "recipient": "cps",
+        "agreement": "ISA-CPS-CASEFILES",
+        "subject_keys": [f"k{n}"],
+        "fields": ["data.charges"],
+    }
 
 
 @pytest.fixture(scope="module")
 def deployment(rabbitmq: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("insider")
-    _key, private, public = write_keys(root / "keys")      # never in the audit directory
-    broker = TestBroker.create(root / "audit", checkpoints_required=True, checkpoint_signing_key=private,
-                               checkpoint_public_key=public)
+    _key, private, public = write_keys(root / "keys")  # never in the audit directory
+    broker = TestBroker.create(
+        root / "audit", checkpoints_required=True, checkpoint_signing_key=private, checkpoint_public_key=public
+    )
     try:
         for b in range(BATCHES):
             auditpublish.publish_entries(broker.settings, [_entry(b * PER_BATCH + i + 1) for i in range(PER_BATCH)])
@@ -151,8 +163,12 @@ def test_rewriting_480_entries_and_deleting_the_checkpoint_file_is_caught(deploy
     signed = verify_for(settings)
     assert not signed.ok and "seq 1000" in signed.problem and "rewritten" in signed.problem, str(signed)
     # And even without reading the anchor, a log with no checkpoint fails where they are required
-    offline = verify_beside(log, Path(settings.audit_dir) / CHECKPOINTS_NAME,
-                            checkpoints.load_public_key(deployment.public_key), required=True)
+    offline = verify_beside(
+        log,
+        Path(settings.audit_dir) / CHECKPOINTS_NAME,
+        checkpoints.load_public_key(deployment.public_key),
+        required=True,
+    )
     assert not offline.ok and "has none" in offline.problem
     code, out = _cli_verify(settings, deployment.public_key, monkeypatch, capsys)
     assert code == cli.EXIT_FAILED and "rewritten" in out
@@ -168,8 +184,9 @@ def test_cutting_the_tail_with_its_checkpoint_lines_and_re_signing_with_the_dev_
     kept = _lines(log)[:1700]
     log.write_bytes(b"".join(kept))
     left = [line for line in _lines(cps) if orjson.loads(line)["seq"] <= 1700]
-    forged = make_line(1700, orjson.loads(kept[-1])["hash"], "2026-11-26T13:00:00Z",
-                       checkpoints.digest(left[-1]), DEV_KEY)
+    forged = make_line(
+        1700, orjson.loads(kept[-1])["hash"], "2026-11-26T13:00:00Z", checkpoints.digest(left[-1]), DEV_KEY
+    )
     cps.write_bytes(b"".join(left) + forged + b"\n")
     assert verify(log).ok
     # When verified / Then the forged checkpoint is named: signed with the public development key
@@ -201,8 +218,7 @@ def test_a_line_with_a_duplicated_key_is_refused_and_named(deployment, monkeypat
     lines[699] = b'{"recipient":"someone-else",' + lines[699][1:]
     log.write_bytes(b"".join(lines))
     assert orjson.loads(lines[699])["recipient"] == "cps"
-    assert json.loads(lines[699], object_pairs_hook=lambda pairs: dict(reversed(pairs)))["recipient"] \
-        == "someone-else"
+    assert json.loads(lines[699], object_pairs_hook=lambda pairs: dict(reversed(pairs)))["recipient"] == "someone-else"
     # When verified / Then the line is refused by name
     chain = verify(log)
     assert (chain.ok, chain.first_bad_line, chain.first_bad_seq) == (False, 700, 700)
@@ -282,12 +298,14 @@ def test_an_unreachable_anchor_is_counted_and_the_checkpoint_stays_on_disk(tmp_p
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = load_settings(environ={}).with_overrides(amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/",
-                                                        audit_dir=tmp_path / "audit")
+    settings = load_settings(environ={}).with_overrides(
+        amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/", audit_dir=tmp_path / "audit"
+    )
     failures: list[int] = []
     key = Ed25519PrivateKey.generate()
-    signer = checkpoints.Checkpointer(tmp_path / CHECKPOINTS_NAME, key, on_failure=lambda: failures.append(1),
-                                      anchor=Anchor(settings))
+    signer = checkpoints.Checkpointer(
+        tmp_path / CHECKPOINTS_NAME, key, on_failure=lambda: failures.append(1), anchor=Anchor(settings)
+    )
     # When a checkpoint is written
     started = time.monotonic()
     written = signer.write(7, "d" * 64)

@@ -28,13 +28,13 @@ KEY = Ed25519PrivateKey.generate()
 @dataclass
 class Log:
     data: bytes
-    starts: list[int]          # byte offset of each line (1-based line n starts at starts[n - 1])
+    starts: list[int]  # byte offset of each line (1-based line n starts at starts[n - 1])
     copy: Path
     checkpoints: Path
 
     def line(self, n: int) -> bytes:
         end = self.starts[n] if n < len(self.starts) else len(self.data)
-        return self.data[self.starts[n - 1]:end]
+        return self.data[self.starts[n - 1] : end]
 
     def write(self, data: bytes) -> Path:
         self.copy.write_bytes(data)
@@ -46,13 +46,23 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
     directory = tmp_path_factory.mktemp("audit-100k")
     audit = AuditLog(directory)
     signer = checkpoints.Checkpointer(directory / checkpoints.CHECKPOINTS_NAME, KEY, every_entries=10_000)
-    entry = {"entry_id": "", "outcome": "delivered", "record_id": "", "recipient": "cps", "agreement":
-             "isa-cps-case-files", "record_type": "case.file", "fields": ["data.charges", "data.urn"],
-             "time": "2026-11-26T09:00:00.000000Z", "actor": {"worker": "w1"}}
+    entry = {
+        "entry_id": "",
+        "outcome": "delivered",
+        "record_id": "",
+        "recipient": "cps",
+        "agreement": "isa-cps-case-files",
+        "record_type": "case.file",
+        "fields": ["data.charges", "data.urn"],
+        "time": "2026-11-26T09:00:00.000000Z",
+        "actor": {"worker": "w1"},
+    }
     started = time.perf_counter()
     for batch in range(ENTRIES // 500):
-        audit.append([dict(entry, entry_id=f"e-{batch}-{i}", record_id=f"01-niche-{batch}-{i}")
-                      for i in range(500)], batch=f"b-{batch}")
+        audit.append(
+            [dict(entry, entry_id=f"e-{batch}-{i}", record_id=f"01-niche-{batch}-{i}") for i in range(500)],
+            batch=f"b-{batch}",
+        )
         signer.maybe(audit.seq, audit.head)
     signer.write(audit.seq, audit.head)
     audit.close()
@@ -107,7 +117,7 @@ def test_every_deleted_entry_is_caught_where_it_was(log):
     caught = 0
     for n in sorted(rng.sample(range(1, ENTRIES), 10)):
         # Given line n removed
-        tampered = log.data[:log.starts[n - 1]] + log.data[log.starts[n]:]
+        tampered = log.data[: log.starts[n - 1]] + log.data[log.starts[n] :]
         # When verified / Then the break is reported at line n (its successor no longer follows)
         verdict = verify(log.write(tampered))
         assert (verdict.ok, verdict.first_bad_line) == (False, n), str(verdict)
@@ -122,8 +132,8 @@ def test_every_reordering_is_caught_at_the_first_moved_entry(log):
         m = n + rng.randrange(1, 50)
         # Given lines n and m swapped
         lines = [log.line(n), log.line(m)]
-        between = log.data[log.starts[n]:log.starts[m - 1]]
-        tampered = log.data[:log.starts[n - 1]] + lines[1] + between + lines[0] + log.data[log.starts[m]:]
+        between = log.data[log.starts[n] : log.starts[m - 1]]
+        tampered = log.data[: log.starts[n - 1]] + lines[1] + between + lines[0] + log.data[log.starts[m] :]
         # When verified / Then the break is reported at line n
         verdict = verify(log.write(tampered))
         assert (verdict.ok, verdict.first_bad_line) == (False, n), str(verdict)
@@ -133,14 +143,14 @@ def test_every_reordering_is_caught_at_the_first_moved_entry(log):
 
 def test_a_tail_cut_mid_entry_is_caught_by_the_chain(log):
     # Given the log cut in the middle of its last entry
-    verdict = verify(log.write(log.data[:log.starts[-1] + 40]))
+    verdict = verify(log.write(log.data[: log.starts[-1] + 40]))
     # Then the chain names the last line
     assert (verdict.ok, verdict.first_bad_line) == (False, ENTRIES)
 
 
 def test_whole_entries_cut_off_the_end_are_caught_by_the_signed_checkpoints(log):
     # Given the last 25 entries removed: the chain of what is left is still valid
-    path = log.write(log.data[:log.starts[ENTRIES - 25]])
+    path = log.write(log.data[: log.starts[ENTRIES - 25]])
     chain = verify(path)
     # When the signed checkpoints are checked against the log
     signed = checkpoints.verify_beside(path, log.checkpoints, KEY.public_key())

@@ -168,9 +168,7 @@ def handling_marks(draw: st.DrawFn) -> dict[str, Any] | None:
                 {},
                 optional={
                     "recipients": st.lists(st.sampled_from(RECIPIENT_IDS), max_size=2),
-                    "recipient_classes": st.lists(
-                        st.sampled_from(["police", "school", "prosecutor"]), max_size=2
-                    ),
+                    "recipient_classes": st.lists(st.sampled_from(["police", "school", "prosecutor"]), max_size=2),
                     "text": st.just(HANDLING_TEXT),
                 },
             )
@@ -229,9 +227,7 @@ def random_record(rnd: Random, n: int, docs: list[dict[str, Any]]) -> dict[str, 
         "consent": lambda: {"given": maybe()} if maybe() else {},
         "location": lambda: {"lat": rnd.uniform(50, 55), "lng": rnd.uniform(-3, 0)} if maybe() else {},
         "tags": lambda: rnd.sample(["dv", "hate"], rnd.randint(0, 2)),
-        "offences": lambda: [
-            {"id": rnd.choice(["o1", "o2"]), "wording": "theft"} for _ in range(rnd.randint(0, 2))
-        ],
+        "offences": lambda: [{"id": rnd.choice(["o1", "o2"]), "wording": "theft"} for _ in range(rnd.randint(0, 2))],
         "persons": lambda: [person() for _ in range(rnd.randint(0, 3))],
     }
     record: dict[str, Any] = {
@@ -321,9 +317,7 @@ def agreement_docs(draw: st.DrawFn) -> list[dict[str, Any]]:
                 "record_types": types,
                 "purposes": ["testing"],
                 "lawful_basis": "fuzz",
-                "max_classification": draw(
-                    st.sampled_from(["OFFICIAL-SENSITIVE", "OFFICIAL-SENSITIVE", "OFFICIAL"])
-                ),
+                "max_classification": draw(st.sampled_from(["OFFICIAL-SENSITIVE", "OFFICIAL-SENSITIVE", "OFFICIAL"])),
                 "handling": {
                     "permitted_codes": draw(st.sampled_from([["P"], ["P", "C"], ["C"], []])),
                     "legacy_max_handling": draw(st.sampled_from(["3", "2", "1"])),
@@ -396,9 +390,7 @@ def permits(doc: dict[str, Any], record: dict[str, Any], recipient_id: str) -> b
     if recipient_id not in REGISTRY.recipients:  # deny by default
         return False
     in_force = doc["status"] == "active" and doc["valid_from"] <= TODAY.isoformat() <= doc["valid_until"]
-    ceiling = min(
-        LEVEL[doc["max_classification"]], LEVEL[REGISTRY.recipients[recipient_id].max_classification]
-    )
+    ceiling = min(LEVEL[doc["max_classification"]], LEVEL[REGISTRY.recipients[recipient_id].max_classification])
     return (
         in_force
         and level(record) <= ceiling
@@ -416,9 +408,7 @@ def naive_filter(node: Any, at: tuple[str, ...], allowed: list[tuple[str, ...]])
         return node
     if isinstance(node, dict):
         kept = {
-            k: v
-            for k, v in ((k, naive_filter(v, at + (k,), allowed)) for k, v in node.items())
-            if v is not NOTHING
+            k: v for k, v in ((k, naive_filter(v, at + (k,), allowed)) for k, v in node.items()) if v is not NOTHING
         }
         return kept or NOTHING
     if isinstance(node, list) and any(isinstance(v, (dict, list)) for v in node):
@@ -519,12 +509,8 @@ def _compare_one(
         return
     agreement_id, data, paths, handling = expected
     disclosed = set(got.projection.disclosed)
-    tally.leaks += [
-        f"{where}: field {p} disclosed, reference withholds it" for p in sorted(disclosed - paths)
-    ]
-    tally.misses += [
-        f"{where}: field {p} withheld, reference discloses it" for p in sorted(paths - disclosed)
-    ]
+    tally.leaks += [f"{where}: field {p} disclosed, reference withholds it" for p in sorted(disclosed - paths)]
+    tally.misses += [f"{where}: field {p} withheld, reference discloses it" for p in sorted(paths - disclosed)]
     if got.agreement.id != agreement_id or got.projection.record["data"] != data:
         tally.leaks.append(
             f"{where}: under {got.agreement.id} with data {got.projection.record['data']!r}, "

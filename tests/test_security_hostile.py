@@ -151,9 +151,7 @@ def test_every_hostile_input_is_rejected_once_with_its_reason_and_every_valid_re
     assert {e["reason"] for e in entries if e["outcome"] == "rejected"} <= set(REJECT_REASONS)
     # And every valid record was routed, none rejected; the dead-letter queue holds only the hostile inputs
     unrouted = [
-        r["id"]
-        for r in valid
-        if not by_id.get(r["id"]) or any(e["outcome"] == "rejected" for e in by_id[r["id"]])
+        r["id"] for r in valid if not by_id.get(r["id"]) or any(e["outcome"] == "rejected" for e in by_id[r["id"]])
     ]
     assert not unrouted, unrouted[:10]
     dead = broker.drain(settings.core_vhost, topology.DEAD_QUEUE)
@@ -186,16 +184,13 @@ def test_every_adapter_refuses_its_hostile_inputs_in_bounded_time_without_readin
         assert "root:x:0:0" not in json.dumps(records, default=str), case.name
         counts[case.format]["refused" if errors else "nothing translated"] += 1
         counts[case.format]["records alongside errors"] += len(records) if errors else 0
-        assert errors or not records, (
-            f"{case.format} {case.name}: translated {len(records)} records, no error"
-        )
+        assert errors or not records, f"{case.format} {case.name}: translated {len(records)} records, no error"
         # And every hostile XML input (wrong root, only processing instructions...) is named by an error
         if case.format in XML_ADAPTERS:
             assert errors, f"{case.format} {case.name}: produced nothing, no AdapterError"
         if took > 10:
             slow.append((case.name, round(took, 1)))
     print(
-        f"\nhostile corpus: {len(cases)} adapter inputs: "
-        + "; ".join(f"{fmt} {dict(c)}" for fmt, c in counts.items())
+        f"\nhostile corpus: {len(cases)} adapter inputs: " + "; ".join(f"{fmt} {dict(c)}" for fmt, c in counts.items())
     )
     assert not slow, slow

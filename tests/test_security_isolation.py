@@ -25,11 +25,11 @@ RECIPIENTS = ("cps", "force-48", "school-100001")
 
 
 def _subset(registry: Registry) -> Registry:
-    return Registry({c: registry.agencies[c] for c in FORCES},
-                    {r: registry.recipients[r] for r in RECIPIENTS}, [])
+    return Registry({c: registry.agencies[c] for c in FORCES}, {r: registry.recipients[r] for r in RECIPIENTS}, [])
 
 
 # ---------------------------------------------------------------- the plan as data
+
 
 def test_no_generated_user_may_configure_anything_or_use_the_management_api(registry):
     # Given the whole configuration
@@ -57,7 +57,8 @@ def test_each_publisher_may_write_only_to_ingress_in_the_core(registry):
     assert {u.name for u in publishers} == {p for a in registry.agencies.values() for p in a.publishers}
     for user in publishers:
         assert {v: (p.write, p.read) for v, p in plan.permissions_of(user.name).items()} == {
-            "interchange": ("^(interchange\\.ingress)$", access.NOTHING)}
+            "interchange": ("^(interchange\\.ingress)$", access.NOTHING)
+        }
 
 
 def test_credentials_come_from_environment_then_secrets_file_then_generation(registry):
@@ -70,13 +71,16 @@ def test_credentials_come_from_environment_then_secrets_file_then_generation(reg
     made = access.credentials(plan, environ, secrets_doc, generate=True, token=lambda: "tok")
     # Then env wins, the hash is used as is, certificate-only is honoured, others are left alone or generated
     assert access.password_env_var("force-01") == "INTERCHANGE_PASSWORD_FORCE_01"
-    assert kept == {"force-01": access.Credential("password", "from-env"),
-                    "force-48": access.Credential("hash", "HASH"),
-                    "recipient-cps": access.Credential("certificate")}
+    assert kept == {
+        "force-01": access.Credential("password", "from-env"),
+        "force-48": access.Credential("hash", "HASH"),
+        "recipient-cps": access.Credential("certificate"),
+    }
     assert made["interchange-router"] == access.Credential("password", "tok", generated=True)
 
 
 # ---------------------------------------------------------------- the matrix on the real RabbitMQ
+
 
 @dataclass
 class World:
@@ -116,6 +120,7 @@ def _publish(exchange: str, key: str = "crime.report") -> Callable[[Any], None]:
     def run(channel: Any) -> None:
         channel.confirm_delivery()
         channel.basic_publish(exchange, key, b"{}", pika.BasicProperties(delivery_mode=2))
+
     return run
 
 
@@ -141,8 +146,7 @@ for _rid in RECIPIENTS:
         f"{_rid}:open": (_rid, None),
         f"{_rid}:consume-inbox": (_rid, _consume(topology.INBOX_QUEUE)),
         f"{_rid}:get-inbox": (_rid, lambda ch: ch.basic_get(topology.INBOX_QUEUE)),
-        f"{_rid}:passive-declare-inbox": (_rid, lambda ch: ch.queue_declare(topology.INBOX_QUEUE,
-                                                                                passive=True)),
+        f"{_rid}:passive-declare-inbox": (_rid, lambda ch: ch.queue_declare(topology.INBOX_QUEUE, passive=True)),
         f"{_rid}:publish-deliver": (_rid, _publish(topology.DELIVER_EXCHANGE, "")),
         f"{_rid}:declare": (_rid, lambda ch: ch.queue_declare("evil", durable=False, auto_delete=True)),
         f"{_rid}:bind": (_rid, lambda ch: ch.queue_bind(topology.INBOX_QUEUE, topology.DELIVER_EXCHANGE, "")),
@@ -158,14 +162,14 @@ def _allowed(role: str, subject: str, column: str) -> bool:
         return where == subject and op in ("open", "consume-inbox", "get-inbox", "passive-declare-inbox")
     if role == "router":
         return column in ("core:open", "core:get-route") or (
-            where != "core" and op in ("open", "publish-deliver", "passive-declare-inbox"))
+            where != "core" and op in ("open", "publish-deliver", "passive-declare-inbox")
+        )
     if role == "audit":
         return column in ("core:open", "core:consume-audit", "core:publish-anchor")
     raise AssertionError(role)
 
 
-def _attempt(world: World, user: str, vhost_of: Callable[[str], str], column: str,
-             connections: dict[str, Any]) -> bool:
+def _attempt(world: World, user: str, vhost_of: Callable[[str], str], column: str, connections: dict[str, Any]) -> bool:
     where, operation = OPERATIONS[column]
     vhost = vhost_of(where)
     if vhost not in connections:
@@ -191,8 +195,7 @@ def _attempt(world: World, user: str, vhost_of: Callable[[str], str], column: st
 
 def test_every_partner_can_do_exactly_what_its_role_allows_and_nothing_else(world):
     # Given the subset's users applied to RabbitMQ with throw-away passwords
-    plan = access.access_plan(world.registry, world.settings.core_vhost, world.settings.recipient_vhost,
-                              world.prefix)
+    plan = access.access_plan(world.registry, world.settings.core_vhost, world.settings.recipient_vhost, world.prefix)
 
     def vhost_of(where: str) -> str:
         return world.settings.core_vhost if where == "core" else world.settings.recipient_vhost(where)
@@ -216,8 +219,10 @@ def test_every_partner_can_do_exactly_what_its_role_allows_and_nothing_else(worl
     _print_matrix(rows, world.prefix)
     cells = sum(len(r) for r in rows.values())
     allowed = sum(v for r in rows.values() for v in r.values())
-    print(f"isolation matrix: {len(rows)} users x {len(OPERATIONS)} operations = {cells} cells, "
-          f"{allowed} allowed, {cells - allowed} refused, {len(wrong)} wrong")
+    print(
+        f"isolation matrix: {len(rows)} users x {len(OPERATIONS)} operations = {cells} cells, "
+        f"{allowed} allowed, {cells - allowed} refused, {len(wrong)} wrong"
+    )
     assert not wrong, wrong
 
 

@@ -40,9 +40,15 @@ def _publish_as(settings, user: str, password: str, record: dict, user_id: str |
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.basic_publish(topology.INGRESS_EXCHANGE, record["type"], orjson.dumps(record),
-                              pika.BasicProperties(message_id=record["id"], user_id=user_id, delivery_mode=2,
-                                                   content_type="application/json"), mandatory=True)
+        channel.basic_publish(
+            topology.INGRESS_EXCHANGE,
+            record["type"],
+            orjson.dumps(record),
+            pika.BasicProperties(
+                message_id=record["id"], user_id=user_id, delivery_mode=2, content_type="application/json"
+            ),
+            mandatory=True,
+        )
     finally:
         if connection.is_open:
             connection.close()
@@ -60,8 +66,13 @@ def forces(broker):
     passwords = {code: secrets.token_urlsafe(16) for code in ("01", "48")}
     for code, password in passwords.items():
         admin.put_user(f"{prefix}force-{code}", password)
-        admin.set_permissions(broker.settings.core_vhost, f"{prefix}force-{code}", access.NOTHING,
-                              access.exact(topology.INGRESS_EXCHANGE), access.NOTHING)
+        admin.set_permissions(
+            broker.settings.core_vhost,
+            f"{prefix}force-{code}",
+            access.NOTHING,
+            access.exact(topology.INGRESS_EXCHANGE),
+            access.NOTHING,
+        )
     try:
         yield registry, {code: (f"{prefix}force-{code}", pw) for code, pw in passwords.items()}
     finally:
@@ -98,8 +109,7 @@ def test_a_force_publishing_as_another_force_is_rejected_and_audited(broker, for
     assert entries["01-forged-by-48"]["reason"] == "publisher_not_origin"
     # And force 48's own record is routed
     assert entries[honest["id"]]["outcome"] != "rejected"
-    print(f"\npublisher identity: forged origin rejected ({entries['01-forged-by-48']['reason']}), "
-          "own record routed")
+    print(f"\npublisher identity: forged origin rejected ({entries['01-forged-by-48']['reason']}), own record routed")
 
 
 def test_rabbitmq_itself_refuses_a_user_id_that_is_not_the_login(broker, forces):

@@ -26,7 +26,7 @@ from broker.transports.amqp import AmqpTransport, blocking_channel, connection_p
 from tests.tlsnode import Authority, TlsNode
 
 VHOST = "interchange-tls"
-USER = "interchange-router"      # a certificate-only RabbitMQ user: the CN of the good client certificate
+USER = "interchange-router"  # a certificate-only RabbitMQ user: the CN of the good client certificate
 QUEUE = "tls.proof"
 
 
@@ -59,10 +59,15 @@ def tls_world() -> Iterator[TlsWorld]:
 
 # ---------------------------------------------------------------- configuration (no broker)
 
+
 def test_tls_files_come_from_the_environment_and_make_every_connection_use_external(tmp_path: Path) -> None:
     # Given the three TLS variables and an amqps URL without a user
-    env = {"INTERCHANGE_AMQP_URL": "amqps://rabbit.example:5671/", "INTERCHANGE_TLS_CA_FILE": "/pki/ca.pem",
-           "INTERCHANGE_TLS_CERT_FILE": "/pki/me.pem", "INTERCHANGE_TLS_KEY_FILE": "/pki/me.key"}
+    env = {
+        "INTERCHANGE_AMQP_URL": "amqps://rabbit.example:5671/",
+        "INTERCHANGE_TLS_CA_FILE": "/pki/ca.pem",
+        "INTERCHANGE_TLS_CERT_FILE": "/pki/me.pem",
+        "INTERCHANGE_TLS_KEY_FILE": "/pki/me.key",
+    }
     # When the settings are loaded
     settings = load_settings(tmp_path / "absent.yaml", environ=env)
     # Then the TLS options carry the files and authentication is decided per URL
@@ -75,7 +80,8 @@ def test_tls_keys_in_the_settings_file_are_resolved_beside_the_file(tmp_path: Pa
     (tmp_path / "interchange.yaml").write_text(
         "amqp:\n  url: amqps://rabbit.example:5671/\n  tls:\n    ca_file: pki/ca.pem\n"
         "    cert_file: pki/me.pem\n    key_file: pki/me.key\n    auth: external\n"
-        "    server_hostname: rabbit.internal\n")
+        "    server_hostname: rabbit.internal\n"
+    )
     # When it is loaded
     tls = load_settings(tmp_path / "interchange.yaml", environ={}).tls
     # Then the paths are relative to the file, and the options are kept
@@ -96,28 +102,27 @@ def test_tls_files_with_a_plain_amqp_url_are_refused_rather_than_sent_in_clear(t
 
 
 @pytest.mark.rabbitmq
-def test_a_url_with_a_password_keeps_plain_login_over_tls_unless_external_is_asked(
-        tls_world: TlsWorld) -> None:
+def test_a_url_with_a_password_keeps_plain_login_over_tls_unless_external_is_asked(tls_world: TlsWorld) -> None:
     # Given the client certificate and a URL with a user and password
     url = "amqps://someone:secret@localhost:5671/"
     # When parameters are built with auth auto, and with auth external
     auto = connection_parameters(url, "/", tls=tls_world.good)
     good = tls_world.good
-    external = connection_parameters(url, "/", tls=TlsOptions(good.ca_file, good.cert_file, good.key_file,
-                                                               "external"))
+    external = connection_parameters(url, "/", tls=TlsOptions(good.ca_file, good.cert_file, good.key_file, "external"))
     # Then auto keeps the URL's credentials and external uses the certificate
     assert isinstance(auto.credentials, pika.credentials.PlainCredentials)
     assert isinstance(external.credentials, pika.credentials.ExternalCredentials)
-    assert isinstance(connection_parameters(tls_world.url, "/", tls=tls_world.good).credentials,
-                      pika.credentials.ExternalCredentials)
+    assert isinstance(
+        connection_parameters(tls_world.url, "/", tls=tls_world.good).credentials, pika.credentials.ExternalCredentials
+    )
     assert auto.ssl_options is not None and auto.ssl_options.server_hostname == "localhost"
 
 
 # ---------------------------------------------------------------- against the TLS node
 
+
 @pytest.mark.rabbitmq
-def test_records_are_published_with_confirms_and_consumed_over_amqps_with_external_login(
-        tls_world: TlsWorld) -> None:
+def test_records_are_published_with_confirms_and_consumed_over_amqps_with_external_login(tls_world: TlsWorld) -> None:
     # Given a queue on the TLS node, declared over a blocking channel authenticated by certificate
     connection, channel = blocking_channel(tls_world.url, VHOST, "tls-test-setup", tls_world.good)
     channel.queue_declare(QUEUE, durable=True)
@@ -134,12 +139,11 @@ def test_records_are_published_with_confirms_and_consumed_over_amqps_with_extern
             break
         bodies.append(body)
         channel.basic_ack(method.delivery_tag)
-    user = connection._impl.params.credentials   # the login was the certificate, not a password
+    user = connection._impl.params.credentials  # the login was the certificate, not a password
     connection.close()
     assert sorted(bodies) == sorted(f"record-{i}".encode() for i in range(50))
     assert isinstance(user, pika.credentials.ExternalCredentials)
-    print(f"\nTLS: 50 published with confirms by AmqpTransport, 50 consumed by blocking_channel, "
-          f"EXTERNAL login {USER}")
+    print(f"\nTLS: 50 published with confirms by AmqpTransport, 50 consumed by blocking_channel, EXTERNAL login {USER}")
 
 
 def _publish_with_transport(world: TlsWorld, count: int) -> list[tuple[bool, str]]:
@@ -150,8 +154,9 @@ def _publish_with_transport(world: TlsWorld, count: int) -> list[tuple[bool, str
     def publish_all() -> None:
         for i in range(count):
             out = Outgoing("core", "", QUEUE, f"record-{i}".encode(), f"m-{i}", f"c-{i}", {})
-            transport.publish(out, lambda ok, reason: (results.append((ok, reason)),
-                                                       len(results) == count and transport.stop()))
+            transport.publish(
+                out, lambda ok, reason: (results.append((ok, reason)), len(results) == count and transport.stop())
+            )
 
     transport.start(publish_all, lambda reason: (lost.append(reason), transport.stop()))
     timer = threading.Timer(20, transport.stop_threadsafe)
@@ -198,8 +203,9 @@ def test_a_valid_certificate_whose_cn_is_not_a_user_is_refused(tls_world: TlsWor
 @pytest.mark.rabbitmq
 def test_a_server_certificate_for_another_host_name_is_refused_by_the_client(tls_world: TlsWorld) -> None:
     # Given the right certificates but a host name the server certificate does not carry
-    options = TlsOptions(tls_world.good.ca_file, tls_world.good.cert_file, tls_world.good.key_file,
-                         server_hostname="rabbit.elsewhere")
+    options = TlsOptions(
+        tls_world.good.ca_file, tls_world.good.cert_file, tls_world.good.key_file, server_hostname="rabbit.elsewhere"
+    )
     # When it connects, Then the client refuses the server (check_hostname)
     started = time.monotonic()
     with pytest.raises(TransportError, match="TLS refused") as refused:

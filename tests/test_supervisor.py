@@ -24,11 +24,17 @@ class Supervisor:
     """`broker.runner.supervise` in its own process (it owns the signal handlers), its log lines parsed."""
 
     def __init__(self, commands: dict[str, list[str]], **options: float) -> None:
-        code = ("import sys, orjson; from broker import logs; from broker.runner import supervise; "
-                "logs.configure('info', stream=sys.stdout); "
-                f"supervise(orjson.loads({orjson.dumps(commands).decode()!r}), **{options!r})")
-        self.process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=PROJECT_ROOT,
-                                        env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+        code = (
+            "import sys, orjson; from broker import logs; from broker.runner import supervise; "
+            "logs.configure('info', stream=sys.stdout); "
+            f"supervise(orjson.loads({orjson.dumps(commands).decode()!r}), **{options!r})"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            cwd=PROJECT_ROOT,
+            env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+        )
         self.events: list[dict] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
@@ -67,7 +73,7 @@ def test_the_restart_back_off_resets_after_a_healthy_run_across_six_kills():
     try:
         for kill in range(1, 7):
             pid = supervisor.wait_for("process_started", "worker-0", kill)["pid"]
-            time.sleep(1.3)                                   # a healthy run
+            time.sleep(1.3)  # a healthy run
             os.kill(pid, signal.SIGKILL)
             supervisor.wait_for("process_exited", "worker-0", kill)
         delays = [e["restart_in"] for e in supervisor.of("process_exited", "worker-0")]
@@ -77,8 +83,12 @@ def test_the_restart_back_off_resets_after_a_healthy_run_across_six_kills():
 
 
 def test_the_back_off_still_doubles_while_a_child_keeps_dying_at_once():
-    supervisor = Supervisor({"worker-0": [sys.executable, "-c", "raise SystemExit(3)"]},
-                            first_backoff=0.1, max_backoff=0.8, healthy_seconds=5.0)
+    supervisor = Supervisor(
+        {"worker-0": [sys.executable, "-c", "raise SystemExit(3)"]},
+        first_backoff=0.1,
+        max_backoff=0.8,
+        healthy_seconds=5.0,
+    )
     try:
         supervisor.wait_for("process_exited", "worker-0", 5, timeout=15)
         delays = [e["restart_in"] for e in supervisor.of("process_exited", "worker-0")][:5]
@@ -88,10 +98,14 @@ def test_the_back_off_still_doubles_while_a_child_keeps_dying_at_once():
 
 
 def test_a_child_waiting_for_its_restart_blocks_neither_the_others_nor_shutdown():
-    supervisor = Supervisor({"audit-writer": [sys.executable, "-c", "raise SystemExit(1)"], "worker-0": SLEEPER},
-                            first_backoff=30.0, max_backoff=30.0, healthy_seconds=60.0)
+    supervisor = Supervisor(
+        {"audit-writer": [sys.executable, "-c", "raise SystemExit(1)"], "worker-0": SLEEPER},
+        first_backoff=30.0,
+        max_backoff=30.0,
+        healthy_seconds=60.0,
+    )
     try:
-        supervisor.wait_for("process_exited", "audit-writer", 1)      # now waiting 30 s to restart
+        supervisor.wait_for("process_exited", "audit-writer", 1)  # now waiting 30 s to restart
         pid = supervisor.wait_for("process_started", "worker-0", 1)["pid"]
         os.kill(pid, signal.SIGKILL)
         supervisor.wait_for("process_exited", "worker-0", 1)
@@ -103,10 +117,14 @@ def test_a_child_waiting_for_its_restart_blocks_neither_the_others_nor_shutdown(
 
 
 def test_a_killed_child_restarts_while_another_waits_out_a_long_back_off():
-    supervisor = Supervisor({"audit-writer": [sys.executable, "-c", "raise SystemExit(1)"], "worker-0": SLEEPER},
-                            first_backoff=0.2, max_backoff=30.0, healthy_seconds=60.0)
+    supervisor = Supervisor(
+        {"audit-writer": [sys.executable, "-c", "raise SystemExit(1)"], "worker-0": SLEEPER},
+        first_backoff=0.2,
+        max_backoff=30.0,
+        healthy_seconds=60.0,
+    )
     try:
-        supervisor.wait_for("process_exited", "audit-writer", 6, timeout=20)   # its back-off is now 6.4 s+
+        supervisor.wait_for("process_exited", "audit-writer", 6, timeout=20)  # its back-off is now 6.4 s+
         pid = supervisor.wait_for("process_started", "worker-0", 1)["pid"]
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -130,7 +148,7 @@ def test_a_child_given_metrics_port_zero_ignores_the_port_in_the_settings_file()
     from broker.config import load_settings
 
     settings_file = PROJECT_ROOT / "deploy" / "interchange.yaml"
-    assert load_settings(settings_file).metrics_port != 0          # the file names a port
+    assert load_settings(settings_file).metrics_port != 0  # the file names a port
     argv = child_commands(1, [], metrics_port=0)["worker-0"]
     port = int(argv[argv.index("--metrics-port") + 1])
     assert load_settings(Path(settings_file), metrics_port=port).metrics_port == 0
@@ -139,7 +157,8 @@ def test_a_child_given_metrics_port_zero_ignores_the_port_in_the_settings_file()
 @pytest.mark.rabbitmq
 @pytest.mark.slow
 def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_each_time_and_loses_nothing(
-        rabbitmq, tmp_path):
+    rabbitmq, tmp_path
+):
     from broker.ingress.publisher import publish_all
     from broker.transports.memory import TestBroker
     from tests.flowkit import (
@@ -152,13 +171,20 @@ def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_e
         write_settings_file,
     )
 
-    broker = TestBroker.create(tmp_path / "audit", write_flow_agreements(tmp_path / "agreements"),
-                               recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"))
+    broker = TestBroker.create(
+        tmp_path / "audit",
+        write_flow_agreements(tmp_path / "agreements"),
+        recipients_file=write_flow_recipients(tmp_path / "recipients.yaml"),
+    )
     config = write_settings_file(broker.settings, tmp_path / "settings.yaml")
     out = (tmp_path / "run.log").open("wb")
-    run = subprocess.Popen([sys.executable, "-m", "broker", "--config", str(config), "run", "--workers", "1",
-                            "--healthy-after", "3"], stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                           env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "broker", "--config", str(config), "run", "--workers", "1", "--healthy-after", "3"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+    )
 
     def events(kind: str) -> list[dict]:
         found = []
@@ -181,19 +207,23 @@ def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_e
     records, confirmed = 2000, set()
     try:
         with Reconciler(broker.settings) as inboxes:
+
             def paced():
                 for n, message in enumerate(flow_messages(records, "run-kill")):
                     if n % 20 == 0:
                         time.sleep(0.2)
                     yield message
 
-            publisher = threading.Thread(target=lambda: publish_all(
-                broker.settings, paced(), window=50, on_confirmed=lambda m: confirmed.add(m.message_id)),
-                daemon=True)
+            publisher = threading.Thread(
+                target=lambda: publish_all(
+                    broker.settings, paced(), window=50, on_confirmed=lambda m: confirmed.add(m.message_id)
+                ),
+                daemon=True,
+            )
             publisher.start()
             for kill in range(1, 7):
                 pid = wait_for("process_started", kill)["pid"]
-                time.sleep(3.5)                                   # a healthy run (--healthy-after 3)
+                time.sleep(3.5)  # a healthy run (--healthy-after 3)
                 os.kill(pid, signal.SIGKILL)
                 wait_for("process_exited", kill)
             publisher.join(timeout=120)
@@ -207,6 +237,5 @@ def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_e
         out.close()
         broker.close()
     delays = [e["restart_in"] for e in events("process_exited")]
-    assert_reconciled("run-worker-killed-six-times", counts, dead, kills=6,
-                      restart_delays=delays)
+    assert_reconciled("run-worker-killed-six-times", counts, dead, kills=6, restart_delays=delays)
     assert delays == [0.5] * 6, f"the back-off did not reset after healthy runs: {delays}"

@@ -15,15 +15,18 @@ from broker.ops import provision
 
 
 def test_definitions_json_is_what_topology_export_prints():
-    exported = subprocess.run([sys.executable, "-m", "broker", "topology", "export"], capture_output=True,
-                              check=True, cwd=PROJECT_ROOT).stdout
+    exported = subprocess.run(
+        [sys.executable, "-m", "broker", "topology", "export"], capture_output=True, check=True, cwd=PROJECT_ROOT
+    ).stdout
     committed = (PROJECT_ROOT / "deploy" / "rabbitmq" / "definitions.json").read_bytes()
-    assert orjson.loads(exported) == orjson.loads(committed), \
+    assert orjson.loads(exported) == orjson.loads(committed), (
         "run `interchange topology export --output deploy/rabbitmq/definitions.json`"
+    )
 
 
 def test_every_recipient_has_its_own_vhost_holding_only_its_queues(registry):
     from broker.config import load_settings
+
     definitions = topology.definitions("interchange", provision.recipient_vhosts(load_settings(environ={}), registry))
     for recipient in registry.recipients:
         vhost = f"interchange.{recipient}"
@@ -47,8 +50,9 @@ def test_the_checkpoint_anchor_is_a_stream_no_policy_touches():
     spec = topology.core_spec()
     [anchor] = [q for q in spec["queues"] if q["name"] == topology.ANCHOR_QUEUE]
     assert anchor["arguments"] == {"x-queue-type": "stream"}
-    assert {"source": topology.ANCHOR_EXCHANGE, "destination": topology.ANCHOR_QUEUE, "routing_key": ""} \
-        in spec["bindings"]
+    assert {"source": topology.ANCHOR_EXCHANGE, "destination": topology.ANCHOR_QUEUE, "routing_key": ""} in spec[
+        "bindings"
+    ]
     assert not any(re.search(p["pattern"], topology.ANCHOR_QUEUE) for p in spec["policies"])
 
 

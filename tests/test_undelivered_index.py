@@ -11,23 +11,43 @@ from broker.audit.log import LOG_NAME
 
 
 def disclose(seq: int, entry_id: str, recipient: str, body: str = "b1") -> dict:
-    return {"seq": seq, "entry_id": entry_id, "time": f"2026-11-26T12:00:0{seq}Z", "operation": "disclose",
-            "outcome": "delivered", "record_id": "01-CR-1", "source": "01", "recipient": recipient,
-            "agreement": "ISA-CPS-CASEFILES", "subject_keys": ["k1"], "body_sha256": body}
+    return {
+        "seq": seq,
+        "entry_id": entry_id,
+        "time": f"2026-11-26T12:00:0{seq}Z",
+        "operation": "disclose",
+        "outcome": "delivered",
+        "record_id": "01-CR-1",
+        "source": "01",
+        "recipient": recipient,
+        "agreement": "ISA-CPS-CASEFILES",
+        "subject_keys": ["k1"],
+        "body_sha256": body,
+    }
 
 
 def undelivered(seq: int, cancels: str, recipient: str) -> dict:
-    return {"seq": seq, "entry_id": f"u{seq}", "time": f"2026-11-26T12:00:0{seq}Z", "operation": "undelivered",
-            "outcome": "not_delivered", "reason": "returned", "record_id": "01-CR-1", "origin": "01",
-            "recipient": recipient, "agreement": "ISA-CPS-CASEFILES", "cancels": cancels}
+    return {
+        "seq": seq,
+        "entry_id": f"u{seq}",
+        "time": f"2026-11-26T12:00:0{seq}Z",
+        "operation": "undelivered",
+        "outcome": "not_delivered",
+        "reason": "returned",
+        "record_id": "01-CR-1",
+        "origin": "01",
+        "recipient": recipient,
+        "agreement": "ISA-CPS-CASEFILES",
+        "cancels": cancels,
+    }
 
 
 ENTRIES = [
-    disclose(1, "d1", "cps"),            # the first attempt: its publish was returned
+    disclose(1, "d1", "cps"),  # the first attempt: its publish was returned
     disclose(2, "d2", "school-100001"),  # delivered to a second recipient, never cancelled
     undelivered(3, "d1", "cps"),
-    disclose(4, "d4", "cps"),            # the retry, delivered
-    disclose(5, "d5", "cps"),            # a second worker delivered the same bytes again
+    disclose(4, "d4", "cps"),  # the retry, delivered
+    disclose(5, "d5", "cps"),  # a second worker delivered the same bytes again
 ]
 
 
@@ -62,7 +82,9 @@ def test_the_subject_report_counts_each_disclosure_that_took_place_once(tmp_path
     report = disclosures.subject_report(index.query(Query(subject_keys=("k1",))), index.live_holds())
     # Then cps appears once (the retry) and the school once
     assert [(r["recipient"], r["time"]) for r in report] == [
-        ("school-100001", "2026-11-26T12:00:02Z"), ("cps", "2026-11-26T12:00:04Z")]
+        ("school-100001", "2026-11-26T12:00:02Z"),
+        ("cps", "2026-11-26T12:00:04Z"),
+    ]
 
 
 def test_a_rebuilt_index_still_knows_the_cancellations(tmp_path):

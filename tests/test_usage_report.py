@@ -46,10 +46,22 @@ def audit_dir(tmp_path_factory, settings_for_tests) -> Path:
         delivered = [e for e in plan.audit_entries if e["operation"] == "disclose"]
         if delivered and cancelled is None:
             cancelled = delivered[0]
-            log.append([{"entry_id": "undelivered-1", "time": cancelled["time"], "operation": "undelivered",
-                         "outcome": "not_delivered", "reason": "publish_nacked", "record_id": cancelled["record_id"],
-                         "origin": cancelled["source"], "recipient": cancelled["recipient"],
-                         "agreement": cancelled["agreement"], "cancels": cancelled["entry_id"]}])
+            log.append(
+                [
+                    {
+                        "entry_id": "undelivered-1",
+                        "time": cancelled["time"],
+                        "operation": "undelivered",
+                        "outcome": "not_delivered",
+                        "reason": "publish_nacked",
+                        "record_id": cancelled["record_id"],
+                        "origin": cancelled["source"],
+                        "recipient": cancelled["recipient"],
+                        "agreement": cancelled["agreement"],
+                        "cancels": cancelled["entry_id"],
+                    }
+                ]
+            )
     log.close()
     return directory
 
@@ -65,8 +77,11 @@ def reference_counts(path: Path) -> dict[str, object]:
     """Counted straight from the log's lines, without broker.audit.usage."""
     entries = list(read_entries(path))
     cancelled = {e["cancels"] for e in entries if e.get("operation") == "undelivered"}
-    delivered = [e for e in entries if e.get("operation") == "disclose" and e.get("outcome") == "delivered"
-                 and e["entry_id"] not in cancelled]
+    delivered = [
+        e
+        for e in entries
+        if e.get("operation") == "disclose" and e.get("outcome") == "delivered" and e["entry_id"] not in cancelled
+    ]
     return {
         "delivered": len(delivered),
         "withheld": sum(1 for e in entries if e.get("operation") == "withhold"),
@@ -82,9 +97,30 @@ def reference_counts(path: Path) -> dict[str, object]:
 
 
 def run_report(audit_dir: Path, fmt: str, out: Path, *extra: str) -> bytes:
-    result = subprocess.run([sys.executable, "-m", "broker", "--audit-dir", str(audit_dir), "report", "usage",
-                             "--from", "2026-11-01", "--to", "2026-11-30", "--format", fmt, "--out", str(out),
-                             *extra], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "--audit-dir",
+            str(audit_dir),
+            "report",
+            "usage",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return out.read_bytes()
 
@@ -94,8 +130,11 @@ def test_the_json_report_equals_a_count_of_the_audit_log(audit_dir, tmp_path):
     report = orjson.loads(run_report(audit_dir, "json", tmp_path / "usage.json"))
     totals = report["totals"]
     assert ref["delivered"] > 10 and ref["withheld"] >= 3 and ref["rejected"] >= 3
-    assert (totals["delivered"], totals["withheld"], totals["rejected"]) == \
-        (ref["delivered"], ref["withheld"], ref["rejected"])
+    assert (totals["delivered"], totals["withheld"], totals["rejected"]) == (
+        ref["delivered"],
+        ref["withheld"],
+        ref["rejected"],
+    )
     assert totals["bytes_delivered"] == ref["bytes_delivered"] > 0
     per_recipient = Counter()
     for flow in report["flows"]:
@@ -103,8 +142,7 @@ def test_the_json_report_equals_a_count_of_the_audit_log(audit_dir, tmp_path):
     assert +per_recipient == ref["per_recipient"]
     assert report["withheld_by_reason"] == dict(ref["withheld_by_reason"])
     assert report["rejected_by_reason"] == dict(ref["rejected_by_reason"])
-    assert {(x["source"], x["source_system"], x["recipient"]) for x in report["integrations"]["links"]} \
-        == ref["links"]
+    assert {(x["source"], x["source_system"], x["recipient"]) for x in report["integrations"]["links"]} == ref["links"]
     assert report["integrations"]["interfaces_replaced"] == len(ref["links"])
     assert report["source"]["last_seq"] == max(e["seq"] for e in read_entries(audit_dir / LOG_NAME))
 
@@ -132,9 +170,29 @@ def test_the_csv_carries_the_same_numbers_as_the_json(audit_dir, tmp_path):
 
 def test_a_period_outside_the_traffic_counts_nothing(audit_dir, tmp_path):
     out = tmp_path / "empty.json"
-    result = subprocess.run([sys.executable, "-m", "broker", "--audit-dir", str(audit_dir), "report", "usage",
-                             "--from", "2025-01-01", "--to", "2025-01-31", "--format", "json", "--out", str(out)],
-                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "--audit-dir",
+            str(audit_dir),
+            "report",
+            "usage",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-01-31",
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert orjson.loads(out.read_bytes())["totals"]["delivered"] == 0
 
@@ -153,21 +211,51 @@ def test_no_report_format_holds_a_record_id_subject_key_name_or_identifier(audit
 
 
 def test_bad_dates_are_a_usage_error(audit_dir):
-    result = subprocess.run([sys.executable, "-m", "broker", "--audit-dir", str(audit_dir), "report", "usage",
-                             "--from", "26/11/2026", "--to", "2026-11-30"], capture_output=True, text=True,
-                            cwd=PROJECT_ROOT, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "--audit-dir",
+            str(audit_dir),
+            "report",
+            "usage",
+            "--from",
+            "26/11/2026",
+            "--to",
+            "2026-11-30",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
     assert result.returncode == 2 and "YYYY-MM-DD" in result.stderr
 
 
 def test_money_figures_follow_the_stated_assumptions():
     day = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    entry = {"operation": "disclose", "outcome": "delivered", "time": "2026-01-01T10:00:00Z", "entry_id": "a",
-             "recipient": "cps", "agreement": "x", "source": "01", "source_system": "rms", "record_type": "t"}
-    report = usage([entry], Period(day, day + dt.timedelta(days=365.25)), {"cps": "cps-xml"},
-                   Costs(interface_cost_per_year=1000.0, core_hour_price=3.6, cpu_seconds=7200.0))
+    entry = {
+        "operation": "disclose",
+        "outcome": "delivered",
+        "time": "2026-01-01T10:00:00Z",
+        "entry_id": "a",
+        "recipient": "cps",
+        "agreement": "x",
+        "source": "01",
+        "source_system": "rms",
+        "record_type": "t",
+    }
+    report = usage(
+        [entry],
+        Period(day, day + dt.timedelta(days=365.25)),
+        {"cps": "cps-xml"},
+        Costs(interface_cost_per_year=1000.0, core_hour_price=3.6, cpu_seconds=7200.0),
+    )
     integrations = report["integrations"]
-    assert integrations["links"] == [{"source": "01", "source_system": "rms", "recipient": "cps",
-                                      "format": "cps-xml", "deliveries": 1}]
+    assert integrations["links"] == [
+        {"source": "01", "source_system": "rms", "recipient": "cps", "format": "cps-xml", "deliveries": 1}
+    ]
     assert integrations["point_to_point_cost_per_year"] == 1000.0
     assert integrations["exchange_running_cost_in_period"] == pytest.approx(7.2)
     assert integrations["exchange_running_cost_per_year"] == pytest.approx(7.2)
@@ -190,7 +278,7 @@ def test_the_html_report_loads_in_a_real_browser_with_no_console_error(audit_dir
     try:
         driver.get(page.as_uri())
         assert driver.title.startswith("Interchange usage")
-        assert len(driver.find_elements("css selector", "figure svg")) == 3   # weekly, withheld, latency
+        assert len(driver.find_elements("css selector", "figure svg")) == 3  # weekly, withheld, latency
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == []
         assert driver.save_screenshot(str(tmp_path / "usage.png"))

@@ -90,11 +90,25 @@ def test_metrics_count_decisions_by_recipient_agreement_and_outcome(setup):
     publish(transport, "10-intelligence")
     transport.run()
     m = worker.metrics.registry.get_sample_value
-    assert m("interchange_decisions_total", {"recipient": "force-13", "agreement": "ISA-INTEL-FORCE-13",
-                                             "outcome": "delivered", "reason": ""}) == 1
-    assert m("interchange_decisions_total", {"recipient": "force-01", "agreement": "ISA-INTEL-FORCE-01",
-                                             "outcome": "withheld",
-                                             "reason": "handling_conditions_exclude_recipient"}) == 1
+    assert (
+        m(
+            "interchange_decisions_total",
+            {"recipient": "force-13", "agreement": "ISA-INTEL-FORCE-13", "outcome": "delivered", "reason": ""},
+        )
+        == 1
+    )
+    assert (
+        m(
+            "interchange_decisions_total",
+            {
+                "recipient": "force-01",
+                "agreement": "ISA-INTEL-FORCE-01",
+                "outcome": "withheld",
+                "reason": "handling_conditions_exclude_recipient",
+            },
+        )
+        == 1
+    )
 
 
 def test_records_decided_together_share_one_audit_message_confirmed_before_any_of_their_deliveries(setup):

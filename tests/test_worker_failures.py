@@ -36,8 +36,12 @@ def publish(transport, name, **changes):
 
 
 def audit_entries(transport) -> list[dict]:
-    return [e for o in transport.published if o.target == "core" and o.routing_key == topology.AUDIT_QUEUE
-            for e in orjson.loads(o.body)["entries"]]
+    return [
+        e
+        for o in transport.published
+        if o.target == "core" and o.routing_key == topology.AUDIT_QUEUE
+        for e in orjson.loads(o.body)["entries"]
+    ]
 
 
 def test_a_failed_delivery_is_followed_by_an_undelivered_entry_cancelling_its_disclose_entry(setup):
@@ -53,9 +57,15 @@ def test_a_failed_delivery_is_followed_by_an_undelivered_entry_cancelling_its_di
     first, undelivered, second = school
     assert first["operation"] == "disclose" and second["operation"] == "disclose"
     assert undelivered == undelivered | {
-        "operation": "undelivered", "outcome": "not_delivered", "reason": "returned", "record_id": record["id"],
-        "origin": record["origin"]["agency"], "recipient": "school-100001", "agreement": first["agreement"],
-        "cancels": first["entry_id"]}
+        "operation": "undelivered",
+        "outcome": "not_delivered",
+        "reason": "returned",
+        "record_id": record["id"],
+        "origin": record["origin"]["agency"],
+        "recipient": "school-100001",
+        "agreement": first["agreement"],
+        "cancels": first["entry_id"],
+    }
     # And the MASH, whose delivery was confirmed the first time, has one disclose entry and one copy
     mash = [e for e in entries if e.get("recipient") == "la-mash-leeds"]
     assert [e["operation"] for e in mash] == ["disclose"]

@@ -53,13 +53,18 @@ def test_hostile_records_interleaved_with_valid_ones_never_stop_the_worker(broke
         messages += [record_message(bad), record_message(good)]
         hostile_ids.add(bad["id"])
         valid_ids.add(good["id"])
-    env = dict(os.environ, INTERCHANGE_CORE_VHOST=settings.core_vhost,
-               INTERCHANGE_VHOST_PREFIX=settings.recipient_vhost_prefix,
-               INTERCHANGE_AUDIT_DIR=str(settings.audit_dir), INTERCHANGE_METRICS_PORT="0")
+    env = dict(
+        os.environ,
+        INTERCHANGE_CORE_VHOST=settings.core_vhost,
+        INTERCHANGE_VHOST_PREFIX=settings.recipient_vhost_prefix,
+        INTERCHANGE_AUDIT_DIR=str(settings.audit_dir),
+        INTERCHANGE_METRICS_PORT="0",
+    )
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "broker", "worker"], env=env, cwd=PROJECT_ROOT,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "broker", "worker"], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         pid = worker.pid
         try:
             # When every record is published
@@ -71,7 +76,7 @@ def test_hostile_records_interleaved_with_valid_ones_never_stop_the_worker(broke
                 assert time.monotonic() < deadline, f"dead {len(dead)}, delivered {len(delivered)}"
                 dead += broker.drain(settings.core_vhost, topology.DEAD_QUEUE, idle=0.2)
                 delivered += broker.inbox("cps", idle=0.2)
-            time.sleep(1.0)   # anything late would show up now
+            time.sleep(1.0)  # anything late would show up now
             dead += broker.drain(settings.core_vhost, topology.DEAD_QUEUE, idle=0.2)
             delivered += broker.inbox("cps", idle=0.2)
             # Then the worker is the same process, still running

@@ -37,23 +37,71 @@ class Authority:
         self.folder, self.name = folder, name
         folder.mkdir(parents=True, exist_ok=True)
         self.cert, self.key = folder / f"{name}.pem", folder / f"{name}.key"
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", self.key.name, "-out", self.cert.name, "-days", "2", "-subj", f"/CN={name}",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            self.key.name,
+            "-out",
+            self.cert.name,
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            cwd=folder,
+        )
 
     def issue(self, cn: str, server: bool = False) -> tuple[Path, Path]:
         stem = f"{self.name}-{cn}"
         ext = self.folder / f"{stem}.ext"
         usage = "serverAuth" if server else "clientAuth"
-        ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                       f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
-                       + (f"subjectAltName=DNS:{cn}\n" if server else ""))
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", f"{stem}.key", "-out", f"{stem}.csr", "-subj", f"/CN={cn}", cwd=self.folder)
-        _openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", self.cert.name, "-CAkey", self.key.name,
-                 "-CAcreateserial", "-out", f"{stem}.pem", "-days", "2", "-extfile", ext.name,
-                 cwd=self.folder)
+        ext.write_text(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+            + (f"subjectAltName=DNS:{cn}\n" if server else "")
+        )
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            f"{stem}.key",
+            "-out",
+            f"{stem}.csr",
+            "-subj",
+            f"/CN={cn}",
+            cwd=self.folder,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{stem}.csr",
+            "-CA",
+            self.cert.name,
+            "-CAkey",
+            self.key.name,
+            "-CAcreateserial",
+            "-out",
+            f"{stem}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            ext.name,
+            cwd=self.folder,
+        )
         return self.folder / f"{stem}.pem", self.folder / f"{stem}.key"
 
 
@@ -63,7 +111,7 @@ def _rabbit_bin(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
         raise RuntimeError(f"{tool} is not installed")
-    packaged = Path("/usr/lib/rabbitmq/bin") / tool   # the Debian package's own copy
+    packaged = Path("/usr/lib/rabbitmq/bin") / tool  # the Debian package's own copy
     return str(packaged) if packaged.exists() else found
 
 
@@ -83,14 +131,21 @@ class TlsNode:
     @property
     def env(self) -> dict[str, str]:
         b = self.base
-        return dict(os.environ, HOME=str(b / "home"), RABBITMQ_NODENAME=self.name,
-                    RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.amqp_port),
-                    RABBITMQ_DIST_PORT=str(self.dist_port), RABBITMQ_MNESIA_BASE=str(b / "mnesia"),
-                    RABBITMQ_LOG_BASE=str(b / "log"), RABBITMQ_CONFIG_FILE=str(b / "rabbitmq.conf"),
-                    RABBITMQ_ENABLED_PLUGINS_FILE=str(b / "enabled_plugins"),
-                    RABBITMQ_PID_FILE=str(b / "pid"),
-                    RABBITMQ_CONF_ENV_FILE=str(b / "rabbitmq-env.conf"),
-                    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}")
+        return dict(
+            os.environ,
+            HOME=str(b / "home"),
+            RABBITMQ_NODENAME=self.name,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.amqp_port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(b / "mnesia"),
+            RABBITMQ_LOG_BASE=str(b / "log"),
+            RABBITMQ_CONFIG_FILE=str(b / "rabbitmq.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(b / "enabled_plugins"),
+            RABBITMQ_PID_FILE=str(b / "pid"),
+            RABBITMQ_CONF_ENV_FILE=str(b / "rabbitmq-env.conf"),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+        )
 
     def prepare(self) -> None:
         for sub in ("home", "mnesia", "log"):
@@ -103,18 +158,18 @@ class TlsNode:
         (self.base / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n"
             f"listeners.ssl.default = {self.tls_port}\n"
-            + "".join(f"{line}\n" for line in self.deployed_tls_lines()) +
-            "loopback_users = none\n"
+            + "".join(f"{line}\n" for line in self.deployed_tls_lines())
+            + "loopback_users = none\n"
             "vm_memory_high_watermark.relative = 0.1\n"
             "disk_free_limit.absolute = 50MB\n"
             "log.file.level = warning\n"
-            "log.console = false\n")
+            "log.console = false\n"
+        )
 
     def deployed_tls_lines(self) -> list[str]:
         """The ssl_options and authentication lines of deploy/rabbitmq/rabbitmq-tls.conf, with this
         node's certificate files: the example configuration is what the tests prove."""
-        files = {"ssl_options.cacertfile": self.ca, "ssl_options.certfile": self.cert,
-                 "ssl_options.keyfile": self.key}
+        files = {"ssl_options.cacertfile": self.ca, "ssl_options.certfile": self.cert, "ssl_options.keyfile": self.key}
         lines = []
         for line in DEPLOYED_TLS_CONF.read_text().splitlines():
             key = line.split("=")[0].strip()
@@ -124,10 +179,11 @@ class TlsNode:
 
     def start(self, timeout: float = 90.0) -> None:
         self.prepare()
-        subprocess.run([_rabbit_bin("rabbitmq-server"), "-detached"], env=self.env, check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [_rabbit_bin("rabbitmq-server"), "-detached"], env=self.env, check=True, capture_output=True, timeout=60
+        )
         deadline = time.monotonic() + timeout
-        while True:   # await_startup fails at once until the node has registered with epmd
+        while True:  # await_startup fails at once until the node has registered with epmd
             try:
                 self.ctl("await_startup", "--timeout", str(int(timeout)), timeout=timeout + 10)
                 return
@@ -137,11 +193,17 @@ class TlsNode:
                 time.sleep(0.5)
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
-        done = subprocess.run([_rabbit_bin("rabbitmqctl"), "-n", self.name, *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [_rabbit_bin("rabbitmqctl"), "-n", self.name, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stdout}{done.stderr}"
-                               f"\nlog: {self.log_tail()}")
+            raise RuntimeError(
+                f"rabbitmqctl {' '.join(args)} failed: {done.stdout}{done.stderr}\nlog: {self.log_tail()}"
+            )
         return done.stdout
 
     def add_certificate_user(self, user: str, vhost: str) -> None:

@@ -51,9 +51,7 @@ BAIL_STATUS = _x("string(DC:CourtIndividualDefendant/DC:BailStatus|DC:CourtCorpo
 BAIL_CONDITIONS = _x("string(DC:CourtIndividualDefendant/DC:PersonDefendant/DC:BailConditions)")
 BAIL_REASON = _x("string(DC:CourtIndividualDefendant/DC:ReasonForBailConditionsOrCustody)")
 TITLE = _x("string(DC:PersonName/DC:PersonTitle)")
-GIVEN = _x(
-    "DC:PersonName/DC:PersonGivenName1|DC:PersonName/DC:PersonGivenName2|DC:PersonName/DC:PersonGivenName3"
-)
+GIVEN = _x("DC:PersonName/DC:PersonGivenName1|DC:PersonName/DC:PersonGivenName2|DC:PersonName/DC:PersonGivenName3")
 FAMILY = _x("string(DC:PersonName/DC:PersonFamilyName)")
 BIRTH = _x("string(DC:Birthdate)")
 GENDER = _x("string(DC:Gender)")
@@ -94,9 +92,7 @@ ROOTS = (f"{{{DELIVER}}}DeliverRequest", f"{{{DC}}}ResultedCaseMessage")
 
 class SpiResultsAdapter(InboundAdapter):
     name = "cjse-spi"
-    description = (
-        "CJSE SPIResults / Libra ResultedCaseMessage XML (magistrates' court results) -> court.result"
-    )
+    description = "CJSE SPIResults / Libra ResultedCaseMessage XML (magistrates' court results) -> court.result"
     folder = Path(__file__).resolve().parent
     # A 16 MB message holds about 300,000 elements (54 bytes each); a flood of tiny elements is stopped
     # after 100,000 by the density floor instead of after 2 million.
@@ -143,8 +139,21 @@ class SpiResultsAdapter(InboundAdapter):
         return result
 
 
-_ORDER = ("specversion", "id", "source", "type", "time", "dataschema", "origin", "correlation_id", "supersedes",
-          "classification", "handling", "subjects", "data")
+_ORDER = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "dataschema",
+    "origin",
+    "correlation_id",
+    "supersedes",
+    "classification",
+    "handling",
+    "subjects",
+    "data",
+)
 
 
 def _case(
@@ -176,9 +185,7 @@ def _record(
         problems.append(problem("data.urn", "urn_invalid", message))
     if not hearing.get("ou") or not hearing.get("date"):
         problems.append(
-            problem(
-                "data.hearing", "hearing_missing", "no court hearing (location and date) precedes the case"
-            )
+            problem("data.hearing", "hearing_missing", "no court hearing (location and date) precedes the case")
         )
     person, locations, links = _person(defendant, asn, problems)
     offences = [_offence(o, i, mapping, problems) for i, o in enumerate(OFFENCES(defendant))]
@@ -279,9 +286,7 @@ def _person(
     if not family:
         what = "a corporate defendant" if ORG_NAME(defendant).strip() else "the defendant"
         problems.append(
-            problem(
-                "data.persons[0].name.family", "defendant_name_missing", f"{what} has no PersonFamilyName"
-            )
+            problem("data.persons[0].name.family", "defendant_name_missing", f"{what} has no PersonFamilyName")
         )
     gender = GENDER(base).strip() if base is not None else ""
     slug = codes.slug("gender", gender) if gender else None
@@ -310,9 +315,7 @@ def _person(
         for e in ADDRESS_LINES(defendant)
         if e.text and e.text.strip() and etree.QName(e).localname.startswith("AddressLine")
     ]
-    postcode = [
-        e.text.strip() for e in ADDRESS_LINES(defendant) if etree.QName(e).localname == "PostCode" and e.text
-    ]
+    postcode = [e.text.strip() for e in ADDRESS_LINES(defendant) if etree.QName(e).localname == "PostCode" and e.text]
     if not lines:
         return person, [], []
     person["addresses"] = ["l1"]
@@ -324,9 +327,7 @@ def _person(
     return person, [location], [{"from": "p1", "to": "l1", "type": "resides-at"}]
 
 
-def _offence(
-    offence: etree._Element, index: int, mapping: Mapping, problems: list[FieldError]
-) -> dict[str, Any]:
+def _offence(offence: etree._Element, index: int, mapping: Mapping, problems: list[FieldError]) -> dict[str, Any]:
     path = f"data.offences[{index}]"
     local = OFFENCE_CODE(offence).strip()
     cjs, title = codes.offence(mapping, local)
@@ -395,8 +396,9 @@ def _result(
         "amount": number(amount) if amount else None,
         "penalty_points": int(points) if points.isdigit() else None,
         "duration": _duration(result, path, problems),
-        "next_hearing": _next_hearing(result, mapping, text if cjs == codes.UNCODED_RESULT else description,
-                                      path, problems),
+        "next_hearing": _next_hearing(
+            result, mapping, text if cjs == codes.UNCODED_RESULT else description, path, problems
+        ),
     }
 
 

@@ -88,9 +88,7 @@ def _one(text: bytes, max_depth: int, location: str) -> Result:
         first = error.errors[0]
         return AdapterError(error.code, first.message, location=location, path=first.path)
     if not isinstance(value, dict):
-        return AdapterError(
-            "json_not_object", f"a JSON {type(value).__name__}, not an object", location=location
-        )
+        return AdapterError("json_not_object", f"a JSON {type(value).__name__}, not an object", location=location)
     return value
 
 
@@ -99,9 +97,7 @@ def _loads(text: bytes, max_depth: int) -> Any:
     if depth > max_depth:
         raise AdapterError("json_too_deep", f"JSON nested {depth} deep, more than {max_depth}")
     try:
-        return json.loads(
-            text.decode("utf-8-sig"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
-        )
+        return json.loads(text.decode("utf-8-sig"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise AdapterError(
             "json_encoding_invalid", f"byte {exc.start} is not UTF-8", location=f"byte {exc.start}"

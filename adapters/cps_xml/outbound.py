@@ -93,9 +93,7 @@ def _officer(root: etree._Element, officer: dict[str, Any] | None) -> None:
             _el(element, tag, officer[key])
 
 
-def _defendants(
-    parent: etree._Element, data: dict[str, Any], persons: dict[str, Any], record_id: Any
-) -> None:
+def _defendants(parent: etree._Element, data: dict[str, Any], persons: dict[str, Any], record_id: Any) -> None:
     sequence = {c.get("id"): c.get("sequence") for c in data["charges"]}
     charged: dict[str, list[int]] = {}
     for link in data.get("links") or []:

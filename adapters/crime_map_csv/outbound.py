@@ -99,9 +99,7 @@ def map_points(path: str = str(HERE / "map_points.csv")) -> tuple[MapPoint, ...]
     """The anonymous map points to snap to (latitude, longitude, location, lsoa_code, lsoa_name)."""
     with open(path, newline="", encoding="utf-8") as handle:
         return tuple(
-            MapPoint(
-                float(r["latitude"]), float(r["longitude"]), r["location"], r["lsoa_code"], r["lsoa_name"]
-            )
+            MapPoint(float(r["latitude"]), float(r["longitude"]), r["location"], r["lsoa_code"], r["lsoa_name"])
             for r in csv.DictReader(handle)
         )
 
@@ -179,8 +177,12 @@ def _snapped(data: dict[str, Any], options: dict[str, Any]) -> MapPoint | None:
 def _crime_id(record: Record, options: dict[str, Any]) -> str:
     key = str(options.get("crime_id_key") or "").encode("utf-8")
     if not key:
-        raise AdapterError("crime_id_key_missing", "no crime_id_key: a Crime ID without a secret key could be "
-                           "linked back to the force's reference", path="id", record_id=record.get("id"))
+        raise AdapterError(
+            "crime_id_key_missing",
+            "no crime_id_key: a Crime ID without a secret key could be linked back to the force's reference",
+            path="id",
+            record_id=record.get("id"),
+        )
     supersedes = record.get("supersedes")
     lineage = supersedes["id"] if isinstance(supersedes, dict) and supersedes.get("id") else record["id"]
     message = f"{record['origin']['agency']}\x00{lineage}".encode()

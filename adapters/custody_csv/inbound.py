@@ -56,9 +56,7 @@ class CustodyCsvAdapter(InboundAdapter):
 
 def _columns(header: list[str], mapping: Mapping) -> dict[str, int]:
     wanted: dict[str, str] = mapping.get("columns")
-    missing = [
-        f"{field} ({name!r})" for field, name in wanted.items() if name not in header and field in REQUIRED
-    ]
+    missing = [f"{field} ({name!r})" for field, name in wanted.items() if name not in header and field in REQUIRED]
     if not header or missing:
         raise AdapterError(
             "layout_unknown", f"the header lacks {', '.join(missing) or 'every column'}", location="line 1"
@@ -79,9 +77,7 @@ def _record(v: dict[str, str], mapping: Mapping, problems: list[FieldError]) -> 
     asn = _identifier("asn", v.get("asn"), "data.asn", problems)
     pnc = _identifier("pnc", v.get("pnc_id"), "data.persons[0].identifiers[0]", problems)
     outcome = (
-        mapping.code("release_outcome", v.get("release_outcome"), fold_case=True)
-        if v.get("release_outcome")
-        else None
+        mapping.code("release_outcome", v.get("release_outcome"), fold_case=True) if v.get("release_outcome") else None
     )
     if v.get("release_outcome") and outcome is None:
         problems.append(
@@ -104,11 +100,7 @@ def _record(v: dict[str, str], mapping: Mapping, problems: list[FieldError]) -> 
     }
     locations = []
     if v.get("address"):
-        lines = [
-            part.strip()
-            for part in v["address"].replace("\r", "").replace("\n", ",").split(",")
-            if part.strip()
-        ]
+        lines = [part.strip() for part in v["address"].replace("\r", "").replace("\n", ",").split(",") if part.strip()]
         locations.append(
             {"id": "l1", "kind": "address", "address": {"lines": lines[:6], "postcode": v.get("postcode")}}
         )
@@ -163,9 +155,7 @@ def _utc(local: str | None) -> str | None:
     return london_utc(local) if local else None
 
 
-def _when(
-    date: str | None, time: str | None, formats: list[str], path: str, problems: list[FieldError]
-) -> str | None:
+def _when(date: str | None, time: str | None, formats: list[str], path: str, problems: list[FieldError]) -> str | None:
     """The local date (and time) as ISO 8601 without an offset, or None (a problem is recorded)."""
     if not date:
         return None

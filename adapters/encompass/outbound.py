@@ -19,9 +19,7 @@ from adapters.base import AdapterError, OutboundAdapter, Record
 
 class EncompassAdapter(OutboundAdapter):
     name = "encompass"
-    description = (
-        "safeguarding.notification -> minimal Operation Encompass school notice (JSON or plain text)"
-    )
+    description = "safeguarding.notification -> minimal Operation Encompass school notice (JSON or plain text)"
     folder = Path(__file__).resolve().parent
     content_type = "application/json"
     record_types = ("safeguarding.notification",)
@@ -77,12 +75,8 @@ def minimal(record: Record, school_urn: str | None = None) -> dict[str, Any]:
 
 def text(notice: dict[str, Any]) -> str:
     """A short plain-text notice for the key adult."""
-    when = datetime.fromisoformat(notice["incident_time"].replace("Z", "+00:00")).strftime(
-        "%d/%m/%Y at %H:%M UTC"
-    )
-    present = {True: "was present", False: "was not present"}.get(
-        notice["child_present"], "may have been present"
-    )
+    when = datetime.fromisoformat(notice["incident_time"].replace("Z", "+00:00")).strftime("%d/%m/%Y at %H:%M UTC")
+    present = {True: "was present", False: "was not present"}.get(notice["child_present"], "may have been present")
     lines = [
         "OPERATION ENCOMPASS - OFFICIAL-SENSITIVE",
         "",
@@ -93,8 +87,7 @@ def text(notice: dict[str, Any]) -> str:
     for child in notice["children"]:
         name = " ".join([*child["given"], child["family"]])
         lines.append(
-            f"- {name}, born {child['birth_date'] or 'unknown'}, "
-            f"{child['school_name'] or child['school_urn']}"
+            f"- {name}, born {child['birth_date'] or 'unknown'}, {child['school_name'] or child['school_urn']}"
         )
     lines += [
         "",

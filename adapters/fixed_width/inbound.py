@@ -44,9 +44,7 @@ def load_layout(name: str) -> dict[str, Any]:
     for kind, record in layout["records"].items():
         for field in record["fields"]:
             if field["start"] + field["length"] - 1 > layout["record_length"]:
-                raise ConfigError(
-                    str(path), f"records.{kind}.{field['name']}", "field ends beyond record_length"
-                )
+                raise ConfigError(str(path), f"records.{kind}.{field['name']}", "field ends beyond record_length")
     return layout
 
 
@@ -101,9 +99,7 @@ def encode_record(layout: dict[str, Any], kind: str, values: dict[str, Any]) -> 
 
 class FixedWidthAdapter(InboundAdapter):
     name = "fixed-width"
-    description = (
-        "Force crime-records mainframe extract (fixed-width, EBCDIC or ASCII, layout as data) -> crime.report"
-    )
+    description = "Force crime-records mainframe extract (fixed-width, EBCDIC or ASCII, layout as data) -> crime.report"
     folder = HERE
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
@@ -140,9 +136,7 @@ def _records(
                 location,
                 "",
                 {},
-                AdapterError(
-                    "encoding_invalid", f"byte {offset + exc.start} is not {encoding}", location=location
-                ),
+                AdapterError("encoding_invalid", f"byte {offset + exc.start} is not {encoding}", location=location),
             )
             continue
         if len(text) != size:
@@ -161,15 +155,11 @@ def _records(
         yield (location, kind, *_fields(text, kind, layout, location))
 
 
-def _fields(
-    text: str, kind: str, layout: dict[str, Any], location: str
-) -> tuple[dict[str, Any], AdapterError | None]:
+def _fields(text: str, kind: str, layout: dict[str, Any], location: str) -> tuple[dict[str, Any], AdapterError | None]:
     spec = layout["records"].get(kind)
     if spec is None:
         known = ", ".join(layout["records"])
-        return {}, AdapterError(
-            "record_type_unknown", f"record type {kind!r} is not one of {known}", location=location
-        )
+        return {}, AdapterError("record_type_unknown", f"record type {kind!r} is not one of {known}", location=location)
     values: dict[str, Any] = {}
     for field in spec["fields"]:
         raw = text[field["start"] - 1 : field["start"] - 1 + field["length"]]
@@ -204,9 +194,7 @@ def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping, linea
     header = next((v for k, v, _ in group if k == "CR"), None)
     ref = group[0][1].get("crime_ref") or ""
     if header is None:
-        problems.append(
-            problem("data.crime_ref", "crime_header_missing", f"crime {ref} has no CR record before it")
-        )
+        problems.append(problem("data.crime_ref", "crime_header_missing", f"crime {ref} has no CR record before it"))
         header = {}
     persons, links, by_seq = _nominals([v for k, v, _ in group if k == "NM"], mapping, problems)
     offences, category = _offences([v for k, v, _ in group if k == "OF"], mapping, problems)
@@ -223,9 +211,7 @@ def _crime(group: list[tuple[str, dict[str, Any], str]], mapping: Mapping, linea
         "offences": offences,
         "events": events,
         "locations": [location] if location else [],
-        "links": links
-        + arrest_links
-        + ([{"from": "e1", "to": "l1", "type": "occurred-at"}] if location else []),
+        "links": links + arrest_links + ([{"from": "e1", "to": "l1", "type": "occurred-at"}] if location else []),
     }
     record_id = make_id(mapping.agency, mapping.system, ref)
     if problems:
@@ -272,9 +258,7 @@ def _nominals(
         role = mapping.code("role", nominal.get("role"))
         if role is None:
             problems.append(
-                problem(
-                    f"{path}", "role_unknown", f"nominal role {nominal.get('role')!r} is not in the mapping"
-                )
+                problem(f"{path}", "role_unknown", f"nominal role {nominal.get('role')!r} is not in the mapping")
             )
         else:
             links.append({"from": pid, "to": "e1", "type": role})
@@ -335,11 +319,7 @@ def _arrests(
             )
             continue
         event_id = f"a{index + 1}"
-        text = (
-            f"custody {row['custody_number']} at {row.get('station') or '?'}"
-            if row.get("custody_number")
-            else None
-        )
+        text = f"custody {row['custody_number']} at {row.get('station') or '?'}" if row.get("custody_number") else None
         events.append(
             {
                 "id": event_id,

@@ -44,9 +44,7 @@ def neutralise(cell: Any) -> str:
 
 class MashCsvAdapter(OutboundAdapter):
     name = "mash-csv"
-    description = (
-        "safeguarding.notification -> MASH referral CSV (one row per person, formula cells neutralised)"
-    )
+    description = "safeguarding.notification -> MASH referral CSV (one row per person, formula cells neutralised)"
     folder = Path(__file__).resolve().parent
     content_type = "text/csv; charset=utf-8"
     record_types = ("safeguarding.notification",)

@@ -91,9 +91,7 @@ INFANT_AGES = frozenset({"NEONATAL", "NEWBORN", "BABY"})
 
 class NibrsIncidentAdapter(InboundAdapter):
     name = "niem-nibrs"
-    description = (
-        "NIEM NIBRS 4.2 Group A incident report XML -> crime.report with persons, roles, items, location"
-    )
+    description = "NIEM NIBRS 4.2 Group A incident report XML -> crime.report with persons, roles, items, location"
     folder = Path(__file__).resolve().parent
     # A 32 MB submission holds about 550,000 elements (60 bytes each); a flood of tiny elements is
     # stopped after 100,000 by the density floor instead of after 2 million.
@@ -122,25 +120,30 @@ def _one(report: etree._Element, sent: str | None, mapping: Mapping, lineage: Li
     category, action = " ".join(CATEGORY(report).split()).upper(), ACTION(report).strip().upper()
     if category == "ZERO REPORT":
         return AdapterError(
-            "zero_report", "a zero report says the agency had no incident that month: no record to share",
-            location=where, path="nibrs:ReportHeader/nibrs:NIBRSReportCategoryCode",
+            "zero_report",
+            "a zero report says the agency had no incident that month: no record to share",
+            location=where,
+            path="nibrs:ReportHeader/nibrs:NIBRSReportCategoryCode",
         )
     if action not in ORIGINAL | {REPLACE, DELETE}:
         return AdapterError(
-            "report_action_unknown", f"report action {action!r} is not I, A, W, R or D",
-            location=where, path="nibrs:ReportHeader/nibrs:ReportActionCategoryCode",
+            "report_action_unknown",
+            f"report action {action!r} is not I, A, W, R or D",
+            location=where,
+            path="nibrs:ReportHeader/nibrs:ReportActionCategoryCode",
         )
     problems: list[FieldError] = []
     arrest = category.startswith("GROUP B")
     if action == DELETE:
         record, key = _retraction(report, sent, mapping, problems, arrest=arrest)
     else:
-        record, key = (_arrest(report, sent, mapping, problems) if arrest else _report(report, sent, mapping, problems))
+        record, key = _arrest(report, sent, mapping, problems) if arrest else _report(report, sent, mapping, problems)
     if problems:
         return AdapterError.of(problems, location=where, record_id=record["id"])
     if action == DELETE:
-        return lineage.stamp(record, key, record_id=make_id(record["id"], "deleted"), original=record["id"],
-                             kind="retraction")
+        return lineage.stamp(
+            record, key, record_id=make_id(record["id"], "deleted"), original=record["id"], kind="retraction"
+        )
     if action == REPLACE:
         return lineage.stamp(record, key, original=record["id"])
     return lineage.stamp(record, key, record_id=record["id"])
@@ -160,9 +163,7 @@ def _report(
 ) -> tuple[dict[str, Any], str]:
     number = INCIDENT_ID(report).strip()
     if not number:
-        problems.append(
-            problem("data.crime_ref", "incident_number_missing", "nc:ActivityIdentification is empty")
-        )
+        problems.append(problem("data.crime_ref", "incident_number_missing", "nc:ActivityIdentification is empty"))
     when = _local(mapping, INCIDENT_DATETIME(report)) or _local(mapping, INCIDENT_DATE(report))
     if when is None:
         problems.append(problem("data.recorded", "incident_date_missing", "no usable nc:ActivityDate"))
@@ -229,8 +230,13 @@ def _arrest(
     }
     record_id = make_id(mapping.agency, mapping.system, "arrest", number or "unnumbered")
     return envelope(
-        mapping, "crime.report", record_id, sent or when or "1970-01-01T00:00:00Z", data,
-        correlation_id=f"arrest-{number}" if number else None, subjects=[p["id"] for p in persons],
+        mapping,
+        "crime.report",
+        record_id,
+        sent or when or "1970-01-01T00:00:00Z",
+        data,
+        correlation_id=f"arrest-{number}" if number else None,
+        subjects=[p["id"] for p in persons],
     ), f"arrest-{number}"
 
 
@@ -259,7 +265,11 @@ def _retraction(
         problems.append(problem("data.recorded", f"{kind}_date_missing", "no usable date in the Delete"))
     record_id = make_id(mapping.agency, mapping.system, kind, number or "unnumbered")
     return envelope(
-        mapping, "crime.report", record_id, sent or when or "1970-01-01T00:00:00Z", data,
+        mapping,
+        "crime.report",
+        record_id,
+        sent or when or "1970-01-01T00:00:00Z",
+        data,
         correlation_id=f"{kind}-{number}" if number else None,
     ), f"{kind}-{number}"
 
@@ -399,9 +409,7 @@ def _links(
 ) -> list[dict[str, str]]:
     links: list[dict[str, str]] = []
     for association in OFFENSE_LOCATION(report):
-        links.append(
-            {"from": REF_OFFENSE(association), "to": REF_LOCATION(association), "type": "occurred-at"}
-        )
+        links.append({"from": REF_OFFENSE(association), "to": REF_LOCATION(association), "type": "occurred-at"})
     victims_linked = set()
     for association in OFFENSE_VICTIM(report):
         role, person = role_person.get(REF_VICTIM(association), ("", ""))
@@ -425,9 +433,7 @@ def _objects(report: etree._Element, mapping: Mapping, problems: list[FieldError
     for index, item in enumerate(ITEMS(report)):
         category = ITEM_CATEGORY(item).strip()
         substance = etree.QName(item).localname == "Substance"
-        description = mapping.code("property", category) or (
-            f"NIBRS property {category}" if category else None
-        )
+        description = mapping.code("property", category) or (f"NIBRS property {category}" if category else None)
         if substance and DRUG_TYPE(item).strip():
             drug = mapping.code("drug", DRUG_TYPE(item).strip()) or DRUG_TYPE(item).strip()
             description = f"{drug}, {DRUG_QUANTITY(item).strip()} {DRUG_UNIT(item).strip()}".strip(", ")
@@ -458,5 +464,3 @@ def _locations(report: etree._Element, mapping: Mapping) -> list[dict[str, Any]]
             }
         )
     return locations
-
-

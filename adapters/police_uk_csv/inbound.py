@@ -80,7 +80,7 @@ class PoliceUkCsvAdapter(InboundAdapter):
         files beside it."""
         name = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
         self.path = Path(name) if isinstance(name, (str, os.PathLike)) else None
-        yield from super().translate(source, mapping, lineage=lineage)   # read before the first result
+        yield from super().translate(source, mapping, lineage=lineage)  # read before the first result
 
     def _translate(self, stream: IO[bytes], mapping: Mapping) -> Iterator[Result]:
         lineage = self.lineage or Stateless()
@@ -158,8 +158,7 @@ def _layout(header: list[str]) -> tuple[str, list[str]]:
             return name, cleaned[len(columns) :]
     raise AdapterError(
         "layout_unknown",
-        "the header is not a data.police.uk street, outcomes or stop-and-search "
-        f"layout: {', '.join(cleaned)[:200]}",
+        f"the header is not a data.police.uk street, outcomes or stop-and-search layout: {', '.join(cleaned)[:200]}",
         location="line 1",
     )
 
@@ -169,9 +168,7 @@ def _street(
 ) -> dict[str, Any]:
     crime_id = row["Crime ID"].strip().lower()
     category = _label(mapping, "crime_type", row["Crime type"], "data.category", problems)
-    outcome = _label(
-        mapping, "outcome", row["Last outcome category"], "data.outcome", problems, optional=True
-    )
+    outcome = _label(mapping, "outcome", row["Last outcome category"], "data.outcome", problems, optional=True)
     if crime_id:
         record_id, ref = make_id(mapping.agency, mapping.system, "street", crime_id), crime_id
     else:  # anti-social behaviour rows carry no Crime ID: key on the row's content and position
@@ -266,9 +263,7 @@ def _coordinates(row: dict[str, str], problems: list[FieldError]) -> tuple[float
         )
         return None, None
     if not (-90 <= la <= 90 and -180 <= lo <= 180):
-        problems.append(
-            problem("data.locations[0].point", "coordinates_invalid", f"({la}, {lo}) is off the globe")
-        )
+        problems.append(problem("data.locations[0].point", "coordinates_invalid", f"({la}, {lo}) is off the globe"))
         return None, None
     return la, lo
 

@@ -49,8 +49,14 @@ def stop_search(
             "age_range": _age_range(row["Age range"], problems),
             "ethnicity": {
                 "self_defined": _self_defined(row["Self-defined ethnicity"], problems),
-                "officer_defined": label(mapping, "officer_ethnicity", row["Officer-defined ethnicity"],
-                                         "data.subject.ethnicity.officer_defined", problems, optional=True),
+                "officer_defined": label(
+                    mapping,
+                    "officer_ethnicity",
+                    row["Officer-defined ethnicity"],
+                    "data.subject.ethnicity.officer_defined",
+                    problems,
+                    optional=True,
+                ),
             },
         },
         "location": {"id": "l1", "kind": "point", "point": {"lat": lat, "lon": lon}} if lat is not None else None,
@@ -125,7 +131,10 @@ def _self_defined(text: str, problems: list[FieldError]) -> str | None:
     if found := _CODE.search(text):
         return found[1]
     problems.append(
-        problem("data.subject.ethnicity.self_defined", "self_defined_ethnicity_invalid",
-                f"self-defined ethnicity {text!r} carries no code in brackets")
+        problem(
+            "data.subject.ethnicity.self_defined",
+            "self_defined_ethnicity_invalid",
+            f"self-defined ethnicity {text!r} carries no code in brackets",
+        )
     )
     return None

@@ -32,8 +32,9 @@ class Anchor:
 
         failure: Exception | None = None
         for url in split_urls(self.settings.amqp_url):
-            params = connection_parameters(url, self.settings.core_vhost, 30, "interchange-audit-anchor",
-                                           self.settings.tls)
+            params = connection_parameters(
+                url, self.settings.core_vhost, 30, "interchange-audit-anchor", self.settings.tls
+            )
             params.socket_timeout = params.stack_timeout = params.blocked_connection_timeout = self.timeout
             try:
                 return pika.BlockingConnection(params)
@@ -49,9 +50,13 @@ class Anchor:
         try:
             channel = connection.channel()
             channel.confirm_delivery()
-            channel.basic_publish(topology.ANCHOR_EXCHANGE, "", line,
-                                  pika.BasicProperties(content_type="application/json", delivery_mode=2),
-                                  mandatory=True)
+            channel.basic_publish(
+                topology.ANCHOR_EXCHANGE,
+                "",
+                line,
+                pika.BasicProperties(content_type="application/json", delivery_mode=2),
+                mandatory=True,
+            )
         except (pika.exceptions.AMQPError, OSError) as exc:
             raise TransportError(f"the checkpoint was not confirmed by the anchor: {exc!r}") from exc
         finally:
@@ -65,15 +70,17 @@ def read_anchor(settings: Any, idle_seconds: float = 1.0) -> list[bytes]:
 
     from broker.transports.amqp import blocking_channel
 
-    connection, channel = blocking_channel(settings.amqp_url, settings.core_vhost, "interchange-audit-verify",
-                                           settings.tls)
+    connection, channel = blocking_channel(
+        settings.amqp_url, settings.core_vhost, "interchange-audit-verify", settings.tls
+    )
     lines: list[bytes] = []
     try:
         channel.basic_qos(prefetch_count=500)
         # read until the stream is quiet, acking each: pika rejects what a consumer cancelled early still
         # held, and a stream refuses rejects (the connection closes)
-        for method, _props, body in channel.consume(topology.ANCHOR_QUEUE, arguments={"x-stream-offset": "first"},
-                                                    inactivity_timeout=idle_seconds):
+        for method, _props, body in channel.consume(
+            topology.ANCHOR_QUEUE, arguments={"x-stream-offset": "first"}, inactivity_timeout=idle_seconds
+        ):
             if method is None:
                 break
             lines.append(body)

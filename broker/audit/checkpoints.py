@@ -39,13 +39,15 @@ CHECKPOINTS_NAME = "checkpoints.jsonl"
 GENESIS = "0" * 64
 # The development key is derived from a published phrase: anyone can sign with it, so it proves nothing.
 DEV_KEY = Ed25519PrivateKey.from_private_bytes(
-    hashlib.sha256(b"interchange-development-checkpoint-key-not-for-production").digest())
+    hashlib.sha256(b"interchange-development-checkpoint-key-not-for-production").digest()
+)
 # The writer checkpoints at least every 1,000 entries (plus one batch): a longer unchecked tail means
 # checkpoints are missing.
 UNCOVERED_TAIL_LIMIT = 2000
 
 
 # ---------------------------------------------------------------- keys
+
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -96,15 +98,21 @@ def signing_key(settings: Any) -> Ed25519PrivateKey:
     required = getattr(settings, "checkpoints_required", False)
     if path is not None:
         if _inside(Path(path), Path(settings.audit_dir)):
-            raise ConfigError(str(path), "checkpoint_signing_key",
-                              "the checkpoint signing key must not live in the audit directory")
+            raise ConfigError(
+                str(path), "checkpoint_signing_key", "the checkpoint signing key must not live in the audit directory"
+            )
         return load_private_key(Path(path))
     if required:
-        raise ConfigError("INTERCHANGE_CHECKPOINT_SIGNING_KEY", "checkpoint_signing_key",
-                          "checkpoints are required: set an Ed25519 signing key kept off the audit disk")
+        raise ConfigError(
+            "INTERCHANGE_CHECKPOINT_SIGNING_KEY",
+            "checkpoint_signing_key",
+            "checkpoints are required: set an Ed25519 signing key kept off the audit disk",
+        )
     logs.get("interchange.audit").warning(
-        "checkpoint_dev_key", note="checkpoints signed with the development key prove nothing; "
-        "set INTERCHANGE_CHECKPOINT_SIGNING_KEY outside development")
+        "checkpoint_dev_key",
+        note="checkpoints signed with the development key prove nothing; "
+        "set INTERCHANGE_CHECKPOINT_SIGNING_KEY outside development",
+    )
     return DEV_KEY
 
 
@@ -128,6 +136,7 @@ def checkpoints_path(audit_dir: Path | str) -> Path:
 
 # ---------------------------------------------------------------- writing
 
+
 def _body(line: dict[str, Any]) -> bytes:
     return orjson.dumps({k: line[k] for k in ("seq", "hash", "time", "prev", "key")}, option=orjson.OPT_SORT_KEYS)
 
@@ -147,7 +156,7 @@ def _last_line(path: Path) -> bytes | None:
     try:
         with path.open("rb") as fh:
             lines = [raw for raw in fh if raw.strip()]
-    except OSError:   # missing, or unreadable: then writing fails too, and each failure is counted
+    except OSError:  # missing, or unreadable: then writing fails too, and each failure is counted
         return None
     return lines[-1] if lines else None
 
@@ -179,10 +188,7 @@ class Checkpointer:
                 pass
 
     def maybe(self, seq: int, head: str, force: bool = False) -> bool:
-        due = (
-            seq - self.last_seq >= self.every_entries
-            or time.monotonic() - self.last_time >= self.every_seconds
-        )
+        due = seq - self.last_seq >= self.every_entries or time.monotonic() - self.last_time >= self.every_seconds
         if seq <= self.last_seq or not (due or force):
             return False
         return self.write(seq, head)
@@ -197,22 +203,21 @@ class Checkpointer:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            self.log.error(
-                "audit_checkpoint_failed", seq=seq, path=str(self.path), error=exc.strerror or repr(exc)
-            )
+            self.log.error("audit_checkpoint_failed", seq=seq, path=str(self.path), error=exc.strerror or repr(exc))
             self.on_failure()
             return False
         self.prev, self.last_seq, self.last_time = digest(raw), seq, time.monotonic()
         if self.anchor is not None:
             try:
                 self.anchor(raw)
-            except Exception as exc:   # the anchor is best effort: a checkpoint stays on disk regardless
+            except Exception as exc:  # the anchor is best effort: a checkpoint stays on disk regardless
                 self.log.error("audit_anchor_failed", seq=seq, error=str(exc))
                 self.on_failure()
         return True
 
 
 # ---------------------------------------------------------------- verifying
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -233,6 +238,7 @@ class CheckpointError(ValueError):
 
 def strict_loads(raw: bytes) -> Any:
     """JSON with duplicate object keys refused (ValueError naming the key)."""
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _value in items:
@@ -255,8 +261,9 @@ def read_checkpoint(raw: bytes, n: int, key: Ed25519PublicKey, source: str) -> C
         raise CheckpointError(source, n, f"unreadable checkpoint ({exc})") from exc
     if cp["key"] != key_id(key):
         dev = " (the public development key)" if cp["key"] == DEV_KEY_ID else ""
-        raise CheckpointError(source, n, f"seq {seq} is signed with key {cp['key']}{dev}, "
-                                         f"not the trusted key {key_id(key)}")
+        raise CheckpointError(
+            source, n, f"seq {seq} is signed with key {cp['key']}{dev}, not the trusted key {key_id(key)}"
+        )
     try:
         key.verify(sig, _body(cp))
     except InvalidSignature as exc:
@@ -273,8 +280,12 @@ def read_chain(lines: Iterable[bytes], key: Ed25519PublicKey, source: str = "che
             continue
         cp = read_checkpoint(raw, n, key, source)
         if strict_loads(raw)["prev"] != prev:
-            raise CheckpointError(source, n, f"seq {cp.seq} does not follow the checkpoint before it "
-                                             "(a checkpoint was deleted, inserted or reordered)")
+            raise CheckpointError(
+                source,
+                n,
+                f"seq {cp.seq} does not follow the checkpoint before it "
+                "(a checkpoint was deleted, inserted or reordered)",
+            )
         if cp.seq < last_seq:
             raise CheckpointError(source, n, f"seq {cp.seq} is before the previous checkpoint's {last_seq}")
         chain.append(cp)
@@ -287,7 +298,7 @@ class CheckpointVerdict:
     ok: bool
     checkpoints: int
     problem: str = ""
-    anchored: int | None = None     # checkpoints read from the anchor, when it was consulted
+    anchored: int | None = None  # checkpoints read from the anchor, when it was consulted
     notes: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
@@ -309,11 +320,14 @@ class Policy:
 
 def _against_log(cp: Checkpoint, heads: dict[int, str], last_seq: int, where: str) -> str:
     if cp.seq > last_seq:
-        return (f"{where} checkpoint at seq {cp.seq} ({cp.time}) but the log ends at seq {last_seq}: "
-                "the log was truncated")
+        return (
+            f"{where} checkpoint at seq {cp.seq} ({cp.time}) but the log ends at seq {last_seq}: the log was truncated"
+        )
     if heads.get(cp.seq) != cp.head:
-        return (f"the log's entry seq {cp.seq} does not match the {where} checkpoint signed at {cp.time}: "
-                "the log was rewritten")
+        return (
+            f"the log's entry seq {cp.seq} does not match the {where} checkpoint signed at {cp.time}: "
+            "the log was rewritten"
+        )
     return ""
 
 
@@ -322,8 +336,13 @@ def judge(local: list[bytes], heads: dict[int, str], last_seq: int, policy: Poli
     anchor's; pure."""
     anchored = None if policy.anchor is None else 0
     if policy.required and key_id(policy.key) == DEV_KEY_ID:
-        return CheckpointVerdict(False, 0, "checkpoints are required but the trusted key is the public "
-                                           "development key: set INTERCHANGE_CHECKPOINT_PUBLIC_KEY", anchored)
+        return CheckpointVerdict(
+            False,
+            0,
+            "checkpoints are required but the trusted key is the public "
+            "development key: set INTERCHANGE_CHECKPOINT_PUBLIC_KEY",
+            anchored,
+        )
     try:
         chain = read_chain(local, policy.key)
     except CheckpointError as exc:
@@ -345,24 +364,37 @@ def judge(local: list[bytes], heads: dict[int, str], last_seq: int, policy: Poli
         problems = [p for p in (_against_log(cp, heads, last_seq, "anchored") for cp in anchored_cps) if p][:1]
         lost = [cp for cp in anchored_cps if cp.digest not in found]
         if lost:
-            problems.append(f"the anchor holds {len(lost)} checkpoint(s) the checkpoint file does not (first: seq "
-                            f"{lost[0].seq}, {lost[0].time}): the file was deleted, cut or rewritten")
+            problems.append(
+                f"the anchor holds {len(lost)} checkpoint(s) the checkpoint file does not (first: seq "
+                f"{lost[0].seq}, {lost[0].time}): the file was deleted, cut or rewritten"
+            )
         if problems:
             return CheckpointVerdict(False, len(chain), "; ".join(problems), anchored)
         if chain and not anchored_cps:
-            return CheckpointVerdict(False, len(chain), "the anchor holds no checkpoint although the file holds "
-                                     f"{len(chain)}: nothing outside the audit disk vouches for them", anchored)
+            return CheckpointVerdict(
+                False,
+                len(chain),
+                "the anchor holds no checkpoint although the file holds "
+                f"{len(chain)}: nothing outside the audit disk vouches for them",
+                anchored,
+            )
         unanchored = len(chain) - len({cp.digest for cp in anchored_cps})
         if unanchored > 0:
             notes.append(f"{unanchored} checkpoint(s) in the file are not in the anchor (anchor publish failed)")
     if policy.required and last_seq:
         covered = chain[-1].seq if chain else 0
         if not chain:
-            return CheckpointVerdict(False, 0, f"checkpoints are required but the log of {last_seq} entries "
-                                               "has none", anchored)
+            return CheckpointVerdict(
+                False, 0, f"checkpoints are required but the log of {last_seq} entries has none", anchored
+            )
         if last_seq - covered > UNCOVERED_TAIL_LIMIT:
-            return CheckpointVerdict(False, len(chain), f"checkpoints are required but the last one is at seq "
-                                     f"{covered} and the log runs to {last_seq}: checkpoints are missing", anchored)
+            return CheckpointVerdict(
+                False,
+                len(chain),
+                f"checkpoints are required but the last one is at seq "
+                f"{covered} and the log runs to {last_seq}: checkpoints are missing",
+                anchored,
+            )
     if last_seq and chain and chain[-1].seq < last_seq:
         notes.append(f"entries {chain[-1].seq + 1}..{last_seq} are after the last checkpoint")
     return CheckpointVerdict(True, len(chain), "", anchored, tuple(notes))
@@ -386,8 +418,13 @@ def _seqs(lines: Iterable[bytes]) -> set[int]:
     return wanted
 
 
-def verify_beside(log_path: Path, path: Path, key: Ed25519PublicKey | None = None, required: bool = False,
-                  anchor: list[bytes] | None = None) -> CheckpointVerdict:
+def verify_beside(
+    log_path: Path,
+    path: Path,
+    key: Ed25519PublicKey | None = None,
+    required: bool = False,
+    anchor: list[bytes] | None = None,
+) -> CheckpointVerdict:
     """Check the checkpoints at `path` (and the anchor's lines, when given) against the log at `log_path`."""
     local = _read_lines(path)
     wanted = _seqs(local) | _seqs(anchor or [])
@@ -417,5 +454,10 @@ def verify_for(settings: Any, use_anchor: bool = False) -> CheckpointVerdict:
             anchor = read_anchor(settings)
         except TransportError as exc:
             return CheckpointVerdict(False, 0, f"the anchor could not be read, so deletion cannot be ruled out: {exc}")
-    return verify_beside(Path(settings.audit_dir) / LOG_NAME, checkpoints_path(settings.audit_dir),
-                         verify_key(settings), settings.checkpoints_required, anchor)
+    return verify_beside(
+        Path(settings.audit_dir) / LOG_NAME,
+        checkpoints_path(settings.audit_dir),
+        verify_key(settings),
+        settings.checkpoints_required,
+        anchor,
+    )

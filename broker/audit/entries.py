@@ -36,6 +36,7 @@ def audit_key() -> bytes:
 def _normalise(scheme: str, value: str) -> str:
     try:
         from broker.identifiers import normalise
+
         return normalise(scheme, value)
     except Exception:  # an unparseable identifier still gets a stable key
         return "".join(value.split()).upper()
@@ -100,8 +101,9 @@ def _handling_summary(record: dict[str, Any]) -> dict[str, Any] | None:
     handling = record.get("handling")
     if not isinstance(handling, dict):
         return None
-    summary = {k: bounded(handling[k]) for k in ("scheme", "source", "intelligence", "code", "handling")
-               if k in handling}
+    summary = {
+        k: bounded(handling[k]) for k in ("scheme", "source", "intelligence", "code", "handling") if k in handling
+    }
     conditions = handling.get("conditions")
     if isinstance(conditions, dict) and conditions:
         kept: dict[str, Any] = {}
@@ -131,8 +133,9 @@ def bounded(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return value if _PLAIN.fullmatch(value) else text_digest(value)
-    return text_digest(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-                       if _serialisable(value) else repr(type(value)))
+    return text_digest(
+        orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if _serialisable(value) else repr(type(value))
+    )
 
 
 def bounded_token(value: Any) -> str | None:
@@ -167,14 +170,14 @@ def capped(entry: dict[str, Any]) -> dict[str, Any]:
         entry["truncated"] = truncated
         if len(orjson.dumps(entry)) <= MAX_ENTRY_BYTES:
             return entry
-    for name, value in list(entry.items()):   # still too big: digest every large value except the id
+    for name, value in list(entry.items()):  # still too big: digest every large value except the id
         if name not in ("entry_id", "truncated") and len(orjson.dumps(value)) > 512:
             entry[name] = bounded(value) if not isinstance(value, str) else text_digest(value)
             truncated[name] = -1
     return entry
 
 
-_ENTRY_PREFIX = uuid.uuid4().hex[:16]   # unique per process; a counter makes each entry id unique in it
+_ENTRY_PREFIX = uuid.uuid4().hex[:16]  # unique per process; a counter makes each entry id unique in it
 _entry_numbers = itertools.count(1)
 
 
@@ -183,7 +186,7 @@ def _new_prefix() -> None:
     _ENTRY_PREFIX, _entry_numbers = uuid.uuid4().hex[:16], itertools.count(1)
 
 
-os.register_at_fork(after_in_child=_new_prefix)   # a forked worker must not repeat its parent's ids
+os.register_at_fork(after_in_child=_new_prefix)  # a forked worker must not repeat its parent's ids
 
 
 def new_entry_id() -> str:
@@ -209,23 +212,33 @@ def _base(record: dict[str, Any], context: dict[str, Any], now: str) -> dict[str
     }
 
 
-def decision_entries(record: dict[str, Any], decisions: Iterable[Deliver | Withhold], context: dict[str, Any],
-                     now: str, body_hashes: dict[str, str], body_sizes: dict[str, int] | None = None
-                     ) -> list[dict[str, Any]]:
+def decision_entries(
+    record: dict[str, Any],
+    decisions: Iterable[Deliver | Withhold],
+    context: dict[str, Any],
+    now: str,
+    body_hashes: dict[str, str],
+    body_sizes: dict[str, int] | None = None,
+) -> list[dict[str, Any]]:
     """One entry per decision. `body_hashes` (`body_sizes`) map recipient -> SHA-256 (bytes) of its body."""
     base = _base(record, context, now)
-    base["record_time"] = record.get("time")   # a valid record's own time (the usage report's latency)
+    base["record_time"] = record.get("time")  # a valid record's own time (the usage report's latency)
     entries = []
     for decision in decisions:
         agreement = decision.agreement
-        entry = dict(base, entry_id=new_entry_id(), operation="disclose" if isinstance(decision, Deliver)
-                     else "withhold", outcome=decision.outcome, reason=decision.reason,
-                     recipient=decision.recipient,
-                     agreement=agreement.id if agreement else None,
-                     lawful_basis=agreement.lawful_basis if agreement else None,
-                     purposes=list(agreement.purposes) if agreement else [])
+        entry = dict(
+            base,
+            entry_id=new_entry_id(),
+            operation="disclose" if isinstance(decision, Deliver) else "withhold",
+            outcome=decision.outcome,
+            reason=decision.reason,
+            recipient=decision.recipient,
+            agreement=agreement.id if agreement else None,
+            lawful_basis=agreement.lawful_basis if agreement else None,
+            purposes=list(agreement.purposes) if agreement else [],
+        )
         if isinstance(decision, Deliver):
-            if decision.scoped is not None:   # only the people in the recipient's scope were disclosed
+            if decision.scoped is not None:  # only the people in the recipient's scope were disclosed
                 entry["subject_keys"] = subject_keys(decision.scoped)
             entry["fields_disclosed"] = list(decision.projection.disclosed)
             entry["fields_withheld"] = list(decision.projection.withheld)
@@ -237,8 +250,9 @@ def decision_entries(record: dict[str, Any], decisions: Iterable[Deliver | Withh
     return entries
 
 
-def rejection_entry(record: dict[str, Any] | None, reason: str, error_paths: list[dict[str, str]],
-                    context: dict[str, Any], now: str) -> dict[str, Any]:
+def rejection_entry(
+    record: dict[str, Any] | None, reason: str, error_paths: list[dict[str, str]], context: dict[str, Any], now: str
+) -> dict[str, Any]:
     """The entry for a record refused at ingress: paths and codes of its errors, never their values.
 
     The record is unchecked, so each of its values is bounded (short plain tokens, else a digest).
@@ -254,28 +268,47 @@ def rejection_entry(record: dict[str, Any] | None, reason: str, error_paths: lis
     if record.get("correlation_id"):
         entry["correlation_id"] = bounded_token(record["correlation_id"])
     supersedes = entry["supersedes"]
-    entry["supersedes"] = ({k: bounded_token(supersedes[k]) for k in ("id", "kind") if k in supersedes}
-                           if isinstance(supersedes, dict) else bounded(supersedes))
+    entry["supersedes"] = (
+        {k: bounded_token(supersedes[k]) for k in ("id", "kind") if k in supersedes}
+        if isinstance(supersedes, dict)
+        else bounded(supersedes)
+    )
     entry["subject_keys"] = entry["subject_keys"][:MAX_SUBJECT_KEYS]
-    errors = [{"path": bounded_path(e.get("path", "")), "code": bounded(e.get("code"))}
-              for e in error_paths[:MAX_LIST_ITEMS]]
-    entry.update(operation="reject", outcome="rejected", reason=reason, recipient=None, agreement=None,
-                 lawful_basis=None, purposes=[], errors=errors)
+    errors = [
+        {"path": bounded_path(e.get("path", "")), "code": bounded(e.get("code"))} for e in error_paths[:MAX_LIST_ITEMS]
+    ]
+    entry.update(
+        operation="reject",
+        outcome="rejected",
+        reason=reason,
+        recipient=None,
+        agreement=None,
+        lawful_basis=None,
+        purposes=[],
+        errors=errors,
+    )
     return capped(entry)
 
 
-UNDELIVERED_REASONS = ("returned", "nacked", "confirm_timeout", "connection_lost", "publish_error",
-                       "publish_failed")
+UNDELIVERED_REASONS = ("returned", "nacked", "confirm_timeout", "connection_lost", "publish_error", "publish_failed")
 
 
 def undelivered_entry(disclosed: dict[str, Any], reason: str, actor: dict[str, Any], now: str) -> dict[str, Any]:
     """The entry saying the delivery a `disclose` entry announced did not happen; it cancels that entry."""
     return {
-        "entry_id": new_entry_id(), "time": now, "actor": actor, "operation": "undelivered",
-        "outcome": "not_delivered", "reason": reason, "record_id": disclosed.get("record_id"),
-        "record_type": disclosed.get("record_type"), "origin": disclosed.get("source"),
-        "source": disclosed.get("source"), "correlation_id": disclosed.get("correlation_id"),
-        "recipient": disclosed.get("recipient"), "agreement": disclosed.get("agreement"),
+        "entry_id": new_entry_id(),
+        "time": now,
+        "actor": actor,
+        "operation": "undelivered",
+        "outcome": "not_delivered",
+        "reason": reason,
+        "record_id": disclosed.get("record_id"),
+        "record_type": disclosed.get("record_type"),
+        "origin": disclosed.get("source"),
+        "source": disclosed.get("source"),
+        "correlation_id": disclosed.get("correlation_id"),
+        "recipient": disclosed.get("recipient"),
+        "agreement": disclosed.get("agreement"),
         "cancels": disclosed.get("entry_id"),
     }
 

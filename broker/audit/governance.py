@@ -101,18 +101,14 @@ def collect_receipts(settings: Settings, registry: Registry, limit: int = 10_000
                 except orjson.JSONDecodeError:
                     receipt = None
                 if isinstance(receipt, dict) and receipt.get("message_id"):
-                    entries.append(
-                        corrections.acknowledgement_entry(receipt, recipient, auditpublish.now_iso(), actor)
-                    )
+                    entries.append(corrections.acknowledgement_entry(receipt, recipient, auditpublish.now_iso(), actor))
             if entries:
                 auditpublish.publish_entries(settings, entries)
                 collected += [(e["record_id"], recipient) for e in entries]
             if tags:
                 channel.basic_ack(tags[-1], multiple=True)
         except pika.exceptions.ChannelClosedByBroker as exc:  # no receipts queue yet: topology not re-applied
-            logs.get("interchange.corrections").warning(
-                "receipts_queue_missing", recipient=recipient, error=str(exc)
-            )
+            logs.get("interchange.corrections").warning("receipts_queue_missing", recipient=recipient, error=str(exc))
         finally:
             if connection.is_open:
                 connection.close()

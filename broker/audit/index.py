@@ -65,7 +65,7 @@ class PastDelivery:
 
 # decisions about a record that make its fate known (an `undelivered` entry cancels a `disclose`)
 DECISION_OPERATIONS = ("disclose", "withhold", "reject", "undelivered")
-RETRACTION_NOTICE = "retraction_notice"   # a disclose entry of a notice with no data (broker.routing.corrections)
+RETRACTION_NOTICE = "retraction_notice"  # a disclose entry of a notice with no data (broker.routing.corrections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +214,10 @@ class AuditIndex:
                 if recipient in latest and latest[recipient][1] == entry.get("cancels"):
                     latest[recipient] = ("cancelled", None, None)
             elif operation == "withhold" and latest.get(recipient, ("cancelled",))[0] == "cancelled":
-                latest[recipient] = ("withheld", None, None)   # a withholding never undoes a delivery
+                latest[recipient] = ("withheld", None, None)  # a withholding never undoes a delivery
         holders = tuple(d for _, (_word, _, d) in sorted(latest.items()) if d is not None)
         if any(word == "cancelled" for word, _, _ in latest.values()):
-            return Original("pending", holders)   # a correction waits; the holders so far still hold it
+            return Original("pending", holders)  # a correction waits; the holders so far still hold it
         return Original("known", holders)
 
     def recipients_of(self, origin: str, record_id: str) -> list[PastDelivery]:
@@ -261,7 +261,8 @@ class AuditIndex:
     def cancelled(self) -> dict[str, str]:
         """disclose entry id -> the reason its delivery did not take place, for every cancelled disclosure."""
         rows = self.db.execute(
-            "SELECT u.cancels, e.reason FROM undelivered u JOIN entries e ON e.seq = u.seq").fetchall()
+            "SELECT u.cancels, e.reason FROM undelivered u JOIN entries e ON e.seq = u.seq"
+        ).fetchall()
         return {cancels: reason or "undelivered" for cancels, reason in rows}
 
     def live_holds(self) -> dict[str, list[str]]:
@@ -271,9 +272,7 @@ class AuditIndex:
         correction covers the record it supersedes: they are one record's history.
         """
         holds: dict[str, set[str]] = {}
-        for hold_id, record_id in self.db.execute(
-            "SELECT hold_id, record_id FROM holds WHERE released_at IS NULL"
-        ):
+        for hold_id, record_id in self.db.execute("SELECT hold_id, record_id FROM holds WHERE released_at IS NULL"):
             holds.setdefault(record_id, set()).add(hold_id)
         if not holds:
             return {}

@@ -23,7 +23,7 @@ from typing import Any
 from broker import topology
 from broker.ops import logs
 
-KEEP = 100_000       # confirmed audit publishes remembered (far more than the queue holds in any healthy state)
+KEEP = 100_000  # confirmed audit publishes remembered (far more than the queue holds in any healthy state)
 
 
 def lag_seconds(published: Sequence[float], queued: int, now: float) -> float:
@@ -39,7 +39,7 @@ class AuditLag:
     def __init__(self, bound_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.bound = bound_seconds
         self.clock = clock
-        self.queued: int | None = None      # None until the queue has been read once
+        self.queued: int | None = None  # None until the queue has been read once
         self._published: collections.deque[float] = collections.deque(maxlen=KEEP)
 
     def published(self) -> None:
@@ -71,10 +71,13 @@ class QueueDepthPoller:
     def poll_once(self) -> None:
         try:
             info = self.admin.queue(self.vhost, topology.AUDIT_QUEUE)
-        except Exception as exc:    # keep the last count: the confirm times still age
+        except Exception as exc:  # keep the last count: the confirm times still age
             if not self._failing:
-                self.log.warning("audit_queue_depth_unavailable", error=repr(exc),
-                                 note="the audit lag is estimated from the last count read")
+                self.log.warning(
+                    "audit_queue_depth_unavailable",
+                    error=repr(exc),
+                    note="the audit lag is estimated from the last count read",
+                )
             self._failing = True
             return
         self._failing = False

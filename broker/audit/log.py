@@ -32,7 +32,7 @@ from broker.ops import logs
 from broker.routing.jsonsafe import duplicate_key
 
 LOG_NAME = "audit.jsonl"
-QUARANTINE_NAME = "audit.quarantine.jsonl"   # partial lines cut from the log on start, with where and why
+QUARANTINE_NAME = "audit.quarantine.jsonl"  # partial lines cut from the log on start, with where and why
 REPAIR_OPERATION = "audit_repair"
 _REPAIR_MARK = b'"audit_repair"'
 GENESIS = "0" * 64
@@ -74,10 +74,10 @@ class AuditLog:
         self.seq, self.head = 0, GENESIS
         self._batches: deque[str] = deque(maxlen=remember_batches)
         self._batch_set: set[str] = set()
-        self._partial: dict[str, int] = {}          # batch -> its entries on disk, when not all of them are
-        self._pending: list[dict[str, Any]] = []     # appended, not yet fsynced
+        self._partial: dict[str, int] = {}  # batch -> its entries on disk, when not all of them are
+        self._pending: list[dict[str, Any]] = []  # appended, not yet fsynced
         self._recorded_repairs: set[tuple[int, str]] = set()
-        self.repairs: list[dict[str, Any]] = []      # quarantined fragments not yet recorded in the chain
+        self.repairs: list[dict[str, Any]] = []  # quarantined fragments not yet recorded in the chain
         self._recover()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._synced = (os.fstat(self._fd).st_size, self.seq, self.head)
@@ -87,7 +87,7 @@ class AuditLog:
             sidecar.opened(self.path)
         try:
             self.record_repairs()
-        except AuditWriteError as exc:   # the writer records them before its next batch
+        except AuditWriteError as exc:  # the writer records them before its next batch
             logs.get("interchange.audit").error("audit_repair_not_recorded_yet", error=str(exc))
 
     # ------------------------------------------------------------ opening
@@ -107,7 +107,7 @@ class AuditLog:
                 try:
                     entry = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    continue    # not ours to repair: `audit verify` names it
+                    continue  # not ours to repair: `audit verify` names it
                 if not isinstance(entry, dict):
                     continue
                 self.seq, self.head = entry.get("seq", self.seq), entry.get("hash", self.head)
@@ -119,7 +119,7 @@ class AuditLog:
                 if entry.get("operation") == REPAIR_OPERATION:
                     self._recorded_repairs.add((entry.get("offset", -1), entry.get("sha256", "")))
         if fragment and self._completes_chain(fragment):
-            with self.path.open("ab") as fh:    # a whole entry that only lacks its newline
+            with self.path.open("ab") as fh:  # a whole entry that only lacks its newline
                 fh.write(b"\n")
                 os.fsync(fh.fileno())
             entry = orjson.loads(fragment)
@@ -145,9 +145,15 @@ class AuditLog:
 
     def _quarantine(self, fragment: bytes, offset: int) -> None:
         """Move a partial last line to the quarantine file (fsynced), then cut it from the log."""
-        record = {"time": _now(), "log": LOG_NAME, "offset": offset, "bytes": len(fragment),
-                  "sha256": hashlib.sha256(fragment).hexdigest(), "after_seq": self.seq,
-                  "content": base64.b64encode(fragment).decode()}
+        record = {
+            "time": _now(),
+            "log": LOG_NAME,
+            "offset": offset,
+            "bytes": len(fragment),
+            "sha256": hashlib.sha256(fragment).hexdigest(),
+            "after_seq": self.seq,
+            "content": base64.b64encode(fragment).decode(),
+        }
         try:
             with self.quarantine_path.open("ab") as fh:
                 fh.write(orjson.dumps(record, option=_SORT) + b"\n")
@@ -159,8 +165,13 @@ class AuditLog:
         except OSError as exc:
             raise AuditWriteError(self.quarantine_path, "quarantining a partial line", exc) from exc
         logs.get("interchange.audit").warning(
-            "audit_partial_line_quarantined", path=str(self.path), offset=offset, bytes=len(fragment),
-            quarantine=str(self.quarantine_path), after_seq=self.seq)
+            "audit_partial_line_quarantined",
+            path=str(self.path),
+            offset=offset,
+            bytes=len(fragment),
+            quarantine=str(self.quarantine_path),
+            after_seq=self.seq,
+        )
 
     def _pending_repairs(self) -> None:
         """Quarantined fragments whose `audit_repair` entry is not in the chain yet."""
@@ -178,11 +189,21 @@ class AuditLog:
         """Append and fsync an `audit_repair` entry for each quarantined fragment (raises AuditWriteError)."""
         if not self.repairs:
             return
-        entries = [{"operation": REPAIR_OPERATION, "outcome": "quarantined", "time": _now(),
-                    "entry_id": f"repair-{r['sha256'][:16]}-{r['offset']}", "quarantine": QUARANTINE_NAME,
-                    "offset": r["offset"], "bytes": r.get("bytes"), "sha256": r["sha256"],
-                    "quarantined_at": r.get("time"), "actor": {"system": "interchange", "process": "audit-writer"}}
-                   for r in self.repairs]
+        entries = [
+            {
+                "operation": REPAIR_OPERATION,
+                "outcome": "quarantined",
+                "time": _now(),
+                "entry_id": f"repair-{r['sha256'][:16]}-{r['offset']}",
+                "quarantine": QUARANTINE_NAME,
+                "offset": r["offset"],
+                "bytes": r.get("bytes"),
+                "sha256": r["sha256"],
+                "quarantined_at": r.get("time"),
+                "actor": {"system": "interchange", "process": "audit-writer"},
+            }
+            for r in self.repairs
+        ]
         self.append(entries, batch=entries[0]["entry_id"])
         self.sync()
         self._recorded_repairs.update((r["offset"], r["sha256"]) for r in self.repairs)
@@ -259,8 +280,12 @@ class AuditLog:
         try:
             os.ftruncate(self._fd, size)
         except OSError as exc:
-            logs.get("interchange.audit").error("audit_rollback_failed", path=str(self.path), error=repr(exc),
-                                                note="the writer reopens the log; a partial line is quarantined")
+            logs.get("interchange.audit").error(
+                "audit_rollback_failed",
+                path=str(self.path),
+                error=repr(exc),
+                note="the writer reopens the log; a partial line is quarantined",
+            )
             raise AuditWriteError(self.path, "rollback", exc) from exc
 
     @property
@@ -302,12 +327,18 @@ class Verdict:
     first_bad_line: int | None = None
     first_bad_seq: int | None = None
     problem: str = ""
-    repairs: tuple[int, ...] = ()    # seq of each audit_repair entry (a partial line quarantined on start)
+    repairs: tuple[int, ...] = ()  # seq of each audit_repair entry (a partial line quarantined on start)
 
     def __str__(self) -> str:
         if self.ok:
-            repaired = (f"; {len(self.repairs)} partial line(s) quarantined on start and recorded at seq "
-                        f"{', '.join(map(str, self.repairs))} (see {QUARANTINE_NAME})") if self.repairs else ""
+            repaired = (
+                (
+                    f"; {len(self.repairs)} partial line(s) quarantined on start and recorded at seq "
+                    f"{', '.join(map(str, self.repairs))} (see {QUARANTINE_NAME})"
+                )
+                if self.repairs
+                else ""
+            )
             return f"audit log intact: {self.entries} entries, chain verified{repaired}"
         return f"audit log BROKEN at line {self.first_bad_line} (entry seq {self.first_bad_seq}): {self.problem}"
 
@@ -344,8 +375,11 @@ def _check_line(line: bytes, prev: str, expected_seq: int) -> tuple[str, int | N
     if line.rstrip(b"\r\n") != orjson.dumps(dict(entry, hash=claimed), option=_SORT):
         duplicated = duplicate_key(line, dict(entry, hash=claimed))
         if duplicated is not None:
-            return f"duplicate JSON key {duplicated!r}: readers disagree on this entry (strict parse)", \
-                seq if isinstance(seq, int) else None, ""
+            return (
+                f"duplicate JSON key {duplicated!r}: readers disagree on this entry (strict parse)",
+                seq if isinstance(seq, int) else None,
+                "",
+            )
     if seq != expected_seq:
         if isinstance(seq, int) and seq > expected_seq:
             return f"seq {seq} where {expected_seq} was expected: entries deleted or reordered", seq, ""
@@ -382,20 +416,27 @@ class AuditWriter:
     its connection first, so the unacked batches go at once to a replacement.
     """
 
-    def __init__(self, settings: Any, batch_size: int | None = None, idle_seconds: float = 0.05,
-                 metrics: Any = None, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        batch_size: int | None = None,
+        idle_seconds: float = 0.05,
+        metrics: Any = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.connected = False
         from broker.audit.sidecar import Sidecar
-        sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)   # signing key, anchor
+
+        sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)  # signing key, anchor
         self.log = AuditLog(Path(settings.audit_dir), sidecar=sidecar)
         self.batch_size = batch_size or settings.audit_batch
         self.idle_seconds = idle_seconds
         self.backoff = backoff or Backoff()
         self.events = logs.get("interchange.audit")
         self.written = 0
-        self.waiting_for = ""    # what a failing write waits for ("" while writing normally)
+        self.waiting_for = ""  # what a failing write waits for ("" while writing normally)
         self._stop = False
 
     def stop(self) -> None:
@@ -405,8 +446,9 @@ class AuditWriter:
         """Write until stopped (or, with stop_when_idle, until the queue is empty). Returns entries written."""
         from broker.transports.amqp import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               "interchange-audit-writer", self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, self.settings.core_vhost, "interchange-audit-writer", self.settings.tls
+        )
         try:
             channel.basic_qos(prefetch_count=self.batch_size * 2)
             self.connected = True
@@ -417,7 +459,7 @@ class AuditWriter:
                     batch.append((method, props, body))
                 if batch and (method is None or len(batch) >= self.batch_size):
                     if not self._write_until_done(batch, connection):
-                        break    # stopping: the batch goes back with the connection, unacked
+                        break  # stopping: the batch goes back with the connection, unacked
                     channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
                     batch = []
                 if method is None and (self._stop or stop_when_idle):
@@ -434,7 +476,7 @@ class AuditWriter:
     def _close_log(self) -> None:
         try:
             self.log.close()
-        except AuditWriteError as exc:   # nothing unsynced was acked: the queue still holds it
+        except AuditWriteError as exc:  # nothing unsynced was acked: the queue still holds it
             self.events.error("audit_log_close_failed", error=str(exc))
 
     def _write_until_done(self, batch: list[tuple[Any, Any, bytes]], connection: Any) -> bool:
@@ -462,12 +504,19 @@ class AuditWriter:
         self._set_lag(lag)
         if self.metrics is not None:
             self.metrics.audit_write_failures.inc()
-        self.events.warning("audit_writer_waiting", waiting_for=self.waiting_for, operation=exc.operation,
-                            error=exc.reason, path=str(exc.path), batches_held=len(batch),
-                            oldest_entry_age_seconds=round(lag, 1), retry_in_seconds=round(wait, 2),
-                            note="batches stay unacked in hand; nothing is lost or dead-lettered")
+        self.events.warning(
+            "audit_writer_waiting",
+            waiting_for=self.waiting_for,
+            operation=exc.operation,
+            error=exc.reason,
+            path=str(exc.path),
+            batches_held=len(batch),
+            oldest_entry_age_seconds=round(lag, 1),
+            retry_in_seconds=round(wait, 2),
+            note="batches stay unacked in hand; nothing is lost or dead-lettered",
+        )
         deadline = time.monotonic() + wait
-        while not self._stop and time.monotonic() < deadline:   # keeps the connection's heartbeats answered
+        while not self._stop and time.monotonic() < deadline:  # keeps the connection's heartbeats answered
             connection.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _set_lag(self, seconds: float) -> None:
@@ -510,11 +559,18 @@ def _batch_of(body: bytes, props: Any) -> tuple[list[dict[str, Any]], str]:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         pass
     digest = hashlib.sha256(body).hexdigest()
-    logs.get("interchange.audit").error("audit_message_unreadable", sha256=digest, bytes=len(body),
-                                        message_id=getattr(props, "message_id", None))
-    entry = {"operation": UNREADABLE_OPERATION, "outcome": "recorded", "time": _now(),
-             "entry_id": f"unreadable-{digest[:32]}", "sha256": digest, "bytes": len(body),
-             "message_id": getattr(props, "message_id", None),
-             "content": base64.b64encode(body[:_KEEP_UNREADABLE]).decode(),
-             "actor": {"system": "interchange", "process": "audit-writer"}}
+    logs.get("interchange.audit").error(
+        "audit_message_unreadable", sha256=digest, bytes=len(body), message_id=getattr(props, "message_id", None)
+    )
+    entry = {
+        "operation": UNREADABLE_OPERATION,
+        "outcome": "recorded",
+        "time": _now(),
+        "entry_id": f"unreadable-{digest[:32]}",
+        "sha256": digest,
+        "bytes": len(body),
+        "message_id": getattr(props, "message_id", None),
+        "content": base64.b64encode(body[:_KEEP_UNREADABLE]).decode(),
+        "actor": {"system": "interchange", "process": "audit-writer"},
+    }
     return [entry], entry["entry_id"]

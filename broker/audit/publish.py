@@ -72,9 +72,7 @@ def publish_entries(settings: Settings, entries: list[dict[str, Any]]) -> None:
             settings.amqp_url, settings.core_vhost, "interchange-governance", settings.tls
         )
     except Exception as exc:
-        raise TransportError(
-            f"cannot reach RabbitMQ to audit this operation, so it is refused: {exc}"
-        ) from exc
+        raise TransportError(f"cannot reach RabbitMQ to audit this operation, so it is refused: {exc}") from exc
     try:
         channel.confirm_delivery()
         channel.basic_publish(
@@ -87,9 +85,7 @@ def publish_entries(settings: Settings, entries: list[dict[str, Any]]) -> None:
             mandatory=True,
         )
     except (pika.exceptions.AMQPError, OSError) as exc:
-        raise TransportError(
-            f"the audit entry was not confirmed, so the operation is refused: {exc!r}"
-        ) from exc
+        raise TransportError(f"the audit entry was not confirmed, so the operation is refused: {exc!r}") from exc
     finally:
         if connection.is_open:
             connection.close()

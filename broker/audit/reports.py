@@ -77,7 +77,7 @@ def rows(entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]]) ->
         row["fields_disclosed"] = ", ".join(entry.get("fields_disclosed") or [])
         records = [entry.get("record_id") or ""] + [str(r.get("record_id")) for r in _records_of(entry)]
         row["held"] = ", ".join(h for r in records for h in live_holds.get(r, []))
-        if _is_enquiry(entry):   # a cross-force enquiry: the records it disclosed stand for the record
+        if _is_enquiry(entry):  # a cross-force enquiry: the records it disclosed stand for the record
             row["record_id"] = ", ".join(f"{r.get('origin')}/{r.get('record_id')}" for r in _records_of(entry))
             row["record_type"] = "cross-force enquiry (" + str(entry.get("step")) + ")"
         out.append(row)
@@ -158,9 +158,7 @@ def as_table(
     return "\n".join(lines) + f"\n({len(table)} entries)\n"
 
 
-def as_html(
-    table: list[dict[str, Any]], subject_label: str, generated_at: str, include_held: bool = False
-) -> str:
+def as_html(table: list[dict[str, Any]], subject_label: str, generated_at: str, include_held: bool = False) -> str:
     """A readable, self-contained page for a data-protection officer or a subject access response."""
     e = html.escape
     head = ("When", "To whom", "Agreement", "Lawful basis", "Purposes", "Record", "Fields disclosed")

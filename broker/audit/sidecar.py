@@ -21,10 +21,11 @@ INDEX_RETRY_SECONDS = 5.0
 
 
 class Sidecar:
-    def __init__(self, index: AuditIndex | None, checkpointer: Checkpointer | None,
-                 audit_dir: Path | str | None = None) -> None:
+    def __init__(
+        self, index: AuditIndex | None, checkpointer: Checkpointer | None, audit_dir: Path | str | None = None
+    ) -> None:
         self.index, self.checkpointer = index, checkpointer
-        self.audit_dir = audit_dir           # where to reopen a dropped index (None: never)
+        self.audit_dir = audit_dir  # where to reopen a dropped index (None: never)
         self.log_path: Path | None = None
         self._retry_at = time.monotonic() + INDEX_RETRY_SECONDS
         self.log = logs.get("interchange.audit")
@@ -88,9 +89,12 @@ class Sidecar:
         try:
             action(self.index)
         except sqlite3.Error as exc:
-            self.log.error("audit_index_failed", error=repr(exc),
-                           note=f"reopened and caught up from the log within {INDEX_RETRY_SECONDS:.0f}s of a "
-                                "later successful write")
+            self.log.error(
+                "audit_index_failed",
+                error=repr(exc),
+                note=f"reopened and caught up from the log within {INDEX_RETRY_SECONDS:.0f}s of a "
+                "later successful write",
+            )
             self._drop()
 
     def _drop(self) -> None:

@@ -28,14 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-Key = tuple[str, str, str, str]          # recipient, agreement, providing agency, record type
+Key = tuple[str, str, str, str]  # recipient, agreement, providing agency, record type
 ROW_FIELDS = ("recipient", "agreement", "source", "record_type")
 
 
 @dataclass(frozen=True)
 class Period:
     start: dt.datetime
-    end: dt.datetime      # exclusive
+    end: dt.datetime  # exclusive
 
     @property
     def days(self) -> float:
@@ -52,8 +52,8 @@ class Costs:
     interface_cost_per_year: float = 25_000.0
     core_hour_price: float = 0.05
     currency: str = "GBP"
-    cpu_seconds: float | None = None           # measured (process_cpu_seconds_total); else estimated below
-    cpu_us_per_record: float = 1_000.0         # the bench's worker CPU per record, when nothing is measured
+    cpu_seconds: float | None = None  # measured (process_cpu_seconds_total); else estimated below
+    cpu_us_per_record: float = 1_000.0  # the bench's worker CPU per record, when nothing is measured
     source_note: str = ""
 
 
@@ -67,8 +67,7 @@ def parse_time(text: Any) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def usage(entries: Iterable[dict[str, Any]], period: Period, formats: dict[str, str], costs: Costs
-          ) -> dict[str, Any]:
+def usage(entries: Iterable[dict[str, Any]], period: Period, formats: dict[str, str], costs: Costs) -> dict[str, Any]:
     """The whole report as plain data (JSON-ready); `formats` maps recipient -> outbound format."""
     tally = _Tally()
     for entry in entries:
@@ -79,7 +78,7 @@ def usage(entries: Iterable[dict[str, Any]], period: Period, formats: dict[str, 
 class _Tally:
     def __init__(self) -> None:
         self.delivered: dict[Key, dict[str, Any]] = {}
-        self.cancelled: Counter[str] = Counter()              # disclose entry ids an `undelivered` cancels
+        self.cancelled: Counter[str] = Counter()  # disclose entry ids an `undelivered` cancels
         self.withheld: Counter[tuple[Key, str]] = Counter()
         self.rejected: Counter[tuple[str, str, str]] = Counter()
         self.enquiries: Counter[tuple[str, str]] = Counter()
@@ -100,21 +99,31 @@ class _Tally:
         self.head = entry.get("hash", self.head) or self.head
         operation = entry.get("operation")
         if operation == "undelivered" and isinstance(entry.get("cancels"), str):
-            self.cancelled[entry["cancels"]] += 1     # cancels wherever the disclose fell, in period or not
+            self.cancelled[entry["cancels"]] += 1  # cancels wherever the disclose fell, in period or not
             return
         moment = parse_time(entry.get("time"))
         if moment is None or not period.holds(moment):
             return
-        key: Key = (str(entry.get("recipient") or ""), str(entry.get("agreement") or ""),
-                    str(entry.get("source") or ""), str(entry.get("record_type") or ""))
+        key: Key = (
+            str(entry.get("recipient") or ""),
+            str(entry.get("agreement") or ""),
+            str(entry.get("source") or ""),
+            str(entry.get("record_type") or ""),
+        )
         if operation == "disclose" and entry.get("outcome") == "delivered":
             kind = _lineage_kind(entry)
             record_moment = parse_time(entry.get("record_time"))
             latency = (moment - record_moment).total_seconds() if record_moment else None
             system = str(entry.get("source_system") or "")
             week = moment.strftime("%G-W%V")
-            self.disclosures[str(entry.get("entry_id"))] = (key, kind, week, int(entry.get("body_bytes") or 0),
-                                                            latency, system)
+            self.disclosures[str(entry.get("entry_id"))] = (
+                key,
+                kind,
+                week,
+                int(entry.get("body_bytes") or 0),
+                latency,
+                system,
+            )
         elif operation == "withhold":
             self.withheld[(key, str(entry.get("reason") or "unknown"))] += 1
         elif operation == "reject":
@@ -132,9 +141,18 @@ class _Tally:
         rows: dict[Key, dict[str, Any]] = {}
 
         def row(key: Key) -> dict[str, Any]:
-            return rows.setdefault(key, dict(zip(ROW_FIELDS, key, strict=True)) | {
-                "delivered": 0, "corrections": 0, "retractions": 0, "bytes_delivered": 0, "withheld": 0,
-                "withheld_by_reason": {}})
+            return rows.setdefault(
+                key,
+                dict(zip(ROW_FIELDS, key, strict=True))
+                | {
+                    "delivered": 0,
+                    "corrections": 0,
+                    "retractions": 0,
+                    "bytes_delivered": 0,
+                    "withheld": 0,
+                    "withheld_by_reason": {},
+                },
+            )
 
         latencies: defaultdict[str, list[float]] = defaultdict(list)
         weekly: Counter[tuple[str, str]] = Counter()
@@ -159,10 +177,18 @@ class _Tally:
             r["withheld_by_reason"][reason] = r["withheld_by_reason"].get(reason, 0) + n
         delivered = sum(r["delivered"] for r in rows.values())
         return {
-            "period": {"from": period.start.isoformat(), "to": period.end.isoformat(), "days": round(period.days, 3),
-                       "last_day": (period.end - dt.timedelta(microseconds=1)).date().isoformat()},
-            "source": {"audit_entries_read": self.read, "first_seq": self.first_seq, "last_seq": self.last_seq,
-                       "head_hash": self.head},
+            "period": {
+                "from": period.start.isoformat(),
+                "to": period.end.isoformat(),
+                "days": round(period.days, 3),
+                "last_day": (period.end - dt.timedelta(microseconds=1)).date().isoformat(),
+            },
+            "source": {
+                "audit_entries_read": self.read,
+                "first_seq": self.first_seq,
+                "last_seq": self.last_seq,
+                "head_hash": self.head,
+            },
             "totals": {
                 "delivered": delivered,
                 "corrections": sum(r["corrections"] for r in rows.values()),
@@ -175,8 +201,10 @@ class _Tally:
             },
             "flows": [rows[k] for k in sorted(rows)],
             "withheld_by_reason": _by_reason((reason, n) for (_k, reason), n in self.withheld.items()),
-            "rejected": [{"source": s, "record_type": t, "reason": reason, "rejected": n}
-                         for (s, t, reason), n in sorted(self.rejected.items())],
+            "rejected": [
+                {"source": s, "record_type": t, "reason": reason, "rejected": n}
+                for (s, t, reason), n in sorted(self.rejected.items())
+            ],
             "rejected_by_reason": _by_reason((reason, n) for (_s, _t, reason), n in self.rejected.items()),
             "enquiries": [{"force": f, "what": what, "count": n} for (f, what), n in sorted(self.enquiries.items())],
             "latency_seconds": {recipient: _quantiles(values) for recipient, values in sorted(latencies.items())},
@@ -209,8 +237,9 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"count": len(values), "p50": round(statistics.median(values), 3), "p95": round(cuts[18], 3)}
 
 
-def _integrations(links: Counter[tuple[str, str, str, str]], delivered: int, period: Period,
-                  costs: Costs) -> dict[str, Any]:
+def _integrations(
+    links: Counter[tuple[str, str, str, str]], delivered: int, period: Period, costs: Costs
+) -> dict[str, Any]:
     years = period.days / 365.25 if period.days > 0 else 0.0
     if costs.cpu_seconds is not None:
         cpu_seconds, cpu_basis = costs.cpu_seconds, "measured: process_cpu_seconds_total over the period"
@@ -220,12 +249,17 @@ def _integrations(links: Counter[tuple[str, str, str, str]], delivered: int, per
     running = cpu_seconds / 3600 * costs.core_hour_price
     interfaces = len(links)
     return {
-        "links": [{"source": s, "source_system": system, "recipient": r, "format": f, "deliveries": n}
-                  for (s, system, r, f), n in sorted(links.items())],
+        "links": [
+            {"source": s, "source_system": system, "recipient": r, "format": f, "deliveries": n}
+            for (s, system, r, f), n in sorted(links.items())
+        ],
         "interfaces_replaced": interfaces,
         "assumptions": {
-            "interface_cost_per_year": costs.interface_cost_per_year, "core_hour_price": costs.core_hour_price,
-            "currency": costs.currency, "cpu_basis": cpu_basis, "note": costs.source_note,
+            "interface_cost_per_year": costs.interface_cost_per_year,
+            "core_hour_price": costs.core_hour_price,
+            "currency": costs.currency,
+            "cpu_basis": cpu_basis,
+            "note": costs.source_note,
         },
         "point_to_point_cost_per_year": round(interfaces * costs.interface_cost_per_year, 2),
         "exchange_cpu_seconds": round(cpu_seconds, 3),
@@ -253,15 +287,25 @@ def flat_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         for reason, n in sorted(flow["withheld_by_reason"].items()):
             add("flow", "withheld", n, reason=reason, **keys)
     for rejected in report["rejected"]:
-        add("rejected", "rejected", rejected["rejected"], source=rejected["source"],
-            record_type=rejected["record_type"], reason=rejected["reason"])
+        add(
+            "rejected",
+            "rejected",
+            rejected["rejected"],
+            source=rejected["source"],
+            record_type=rejected["record_type"],
+            reason=rejected["reason"],
+        )
     for recipient, q in report["latency_seconds"].items():
         for metric in ("p50", "p95"):
             add("latency", f"{metric}_seconds", q[metric], recipient=recipient)
     for enquiry in report["enquiries"]:
         add("enquiries", f"enquiries_{enquiry['what']}", enquiry["count"], source=enquiry["force"])
     integrations = report["integrations"]
-    for metric in ("interfaces_replaced", "point_to_point_cost_per_year", "exchange_cpu_seconds",
-                   "exchange_running_cost_per_year"):
+    for metric in (
+        "interfaces_replaced",
+        "point_to_point_cost_per_year",
+        "exchange_cpu_seconds",
+        "exchange_running_cost_per_year",
+    ):
         add("integrations", metric, integrations[metric])
     return out

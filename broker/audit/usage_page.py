@@ -13,7 +13,7 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("svg")   # no display, no GUI toolkit
+matplotlib.use("svg")  # no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 
 STYLE = """
@@ -43,20 +43,34 @@ def render(report: dict[str, Any]) -> str:
         f"{e(str(report['source']['first_seq']))} to {e(str(report['source']['last_seq']))}, head hash "
         f"<code>{e(str(report['source']['head_hash'])[:16])}…</code>.</p>",
         "<div class='cards'>",
-        *(f"<div class='card'><b>{totals[k]:,}</b>{e(label)}</div>" for k, label in (
-            ("delivered", "records delivered"), ("withheld", "decisions withheld"), ("rejected", "records rejected"),
-            ("corrections", "corrections sent"), ("retractions", "retractions sent"),
-            ("enquiries_asked", "enquiries asked"))),
+        *(
+            f"<div class='card'><b>{totals[k]:,}</b>{e(label)}</div>"
+            for k, label in (
+                ("delivered", "records delivered"),
+                ("withheld", "decisions withheld"),
+                ("rejected", "records rejected"),
+                ("corrections", "corrections sent"),
+                ("retractions", "retractions sent"),
+                ("enquiries_asked", "enquiries asked"),
+            )
+        ),
         f"<div class='card'><b>{integrations['interfaces_replaced']:,}</b>point-to-point interfaces replaced</div>",
         "</div>",
-        "<h2>Deliveries per partner per week</h2>", _figure(_weekly_chart(report), "deliveries per partner per week"),
-        "<h2>Withheld, by reason</h2>", _figure(_reason_chart(report["withheld_by_reason"]), "withheld by reason"),
-        "<h2>Latency from record time to delivery</h2>", _figure(_latency_chart(report), "latency per partner"),
-        "<h2>Integrations the exchange stands in for</h2>", _integrations(integrations),
-        "<h2>Flows</h2>", _flows(report["flows"]),
-        "<h2>Rejected at ingress</h2>", _table(("providing agency", "record type", "reason", "rejected"),
-                                               [(r["source"], r["record_type"], r["reason"], r["rejected"])
-                                                for r in report["rejected"]]),
+        "<h2>Deliveries per partner per week</h2>",
+        _figure(_weekly_chart(report), "deliveries per partner per week"),
+        "<h2>Withheld, by reason</h2>",
+        _figure(_reason_chart(report["withheld_by_reason"]), "withheld by reason"),
+        "<h2>Latency from record time to delivery</h2>",
+        _figure(_latency_chart(report), "latency per partner"),
+        "<h2>Integrations the exchange stands in for</h2>",
+        _integrations(integrations),
+        "<h2>Flows</h2>",
+        _flows(report["flows"]),
+        "<h2>Rejected at ingress</h2>",
+        _table(
+            ("providing agency", "record type", "reason", "rejected"),
+            [(r["source"], r["record_type"], r["reason"], r["rejected"]) for r in report["rejected"]],
+        ),
         "</body></html>",
     ]
     return "".join(parts)
@@ -73,7 +87,7 @@ def _svg(fig: Any) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]   # drop the XML declaration and DOCTYPE: inline SVG in HTML
+    return text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE: inline SVG in HTML
 
 
 def _weekly_chart(report: dict[str, Any]) -> str | None:
@@ -122,28 +136,57 @@ def _integrations(integrations: dict[str, Any]) -> str:
     e = html.escape
     money = a["currency"]
     per_year = integrations["exchange_running_cost_per_year"]
-    return "".join([
-        f"<p>{integrations['interfaces_replaced']:,} links served (providing agency and system × recipient × "
-        f"format). Built point to point, each would be an interface of its own: "
-        f"<b>{money} {integrations['point_to_point_cost_per_year']:,.0f} a year</b> at {money} "
-        f"{a['interface_cost_per_year']:,.0f} per interface per year. The exchange used "
-        f"{integrations['exchange_cpu_seconds']:,.1f} CPU seconds in the period ({e(a['cpu_basis'])}), "
-        f"{money} {integrations['exchange_running_cost_in_period']:,.2f} at {money} {a['core_hour_price']:g} per "
-        f"core-hour" + (f", about {money} {per_year:,.2f} a year." if per_year is not None else ".") + "</p>",
-        f"<p class='note'>Assumptions: {e(a['note'])}</p>" if a.get("note") else "",
-        _table(("providing agency", "system", "recipient", "format", "deliveries"),
-               [(x["source"], x["source_system"], x["recipient"], x["format"], x["deliveries"])
-                for x in integrations["links"]]),
-    ])
+    return "".join(
+        [
+            f"<p>{integrations['interfaces_replaced']:,} links served (providing agency and system × recipient × "
+            f"format). Built point to point, each would be an interface of its own: "
+            f"<b>{money} {integrations['point_to_point_cost_per_year']:,.0f} a year</b> at {money} "
+            f"{a['interface_cost_per_year']:,.0f} per interface per year. The exchange used "
+            f"{integrations['exchange_cpu_seconds']:,.1f} CPU seconds in the period ({e(a['cpu_basis'])}), "
+            f"{money} {integrations['exchange_running_cost_in_period']:,.2f} at {money} {a['core_hour_price']:g} per "
+            f"core-hour" + (f", about {money} {per_year:,.2f} a year." if per_year is not None else ".") + "</p>",
+            f"<p class='note'>Assumptions: {e(a['note'])}</p>" if a.get("note") else "",
+            _table(
+                ("providing agency", "system", "recipient", "format", "deliveries"),
+                [
+                    (x["source"], x["source_system"], x["recipient"], x["format"], x["deliveries"])
+                    for x in integrations["links"]
+                ],
+            ),
+        ]
+    )
 
 
 def _flows(flows: list[dict[str, Any]]) -> str:
-    return _table(("recipient", "agreement", "providing agency", "record type", "delivered", "corrections",
-                   "retractions", "bytes", "withheld", "withheld by reason"),
-                  [(f["recipient"], f["agreement"], f["source"], f["record_type"], f["delivered"], f["corrections"],
-                    f["retractions"], f["bytes_delivered"], f["withheld"],
-                    ", ".join(f"{k} {v}" for k, v in sorted(f["withheld_by_reason"].items())))
-                   for f in flows])
+    return _table(
+        (
+            "recipient",
+            "agreement",
+            "providing agency",
+            "record type",
+            "delivered",
+            "corrections",
+            "retractions",
+            "bytes",
+            "withheld",
+            "withheld by reason",
+        ),
+        [
+            (
+                f["recipient"],
+                f["agreement"],
+                f["source"],
+                f["record_type"],
+                f["delivered"],
+                f["corrections"],
+                f["retractions"],
+                f["bytes_delivered"],
+                f["withheld"],
+                ", ".join(f"{k} {v}" for k, v in sorted(f["withheld_by_reason"].items())),
+            )
+            for f in flows
+        ],
+    )
 
 
 def _table(headings: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -151,6 +194,10 @@ def _table(headings: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
         return "<p class='note'>None in this period.</p>"
     e = html.escape
     head = "".join(f"<th>{e(h)}</th>" for h in headings)
-    body = "".join("<tr>" + "".join(f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{e(str(v))}</td>"
-                                    for v in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{e(str(v))}</td>" for v in row)
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

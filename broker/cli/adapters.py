@@ -20,26 +20,45 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     p.add_argument("adapter", help="inbound adapter name (see `interchange adapters`)")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--mapping", required=True, help="mapping name (or path to a mapping YAML)")
-    p.add_argument("--rejects", choices=("file", "dlq"), default="file",
-                   help="untranslatable records go to <input>.rejects.ndjson (default) or the dead-letter queue")
+    p.add_argument(
+        "--rejects",
+        choices=("file", "dlq"),
+        default="file",
+        help="untranslatable records go to <input>.rejects.ndjson (default) or the dead-letter queue",
+    )
     p.add_argument("--window", type=int, default=1000, help="unconfirmed publishes allowed in flight")
-    p.add_argument("--lineage", type=Path, metavar="FILE",
-                   help="SQLite file that remembers each source record's latest version, so a changed re-send "
-                        "supersedes it (keep one file per mapping; default: none, ids are per version only)")
+    p.add_argument(
+        "--lineage",
+        type=Path,
+        metavar="FILE",
+        help="SQLite file that remembers each source record's latest version, so a changed re-send "
+        "supersedes it (keep one file per mapping; default: none, ids are per version only)",
+    )
 
-    p = sub.add_parser("ingest-worker", help="consume raw legacy payloads (headers x-adapter, x-mapping) and "
-                                             "publish their records")
+    p = sub.add_parser(
+        "ingest-worker", help="consume raw legacy payloads (headers x-adapter, x-mapping) and publish their records"
+    )
     p.add_argument("--until-idle", action="store_true", help="stop once the raw queue is empty")
 
-    p = sub.add_parser("translate", help="dry run: translate and validate legacy files without RabbitMQ; "
-                                         "records and rejections as NDJSON, counts per reason")
+    p = sub.add_parser(
+        "translate",
+        help="dry run: translate and validate legacy files without RabbitMQ; "
+        "records and rejections as NDJSON, counts per reason",
+    )
     p.add_argument("adapter", help="inbound adapter name (see `interchange adapters`)")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--mapping", required=True, help="mapping name (or path to a mapping YAML)")
-    p.add_argument("--out", type=Path, help="write records.ndjson and rejects.ndjson here "
-                                            "(default: records to stdout, rejections to stderr)")
-    p.add_argument("--lineage", type=Path, help="file of the record versions already sent (read, then appended): "
-                                                "an amended re-send supersedes the version an earlier run sent")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write records.ndjson and rejects.ndjson here (default: records to stdout, rejections to stderr)",
+    )
+    p.add_argument(
+        "--lineage",
+        type=Path,
+        help="file of the record versions already sent (read, then appended): "
+        "an amended re-send supersedes the version an earlier run sent",
+    )
 
     command("adapters")(cmd_adapters)
     command("translate")(cmd_translate)
@@ -64,8 +83,9 @@ def serve_ingest_metrics(settings: Settings, metrics: Any, role: str) -> None:
     from broker.ops.health import Readiness, serve
 
     server = serve(settings.metrics_port, metrics.registry, Readiness({}))
-    logs.get("interchange.health").info("metrics_serving", role=role, port=server.server_address[1],
-                                        paths=["/metrics", "/healthz", "/readyz"])
+    logs.get("interchange.health").info(
+        "metrics_serving", role=role, port=server.server_address[1], paths=["/metrics", "/healthz", "/readyz"]
+    )
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -77,8 +97,16 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     metrics = IngestMetrics()
     serve_ingest_metrics(settings, metrics, "ingest")
-    summary = ingest_files(settings, args.adapter, args.mapping, args.files, args.rejects, args.window,
-                           lineage=args.lineage, metrics=metrics)
+    summary = ingest_files(
+        settings,
+        args.adapter,
+        args.mapping,
+        args.files,
+        args.rejects,
+        args.window,
+        lineage=args.lineage,
+        metrics=metrics,
+    )
     print(summary.line())
     if summary.rejected and args.rejects == "file":
         print("rejected records were written beside each input as <input>.rejects.ndjson", file=sys.stderr)
@@ -103,8 +131,9 @@ def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.out is None:
-        summary = translate_files(args.adapter, args.mapping, args.files, sys.stdout.buffer, sys.stderr.buffer,
-                                  lineage=args.lineage)
+        summary = translate_files(
+            args.adapter, args.mapping, args.files, sys.stdout.buffer, sys.stderr.buffer, lineage=args.lineage
+        )
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "records.ndjson").open("wb") as records, (args.out / "rejects.ndjson").open("wb") as rejects:

@@ -34,9 +34,7 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     command("agreements list")(cmd_agreements_list)
 
     audit = groups["audit"]
-    p = audit.add_parser(
-        "query", help="audit entries by subject, recipient, agreement, record or time (audited)"
-    )
+    p = audit.add_parser("query", help="audit entries by subject, recipient, agreement, record or time (audited)")
     _subject_args(p, required=False)
     _filter_args(p)
     p.add_argument("--operation", help="disclose, withhold, reject, consult, hold, release, acknowledge")
@@ -91,8 +89,7 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
 
     p = groups["rules"].add_parser(
         "diff",
-        help="per recipient, the records and fields a new agreement set "
-        "would gain or lose on replayed traffic",
+        help="per recipient, the records and fields a new agreement set would gain or lose on replayed traffic",
     )
     p.add_argument("old", type=Path, metavar="OLD_AGREEMENTS_DIR")
     p.add_argument("new", type=Path, metavar="NEW_AGREEMENTS_DIR")
@@ -177,9 +174,7 @@ def _subject(args: argparse.Namespace) -> Any:
 def _query(args: argparse.Namespace, keys: list[str], operation: str | None = None) -> Any:
     from broker.audit.index import Query
 
-    return Query(
-        tuple(keys), args.recipient, args.agreement, args.record_id, operation, args.since, args.until
-    )
+    return Query(tuple(keys), args.recipient, args.agreement, args.record_id, operation, args.since, args.until)
 
 
 def _consult(settings: Settings, args: argparse.Namespace, what: str, keys: list[str]) -> None:
@@ -187,8 +182,7 @@ def _consult(settings: Settings, args: argparse.Namespace, what: str, keys: list
     from broker.audit import publish as auditpublish
 
     filters = {
-        k: getattr(args, k, None)
-        for k in ("recipient", "agreement", "record_id", "since", "until", "operation")
+        k: getattr(args, k, None) for k in ("recipient", "agreement", "record_id", "since", "until", "operation")
     }
     auditpublish.publish_entries(
         settings,
@@ -222,9 +216,7 @@ def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
         table = disclosures.rows(index.query(_query(args, keys, args.operation)), index.live_holds())
     finally:
         index.close()
-    render = {"table": disclosures.as_table, "csv": disclosures.as_csv, "json": disclosures.as_json}[
-        args.format
-    ]
+    render = {"table": disclosures.as_table, "csv": disclosures.as_csv, "json": disclosures.as_json}[args.format]
     sys.stdout.write(render(table))
     return EXIT_OK
 
@@ -242,9 +234,7 @@ def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
     _consult(settings, args, "audit report" + (" --include-held" if args.include_held else ""), keys)
     index = open_for_reading(settings.audit_dir)
     try:
-        table = disclosures.subject_report(
-            index.query(_query(args, keys)), index.live_holds(), args.include_held
-        )
+        table = disclosures.subject_report(index.query(_query(args, keys)), index.live_holds(), args.include_held)
     finally:
         index.close()
     if args.format == "html":
@@ -389,9 +379,7 @@ def cmd_rules_diff(args: argparse.Namespace, settings: Settings) -> int:
         return Rulebook(registry.agreements, registry.recipients, registry.agencies)
 
     old, new = rulebook(args.old), rulebook(args.new)
-    records = [
-        r for _, r in read_records(args.replay) if not isinstance(r, DataError) and isinstance(r, dict)
-    ]
+    records = [r for _, r in read_records(args.replay) if not isinstance(r, DataError) and isinstance(r, dict)]
     at = ruletests.parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     changes = rulesdiff.diff(old, new, records, at)
     sys.stdout.write(

@@ -30,22 +30,33 @@ COMMANDS: dict[str, Handler] = {}
 # Modules that add their own commands: each has `add_commands(sub, groups, command)` where `sub` is the
 # top-level subparsers, `groups` maps a group name ("audit", "rules", ...) to its subparsers (a module may
 # add a new group with `new_group`), and `command(key)` registers a handler under "group sub" or "name".
-CLI_MODULES: list[str] = ["broker.cli.adapters", "broker.cli.security", "broker.cli.ops",
-                          "broker.cli.governance", "broker.cli.report", "broker.cli.enquiry"]
+CLI_MODULES: list[str] = [
+    "broker.cli.adapters",
+    "broker.cli.security",
+    "broker.cli.ops",
+    "broker.cli.governance",
+    "broker.cli.report",
+    "broker.cli.enquiry",
+]
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         COMMANDS[name] = fn
         return fn
+
     return register
 
 
 # ---------------------------------------------------------------- parser
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interchange", description=__doc__.split("\n")[0],
-                                     epilog="Exit codes: 0 ok, 1 failed check, 2 usage, 3 configuration, 4 RabbitMQ.")
+    parser = argparse.ArgumentParser(
+        prog="interchange",
+        description=__doc__.split("\n")[0],
+        epilog="Exit codes: 0 ok, 1 failed check, 2 usage, 3 configuration, 4 RabbitMQ.",
+    )
     parser.add_argument("--config", type=Path, help="settings file (default deploy/interchange.yaml)")
     parser.add_argument("--amqp-url", help="AMQP URL (overrides INTERCHANGE_AMQP_URL and the file)")
     parser.add_argument("--vhost", dest="core_vhost", help="core vhost (default interchange)")
@@ -53,15 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agreements", dest="agreements_dir", type=Path, help="agreements directory")
     parser.add_argument("--audit-dir", dest="audit_dir", type=Path, help="audit log directory")
     parser.add_argument("--log-level", default="info")
-    parser.add_argument("--metrics-port", dest="metrics_port", type=int,
-                        help="serve /metrics, /healthz, /readyz on this port (0 = off; run: base port of the children, "
-                             "0 = no endpoint in any child)")
+    parser.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        help="serve /metrics, /healthz, /readyz on this port (0 = off; run: base port of the children, "
+        "0 = no endpoint in any child)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the routing core: audit writer plus N workers, supervised")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--healthy-after", dest="healthy_after", type=float, default=10.0, metavar="SECONDS",
-                   help="a child that ran this long restarts after the first back-off again (default 10)")
+    p.add_argument(
+        "--healthy-after",
+        dest="healthy_after",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a child that ran this long restarts after the first back-off again (default 10)",
+    )
     p = sub.add_parser("worker", help="run one routing worker (consume, decide, audit, deliver)")
     p.add_argument("--index", dest="worker_index", type=int, help="this worker's number, 0..N-1 (partitions it owns)")
     p.add_argument("--of", dest="workers", type=int, help="how many workers share the partitions")
@@ -83,25 +104,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tests", type=Path, help="folder of rule tests (default <agreements>/tests)")
 
     audit = new_group(sub, "audit", "the audit log")
-    p = audit.add_parser("verify", help="check the hash chain; names the first bad entry (audited as a "
-                         "consultation when RabbitMQ is reachable; never needs RabbitMQ to run)")
+    p = audit.add_parser(
+        "verify",
+        help="check the hash chain; names the first bad entry (audited as a "
+        "consultation when RabbitMQ is reachable; never needs RabbitMQ to run)",
+    )
     p.add_argument("--actor", help="who is checking the log (default the login name)")
     p.add_argument("--reason", default="audit log integrity check", help="justification (audited)")
-    p.add_argument("--anchor", action="store_true", help="also compare the checkpoints with the anchor stream in "
-                   "RabbitMQ (always done when checkpoints are required)")
+    p.add_argument(
+        "--anchor",
+        action="store_true",
+        help="also compare the checkpoints with the anchor stream in "
+        "RabbitMQ (always done when checkpoints are required)",
+    )
 
     topo = new_group(sub, "topology", "RabbitMQ topology")
     p = topo.add_parser("export", help="print the topology as RabbitMQ definitions JSON")
     p.add_argument("--output", type=Path)
     p = topo.add_parser("apply", help="create or update vhosts, policies, exchanges and queues on RabbitMQ")
-    p.add_argument("--users", action="store_true",
-                   help="also create the per-partner users and set exactly their permissions (docs/SECURITY.md); "
-                        "passwords from INTERCHANGE_PASSWORD_<USER>, else --secrets, else left as they are")
+    p.add_argument(
+        "--users",
+        action="store_true",
+        help="also create the per-partner users and set exactly their permissions (docs/SECURITY.md); "
+        "passwords from INTERCHANGE_PASSWORD_<USER>, else --secrets, else left as they are",
+    )
     p.add_argument("--secrets", type=Path, help="YAML file (never committed): users: {NAME: {password_hash: ..}}")
-    p.add_argument("--generate-passwords", action="store_true",
-                   help="generate a password for every user without one and print it once")
-    p.add_argument("--certificates", action="store_true",
-                   help="users without a password become certificate-only (EXTERNAL over TLS)")
+    p.add_argument(
+        "--generate-passwords",
+        action="store_true",
+        help="generate a password for every user without one and print it once",
+    )
+    p.add_argument(
+        "--certificates",
+        action="store_true",
+        help="users without a password become certificate-only (EXTERNAL over TLS)",
+    )
 
     p = sub.add_parser("receive", help="reference subscriber: consume a recipient's deliveries as NDJSON")
     p.add_argument("recipient")
@@ -114,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     groups = {"rules": rules, "audit": audit, "topology": topo}
     import importlib
+
     for module in CLI_MODULES:
         importlib.import_module(module).add_commands(sub, groups, command)
     return parser
@@ -121,20 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def new_group(sub: Any, name: str, help_text: str) -> Any:
     """A command group (`interchange NAME SUBCOMMAND`); its handlers register as "NAME SUBCOMMAND"."""
-    return sub.add_parser(name, help=help_text).add_subparsers(dest=f"{name}_command", required=True,
-                                                               metavar="SUBCOMMAND")
+    return sub.add_parser(name, help=help_text).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="SUBCOMMAND"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(args.log_level, stream=sys.stderr if args.command not in ("run", "worker", "audit-writer")
-                   else sys.stdout)
+    logs.configure(
+        args.log_level, stream=sys.stderr if args.command not in ("run", "worker", "audit-writer") else sys.stdout
+    )
     try:
-        settings = load_settings(args.config, **{k: getattr(args, k) for k in
-                                 ("core_vhost", "recipient_vhost_prefix", "agreements_dir", "audit_dir",
-                                  "metrics_port")},
-                                 amqp_url=args.amqp_url)
+        settings = load_settings(
+            args.config,
+            **{
+                k: getattr(args, k)
+                for k in ("core_vhost", "recipient_vhost_prefix", "agreements_dir", "audit_dir", "metrics_port")
+            },
+            amqp_url=args.amqp_url,
+        )
         if args.command in ("run", "worker", "audit-writer"):
             for relaxed in check_start(settings, role=args.command):
                 logs.get("interchange").warning("development_mode", relaxed=relaxed)
@@ -152,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def read_records(paths: list[Path]) -> Iterator[tuple[str, dict[str, Any] | DataError]]:
     """(where, record or error) for every record in JSON or NDJSON files or folders of them."""
@@ -187,6 +232,7 @@ def _records_in(file: Path) -> Iterator[tuple[str, dict[str, Any] | DataError]]:
 
 # ---------------------------------------------------------------- commands
 
+
 @command("run")
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from broker.runner import child_commands, load_renderers, supervise
@@ -199,9 +245,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
     out: list[str] = []
-    for flag, attr in (("--config", "config"), ("--amqp-url", "amqp_url"), ("--vhost", "core_vhost"),
-                       ("--vhost-prefix", "recipient_vhost_prefix"), ("--agreements", "agreements_dir"),
-                       ("--audit-dir", "audit_dir"), ("--log-level", "log_level")):
+    for flag, attr in (
+        ("--config", "config"),
+        ("--amqp-url", "amqp_url"),
+        ("--vhost", "core_vhost"),
+        ("--vhost-prefix", "recipient_vhost_prefix"),
+        ("--agreements", "agreements_dir"),
+        ("--audit-dir", "audit_dir"),
+        ("--log-level", "log_level"),
+    ):
         value = getattr(args, attr, None)
         if value is not None:
             out = [flag, str(value)] + out
@@ -211,6 +263,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 @command("worker")
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from broker.runner import run_worker
+
     return run_worker(settings.with_overrides(worker_index=args.worker_index, workers=args.workers))
 
 
@@ -244,8 +297,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{where}: not published: {error}", file=sys.stderr)
     for message_id, why in report.failures:
         print(f"{message_id}: not confirmed: {why}", file=sys.stderr)
-    print(f"published {report.published} (confirmed), failed {report.failed}, unreadable {len(unreadable)}, "
-          f"resent {report.resent}, {report.rate:.0f} records/s")
+    print(
+        f"published {report.published} (confirmed), failed {report.failed}, unreadable {len(unreadable)}, "
+        f"resent {report.resent}, {report.rate:.0f} records/s"
+    )
     return EXIT_OK if not report.failed and not unreadable else EXIT_FAILED
 
 
@@ -310,7 +365,7 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)
     print(verdict)
     signed = verify_for(settings, args.anchor)
-    print(signed)   # signed, chained, anchored checkpoints catch a log truncated or rewritten whole
+    print(signed)  # signed, chained, anchored checkpoints catch a log truncated or rewritten whole
     from broker.cli.security import record_verify_consult
 
     print(record_verify_consult(args, settings, verdict.ok, signed.ok))
@@ -326,9 +381,15 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
     from broker.ops.access import access_plan
 
     users = access_plan(registry, settings.core_vhost, settings.recipient_vhost).definitions()
-    text = orjson.dumps(topology.definitions(settings.core_vhost, recipient_vhosts(settings, registry), users,
-                                             partitions=settings.partitions),
-                        option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    text = (
+        orjson.dumps(
+            topology.definitions(
+                settings.core_vhost, recipient_vhosts(settings, registry), users, partitions=settings.partitions
+            ),
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
+        ).decode()
+        + "\n"
+    )
     if args.output:
         args.output.write_text(text)
     else:
@@ -345,6 +406,7 @@ def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
     print(f"topology applied to {len(vhosts)} vhosts: {', '.join(vhosts)}")
     if args.users:
         from broker.cli.security import apply_users
+
         return apply_users(args, settings, registry)
     return EXIT_OK
 
@@ -356,19 +418,23 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry.load(settings)
     if args.recipient not in registry.recipients:
         import difflib
+
         close = difflib.get_close_matches(args.recipient, registry.recipients, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         print(f"unknown recipient {args.recipient!r}{hint}", file=sys.stderr)
         return EXIT_USAGE
     counts = receive(settings, args.recipient, args.out, idle_seconds=args.idle_timeout, limit=args.max)
-    print(f"received {counts['received']}, written {counts['written']}, duplicates dropped {counts['duplicates']}",
-          file=sys.stderr)
+    print(
+        f"received {counts['received']}, written {counts['written']}, duplicates dropped {counts['duplicates']}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
 @command("demo")
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from broker.demo import run_demo
+
     return run_demo(settings, keep=args.keep)
 
 

@@ -24,9 +24,7 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     groups["dlq"] = dlq
     p = dlq.add_parser("list", help="count dead letters by reason and source, with the oldest age per reason")
     p.add_argument("--json", action="store_true")
-    p = dlq.add_parser(
-        "show", help="one dead letter: reason, errors, headers and a redacted view of the body"
-    )
+    p = dlq.add_parser("show", help="one dead letter: reason, errors, headers and a redacted view of the body")
     p.add_argument("ids", nargs="+", metavar="ID", help="message id (the record id) of the dead letter")
     p = dlq.add_parser(
         "replay",

@@ -29,8 +29,11 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     p.add_argument("--format", choices=("html", "csv", "json"), default="html")
     p.add_argument("--out", type=Path, help="write here instead of stdout")
     p.add_argument("--costs", type=Path, default=DEFAULT_COSTS, help="assumptions file (default deploy/usage.yaml)")
-    p.add_argument("--cpu-seconds", type=float,
-                   help="measured CPU seconds of the exchange over the period (sum of process_cpu_seconds_total)")
+    p.add_argument(
+        "--cpu-seconds",
+        type=float,
+        help="measured CPU seconds of the exchange over the period (sum of process_cpu_seconds_total)",
+    )
     command("report usage")(cmd_report_usage)
 
 
@@ -39,10 +42,14 @@ def load_costs(path: Path, cpu_seconds: float | None) -> Any:
 
     doc = load_yaml(path)
     check_against_schema("usage", doc, str(path))
-    return Costs(interface_cost_per_year=float(doc["interface_cost_per_year"]),
-                 core_hour_price=float(doc["core_hour_price"]), currency=doc["currency"],
-                 cpu_us_per_record=float(doc.get("cpu_us_per_record", Costs.cpu_us_per_record)),
-                 cpu_seconds=cpu_seconds, source_note=doc.get("note", ""))
+    return Costs(
+        interface_cost_per_year=float(doc["interface_cost_per_year"]),
+        core_hour_price=float(doc["core_hour_price"]),
+        currency=doc["currency"],
+        cpu_us_per_record=float(doc.get("cpu_us_per_record", Costs.cpu_us_per_record)),
+        cpu_seconds=cpu_seconds,
+        source_note=doc.get("note", ""),
+    )
 
 
 def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,8 +73,10 @@ def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
     data = render(report, args.format)
     if args.out:
         args.out.write_bytes(data)
-        print(f"wrote {args.out} ({report['totals']['delivered']:,} deliveries, "
-              f"{report['totals']['withheld']:,} withheld, {report['totals']['rejected']:,} rejected)")
+        print(
+            f"wrote {args.out} ({report['totals']['delivered']:,} deliveries, "
+            f"{report['totals']['withheld']:,} withheld, {report['totals']['rejected']:,} rejected)"
+        )
     else:
         sys.stdout.buffer.write(data)
     return EXIT_OK

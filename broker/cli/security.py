@@ -28,8 +28,7 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
         plan = access_plan(Registry.load(settings), settings.core_vhost, settings.recipient_vhost)
         print(f"{'user':<28} {'role':<10} {'vhost':<36} {'configure':<10} {'write':<34} read")
         for p in plan.permissions:
-            print(f"{p.user:<28} {plan.user(p.user).role:<10} {p.vhost:<36} {p.configure:<10} {p.write:<34} "
-                  f"{p.read}")
+            print(f"{p.user:<28} {plan.user(p.user).role:<10} {p.vhost:<36} {p.configure:<10} {p.write:<34} {p.read}")
         print(f"{len(plan.users)} users, {len(plan.permissions)} permissions; no user may configure")
         return EXIT_OK
 
@@ -41,34 +40,39 @@ def apply_users(args: argparse.Namespace, settings: Settings, registry: Registry
 
     secrets_doc = load_yaml(args.secrets) if args.secrets else None
     plan = access.access_plan(registry, settings.core_vhost, settings.recipient_vhost)
-    given = access.credentials(plan, dict(os.environ), secrets_doc, generate=args.generate_passwords,
-                               certificates=args.certificates)
+    given = access.credentials(
+        plan, dict(os.environ), secrets_doc, generate=args.generate_passwords, certificates=args.certificates
+    )
     users = provision.apply_access(settings, registry, given)
     for name, credential in sorted(given.items()):
         if credential.generated:
             print(f"{name}\t{credential.value}")
     kept = len(users) - len(given)
-    print(f"{len(users)} users applied ({len(given)} credentials set, {kept} kept as they were); "
-          "generated passwords are shown above once and stored nowhere", file=sys.stderr)
+    print(
+        f"{len(users)} users applied ({len(given)} credentials set, {kept} kept as they were); "
+        "generated passwords are shown above once and stored nowhere",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
-def record_verify_consult(args: argparse.Namespace, settings: Settings, chain_ok: bool,
-                          signed_ok: bool) -> str:
+def record_verify_consult(args: argparse.Namespace, settings: Settings, chain_ok: bool, signed_ok: bool) -> str:
     """Audit `audit verify` as a consultation of the log, after the check has run: verification never
     depends on RabbitMQ, so when the entry cannot be published the check stands and the line says so."""
     from broker.audit import publish as auditpublish
     from broker.errors import ConfigError, TransportError
 
-    consult = auditpublish.entry("consult", auditpublish.actor_of(getattr(args, "actor", None)),
-                                 getattr(args, "reason", None) or "audit log integrity check",
-                                 query={"command": "audit verify"},
-                                 result={"chain_ok": chain_ok, "checkpoints_ok": signed_ok})
+    consult = auditpublish.entry(
+        "consult",
+        auditpublish.actor_of(getattr(args, "actor", None)),
+        getattr(args, "reason", None) or "audit log integrity check",
+        query={"command": "audit verify"},
+        result={"chain_ok": chain_ok, "checkpoints_ok": signed_ok},
+    )
     try:
         auditpublish.publish_entries(settings, [consult])
     except (TransportError, ConfigError) as exc:
-        cause = exc.__cause__ or exc   # publish_entries says "refused"; here only the record is missing
-        return ("consultation NOT recorded (RabbitMQ unreachable; the verification above ran without it): "
-                f"{cause}")
+        cause = exc.__cause__ or exc  # publish_entries says "refused"; here only the record is missing
+        return f"consultation NOT recorded (RabbitMQ unreachable; the verification above ran without it): {cause}"
     who = consult["actor"]["person"]
     return f"consultation recorded in the audit log: entry {consult['entry_id']} by {who}"

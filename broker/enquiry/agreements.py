@@ -19,7 +19,7 @@ from broker.enquiry.model import NO_ENQUIRY_AGREEMENT, PURPOSE_NOT_PERMITTED, En
 from broker.errors import ConfigError
 from broker.routing.projection import Projector
 
-ENQUIRY_DIR = "enquiry"   # beside the sharing agreements: deploy/agreements/enquiry/
+ENQUIRY_DIR = "enquiry"  # beside the sharing agreements: deploy/agreements/enquiry/
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class EnquiryAgreement:
     requesters: tuple[str, ...]
     responder: str
     record_types: tuple[str, ...]
-    purposes: dict[str, tuple[str, ...]]     # purpose -> roles
+    purposes: dict[str, tuple[str, ...]]  # purpose -> roles
     lawful_basis: str
     fields: dict[str, Projector]
     per_officer: int
@@ -66,12 +66,21 @@ def agreement_from_doc(doc: dict[str, Any], file: str = "") -> EnquiryAgreement:
     if missing:
         raise ConfigError(file, "fields", f"no field allow-list for record type(s) {', '.join(missing)}")
     return EnquiryAgreement(
-        id=doc["id"], title=doc["title"], controller=doc["controller"], requesters=tuple(doc["requesters"]),
-        responder=doc["responder"], record_types=tuple(doc["record_types"]),
-        purposes={p: tuple(roles) for p, roles in doc["purposes"].items()}, lawful_basis=doc["lawful_basis"],
+        id=doc["id"],
+        title=doc["title"],
+        controller=doc["controller"],
+        requesters=tuple(doc["requesters"]),
+        responder=doc["responder"],
+        record_types=tuple(doc["record_types"]),
+        purposes={p: tuple(roles) for p, roles in doc["purposes"].items()},
+        lawful_basis=doc["lawful_basis"],
         fields={t: Projector(paths) for t, paths in doc["fields"].items()},
-        per_officer=doc["rate_limit"]["per_officer"], window_seconds=doc["rate_limit"]["window_seconds"],
-        status=doc["status"], file=file, **dates)
+        per_officer=doc["rate_limit"]["per_officer"],
+        window_seconds=doc["rate_limit"]["window_seconds"],
+        status=doc["status"],
+        file=file,
+        **dates,
+    )
 
 
 def load_enquiry_agreements(agreements_dir: Path) -> list[EnquiryAgreement]:
@@ -80,7 +89,7 @@ def load_enquiry_agreements(agreements_dir: Path) -> list[EnquiryAgreement]:
     found: dict[str, EnquiryAgreement] = {}
     for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
         doc = load_yaml(path)
-        if isinstance(doc, dict):   # YAML turns unquoted dates into date objects; the schema speaks strings
+        if isinstance(doc, dict):  # YAML turns unquoted dates into date objects; the schema speaks strings
             doc = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in doc.items()}
         check_against_schema("enquiry-agreement", doc, str(path))
         agreement = agreement_from_doc(doc, str(path))
@@ -102,22 +111,26 @@ class Ask:
         return tuple(self.by_type)
 
 
-def plan(identity: Identity, purpose: str, agreements: list[EnquiryAgreement], agencies: dict[str, Agency],
-         today: dt.date) -> list[Ask]:
+def plan(
+    identity: Identity, purpose: str, agreements: list[EnquiryAgreement], agencies: dict[str, Agency], today: dt.date
+) -> list[Ask]:
     """Which forces this officer may ask for this purpose today; refuses (EnquiryRefused) when none.
 
     The officer's own force is never asked through the exchange (its own systems answer it).  When two
     agreements cover one responder and record type, the first by id governs it.
     """
-    naming = [a for a in agreements if a.in_force(today) and a.names_force(identity.force, agencies)
-              and a.responder != identity.force]
+    naming = [
+        a
+        for a in agreements
+        if a.in_force(today) and a.names_force(identity.force, agencies) and a.responder != identity.force
+    ]
     if not naming:
-        raise EnquiryRefused(NO_ENQUIRY_AGREEMENT,
-                             f"force {identity.force} is in no enquiry agreement in force today")
+        raise EnquiryRefused(NO_ENQUIRY_AGREEMENT, f"force {identity.force} is in no enquiry agreement in force today")
     permitted = [a for a in naming if a.permits(identity.role, purpose)]
     if not permitted:
-        raise EnquiryRefused(PURPOSE_NOT_PERMITTED,
-                             f"role {identity.role!r} may not enquire for purpose {purpose!r}", "purpose")
+        raise EnquiryRefused(
+            PURPOSE_NOT_PERMITTED, f"role {identity.role!r} may not enquire for purpose {purpose!r}", "purpose"
+        )
     by_force: dict[str, dict[str, EnquiryAgreement]] = {}
     for agreement in permitted:
         for record_type in agreement.record_types:
@@ -142,13 +155,18 @@ def project_details(record: dict[str, Any], agreement: EnquiryAgreement) -> tupl
 
 def run_case(case: dict[str, Any], agreements: list[EnquiryAgreement], agencies: dict[str, Agency]) -> list[str]:
     """One test-as-data case (deploy/agreements/enquiry/tests): the differences from its expectation."""
-    identity = Identity(str(case.get("officer", {}).get("id", "test-officer")), str(case["officer"]["force"]),
-                        str(case["officer"]["role"]))
+    identity = Identity(
+        str(case.get("officer", {}).get("id", "test-officer")),
+        str(case["officer"]["force"]),
+        str(case["officer"]["role"]),
+    )
     at = case["at"] if isinstance(case["at"], dt.datetime) else dt.datetime.fromisoformat(str(case["at"]))
     expect = case["expect"]
     try:
-        asked = {a.force: list(a.record_types) for a in plan(identity, case["purpose"], agreements, agencies,
-                                                              at.astimezone(dt.UTC).date())}
+        asked = {
+            a.force: list(a.record_types)
+            for a in plan(identity, case["purpose"], agreements, agencies, at.astimezone(dt.UTC).date())
+        }
     except EnquiryRefused as refused:
         if expect.get("refused") == refused.reason:
             return []

@@ -27,7 +27,8 @@ class AuditSink:
     def __init__(self, settings: Any, timeout: float = 10.0) -> None:
         self.settings, self.timeout = settings, timeout
         self._queue: queue.SimpleQueue[tuple[list[dict[str, Any]], concurrent.futures.Future[None]] | None] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self._thread = threading.Thread(target=self._run, name="enquiry-audit", daemon=True)
         self._thread.start()
 
@@ -69,9 +70,12 @@ class AuditSink:
                 if channel is None or not channel.is_open:
                     connection, channel = self._open()
                 self._publish(channel, [e for entries, _ in batch for e in entries])
-            except Exception as exc:   # every waiter learns the entries were not confirmed
-                error = exc if isinstance(exc, TransportError) else TransportError(
-                    f"the audit entry was not confirmed, so the answer is withheld: {exc!r}")
+            except Exception as exc:  # every waiter learns the entries were not confirmed
+                error = (
+                    exc
+                    if isinstance(exc, TransportError)
+                    else TransportError(f"the audit entry was not confirmed, so the answer is withheld: {exc!r}")
+                )
                 for _, future in batch:
                     future.set_exception(error)
                 if connection is not None and connection.is_open:
@@ -86,8 +90,9 @@ class AuditSink:
     def _open(self) -> tuple[Any, Any]:
         from broker.transports.amqp import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               "interchange-enquiry-audit", self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, self.settings.core_vhost, "interchange-enquiry-audit", self.settings.tls
+        )
         channel.confirm_delivery()
         return connection, channel
 
@@ -95,6 +100,12 @@ class AuditSink:
         import pika
 
         body = orjson.dumps({"batch": entries[0]["entry_id"], "entries": entries})
-        channel.basic_publish("", topology.AUDIT_QUEUE, body, pika.BasicProperties(
-            content_type="application/json", delivery_mode=2, message_id=f"audit-{entries[0]['entry_id']}"),
-            mandatory=True)
+        channel.basic_publish(
+            "",
+            topology.AUDIT_QUEUE,
+            body,
+            pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, message_id=f"audit-{entries[0]['entry_id']}"
+            ),
+            mandatory=True,
+        )

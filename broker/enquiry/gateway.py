@@ -39,10 +39,19 @@ from broker.errors import TransportError
 
 log = structlog.get_logger("interchange.enquiry.gateway")
 PAGE = Path(__file__).with_name("page.html")
-MAX_KEPT = 10_000   # enquiries kept in memory for GET and step two (oldest dropped first)
-STATUS_CODES = {model.NO_IDENTITY: 401, model.BAD_TOKEN: 401, model.TOKEN_EXPIRED: 401, model.NO_PURPOSE: 400,
-                model.NO_JUSTIFICATION: 400, model.BAD_SUBJECT: 400, model.NO_ENQUIRY_AGREEMENT: 403,
-                model.PURPOSE_NOT_PERMITTED: 403, model.RATE_LIMITED: 429, model.UNKNOWN_HIT: 400}
+MAX_KEPT = 10_000  # enquiries kept in memory for GET and step two (oldest dropped first)
+STATUS_CODES = {
+    model.NO_IDENTITY: 401,
+    model.BAD_TOKEN: 401,
+    model.TOKEN_EXPIRED: 401,
+    model.NO_PURPOSE: 400,
+    model.NO_JUSTIFICATION: 400,
+    model.BAD_SUBJECT: 400,
+    model.NO_ENQUIRY_AGREEMENT: 403,
+    model.PURPOSE_NOT_PERMITTED: 403,
+    model.RATE_LIMITED: 429,
+    model.UNKNOWN_HIT: 400,
+}
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10)
 
 
@@ -87,40 +96,82 @@ class Enquiry:
     hits: dict[str, dict[str, int]] = field(default_factory=dict)
     audited: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None     # step one running (kept referenced so it is not collected)
+    task: asyncio.Task[None] | None = None  # step one running (kept referenced so it is not collected)
 
     def view(self) -> dict[str, Any]:
         forces = []
         for ask in self.asks:
             status = self.statuses.get(ask.force, model.PENDING)
             hits = self.hits.get(ask.force) if self.audited else None
-            forces.append({"force": ask.force, "status": status,
-                           "hits": [{"record_type": t, "count": n} for t, n in sorted((hits or {}).items())]
-                           if hits is not None else None})
-        return {"id": self.id, "status": "complete" if self.audited else "pending", "purpose": self.purpose,
-                "subject_kind": self.subject.kind(), "forces": forces}
+            forces.append(
+                {
+                    "force": ask.force,
+                    "status": status,
+                    "hits": [{"record_type": t, "count": n} for t, n in sorted((hits or {}).items())]
+                    if hits is not None
+                    else None,
+                }
+            )
+        return {
+            "id": self.id,
+            "status": "complete" if self.audited else "pending",
+            "purpose": self.purpose,
+            "subject_kind": self.subject.kind(),
+            "forces": forces,
+        }
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.steps = Counter("interchange_enquiry_steps_total", "Enquiry steps by step and outcome",
-                             ["step", "outcome"], registry=registry)
-        self.refusals = Counter("interchange_enquiry_refusals_total", "Enquiries refused, by reason",
-                                ["reason"], registry=registry)
-        self.replies = Counter("interchange_enquiry_force_replies_total", "Per-force outcome of each step",
-                               ["force", "status"], registry=registry)
-        self.late = Counter("interchange_enquiry_late_replies_total", "Replies after their deadline (dropped)",
-                            ["force"], registry=registry)
-        self.seconds = Histogram("interchange_enquiry_step_seconds", "Time to answer one step", ["step"],
-                                 buckets=STEP_BUCKETS, registry=registry)
-        self.audit_seconds = Histogram("interchange_enquiry_audit_seconds", "Time for a consultation entry to be "
-                                       "confirmed on the audit queue", buckets=STEP_BUCKETS, registry=registry)
-        self.fan_out_seconds = Histogram("interchange_enquiry_fan_out_seconds", "Time from asking the forces to "
-                                         "the last one settling", ["step"], buckets=STEP_BUCKETS, registry=registry)
-        self.unusual = Gauge("interchange_enquiry_unusual_officers", "Officers whose use stands out from their "
-                             "peers' in the last window (audit consultations --unusual names them)", ["signal"],
-                             registry=registry)
+        self.steps = Counter(
+            "interchange_enquiry_steps_total",
+            "Enquiry steps by step and outcome",
+            ["step", "outcome"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "interchange_enquiry_refusals_total", "Enquiries refused, by reason", ["reason"], registry=registry
+        )
+        self.replies = Counter(
+            "interchange_enquiry_force_replies_total",
+            "Per-force outcome of each step",
+            ["force", "status"],
+            registry=registry,
+        )
+        self.late = Counter(
+            "interchange_enquiry_late_replies_total",
+            "Replies after their deadline (dropped)",
+            ["force"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "interchange_enquiry_step_seconds",
+            "Time to answer one step",
+            ["step"],
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self.audit_seconds = Histogram(
+            "interchange_enquiry_audit_seconds",
+            "Time for a consultation entry to be confirmed on the audit queue",
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self.fan_out_seconds = Histogram(
+            "interchange_enquiry_fan_out_seconds",
+            "Time from asking the forces to the last one settling",
+            ["step"],
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self.unusual = Gauge(
+            "interchange_enquiry_unusual_officers",
+            "Officers whose use stands out from their "
+            "peers' in the last window (audit consultations --unusual names them)",
+            ["signal"],
+            registry=registry,
+        )
         for reason in model.REASONS:
             self.refusals.labels(reason)
         for step in ("hits", "details"):
@@ -136,7 +187,7 @@ class GatewayConfig:
     verifier: Verifier
     agreements: list[EnquiryAgreement]
     agencies: dict[str, Agency]
-    audit: Callable[[list[dict[str, Any]]], None]     # blocking (or an AuditSink); raises TransportError
+    audit: Callable[[list[dict[str, Any]]], None]  # blocking (or an AuditSink); raises TransportError
     deadline_seconds: float = 2.0
     usage_window_seconds: float = 3600.0
 
@@ -175,8 +226,16 @@ class Gateway:
             except TimeoutError as exc:
                 raise TransportError("the audit entry was not confirmed in time, so the answer is withheld") from exc
 
-    async def refuse(self, refused: EnquiryRefused, identity: Identity | None, step: str, purpose: str | None,
-                     justification: str | None, subject_keys: list[str], enquiry_id: str | None = None) -> None:
+    async def refuse(
+        self,
+        refused: EnquiryRefused,
+        identity: Identity | None,
+        step: str,
+        purpose: str | None,
+        justification: str | None,
+        subject_keys: list[str],
+        enquiry_id: str | None = None,
+    ) -> None:
         """Count, log and (when the officer is known) audit a refusal."""
         self.metrics.refusals.labels(refused.reason).inc()
         self.metrics.steps.labels(step, "refused").inc()
@@ -184,8 +243,9 @@ class Gateway:
         if identity is not None:
             self._count(identity.officer, refused.reason == model.PURPOSE_NOT_PERMITTED)
             try:
-                await self.audit([consult.refusal(identity, step, refused.reason, purpose, justification,
-                                                  subject_keys, enquiry_id)])
+                await self.audit(
+                    [consult.refusal(identity, step, refused.reason, purpose, justification, subject_keys, enquiry_id)]
+                )
             except TransportError as exc:
                 log.error("enquiry_refusal_not_audited", reason=refused.reason, error=str(exc)[:200])
 
@@ -203,8 +263,9 @@ class Gateway:
     # ---- the steps
     def check(self, identity: Identity, purpose: str | None, justification: str | None) -> list[Ask]:
         if not purpose or purpose not in model.PURPOSES:
-            raise EnquiryRefused(model.NO_PURPOSE, "state a purpose from the list: " + ", ".join(model.PURPOSES),
-                                 "purpose")
+            raise EnquiryRefused(
+                model.NO_PURPOSE, "state a purpose from the list: " + ", ".join(model.PURPOSES), "purpose"
+            )
         if not justification or not justification.strip():
             raise EnquiryRefused(model.NO_JUSTIFICATION, "give a short justification", "justification")
         today = dt.datetime.now(dt.UTC).date()
@@ -214,8 +275,7 @@ class Gateway:
             raise EnquiryRefused(model.RATE_LIMITED, f"too many enquiries under {over}: wait and try again")
         return asks
 
-    async def fan_out(self, requests: dict[str, dict[str, Any]], statuses: dict[str, str]
-                      ) -> dict[str, dict[str, Any]]:
+    async def fan_out(self, requests: dict[str, dict[str, Any]], statuses: dict[str, str]) -> dict[str, dict[str, Any]]:
         """Ask each force; every force settles by the deadline as answered, timeout or unavailable."""
         deadline = time.time() + self.config.deadline_seconds
         asked: dict[str, tuple[str, concurrent.futures.Future[dict[str, Any]]]] = {}
@@ -246,16 +306,31 @@ class Gateway:
     async def step_one(self, enquiry: Enquiry) -> None:
         started = time.perf_counter()
         keys = enquiry.subject.lookup_keys()
-        requests = {a.force: {"enquiry_id": enquiry.id, "step": "hits", "subject_keys": keys,
-                              "record_types": list(a.record_types)} for a in enquiry.asks}
+        requests = {
+            a.force: {
+                "enquiry_id": enquiry.id,
+                "step": "hits",
+                "subject_keys": keys,
+                "record_types": list(a.record_types),
+            }
+            for a in enquiry.asks
+        }
         replies = await self.fan_out(requests, enquiry.statuses)
         allowed = {a.force: set(a.record_types) for a in enquiry.asks}
-        hits = {f: {t: int(n) for t, n in (r.get("hits") or {}).items() if t in allowed[f]}
-                for f, r in replies.items()}
+        hits = {f: {t: int(n) for t, n in (r.get("hits") or {}).items() if t in allowed[f]} for f, r in replies.items()}
         used = [ag for a in enquiry.asks for ag in a.by_type.values()]
-        entry = consult.consultation(enquiry.identity, enquiry.id, "hits", enquiry.purpose, enquiry.justification,
-                                     enquiry.subject.audit_keys(), dict(enquiry.statuses), [a.id for a in used],
-                                     [a.lawful_basis for a in used], hits=hits)
+        entry = consult.consultation(
+            enquiry.identity,
+            enquiry.id,
+            "hits",
+            enquiry.purpose,
+            enquiry.justification,
+            enquiry.subject.audit_keys(),
+            dict(enquiry.statuses),
+            [a.id for a in used],
+            [a.lawful_basis for a in used],
+            hits=hits,
+        )
         try:
             await self.audit([entry])
         except TransportError as exc:
@@ -268,20 +343,34 @@ class Gateway:
         self.metrics.seconds.labels("hits").observe(time.perf_counter() - started)
         enquiry.done.set()
 
-    async def step_two(self, enquiry: Enquiry, identity: Identity, choices: list[HitChoice], purpose: str,
-                       justification: str) -> dict[str, Any]:
+    async def step_two(
+        self, enquiry: Enquiry, identity: Identity, choices: list[HitChoice], purpose: str, justification: str
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         asks = {a.force: a for a in self.check(identity, purpose, justification)}
         wanted: dict[str, dict[str, str]] = {}
         for choice in choices:
             ask = asks.get(choice.force)
-            if ask is None or not enquiry.hits.get(choice.force, {}).get(choice.record_type) \
-                    or choice.record_type not in ask.by_type:
-                raise EnquiryRefused(model.UNKNOWN_HIT, f"force {choice.force} returned no {choice.record_type} "
-                                     "hit to this enquiry", "hits")
+            if (
+                ask is None
+                or not enquiry.hits.get(choice.force, {}).get(choice.record_type)
+                or choice.record_type not in ask.by_type
+            ):
+                raise EnquiryRefused(
+                    model.UNKNOWN_HIT,
+                    f"force {choice.force} returned no {choice.record_type} hit to this enquiry",
+                    "hits",
+                )
             wanted.setdefault(choice.force, {})[choice.record_type] = ask.by_type[choice.record_type].id
-        requests = {f: {"enquiry_id": enquiry.id, "step": "details", "subject_keys": enquiry.subject.lookup_keys(),
-                        "agreements": types} for f, types in wanted.items()}
+        requests = {
+            f: {
+                "enquiry_id": enquiry.id,
+                "step": "details",
+                "subject_keys": enquiry.subject.lookup_keys(),
+                "agreements": types,
+            }
+            for f, types in wanted.items()
+        }
         statuses: dict[str, str] = {}
         replies = await self.fan_out(requests, statuses)
         forces, disclosed = [], []
@@ -290,16 +379,32 @@ class Gateway:
             for record in (replies.get(force) or {}).get("records") or []:
                 agreement = asks[force].by_type.get(str(record.get("type")))
                 if agreement is None or record.get("type") not in wanted[force]:
-                    continue   # the gateway holds the responder to what was asked
+                    continue  # the gateway holds the responder to what was asked
                 view, paths = _project(record, agreement)
                 records.append(view)
-                disclosed.append({"origin": force, "record_id": record.get("id"), "record_type": record.get("type"),
-                                  "agreement": agreement.id, "fields_disclosed": paths})
+                disclosed.append(
+                    {
+                        "origin": force,
+                        "record_id": record.get("id"),
+                        "record_type": record.get("type"),
+                        "agreement": agreement.id,
+                        "fields_disclosed": paths,
+                    }
+                )
             forces.append({"force": force, "status": statuses[force], "records": records})
         used = [asks[f].by_type[t] for f, types in wanted.items() for t in types]
-        entry = consult.consultation(identity, enquiry.id, "details", purpose, justification,
-                                     enquiry.subject.audit_keys(), statuses, [a.id for a in used],
-                                     [a.lawful_basis for a in used], records=disclosed)
+        entry = consult.consultation(
+            identity,
+            enquiry.id,
+            "details",
+            purpose,
+            justification,
+            enquiry.subject.audit_keys(),
+            statuses,
+            [a.id for a in used],
+            [a.lawful_basis for a in used],
+            records=disclosed,
+        )
         try:
             await self.audit([entry])
         except TransportError:
@@ -322,14 +427,19 @@ def _project(record: dict[str, Any], agreement: EnquiryAgreement) -> tuple[dict[
 
 
 def _refusal_response(refused: EnquiryRefused) -> JSONResponse:
-    return JSONResponse({"error": refused.reason, "message": refused.message, "field": refused.field or None},
-                        status_code=STATUS_CODES.get(refused.reason, 400))
+    return JSONResponse(
+        {"error": refused.reason, "message": refused.message, "field": refused.field or None},
+        status_code=STATUS_CODES.get(refused.reason, 400),
+    )
 
 
 def create_app(gateway: Gateway) -> FastAPI:
     """The HTTP API over a Gateway."""
-    app = FastAPI(title="Interchange cross-force enquiry", version="1.0",
-                  description="Ask every force at once (two steps, as Prüm); every consultation is audited.")
+    app = FastAPI(
+        title="Interchange cross-force enquiry",
+        version="1.0",
+        description="Ask every force at once (two steps, as Prüm); every consultation is audited.",
+    )
     verifier = gateway.config.verifier
 
     def who(authorization: str | None) -> Identity:
@@ -358,8 +468,13 @@ def create_app(gateway: Gateway) -> FastAPI:
         try:
             await task
         except TransportError:
-            return JSONResponse({"error": "audit_unavailable", "message": "the consultation could not be "
-                                 "audited, so no answer is shown"}, status_code=503)
+            return JSONResponse(
+                {
+                    "error": "audit_unavailable",
+                    "message": "the consultation could not be audited, so no answer is shown",
+                },
+                status_code=503,
+            )
         return JSONResponse(enquiry.view())
 
     @app.get("/v1/enquiries/{enquiry_id}")
@@ -386,8 +501,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             if enquiry is None or enquiry.identity.officer != identity.officer:
                 return JSONResponse({"error": "not_found", "message": "no such enquiry of yours"}, status_code=404)
             await enquiry.done.wait()
-            return JSONResponse(await gateway.step_two(enquiry, identity, body.hits, body.purpose or "",
-                                                       body.justification or ""))
+            return JSONResponse(
+                await gateway.step_two(enquiry, identity, body.hits, body.purpose or "", body.justification or "")
+            )
         except EnquiryRefused as refused:
             if refused.reason in (model.NO_IDENTITY, model.BAD_TOKEN, model.TOKEN_EXPIRED):
                 identity = None
@@ -395,8 +511,13 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.refuse(refused, identity, "details", body.purpose, body.justification, keys, enquiry_id)
             return _refusal_response(refused)
         except TransportError:
-            return JSONResponse({"error": "audit_unavailable", "message": "the consultation could not be "
-                                 "audited, so no answer is shown"}, status_code=503)
+            return JSONResponse(
+                {
+                    "error": "audit_unavailable",
+                    "message": "the consultation could not be audited, so no answer is shown",
+                },
+                status_code=503,
+            )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -410,8 +531,11 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
         ready = bool(gateway.config.agreements)
-        return Response("ready\n" if ready else "no enquiry agreements loaded\n", media_type="text/plain",
-                        status_code=200 if ready else 503)
+        return Response(
+            "ready\n" if ready else "no enquiry agreements loaded\n",
+            media_type="text/plain",
+            status_code=200 if ready else 503,
+        )
 
     @app.get("/", include_in_schema=False)
     async def page(request: Request) -> Response:

@@ -44,8 +44,15 @@ class Verifier:
         last: Exception | None = None
         for key in self._keys(token):
             try:
-                return jwt.decode(token, key, algorithms=list(ALGORITHMS), audience=AUDIENCE, issuer=self.issuer,
-                                  leeway=self.leeway_seconds, options=options)
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=list(ALGORITHMS),
+                    audience=AUDIENCE,
+                    issuer=self.issuer,
+                    leeway=self.leeway_seconds,
+                    options=options,
+                )
             except jwt.ExpiredSignatureError as exc:
                 raise EnquiryRefused(TOKEN_EXPIRED, "the token has expired: sign in again") from exc
             except jwt.InvalidSignatureError as exc:

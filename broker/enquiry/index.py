@@ -88,28 +88,41 @@ def index_record(conn: psycopg.Connection, force: str, record: dict[str, Any], s
     with conn.transaction():
         supersedes = record.get("supersedes") if isinstance(record.get("supersedes"), dict) else None
         if supersedes and supersedes.get("id"):
-            conn.execute(sql.SQL("DELETE FROM {}.records WHERE force=%s AND origin=%s AND record_id=%s").format(s),
-                         (force, origin, supersedes["id"]))
+            conn.execute(
+                sql.SQL("DELETE FROM {}.records WHERE force=%s AND origin=%s AND record_id=%s").format(s),
+                (force, origin, supersedes["id"]),
+            )
             if supersedes.get("kind") == "retraction":
                 return True
-        conn.execute(sql.SQL("DELETE FROM {}.records WHERE force=%s AND origin=%s AND record_id=%s").format(s),
-                     (force, origin, record["id"]))
-        conn.execute(sql.SQL("INSERT INTO {}.records VALUES (%s,%s,%s,%s,%s,%s)").format(s),
-                     (force, origin, record["id"], record["type"], record.get("time"),
-                      orjson.dumps(record).decode()))
+        conn.execute(
+            sql.SQL("DELETE FROM {}.records WHERE force=%s AND origin=%s AND record_id=%s").format(s),
+            (force, origin, record["id"]),
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {}.records VALUES (%s,%s,%s,%s,%s,%s)").format(s),
+            (force, origin, record["id"], record["type"], record.get("time"), orjson.dumps(record).decode()),
+        )
         with conn.cursor() as cur:
-            cur.executemany(sql.SQL("INSERT INTO {}.subject_keys VALUES (%s,%s,%s,%s,%s)").format(s),
-                            [(force, kind, value, origin, record["id"]) for kind, value in sorted(record_keys(record))])
+            cur.executemany(
+                sql.SQL("INSERT INTO {}.subject_keys VALUES (%s,%s,%s,%s,%s)").format(s),
+                [(force, kind, value, origin, record["id"]) for kind, value in sorted(record_keys(record))],
+            )
     return True
 
 
-def index_records(conn: psycopg.Connection, force: str, records: Iterable[dict[str, Any]],
-                  schema: str = DEFAULT_SCHEMA) -> int:
+def index_records(
+    conn: psycopg.Connection, force: str, records: Iterable[dict[str, Any]], schema: str = DEFAULT_SCHEMA
+) -> int:
     return sum(index_record(conn, force, r, schema) for r in records)
 
 
-def find(conn: psycopg.Connection, force: str, keys: list[tuple[str, str]], record_types: Iterable[str],
-         schema: str = DEFAULT_SCHEMA) -> list[dict[str, Any]]:
+def find(
+    conn: psycopg.Connection,
+    force: str,
+    keys: list[tuple[str, str]],
+    record_types: Iterable[str],
+    schema: str = DEFAULT_SCHEMA,
+) -> list[dict[str, Any]]:
     """The force's records matching any of the keys, of the given types, oldest first."""
     types = list(record_types)
     if not keys or not types:
@@ -119,6 +132,7 @@ def find(conn: psycopg.Connection, force: str, keys: list[tuple[str, str]], reco
         "SELECT DISTINCT r.record, r.time, r.record_id FROM {s}.subject_keys k JOIN {s}.records r "
         "ON r.force=k.force AND r.origin=k.origin AND r.record_id=k.record_id "
         "WHERE k.force=%s AND (k.kind, k.value) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
-        "AND r.record_type = ANY(%s) ORDER BY r.time, r.record_id").format(s=s)
+        "AND r.record_type = ANY(%s) ORDER BY r.time, r.record_id"
+    ).format(s=s)
     rows = conn.execute(query, (force, [k for k, _ in keys], [v for _, v in keys], types)).fetchall()
     return [row[0] for row in rows]

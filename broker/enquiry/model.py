@@ -22,18 +22,28 @@ PURPOSES = (
 )
 
 # Refusal reason codes (docs/ENQUIRY.md): each names who must act.
-NO_IDENTITY = "no_identity"                     # no token: the client must sign in
-BAD_TOKEN = "bad_token"                         # signature, issuer, audience or claims wrong
+NO_IDENTITY = "no_identity"  # no token: the client must sign in
+BAD_TOKEN = "bad_token"  # signature, issuer, audience or claims wrong
 TOKEN_EXPIRED = "token_expired"
-NO_PURPOSE = "no_purpose"                       # purpose missing or not on the fixed list
+NO_PURPOSE = "no_purpose"  # purpose missing or not on the fixed list
 NO_JUSTIFICATION = "no_justification"
 BAD_SUBJECT = "bad_subject"
-NO_ENQUIRY_AGREEMENT = "no_enquiry_agreement"   # the officer's force is in no enquiry agreement in force
+NO_ENQUIRY_AGREEMENT = "no_enquiry_agreement"  # the officer's force is in no enquiry agreement in force
 PURPOSE_NOT_PERMITTED = "purpose_not_permitted_for_role"
 RATE_LIMITED = "rate_limited"
-UNKNOWN_HIT = "unknown_hit"                     # step two asked for a hit step one did not return
-REASONS = (NO_IDENTITY, BAD_TOKEN, TOKEN_EXPIRED, NO_PURPOSE, NO_JUSTIFICATION, BAD_SUBJECT,
-           NO_ENQUIRY_AGREEMENT, PURPOSE_NOT_PERMITTED, RATE_LIMITED, UNKNOWN_HIT)
+UNKNOWN_HIT = "unknown_hit"  # step two asked for a hit step one did not return
+REASONS = (
+    NO_IDENTITY,
+    BAD_TOKEN,
+    TOKEN_EXPIRED,
+    NO_PURPOSE,
+    NO_JUSTIFICATION,
+    BAD_SUBJECT,
+    NO_ENQUIRY_AGREEMENT,
+    PURPOSE_NOT_PERMITTED,
+    RATE_LIMITED,
+    UNKNOWN_HIT,
+)
 
 # How each force answered one step.
 ANSWERED, TIMEOUT, UNAVAILABLE, PENDING = "answered", "timeout", "unavailable", "pending"
@@ -92,7 +102,7 @@ class Subject:
             raise EnquiryRefused(BAD_SUBJECT, "subject must be an object", "subject")
         known = {k: str(v).strip() for k, v in doc.items() if k in cls.__dataclass_fields__ and v}
         subject = cls(**known)
-        subject.lookup_keys()   # refuses an incomplete subject
+        subject.lookup_keys()  # refuses an incomplete subject
         return subject
 
     def kind(self) -> str:
@@ -104,8 +114,9 @@ class Subject:
             return "vrm"
         if self.postcode or self.house:
             return "address"
-        raise EnquiryRefused(BAD_SUBJECT, "give a PNC ID, a name with date of birth, a VRM, or a postcode and house",
-                             "subject")
+        raise EnquiryRefused(
+            BAD_SUBJECT, "give a PNC ID, a name with date of birth, a VRM, or a postcode and house", "subject"
+        )
 
     def lookup_keys(self) -> list[tuple[str, str]]:
         """(kind, normalised value) pairs an index is searched by."""
@@ -116,8 +127,9 @@ class Subject:
             return [("vrm", normalise("vrm", self.vrm or ""))]
         if kind == "name":
             if not (self.family and self.given and self.birth_date):
-                raise EnquiryRefused(BAD_SUBJECT, "a name enquiry needs family name, given name and date of birth",
-                                     "subject")
+                raise EnquiryRefused(
+                    BAD_SUBJECT, "a name enquiry needs family name, given name and date of birth", "subject"
+                )
             if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.birth_date):
                 raise EnquiryRefused(BAD_SUBJECT, "birth_date must be YYYY-MM-DD", "subject.birth_date")
             return [("name", name_key(self.family, self.given, self.birth_date))]

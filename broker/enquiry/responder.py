@@ -28,8 +28,9 @@ log = structlog.get_logger("interchange.enquiry.responder")
 Finder = Callable[[list[tuple[str, str]], list[str]], list[dict[str, Any]]]
 
 
-def answer(force: str, request: dict[str, Any], find: Finder, agreements: list[EnquiryAgreement],
-           today: dt.date) -> dict[str, Any]:
+def answer(
+    force: str, request: dict[str, Any], find: Finder, agreements: list[EnquiryAgreement], today: dt.date
+) -> dict[str, Any]:
     """The reply to one request (pure but for `find`, the index lookup)."""
     keys = [(str(k), str(v)) for k, v in request.get("subject_keys") or []]
     reply: dict[str, Any] = {"enquiry_id": request.get("enquiry_id"), "force": force, "step": request.get("step")}
@@ -40,23 +41,28 @@ def answer(force: str, request: dict[str, Any], find: Finder, agreements: list[E
         reply["hits"] = counts
         return reply
     by_id = {a.id: a for a in agreements if a.responder == force and a.in_force(today)}
-    allowed = {t: by_id[a] for t, a in (request.get("agreements") or {}).items()
-               if a in by_id and t in by_id[a].record_types}
+    allowed = {
+        t: by_id[a] for t, a in (request.get("agreements") or {}).items() if a in by_id and t in by_id[a].record_types
+    }
     records, disclosed = [], {}
     for record in find(keys, sorted(allowed)):
         view, paths = project_details(record, allowed[record["type"]])
         records.append(view)
         disclosed[record["id"]] = paths
-    reply.update(records=records, fields_disclosed=disclosed,
-                 refused_types=sorted(set(request.get("agreements") or {}) - set(allowed)))
+    reply.update(
+        records=records,
+        fields_disclosed=disclosed,
+        refused_types=sorted(set(request.get("agreements") or {}) - set(allowed)),
+    )
     return reply
 
 
 class Responder:
     """Consumes the force's enquiry queue and replies; `stop()` ends `run()`."""
 
-    def __init__(self, settings: Any, force: str, find: Finder, agreements: list[EnquiryAgreement],
-                 prefetch: int = 32) -> None:
+    def __init__(
+        self, settings: Any, force: str, find: Finder, agreements: list[EnquiryAgreement], prefetch: int = 32
+    ) -> None:
         self.settings, self.force, self.find, self.agreements = settings, force, find, agreements
         self.prefetch, self.answered, self.dropped = prefetch, 0, 0
         self._stop = threading.Event()
@@ -72,8 +78,9 @@ class Responder:
     def run(self) -> None:
         from broker.transports.amqp import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, self.vhost,
-                                               f"interchange-enquiry-responder-{self.force}", self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, self.vhost, f"interchange-enquiry-responder-{self.force}", self.settings.tls
+        )
         try:
             channel.queue_declare(ENQUIRY_QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
             channel.basic_qos(prefetch_count=self.prefetch)
@@ -97,12 +104,20 @@ class Responder:
         try:
             request = orjson.loads(body)
             reply = answer(self.force, request, self.find, self.agreements, dt.datetime.now(dt.UTC).date())
-        except Exception as exc:   # a bad request gets an error answer, never stops the responder
+        except Exception as exc:  # a bad request gets an error answer, never stops the responder
             reply = {"force": self.force, "error": type(exc).__name__}
-            log.warning("enquiry_request_failed", force=self.force, error=type(exc).__name__,
-                        correlation_id=properties.correlation_id)
+            log.warning(
+                "enquiry_request_failed",
+                force=self.force,
+                error=type(exc).__name__,
+                correlation_id=properties.correlation_id,
+            )
         if properties.reply_to:
-            channel.basic_publish("", properties.reply_to, orjson.dumps(reply), pika.BasicProperties(
-                correlation_id=properties.correlation_id, content_type="application/json"))
+            channel.basic_publish(
+                "",
+                properties.reply_to,
+                orjson.dumps(reply),
+                pika.BasicProperties(correlation_id=properties.correlation_id, content_type="application/json"),
+            )
         channel.basic_ack(method.delivery_tag)
         self.answered += 1

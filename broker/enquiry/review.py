@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 CHANNEL = "enquiry"
-RATE_FACTOR = 5.0          # an officer asking more than 5x the median of their peers stands out ...
-RATE_FLOOR = 20            # ... once they have made at least this many enquiries in the window
-REFUSED_SHARE = 0.25       # a quarter of enquiries refused for a purpose the role may not use stands out
+RATE_FACTOR = 5.0  # an officer asking more than 5x the median of their peers stands out ...
+RATE_FLOOR = 20  # ... once they have made at least this many enquiries in the window
+REFUSED_SHARE = 0.25  # a quarter of enquiries refused for a purpose the role may not use stands out
 REFUSED_FLOOR = 4
 
 
@@ -53,12 +53,30 @@ def usage_from_entries(entries: Iterable[dict[str, Any]]) -> dict[str, Usage]:
 
 def consultations(entries: Iterable[dict[str, Any]], officer: str | None = None) -> list[dict[str, Any]]:
     """The enquiry consultations (and refusals) among audit entries, optionally of one officer."""
-    return [e for e in entries if e.get("operation") == "consult" and e.get("channel") == CHANNEL
-            and (officer is None or (e.get("actor") or {}).get("person") == officer)]
+    return [
+        e
+        for e in entries
+        if e.get("operation") == "consult"
+        and e.get("channel") == CHANNEL
+        and (officer is None or (e.get("actor") or {}).get("person") == officer)
+    ]
 
 
-COLUMNS = ("time", "officer", "force", "role", "step", "outcome", "reason", "purpose", "justification",
-           "forces_asked", "forces_answered", "forces_timed_out", "records")
+COLUMNS = (
+    "time",
+    "officer",
+    "force",
+    "role",
+    "step",
+    "outcome",
+    "reason",
+    "purpose",
+    "justification",
+    "forces_asked",
+    "forces_answered",
+    "forces_timed_out",
+    "records",
+)
 
 
 def rows(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -66,12 +84,21 @@ def rows(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in entries:
         actor = e.get("actor") or {}
-        out.append({"time": e.get("time"), "officer": actor.get("person"), "force": actor.get("organisation"),
-                    "role": actor.get("role"), "step": e.get("step"), "outcome": e.get("outcome"),
-                    "reason": e.get("reason"), "purpose": ", ".join(e.get("purposes") or []),
-                    "justification": e.get("justification"),
-                    "forces_asked": ", ".join(e.get("forces_asked") or []),
-                    "forces_answered": ", ".join(e.get("forces_answered") or []),
-                    "forces_timed_out": ", ".join(e.get("forces_timed_out") or []),
-                    "records": ", ".join(f"{r.get('origin')}/{r.get('record_id')}" for r in e.get("records") or [])})
+        out.append(
+            {
+                "time": e.get("time"),
+                "officer": actor.get("person"),
+                "force": actor.get("organisation"),
+                "role": actor.get("role"),
+                "step": e.get("step"),
+                "outcome": e.get("outcome"),
+                "reason": e.get("reason"),
+                "purpose": ", ".join(e.get("purposes") or []),
+                "justification": e.get("justification"),
+                "forces_asked": ", ".join(e.get("forces_asked") or []),
+                "forces_answered": ", ".join(e.get("forces_answered") or []),
+                "forces_timed_out": ", ".join(e.get("forces_timed_out") or []),
+                "records": ", ".join(f"{r.get('origin')}/{r.get('record_id')}" for r in e.get("records") or []),
+            }
+        )
     return out

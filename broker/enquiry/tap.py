@@ -25,8 +25,9 @@ def tap_queue(force: str) -> str:
     return f"interchange.enquiry.tap.{force}"
 
 
-def keep(force: str, record: Any, user_id: str | None, publishers: tuple[str, ...], valid: Callable[[Any], bool]
-         ) -> bool:
+def keep(
+    force: str, record: Any, user_id: str | None, publishers: tuple[str, ...], valid: Callable[[Any], bool]
+) -> bool:
     """Whether a tapped record belongs in the force's index (pure)."""
     if not isinstance(record, dict) or not isinstance(record.get("origin"), dict):
         return False
@@ -40,8 +41,9 @@ def keep(force: str, record: Any, user_id: str | None, publishers: tuple[str, ..
 class Tap:
     """Consumes the force's tap queue into `index` (a callable taking one record); `stop()` ends `run()`."""
 
-    def __init__(self, settings: Any, force: str, index: Callable[[dict[str, Any]], Any],
-                 publishers: tuple[str, ...]) -> None:
+    def __init__(
+        self, settings: Any, force: str, index: Callable[[dict[str, Any]], Any], publishers: tuple[str, ...]
+    ) -> None:
         from broker.routing.validation import Validator
 
         self.settings, self.force, self.index, self.publishers = settings, force, index, publishers
@@ -56,8 +58,9 @@ class Tap:
     def run(self) -> None:
         from broker.transports.amqp import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               f"interchange-enquiry-tap-{self.force}", self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, self.settings.core_vhost, f"interchange-enquiry-tap-{self.force}", self.settings.tls
+        )
         try:
             queue = tap_queue(self.force)
             channel.queue_declare(queue, durable=True, arguments=dict(topology.QUORUM))

@@ -57,7 +57,7 @@ class ForceLink:
         connection = self._connection
         if connection is not None:
             try:
-                connection.add_callback_threadsafe(self._send_waiting)   # wakes the link's loop
+                connection.add_callback_threadsafe(self._send_waiting)  # wakes the link's loop
             except Exception:  # closing: the loop fails what waits
                 pass
         return correlation, future
@@ -90,7 +90,7 @@ class ForceLink:
         while not self._stopped.is_set():
             try:
                 self._serve()
-            except Exception as exc:   # the vhost is unreachable or the connection dropped: fail what waits
+            except Exception as exc:  # the vhost is unreachable or the connection dropped: fail what waits
                 log.warning("enquiry_link_down", force=self.force, error=repr(exc)[:200])
                 self._fail_all(Unavailable(f"force {self.force} unreachable: {type(exc).__name__}"))
                 self._stopped.wait(0.5)
@@ -101,7 +101,7 @@ class ForceLink:
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
-        while True:   # requests queued while down are failed too, so nobody waits for a dead link
+        while True:  # requests queued while down are failed too, so nobody waits for a dead link
             try:
                 item = self._outbox.get_nowait()
             except queue.Empty:
@@ -113,8 +113,9 @@ class ForceLink:
     def _serve(self) -> None:
         from broker.transports.amqp import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, self.vhost,
-                                               f"interchange-enquiry-gateway-{self.force}", self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, self.vhost, f"interchange-enquiry-gateway-{self.force}", self.settings.tls
+        )
         try:
             channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
             channel.add_on_return_callback(self._on_return)
@@ -140,9 +141,19 @@ class ForceLink:
                 return
             correlation, body, deadline = item
             expiration = max(1, int((deadline - time.time()) * 1000))
-            channel.basic_publish("", ENQUIRY_QUEUE, body, pika.BasicProperties(
-                content_type="application/json", correlation_id=correlation, reply_to=REPLY_TO,
-                expiration=str(expiration), headers={"x-deadline-ms": int(deadline * 1000)}), mandatory=True)
+            channel.basic_publish(
+                "",
+                ENQUIRY_QUEUE,
+                body,
+                pika.BasicProperties(
+                    content_type="application/json",
+                    correlation_id=correlation,
+                    reply_to=REPLY_TO,
+                    expiration=str(expiration),
+                    headers={"x-deadline-ms": int(deadline * 1000)},
+                ),
+                mandatory=True,
+            )
 
     def _on_reply(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         try:
@@ -152,5 +163,8 @@ class ForceLink:
         self._resolve(properties.correlation_id, reply, None)
 
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._resolve(properties.correlation_id, None,
-                      Unavailable(f"force {self.force} has no enquiry queue ({method.reply_text})"))
+        self._resolve(
+            properties.correlation_id,
+            None,
+            Unavailable(f"force {self.force} has no enquiry queue ({method.reply_text})"),
+        )

@@ -49,21 +49,43 @@ class IngestSummary:
         rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
         rate = self.published / self.seconds if self.seconds else 0.0
         notices = "".join(f", notice {code} {n}" for code, n in self.notices.most_common())
-        return (f"read {self.read}, published {self.published} (confirmed), rejected {sum(self.rejected.values())} "
-                f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s{notices}")
+        return (
+            f"read {self.read}, published {self.published} (confirmed), rejected {sum(self.rejected.values())} "
+            f"({rejected}), not confirmed {self.failed}, {rate:.0f} records/s{notices}"
+        )
 
 
 def rejection_line(error: DataError, source: str) -> bytes:
-    return orjson.dumps({"source": source, "location": error.location, "record_id": error.record_id,
-                         "reason": error.reason, "errors": [e.as_dict() for e in error.errors]}) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "source": source,
+                "location": error.location,
+                "record_id": error.record_id,
+                "reason": error.reason,
+                "errors": [e.as_dict() for e in error.errors],
+            }
+        )
+        + b"\n"
+    )
 
 
 def dead_letter(error: DataError, source: str) -> Outgoing:
-    headers = {"x-interchange-reason": "adapter_error", "x-interchange-source": source,
-               "x-interchange-location": error.location or "",
-               "x-interchange-errors": orjson.dumps([e.as_dict() for e in error.errors]).decode()}
-    return Outgoing("core", topology.DLX, "adapter_error", rejection_line(error, source),
-                    error.record_id or f"{source}:{error.location}", None, headers)
+    headers = {
+        "x-interchange-reason": "adapter_error",
+        "x-interchange-source": source,
+        "x-interchange-location": error.location or "",
+        "x-interchange-errors": orjson.dumps([e.as_dict() for e in error.errors]).decode(),
+    }
+    return Outgoing(
+        "core",
+        topology.DLX,
+        "adapter_error",
+        rejection_line(error, source),
+        error.record_id or f"{source}:{error.location}",
+        None,
+        headers,
+    )
 
 
 class _Progress:
@@ -80,8 +102,15 @@ class _Progress:
         if stream is not None and stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
-                            desc="ingest", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=stream,
+                desc="ingest",
+                dynamic_ncols=True,
+            )
 
     def show(self, summary: IngestSummary, position: int, force: bool = False) -> None:
         now = time.monotonic()
@@ -91,17 +120,30 @@ class _Progress:
         self.bar.update(max(0, position - self.done))
         self.done = max(self.done, position)
         rate = summary.read / (now - summary.began) if now > summary.began else 0.0
-        self.bar.set_postfix(records=summary.read, published=summary.published,
-                             rejected=sum(summary.rejected.values()), rec_s=f"{rate:,.0f}", refresh=False)
+        self.bar.set_postfix(
+            records=summary.read,
+            published=summary.published,
+            rejected=sum(summary.rejected.values()),
+            rec_s=f"{rate:,.0f}",
+            refresh=False,
+        )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: list[Path],
-                 rejects_to: str = "file", window: int = 1000, progress: IO[str] | None = sys.stderr,
-                 lineage: Path | None = None, metrics: IngestMetrics | None = None) -> IngestSummary:
+def ingest_files(
+    settings: Settings,
+    adapter_name: str,
+    mapping: str,
+    files: list[Path],
+    rejects_to: str = "file",
+    window: int = 1000,
+    progress: IO[str] | None = sys.stderr,
+    lineage: Path | None = None,
+    metrics: IngestMetrics | None = None,
+) -> IngestSummary:
     """Translate every file and publish its records with confirms; returns the counts.
 
     `lineage` is an SQLite file remembering the latest version of each source record, so a changed
@@ -120,7 +162,7 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
     bar = _Progress(progress, sum(path.stat().st_size for path in files))
     headers = {FORMAT_HEADER: adapter_name}
     reject_files: dict[Path, IO[bytes]] = {}
-    sent: dict[int, float] = {}          # id(message) -> when it was handed to the publisher
+    sent: dict[int, float] = {}  # id(message) -> when it was handed to the publisher
     counted = {"bytes": 0}
 
     def messages() -> Iterator[Outgoing]:
@@ -168,8 +210,13 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
             summary.published += 1
             metrics.published.labels(adapter_name).inc()
 
-    transport = AmqpTransport(settings.amqp_url, {"core": settings.core_vhost},
-                              settings.confirm_timeout_seconds, name="interchange-ingest", tls=settings.tls)
+    transport = AmqpTransport(
+        settings.amqp_url,
+        {"core": settings.core_vhost},
+        settings.confirm_timeout_seconds,
+        name="interchange-ingest",
+        tls=settings.tls,
+    )
     started = time.perf_counter()
     try:
         report = StreamPublisher(transport, messages(), window, on_confirmed=confirmed).run()
@@ -187,8 +234,9 @@ def ingest_files(settings: Settings, adapter_name: str, mapping: str, files: lis
 class RawRunner:
     """Consumes raw legacy payloads and publishes their records; acks each raw message after confirms."""
 
-    def __init__(self, settings: Settings, queue: str = topology.RAW_QUEUE,
-                 metrics: IngestMetrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, queue: str = topology.RAW_QUEUE, metrics: IngestMetrics | None = None
+    ) -> None:
         self.settings, self.queue = settings, queue
         self.summary = IngestSummary(began=time.monotonic())
         self.metrics = metrics or IngestMetrics()
@@ -196,8 +244,9 @@ class RawRunner:
     def run(self, stop_when_idle: bool = False, idle_seconds: float = 1.0) -> IngestSummary:
         from adapters.registry import get_adapter
 
-        connection, channel = blocking_channel(self.settings.amqp_url, self.settings.core_vhost,
-                                               "interchange-raw-runner", self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, self.settings.core_vhost, "interchange-raw-runner", self.settings.tls
+        )
         channel.confirm_delivery()
         channel.basic_qos(prefetch_count=4)
         adapters: dict[str, Any] = {}
@@ -214,17 +263,25 @@ class RawRunner:
                     name = str(headers.get("x-adapter", ""))
                     adapter: Any = adapters.get(name) or adapters.setdefault(name, get_adapter(name))
                     mapping = adapter.load_mapping(str(headers.get("x-mapping", "default")))
-                except ConfigError as exc:   # unknown adapter or mapping: the message cannot be read at all
-                    self._publish(channel, Outgoing("core", topology.DLX, "adapter_error", body,
-                                                    props.message_id or "", props.correlation_id,
-                                                    {"x-interchange-reason": "adapter_error",
-                                                     "x-interchange-errors": str(exc)[:1000]}))
+                except ConfigError as exc:  # unknown adapter or mapping: the message cannot be read at all
+                    self._publish(
+                        channel,
+                        Outgoing(
+                            "core",
+                            topology.DLX,
+                            "adapter_error",
+                            body,
+                            props.message_id or "",
+                            props.correlation_id,
+                            {"x-interchange-reason": "adapter_error", "x-interchange-errors": str(exc)[:1000]},
+                        ),
+                    )
                     channel.basic_ack(method.delivery_tag)
                     continue
                 source = str(props.message_id or headers.get("x-adapter"))
                 self.metrics.bytes.labels(adapter.name).inc(len(body))
                 for result in adapter.translate(body, mapping):
-                    if getattr(result, "notice", False):   # a whole-payload report that rejects nothing
+                    if getattr(result, "notice", False):  # a whole-payload report that rejects nothing
                         self.summary.notices[result.errors[0].code] += 1
                         continue
                     self.summary.read += 1
@@ -254,8 +311,18 @@ class RawRunner:
         RabbitMQ redelivers; records already published from it come again with the same ids.
         """
         try:
-            channel.basic_publish(out.exchange, out.routing_key, out.body, pika.BasicProperties(
-                content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
-                correlation_id=out.correlation_id, headers=out.headers), mandatory=True)
+            channel.basic_publish(
+                out.exchange,
+                out.routing_key,
+                out.body,
+                pika.BasicProperties(
+                    content_type=out.content_type,
+                    delivery_mode=2,
+                    message_id=out.message_id,
+                    correlation_id=out.correlation_id,
+                    headers=out.headers,
+                ),
+                mandatory=True,
+            )
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
             raise TransportError(f"RabbitMQ did not accept {out.message_id!r} on {out.exchange!r}: {exc!r}") from exc

@@ -35,9 +35,14 @@ class PublishReport:
         return self.published / self.seconds if self.seconds else 0.0
 
 
-def record_message(record: dict[str, Any] | bytes, routing_key: str | None = None,
-                   message_id: str | None = None, target: str = "core", exchange: str = topology.INGRESS_EXCHANGE,
-                   headers: dict[str, Any] | None = None) -> Outgoing:
+def record_message(
+    record: dict[str, Any] | bytes,
+    routing_key: str | None = None,
+    message_id: str | None = None,
+    target: str = "core",
+    exchange: str = topology.INGRESS_EXCHANGE,
+    headers: dict[str, Any] | None = None,
+) -> Outgoing:
     """An ingress publish for one common-schema record (or its already serialised bytes), with optional headers."""
     if isinstance(record, dict):
         body = orjson.dumps(record)
@@ -46,15 +51,28 @@ def record_message(record: dict[str, Any] | bytes, routing_key: str | None = Non
         correlation_id = record.get("correlation_id")
     else:
         body, correlation_id = record, None
-    return Outgoing(target, exchange, routing_key or "unknown", body, message_id or "", correlation_id,
-                    headers if headers is not None else {})
+    return Outgoing(
+        target,
+        exchange,
+        routing_key or "unknown",
+        body,
+        message_id or "",
+        correlation_id,
+        headers if headers is not None else {},
+    )
 
 
 class StreamPublisher:
     """Pumps an iterator of Outgoing messages through one AmqpTransport with a confirm window."""
 
-    def __init__(self, transport: AmqpTransport, messages: Iterable[Outgoing], window: int = 1000,
-                 max_attempts: int = 10, on_confirmed: Any = None) -> None:
+    def __init__(
+        self,
+        transport: AmqpTransport,
+        messages: Iterable[Outgoing],
+        window: int = 1000,
+        max_attempts: int = 10,
+        on_confirmed: Any = None,
+    ) -> None:
         self.transport, self.window, self.max_attempts = transport, window, max_attempts
         self.source: Iterator[Outgoing] = iter(messages)
         self.retry: collections.deque[tuple[Outgoing, int]] = collections.deque()
@@ -116,7 +134,11 @@ class StreamPublisher:
 
 
 def publish_all(settings: Settings, messages: Iterable[Outgoing], window: int = 1000, **kwargs: Any) -> PublishReport:
-    transport = AmqpTransport(settings.amqp_url, {"core": settings.core_vhost},
-                              confirm_timeout=settings.confirm_timeout_seconds, name="interchange-publisher",
-                              tls=settings.tls)
+    transport = AmqpTransport(
+        settings.amqp_url,
+        {"core": settings.core_vhost},
+        confirm_timeout=settings.confirm_timeout_seconds,
+        name="interchange-publisher",
+        tls=settings.tls,
+    )
     return StreamPublisher(transport, messages, window, **kwargs).run()

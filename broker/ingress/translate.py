@@ -35,8 +35,10 @@ class TranslateSummary:
         return self.schema_invalid == 0
 
     def lines(self) -> list[str]:
-        out = [f"{self.records} valid records, {sum(self.rejected.values())} rejected, "
-               f"{self.schema_invalid} schema-invalid"]
+        out = [
+            f"{self.records} valid records, {sum(self.rejected.values())} rejected, "
+            f"{self.schema_invalid} schema-invalid"
+        ]
         out += [f"  {reason}: {count}" for reason, count in sorted(self.rejected.items())]
         if self.schema_invalid:
             out.append(f"  {SCHEMA_INVALID}: {self.schema_invalid}")
@@ -54,8 +56,14 @@ def rejection(where: str, error: DataError) -> dict[str, Any]:
     }
 
 
-def translate_files(adapter_name: str, mapping: str, files: list[Path], records_out: IO[bytes],
-                    rejects_out: IO[bytes], lineage: Path | None = None) -> TranslateSummary:
+def translate_files(
+    adapter_name: str,
+    mapping: str,
+    files: list[Path],
+    records_out: IO[bytes],
+    rejects_out: IO[bytes],
+    lineage: Path | None = None,
+) -> TranslateSummary:
     """Translate and validate every file; write records and rejections as NDJSON; return the counts.
 
     `lineage`: an SQLite versions file (adapters.lineage): a changed re-send supersedes the version an
@@ -76,8 +84,13 @@ def translate_files(adapter_name: str, mapping: str, files: list[Path], records_
             summary.rejected[line["code"]] += 1
         elif errors := validator.validate(result):
             summary.schema_invalid += 1
-            line = {"input": where, "record_id": result.get("id"), "code": SCHEMA_INVALID,
-                    "errors": [e.as_dict() for e in errors], "record": result}
+            line = {
+                "input": where,
+                "record_id": result.get("id"),
+                "code": SCHEMA_INVALID,
+                "errors": [e.as_dict() for e in errors],
+                "record": result,
+            }
         else:
             summary.records += 1
             records_out.write(orjson.dumps(result) + b"\n")

@@ -36,15 +36,15 @@ NOTHING = "^$"
 ROUTER_USER = "interchange-router"
 AUDIT_USER = "interchange-audit"
 RECIPIENT_USER_PREFIX = "recipient-"
-RECEIPTS_EXCHANGE: str | None = topology.RECEIPTS_EXCHANGE   # partners acknowledge corrections here
+RECEIPTS_EXCHANGE: str | None = topology.RECEIPTS_EXCHANGE  # partners acknowledge corrections here
 
 
 @dataclass(frozen=True, slots=True)
 class User:
     name: str
-    role: str            # publisher | recipient | router | audit
-    subject: str = ""    # the agency code or recipient id the user acts for
-    tags: str = ""       # never management tags: partners do not get the management API
+    role: str  # publisher | recipient | router | audit
+    subject: str = ""  # the agency code or recipient id the user acts for
+    tags: str = ""  # never management tags: partners do not get the management API
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +73,20 @@ class AccessPlan:
         Users carry an empty password hash: they log in with a client certificate (EXTERNAL) until
         `interchange topology apply` gives them a password or a hash from the secrets file.
         """
-        users = [{"name": u.name, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256",
-                  "tags": u.tags, "limits": {}} for u in self.users]
-        permissions = [{"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write,
-                        "read": p.read} for p in self.permissions]
+        users = [
+            {
+                "name": u.name,
+                "password_hash": "",
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": u.tags,
+                "limits": {},
+            }
+            for u in self.users
+        ]
+        permissions = [
+            {"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read}
+            for p in self.permissions
+        ]
         return {"users": users, "permissions": permissions}
 
 
@@ -89,8 +99,9 @@ def recipient_user(recipient_id: str) -> str:
     return f"{RECIPIENT_USER_PREFIX}{recipient_id}"
 
 
-def access_plan(registry: Registry, core_vhost: str, recipient_vhost: Callable[[str], str],
-                user_prefix: str = "") -> AccessPlan:
+def access_plan(
+    registry: Registry, core_vhost: str, recipient_vhost: Callable[[str], str], user_prefix: str = ""
+) -> AccessPlan:
     """Every user the configuration needs and exactly the permissions each role requires.
 
     `user_prefix` is prepended to every user name (tests use it to keep their throw-away users apart).
@@ -107,11 +118,13 @@ def access_plan(registry: Registry, core_vhost: str, recipient_vhost: Callable[[
                 permissions.append(Permission(name, core_vhost, NOTHING, ingress, NOTHING))
     router, auditor = user_prefix + ROUTER_USER, user_prefix + AUDIT_USER
     users.append(User(router, "router"))
-    permissions.append(Permission(router, core_vhost, NOTHING, exact(topology.DLX, "amq.default"),
-                                  exact(topology.ROUTE_QUEUE)))
+    permissions.append(
+        Permission(router, core_vhost, NOTHING, exact(topology.DLX, "amq.default"), exact(topology.ROUTE_QUEUE))
+    )
     users.append(User(auditor, "audit"))
-    permissions.append(Permission(auditor, core_vhost, NOTHING, exact(topology.ANCHOR_EXCHANGE),
-                                  exact(topology.AUDIT_QUEUE)))
+    permissions.append(
+        Permission(auditor, core_vhost, NOTHING, exact(topology.ANCHOR_EXCHANGE), exact(topology.AUDIT_QUEUE))
+    )
     receipts = (RECEIPTS_EXCHANGE,) if RECEIPTS_EXCHANGE else ()
     for rid in sorted(registry.recipients):
         vhost, name = recipient_vhost(rid), user_prefix + recipient_user(rid)
@@ -122,17 +135,19 @@ def access_plan(registry: Registry, core_vhost: str, recipient_vhost: Callable[[
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         from broker.errors import ConfigError
+
         raise ConfigError("agencies.yaml", "publishers", f"user names used for two roles: {', '.join(clash)}")
     return AccessPlan(tuple(users), tuple(sorted(permissions, key=lambda p: (p.user, p.vhost))))
 
 
 # ---------------------------------------------------------------- credentials
 
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     """How a user logs in: a password, a RabbitMQ password hash, or a client certificate only."""
 
-    kind: str                 # password | hash | certificate
+    kind: str  # password | hash | certificate
     value: str = ""
     generated: bool = False
 
@@ -142,9 +157,14 @@ def password_env_var(user: str) -> str:
     return "INTERCHANGE_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", user.upper())
 
 
-def credentials(plan: AccessPlan, environ: dict[str, str], secrets: dict[str, Any] | None = None,
-                generate: bool = False, certificates: bool = False,
-                token: Callable[[], str] | None = None) -> dict[str, Credential]:
+def credentials(
+    plan: AccessPlan,
+    environ: dict[str, str],
+    secrets: dict[str, Any] | None = None,
+    generate: bool = False,
+    certificates: bool = False,
+    token: Callable[[], str] | None = None,
+) -> dict[str, Credential]:
     """Each user's credential: environment first, then the secrets file, then generated or certificate-only.
 
     Users with none of these are left out, so an existing user keeps the credential it has.

@@ -45,7 +45,7 @@ from broker.errors import TransportError
 from broker.ops import logs
 
 REPLAY_HEADER = "x-interchange-replay"
-PUBLISHER_HEADER = "x-interchange-publisher"   # the publisher a replayed record first arrived with
+PUBLISHER_HEADER = "x-interchange-publisher"  # the publisher a replayed record first arrived with
 
 
 @dataclass
@@ -64,7 +64,7 @@ class DeadLetter:
     body: bytes
     content_type: str | None
     record: dict[str, Any] | None = field(default=None, repr=False)
-    publisher: str = ""   # the AMQP user_id the record first arrived with ("" when it had none)
+    publisher: str = ""  # the AMQP user_id the record first arrived with ("" when it had none)
 
     @property
     def age_seconds(self) -> float | None:
@@ -78,13 +78,9 @@ def dead_letter(tag: int, props: Any, body: bytes) -> DeadLetter:
     headers = dict(props.headers or {})
     record = _json_object(body)
     death = (headers.get("x-death") or [{}])[0]
-    reason = (
-        _text(headers.get("x-interchange-reason")) or f"rabbitmq_{_text(death.get('reason')) or 'unknown'}"
-    )
+    reason = _text(headers.get("x-interchange-reason")) or f"rabbitmq_{_text(death.get('reason')) or 'unknown'}"
     origin = record.get("origin") if record and isinstance(record.get("origin"), dict) else {}
-    rejected = (
-        _time(_text(headers.get("x-interchange-rejected-at"))) or _death_time(death) or _amqp_time(props)
-    )
+    rejected = _time(_text(headers.get("x-interchange-rejected-at"))) or _death_time(death) or _amqp_time(props)
     return DeadLetter(
         tag,
         props.message_id or "",
@@ -99,7 +95,8 @@ def dead_letter(tag: int, props: Any, body: bytes) -> DeadLetter:
         _text(headers.get("x-original-content-type")) or props.content_type,
         record,
         # the worker's dead letter names it in a header; one RabbitMQ dead-lettered kept its own user_id
-        _text(headers.get("x-original-user-id")) or _text(headers.get(PUBLISHER_HEADER))
+        _text(headers.get("x-original-user-id"))
+        or _text(headers.get(PUBLISHER_HEADER))
         or _text(getattr(props, "user_id", None)),
     )
 
@@ -170,9 +167,7 @@ def summary(letters: list[DeadLetter]) -> dict[str, Any]:
     return {
         "total": len(letters),
         "by_reason": dict(by_reason.most_common()),
-        "by_reason_and_source": [
-            {"reason": r, "source": s, "count": n} for (r, s), n in by_source.most_common()
-        ],
+        "by_reason_and_source": [{"reason": r, "source": s, "count": n} for (r, s), n in by_source.most_common()],
         "oldest_seconds": {r: round(s) for r, s in oldest.items()},
     }
 
@@ -254,9 +249,7 @@ def select(
     if ids:
         chosen = [x for x in chosen if x.message_id in set(ids)]
     if older_than is not None:
-        chosen = [
-            x for x in chosen if x.age_seconds is not None and x.age_seconds > older_than.total_seconds()
-        ]
+        chosen = [x for x in chosen if x.age_seconds is not None and x.age_seconds > older_than.total_seconds()]
     return chosen
 
 
@@ -288,9 +281,7 @@ def replay(queue: DeadLetterQueue, letters: list[DeadLetter], operator: dict[str
         with logs.record_context(letter.message_id, letter.correlation_id):
             if _already_routed(letter, routed):
                 queue.remove(letter)
-                outcome.skipped.append(
-                    (letter.message_id, "already routed after it was dead-lettered; removed")
-                )
+                outcome.skipped.append((letter.message_id, "already routed after it was dead-lettered; removed"))
                 log.info("dlq_replay_skipped", reason=letter.reason, why="already_routed")
                 continue
             refusal = publisher_refusal(letter, agencies, queue.settings.require_publisher)
@@ -358,9 +349,7 @@ def _already_routed(letter: DeadLetter, routed: dict[str, str]) -> bool:
     return decided is not None and (letter.rejected_at is None or decided > letter.rejected_at)
 
 
-def _audit(
-    queue: DeadLetterQueue, letter: DeadLetter, operation: str, outcome: str, operator: dict[str, Any]
-) -> None:
+def _audit(queue: DeadLetterQueue, letter: DeadLetter, operation: str, outcome: str, operator: dict[str, Any]) -> None:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     context = {"actor": operator, "message_id": letter.message_id, "correlation_id": letter.correlation_id}
     entry = audit.rejection_entry(letter.record, letter.reason, [], context, now)
@@ -399,11 +388,13 @@ def publisher_refusal(letter: DeadLetter, agencies: dict[str, Agency], require_p
     origin = letter.record.get("origin")
     agency = agencies.get(origin.get("agency")) if isinstance(origin, dict) else None
     if agency is None or not isinstance(origin.get("agency"), str):
-        return None   # an unknown agency is the worker's refusal to make again
+        return None  # an unknown agency is the worker's refusal to make again
     if letter.publisher in agency.publishers or (not letter.publisher and not require_publisher):
         return None
-    return (f"publisher_not_origin: the record first arrived from {letter.publisher or '(no publisher)'!r}, "
-            f"which may not publish as agency {agency.code!r}; it stays dead-lettered")
+    return (
+        f"publisher_not_origin: the record first arrived from {letter.publisher or '(no publisher)'!r}, "
+        f"which may not publish as agency {agency.code!r}; it stays dead-lettered"
+    )
 
 
 def _destination(letter: DeadLetter) -> tuple[str, str]:

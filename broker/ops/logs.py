@@ -45,10 +45,13 @@ def record_context(record_id: str | None, correlation_id: str | None) -> Abstrac
     return structlog.contextvars.bound_contextvars(record_id=record_id, correlation_id=correlation_id)
 
 
-def in_record_context(record_id: str | None, correlation_id: str | None,
-                      callback: Callable[..., Any]) -> Callable[..., Any]:
+def in_record_context(
+    record_id: str | None, correlation_id: str | None, callback: Callable[..., Any]
+) -> Callable[..., Any]:
     """Wrap a callback (a publisher confirm, say) so the lines it logs carry the record's ids."""
+
     def call(*args: Any, **kwargs: Any) -> Any:
         with record_context(record_id, correlation_id):
             return callback(*args, **kwargs)
+
     return call

@@ -26,8 +26,7 @@ UNREGISTERED = "unregistered"
 DEFAULT_FORMAT = "common-json"
 FORMAT_HEADER = "x-interchange-format"
 # Inbound adapters (adapters/registry.py); a header naming anything else is counted as common-json.
-INBOUND_FORMATS = frozenset({"common-json", "cjse-spi", "police-uk-csv", "niem-nibrs", "fixed-width",
-                             "custody-csv"})
+INBOUND_FORMATS = frozenset({"common-json", "cjse-spi", "police-uk-csv", "niem-nibrs", "fixed-width", "custody-csv"})
 
 STAGES = ("parse", "validate", "decide", "render", "audit", "publish")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -42,57 +41,106 @@ class Metrics:
         r = self.registry
         self.build_info = Gauge("interchange_build_info", "Build information", ["version", "python"], registry=r)
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.received = Counter("interchange_records_received_total", "Records consumed from the ingress",
-                                ["source", "format"], registry=r)
-        self.rejected = Counter("interchange_records_rejected_total", "Records refused at ingress and dead-lettered",
-                                ["reason"], registry=r)
-        self.decisions = Counter("interchange_decisions_total", "Sharing decisions by recipient and outcome",
-                                 ["recipient", "agreement", "outcome", "reason"], registry=r)
-        self.delivered = Counter("interchange_deliveries_confirmed_total",
-                                 "Deliveries confirmed by RabbitMQ on a recipient's queue", ["recipient"], registry=r)
-        self.publish_failures = Counter("interchange_publish_failures_total",
-                                        "Publishes nacked, returned, timed out or lost", ["target"], registry=r)
-        self.requeued = Counter("interchange_records_requeued_total",
-                                "Records returned to the route queue to be decided again", registry=r)
-        self.duplicates = Counter("interchange_duplicates_dropped_total",
-                                  "Records dropped because their id was already routed", registry=r)
-        self.corrections_waiting = Counter("interchange_corrections_waiting_total",
-                                           "Times a correction was held because its original was not yet "
-                                           "audited", registry=r)
-        self.stage_seconds = Histogram("interchange_stage_seconds", "Time per pipeline stage", ["stage"],
-                                       buckets=STAGE_BUCKETS, registry=r)
-        self.latency = Histogram("interchange_end_to_end_latency_seconds",
-                                 "From record time to confirmed delivery", buckets=LATENCY_BUCKETS, registry=r)
-        self.reconnects = Counter("interchange_reconnects_total", "Connection losses followed by a reconnect",
-                                  registry=r)
-        self.internal_errors = Counter("interchange_route_internal_errors_total",
-                                       "Records the routing core failed on unexpectedly, dead-lettered as "
-                                       "internal_error, by exception type", ["exception"], registry=r)
-        self.undelivered = Counter("interchange_undelivered_total",
-                                   "Deliveries audited as disclosed whose publish then failed (cancelled by an "
-                                   "undelivered audit entry)", ["recipient", "reason"], registry=r)
-        self.dead_lettered = Counter("interchange_dead_lettered_total",
-                                     "Records whose dead letter RabbitMQ confirmed on interchange.dead",
-                                     ["reason"], registry=r)
-        self.audit_written = Counter("interchange_audit_entries_written_total",
-                                     "Audit entries appended to the hash-chained log and fsynced", registry=r)
-        self.audit_checkpoint_failures = Counter("interchange_audit_checkpoint_failures_total",
-                                                 "Audit checkpoints that could not be written or signed",
-                                                 registry=r)
-        self.audit_write_failures = Counter("interchange_audit_write_failures_total",
-                                            "Audit appends or fsyncs that failed (disk full, I/O error) and "
-                                            "will be retried", registry=r)
-        self.audit_lag = Gauge("interchange_audit_lag_seconds",
-                               "Age of the oldest audit entry this process knows is not yet on disk", registry=r)
-        self.audit_paused = Gauge("interchange_audit_lag_paused",
-                                  "1 while this worker takes no new records because the audit lag passed its bound",
-                                  registry=r)
-        self.audit_verify_failures = Counter("interchange_audit_verify_failures_total",
-                                             "Audit chain verifications that found a broken chain", registry=r)
+        self.received = Counter(
+            "interchange_records_received_total", "Records consumed from the ingress", ["source", "format"], registry=r
+        )
+        self.rejected = Counter(
+            "interchange_records_rejected_total", "Records refused at ingress and dead-lettered", ["reason"], registry=r
+        )
+        self.decisions = Counter(
+            "interchange_decisions_total",
+            "Sharing decisions by recipient and outcome",
+            ["recipient", "agreement", "outcome", "reason"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            "interchange_deliveries_confirmed_total",
+            "Deliveries confirmed by RabbitMQ on a recipient's queue",
+            ["recipient"],
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "interchange_publish_failures_total",
+            "Publishes nacked, returned, timed out or lost",
+            ["target"],
+            registry=r,
+        )
+        self.requeued = Counter(
+            "interchange_records_requeued_total", "Records returned to the route queue to be decided again", registry=r
+        )
+        self.duplicates = Counter(
+            "interchange_duplicates_dropped_total", "Records dropped because their id was already routed", registry=r
+        )
+        self.corrections_waiting = Counter(
+            "interchange_corrections_waiting_total",
+            "Times a correction was held because its original was not yet audited",
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "interchange_stage_seconds", "Time per pipeline stage", ["stage"], buckets=STAGE_BUCKETS, registry=r
+        )
+        self.latency = Histogram(
+            "interchange_end_to_end_latency_seconds",
+            "From record time to confirmed delivery",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "interchange_reconnects_total", "Connection losses followed by a reconnect", registry=r
+        )
+        self.internal_errors = Counter(
+            "interchange_route_internal_errors_total",
+            "Records the routing core failed on unexpectedly, dead-lettered as internal_error, by exception type",
+            ["exception"],
+            registry=r,
+        )
+        self.undelivered = Counter(
+            "interchange_undelivered_total",
+            "Deliveries audited as disclosed whose publish then failed (cancelled by an undelivered audit entry)",
+            ["recipient", "reason"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "interchange_dead_lettered_total",
+            "Records whose dead letter RabbitMQ confirmed on interchange.dead",
+            ["reason"],
+            registry=r,
+        )
+        self.audit_written = Counter(
+            "interchange_audit_entries_written_total",
+            "Audit entries appended to the hash-chained log and fsynced",
+            registry=r,
+        )
+        self.audit_checkpoint_failures = Counter(
+            "interchange_audit_checkpoint_failures_total",
+            "Audit checkpoints that could not be written or signed",
+            registry=r,
+        )
+        self.audit_write_failures = Counter(
+            "interchange_audit_write_failures_total",
+            "Audit appends or fsyncs that failed (disk full, I/O error) and will be retried",
+            registry=r,
+        )
+        self.audit_lag = Gauge(
+            "interchange_audit_lag_seconds",
+            "Age of the oldest audit entry this process knows is not yet on disk",
+            registry=r,
+        )
+        self.audit_paused = Gauge(
+            "interchange_audit_lag_paused",
+            "1 while this worker takes no new records because the audit lag passed its bound",
+            registry=r,
+        )
+        self.audit_verify_failures = Counter(
+            "interchange_audit_verify_failures_total", "Audit chain verifications that found a broken chain", registry=r
+        )
         # Seconds, not days: Prometheus base units (promtool refuses _days); alerts divide by 86400.
-        self.agreement_expiry = Gauge("interchange_agreement_expiry_timestamp_seconds",
-                                      "When an agreement stops being in force (end of its valid_until day, UK time)",
-                                      ["agreement"], registry=r)
+        self.agreement_expiry = Gauge(
+            "interchange_agreement_expiry_timestamp_seconds",
+            "When an agreement stops being in force (end of its valid_until day, UK time)",
+            ["agreement"],
+            registry=r,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
             self.dead_lettered.labels(reason)
@@ -136,19 +184,32 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
         Gauge("interchange_build_info", "Build information", ["version", "python"], registry=r).labels(
-            __version__, platform.python_version()).set(1)
-        self.read = Counter("interchange_ingest_records_read_total", "Records an adapter read from legacy input",
-                            ["format"], registry=r)
-        self.published = Counter("interchange_ingest_records_published_total",
-                                 "Records published to the ingress and confirmed by RabbitMQ", ["format"], registry=r)
-        self.rejected = Counter("interchange_ingest_records_rejected_total",
-                                "Records an adapter could not translate, by the adapter's reason code",
-                                ["format", "reason"], registry=r)
-        self.bytes = Counter("interchange_ingest_bytes_read_total", "Bytes of legacy input read", ["format"],
-                             registry=r)
-        self.confirm_seconds = Histogram("interchange_ingest_confirm_seconds",
-                                         "From publishing a record to RabbitMQ's confirm", buckets=CONFIRM_BUCKETS,
-                                         registry=r)
+            __version__, platform.python_version()
+        ).set(1)
+        self.read = Counter(
+            "interchange_ingest_records_read_total", "Records an adapter read from legacy input", ["format"], registry=r
+        )
+        self.published = Counter(
+            "interchange_ingest_records_published_total",
+            "Records published to the ingress and confirmed by RabbitMQ",
+            ["format"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "interchange_ingest_records_rejected_total",
+            "Records an adapter could not translate, by the adapter's reason code",
+            ["format", "reason"],
+            registry=r,
+        )
+        self.bytes = Counter(
+            "interchange_ingest_bytes_read_total", "Bytes of legacy input read", ["format"], registry=r
+        )
+        self.confirm_seconds = Histogram(
+            "interchange_ingest_confirm_seconds",
+            "From publishing a record to RabbitMQ's confirm",
+            buckets=CONFIRM_BUCKETS,
+            registry=r,
+        )
         for adapter in INBOUND_FORMATS:
             self.prepare(adapter)
 

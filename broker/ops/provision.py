@@ -39,8 +39,9 @@ def apply(settings: Settings, registry: Registry, admin: RabbitAdmin | None = No
         admin.put_vhost(vhost)
         admin.set_permissions(vhost, core_user, ".*", ".*", ".*")
         for policy in spec["policies"]:
-            admin.put_policy(vhost, policy["name"], policy["pattern"], policy["definition"], policy["apply-to"],
-                             policy["priority"])
+            admin.put_policy(
+                vhost, policy["name"], policy["pattern"], policy["definition"], policy["apply-to"], policy["priority"]
+            )
         connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-provision", settings.tls)
         try:
             topology.declare(channel, spec)
@@ -81,8 +82,13 @@ def queue_depths(settings: Settings, registry: Registry) -> dict[tuple[str, str]
     return depths
 
 
-def apply_access(settings: Settings, registry: Registry, given: dict[str, Any],
-                 admin: RabbitAdmin | None = None, user_prefix: str = "") -> list[str]:
+def apply_access(
+    settings: Settings,
+    registry: Registry,
+    given: dict[str, Any],
+    admin: RabbitAdmin | None = None,
+    user_prefix: str = "",
+) -> list[str]:
     """Create the users of `broker.ops.access.access_plan` and set exactly their permissions (idempotent).
 
     `given` maps user -> `access.Credential`; a user without one that already exists keeps its credential,
@@ -99,8 +105,12 @@ def apply_access(settings: Settings, registry: Registry, given: dict[str, Any],
         if credential is None and user.name in existing:
             continue
         kind = credential.kind if credential else "certificate"
-        admin.put_user(user.name, password=credential.value if kind == "password" else None, tags=user.tags,
-                       password_hash=credential.value if kind == "hash" else None)
+        admin.put_user(
+            user.name,
+            password=credential.value if kind == "password" else None,
+            tags=user.tags,
+            password_hash=credential.value if kind == "hash" else None,
+        )
     for user in plan.users:
         wanted = plan.permissions_of(user.name)
         for held in admin.user_permissions(user.name):
@@ -111,8 +121,9 @@ def apply_access(settings: Settings, registry: Registry, given: dict[str, Any],
     return [u.name for u in plan.users]
 
 
-def remove_access(settings: Settings, registry: Registry, admin: RabbitAdmin | None = None,
-                  user_prefix: str = "") -> None:
+def remove_access(
+    settings: Settings, registry: Registry, admin: RabbitAdmin | None = None, user_prefix: str = ""
+) -> None:
     """Delete every user of the access plan (tests only: never run against a live deployment)."""
     from broker.ops import access
 

@@ -40,8 +40,13 @@ class Delivery:
                 body = self.body.decode("utf-8")
             except UnicodeDecodeError:
                 body = {"base64": base64.b64encode(self.body).decode()}
-        return {"message_id": self.message_id, "correlation_id": self.correlation_id,
-                "content_type": self.content_type, "headers": self.headers, "body": body}
+        return {
+            "message_id": self.message_id,
+            "correlation_id": self.correlation_id,
+            "content_type": self.content_type,
+            "headers": self.headers,
+            "body": body,
+        }
 
 
 class SeenIds:
@@ -68,11 +73,17 @@ class SeenIds:
             self._fh.close()
 
 
-def deliveries(settings: Settings, recipient: str, idle_seconds: float | None = 2.0, limit: int | None = None,
-               url: str | None = None) -> Iterator[tuple[Delivery, Any, Any]]:
+def deliveries(
+    settings: Settings,
+    recipient: str,
+    idle_seconds: float | None = 2.0,
+    limit: int | None = None,
+    url: str | None = None,
+) -> Iterator[tuple[Delivery, Any, Any]]:
     """Consume a recipient's inbox; yields (delivery, channel, method) so the caller acks after writing."""
-    connection, channel = blocking_channel(url or settings.amqp_url, settings.recipient_vhost(recipient),
-                                           f"interchange-receive:{recipient}", settings.tls)
+    connection, channel = blocking_channel(
+        url or settings.amqp_url, settings.recipient_vhost(recipient), f"interchange-receive:{recipient}", settings.tls
+    )
     channel.basic_qos(prefetch_count=200)
     count = 0
     try:
@@ -80,8 +91,18 @@ def deliveries(settings: Settings, recipient: str, idle_seconds: float | None = 
             if method is None:
                 break
             count += 1
-            yield (Delivery(props.message_id or "", props.correlation_id, props.content_type, props.headers or {},
-                            body, method.redelivered), channel, method)
+            yield (
+                Delivery(
+                    props.message_id or "",
+                    props.correlation_id,
+                    props.content_type,
+                    props.headers or {},
+                    body,
+                    method.redelivered,
+                ),
+                channel,
+                method,
+            )
             if limit is not None and count >= limit:
                 break
     finally:
@@ -96,16 +117,31 @@ def acknowledge(channel: Any, delivery: Delivery, recipient: str) -> None:
 
     import pika
 
-    receipt = {"message_id": delivery.message_id, "recipient": recipient,
-               "supersedes": delivery.headers.get("x-supersedes"),
-               "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
-    channel.basic_publish(topology.RECEIPTS_EXCHANGE, "", orjson.dumps(receipt),
-                          pika.BasicProperties(content_type="application/json", delivery_mode=2,
-                                               message_id=f"receipt-{delivery.message_id}"))
+    receipt = {
+        "message_id": delivery.message_id,
+        "recipient": recipient,
+        "supersedes": delivery.headers.get("x-supersedes"),
+        "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    channel.basic_publish(
+        topology.RECEIPTS_EXCHANGE,
+        "",
+        orjson.dumps(receipt),
+        pika.BasicProperties(
+            content_type="application/json", delivery_mode=2, message_id=f"receipt-{delivery.message_id}"
+        ),
+    )
 
 
-def receive(settings: Settings, recipient: str, out_dir: Path | None = None, stream: IO[str] | None = None,
-            idle_seconds: float | None = 2.0, limit: int | None = None, url: str | None = None) -> dict[str, int]:
+def receive(
+    settings: Settings,
+    recipient: str,
+    out_dir: Path | None = None,
+    stream: IO[str] | None = None,
+    idle_seconds: float | None = 2.0,
+    limit: int | None = None,
+    url: str | None = None,
+) -> dict[str, int]:
     """Write every new delivery as NDJSON, drop duplicates, ack each after writing. Returns counts."""
     counts = {"received": 0, "written": 0, "duplicates": 0}
     seen = SeenIds(out_dir / f"{recipient}.seen" if out_dir else None)
@@ -127,7 +163,7 @@ def receive(settings: Settings, recipient: str, out_dir: Path | None = None, str
             else:
                 counts["duplicates"] += 1
             if delivery.headers.get("x-supersedes"):
-                acknowledge(channel, delivery, recipient)   # a correction: tell the exchange we have it
+                acknowledge(channel, delivery, recipient)  # a correction: tell the exchange we have it
                 counts["acknowledged"] = counts.get("acknowledged", 0) + 1
             channel.basic_ack(method.delivery_tag)
     finally:

@@ -54,9 +54,13 @@ class Deciding:
         """What the routing core would do with this record, as data."""
         at = at or dt.datetime.now(dt.UTC)
         errors = self.validator.validate(record) if isinstance(record, dict) else []
-        out: dict[str, Any] = {"record_id": record.get("id") if isinstance(record, dict) else None,
-                               "type": record.get("type") if isinstance(record, dict) else None,
-                               "at": at.isoformat(), "errors": [str(e) for e in errors], "decisions": []}
+        out: dict[str, Any] = {
+            "record_id": record.get("id") if isinstance(record, dict) else None,
+            "type": record.get("type") if isinstance(record, dict) else None,
+            "at": at.isoformat(),
+            "errors": [str(e) for e in errors],
+            "decisions": [],
+        }
         if errors:
             out["outcome"] = "rejected"
             return out
@@ -65,8 +69,11 @@ class Deciding:
             return out
         out["outcome"] = "routed"
         for decision in self.rulebook.decide(record, at):
-            item: dict[str, Any] = {"recipient": decision.recipient, "outcome": decision.outcome,
-                                    "agreement": decision.agreement.id if decision.agreement else None}
+            item: dict[str, Any] = {
+                "recipient": decision.recipient,
+                "outcome": decision.outcome,
+                "agreement": decision.agreement.id if decision.agreement else None,
+            }
             if isinstance(decision, Deliver):
                 item["persons"] = _person_ids(decision.scoped if decision.scoped is not None else record)
                 item["disclosed"] = list(decision.projection.disclosed)
@@ -83,14 +90,18 @@ def render_explanation(where: str, explanation: dict[str, Any]) -> str:
         lines.append(f"  error  {error}")
     for d in explanation["decisions"]:
         if d["outcome"] == "delivered":
-            lines.append(f"  DELIVER {d['recipient']} under {d['agreement']}: {len(d['disclosed'])} fields "
-                         f"disclosed, {len(d['withheld_fields'])} withheld")
+            lines.append(
+                f"  DELIVER {d['recipient']} under {d['agreement']}: {len(d['disclosed'])} fields "
+                f"disclosed, {len(d['withheld_fields'])} withheld"
+            )
             if d["withheld_fields"]:
                 lines.append(f"          withheld: {', '.join(d['withheld_fields'])}")
         else:
             detail = f" ({d['detail']})" if d.get("detail") else ""
-            lines.append(f"  WITHHOLD {d['recipient'] or '(no recipient)'}: {d['reason']}{detail}"
-                         + (f" under {d['agreement']}" if d["agreement"] else ""))
+            lines.append(
+                f"  WITHHOLD {d['recipient'] or '(no recipient)'}: {d['reason']}{detail}"
+                + (f" under {d['agreement']}" if d["agreement"] else "")
+            )
     return "\n".join(lines)
 
 
@@ -137,8 +148,10 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
     for key in ("outcome", "agreement", "reason", "detail"):
         if key in want and want[key] != got.get(key):
             problems.append(f"{recipient}: {key} is {got.get(key)!r}, expected {want[key]!r}")
-    for key, have in (("disclosed_include", got.get("disclosed", [])),
-                      ("withheld_include", got.get("withheld_fields", []))):
+    for key, have in (
+        ("disclosed_include", got.get("disclosed", [])),
+        ("withheld_include", got.get("withheld_fields", [])),
+    ):
         missing = [p for p in want.get(key, []) if p not in have]
         if missing:
             problems.append(f"{recipient}: {key} missing {missing} (have {have})")
@@ -146,8 +159,11 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
     if "persons" in want and set(want["persons"]) != persons:
         problems.append(f"{recipient}: persons in view are {sorted(persons)}, expected {sorted(want['persons'])}")
     disclosed = got.get("disclosed", [])
-    leaked = [p for p in want.get("disclosed_exclude", [])
-              if any(d == p or d.startswith(p + ".") or d.startswith(p + "[]") for d in disclosed)]
+    leaked = [
+        p
+        for p in want.get("disclosed_exclude", [])
+        if any(d == p or d.startswith(p + ".") or d.startswith(p + "[]") for d in disclosed)
+    ]
     if leaked:
         problems.append(f"{recipient}: disclosed {leaked}, which must be withheld")
     return problems

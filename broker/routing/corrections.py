@@ -58,8 +58,8 @@ class Retract:
 
     recipient: str
     agreement: Agreement | None
-    agreement_id: str            # the agreement the original went under (it may be gone from configuration)
-    reason: str                  # why the correction itself is withheld from this recipient
+    agreement_id: str  # the agreement the original went under (it may be gone from configuration)
+    reason: str  # why the correction itself is withheld from this recipient
     detail: str = ""
 
     outcome = "delivered"
@@ -79,9 +79,9 @@ def unresolved(record: dict[str, Any], original: Original) -> tuple[str, list[Fi
     text = {
         "supersedes_unknown": "agency {origin} never had a record {id} decided by this exchange",
         "supersedes_foreign_record": "record {id} was published by another agency; only its origin may "
-                                     "supersede it and {origin} has no record {id}",
+        "supersede it and {origin} has no record {id}",
         "supersedes_original_pending": "a delivery of record {id} from {origin} failed and it has not been "
-                                       "delivered since; the correction may not overtake it",
+        "delivered since; the correction may not overtake it",
     }[code].format(origin=record["origin"]["agency"], id=supersedes_id(record))
     return code, [FieldError(record["id"], "supersedes.id", code, text)]
 
@@ -100,7 +100,7 @@ def reach_past_recipients(
             continue
         recipient = rulebook.recipients.get(earlier.recipient)
         if recipient is None:
-            continue   # removed from configuration: it has no inbox any more to tell
+            continue  # removed from configuration: it has no inbox any more to tell
         agreement = agreements.get(earlier.agreement or "")
         if agreement is None:
             extra[recipient.id] = Retract(recipient.id, None, earlier.agreement or "", "agreement_removed")
@@ -115,7 +115,8 @@ def reach_past_recipients(
     if not extra:
         return list(decisions)
     kept: list[Deliver | Withhold | Retract] = [
-        d for d in decisions if d.recipient not in extra and d.recipient is not None]
+        d for d in decisions if d.recipient not in extra and d.recipient is not None
+    ]
     return sorted(kept + list(extra.values()), key=lambda d: d.recipient or "")
 
 
@@ -151,9 +152,18 @@ def as_retraction_entry(entry: dict[str, Any], retract: Retract, body_sha256: st
     fields and of nobody, saying why the correction itself was withheld."""
     entry = dict(entry)
     entry.pop("detail", None)
-    entry.update(operation="disclose", outcome="delivered", reason=RETRACTION_NOTICE,
-                 agreement=retract.agreement_id, withheld_reason=retract.reason, withheld_detail=retract.detail,
-                 fields_disclosed=[], fields_withheld=[], subject_keys=[], body_sha256=body_sha256)
+    entry.update(
+        operation="disclose",
+        outcome="delivered",
+        reason=RETRACTION_NOTICE,
+        agreement=retract.agreement_id,
+        withheld_reason=retract.reason,
+        withheld_detail=retract.detail,
+        fields_disclosed=[],
+        fields_withheld=[],
+        subject_keys=[],
+        body_sha256=body_sha256,
+    )
     return entry
 
 
@@ -170,9 +180,7 @@ class Pending:
     waiting_seconds: float
 
 
-def acknowledgement_entry(
-    receipt: dict[str, Any], recipient: str, now: str, actor: dict[str, Any]
-) -> dict[str, Any]:
+def acknowledgement_entry(receipt: dict[str, Any], recipient: str, now: str, actor: dict[str, Any]) -> dict[str, Any]:
     """The audit entry for one receipt (the vhost it arrived in names the recipient, not the body)."""
     import uuid
 
@@ -196,9 +204,7 @@ def pending(index: Any, now: dt.datetime, acknowledged: Iterable[tuple[str, str]
     """Corrections delivered and not yet acknowledged by their recipient, oldest first."""
     from broker.audit.index import Query
 
-    acked = set(acknowledged) | {
-        (e["record_id"], e["recipient"]) for e in index.query(Query(operation="acknowledge"))
-    }
+    acked = set(acknowledged) | {(e["record_id"], e["recipient"]) for e in index.query(Query(operation="acknowledge"))}
     out = []
     for entry in index.query(Query(operation="disclose")):
         supersedes = entry.get("supersedes") or {}

@@ -27,9 +27,7 @@ class RecipientChange:
         return not (self.gained_records or self.lost_records or self.gained_fields or self.lost_fields)
 
 
-def _views(
-    rulebook: Rulebook, record: dict[str, Any], at: dt.datetime
-) -> tuple[dict[str, Deliver], dict[str, str]]:
+def _views(rulebook: Rulebook, record: dict[str, Any], at: dt.datetime) -> tuple[dict[str, Deliver], dict[str, str]]:
     delivered, reasons = {}, {}
     for decision in rulebook.decide(record, at):
         if isinstance(decision, Deliver):

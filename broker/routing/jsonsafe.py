@@ -32,7 +32,7 @@ def duplicate_key(body: bytes, parsed: Any) -> str | None:
 def _same_key_count(body: bytes, parsed: Any) -> bool:
     try:
         kept = orjson.dumps(parsed)
-    except orjson.JSONEncodeError:   # nested deeper than orjson writes (254): take the parser hook
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254): take the parser hook
         return False
     return body.translate(None, _WHITESPACE).count(b'":') == kept.translate(None, _WHITESPACE).count(b'":')
 
@@ -52,6 +52,6 @@ def _first_duplicate(body: bytes) -> str | None:
 
     try:
         json.loads(body, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):   # nested deeper than the standard library reads
+    except (ValueError, RecursionError):  # nested deeper than the standard library reads
         return TOO_DEEP
     return found[0] if found else None

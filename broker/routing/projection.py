@@ -14,8 +14,20 @@ from typing import Any
 
 from broker.routing.paths import EVERY, compile_tree, leaf_paths, parse
 
-ENVELOPE = ("specversion", "id", "source", "type", "time", "dataschema", "origin", "correlation_id",
-            "supersedes", "classification", "handling", "subjects")
+ENVELOPE = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "dataschema",
+    "origin",
+    "correlation_id",
+    "supersedes",
+    "classification",
+    "handling",
+    "subjects",
+)
 HANDLING_TEXT = "handling.conditions.text"
 
 
@@ -32,7 +44,7 @@ class Projector:
     def __init__(self, allowed: list[str] | tuple[str, ...]) -> None:
         self.allowed = tuple(allowed)
         self._tree = compile_tree(self.allowed)
-        self._covers: dict[str, bool] = {}   # generic leaf path -> allowed?  (paths repeat across records)
+        self._covers: dict[str, bool] = {}  # generic leaf path -> allowed?  (paths repeat across records)
         self._splits: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.discloses_handling_text = HANDLING_TEXT in self.allowed
 
@@ -56,7 +68,7 @@ class Projector:
             return Projection(out, *text_paths)
         paths = tuple(leaf_paths(data, "data") if data_paths is None else data_paths)
         split = self._splits.get(paths)
-        if split is None:   # records of one shape share their leaf paths: split them once per shape
+        if split is None:  # records of one shape share their leaf paths: split them once per shape
             if len(self._splits) >= 4096:
                 self._splits.clear()
             split = self._splits[paths] = self._split(paths)

@@ -39,8 +39,8 @@ class Deliver:
     recipient: str
     agreement: Agreement
     projection: Projection
-    scoped: dict[str, Any] | None = None      # the record after entity scoping, when the agreement scopes it
-    reason: str | None = None                 # e.g. correction_to_past_recipient (broker.routing.corrections)
+    scoped: dict[str, Any] | None = None  # the record after entity scoping, when the agreement scopes it
+    reason: str | None = None  # e.g. correction_to_past_recipient (broker.routing.corrections)
 
     outcome = "delivered"
 
@@ -58,8 +58,13 @@ class Withhold:
 Decision = Deliver | Withhold
 
 
-def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, agreement: Agreement,
-             data_paths: list[str] | None = None) -> Deliver:
+def _deliver(
+    record: dict[str, Any],
+    view: dict[str, Any],
+    recipient_id: str,
+    agreement: Agreement,
+    data_paths: list[str] | None = None,
+) -> Deliver:
     """Project the (scoped) view; withheld paths are counted against the whole record."""
     if data_paths is None:
         data_paths = leaf_paths(record.get("data"), "data")
@@ -68,7 +73,8 @@ def _deliver(record: dict[str, Any], view: dict[str, Any], recipient_id: str, ag
     projection = agreement.fields[record["type"]].project(view)
     shown = set(projection.disclosed)
     withheld = tuple(p for p in projection.withheld if not p.startswith("data")) + tuple(
-        p for p in data_paths if p not in shown)
+        p for p in data_paths if p not in shown
+    )
     return Deliver(recipient_id, agreement, Projection(projection.record, projection.disclosed, withheld), view)
 
 
@@ -92,8 +98,9 @@ def classification_label(record: dict[str, Any]) -> str:
 class Rulebook:
     """Agreements compiled for fast deciding: indexed by record type, provider groups resolved."""
 
-    def __init__(self, agreements: Iterable[Agreement], recipients: dict[str, Recipient],
-                 agencies: dict[str, Agency]) -> None:
+    def __init__(
+        self, agreements: Iterable[Agreement], recipients: dict[str, Recipient], agencies: dict[str, Agency]
+    ) -> None:
         self.agreements = list(agreements)
         self.recipients = recipients
         self.agencies = agencies
@@ -118,20 +125,32 @@ class Rulebook:
         if not candidates:
             return [Withhold(None, None, "no_agreement")]
         today = agreement_day(now)
-        data_paths = tuple(leaf_paths(record.get("data"), "data"))   # walked once, shared by every projection
-        return [self._decide_for(record, recipient, agreements, today, data_paths)
-                for recipient, agreements in sorted(candidates.items())]
+        data_paths = tuple(leaf_paths(record.get("data"), "data"))  # walked once, shared by every projection
+        return [
+            self._decide_for(record, recipient, agreements, today, data_paths)
+            for recipient, agreements in sorted(candidates.items())
+        ]
 
-    def _decide_for(self, record: dict[str, Any], recipient_id: str, agreements: list[Agreement],
-                    today: dt.date, data_paths: list[str] | None = None) -> Decision:
+    def _decide_for(
+        self,
+        record: dict[str, Any],
+        recipient_id: str,
+        agreements: list[Agreement],
+        today: dt.date,
+        data_paths: list[str] | None = None,
+    ) -> Decision:
         recipient = self.recipients.get(recipient_id)
         first_refusal: Withhold | None = None
         for agreement in agreements:
-            refusal = self._refusal(record, recipient, agreement, today) if recipient else \
-                Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
+            refusal = (
+                self._refusal(record, recipient, agreement, today)
+                if recipient
+                else Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
+            )
             if refusal is None:
-                view, in_scope = scope.apply(agreement.scope.get(record["type"]), record,
-                                             recipient.as_condition_subject())
+                view, in_scope = scope.apply(
+                    agreement.scope.get(record["type"]), record, recipient.as_condition_subject()
+                )
                 if in_scope != 0:
                     return _deliver(record, view, recipient_id, agreement, data_paths)
                 refusal = Withhold(recipient_id, agreement, "condition_not_met", "no person in the agreement's scope")
@@ -139,24 +158,28 @@ class Rulebook:
         assert first_refusal is not None
         return first_refusal
 
-    def refusal_to_past_recipient(self, record: dict[str, Any], recipient: Recipient,
-                                  agreement: Agreement) -> Withhold | None:
+    def refusal_to_past_recipient(
+        self, record: dict[str, Any], recipient: Recipient, agreement: Agreement
+    ) -> Withhold | None:
         """Every check a new record takes under `agreement` except its lifecycle (a correction reaches a
         recipient of the original even after the agreement expired): provider, record type, classification
         ceiling, handling, conditions and entity scope."""
-        if not self.provides(agreement, (record.get("origin") or {}).get("agency", "")) or \
-                record.get("type") not in agreement.fields or agreement.recipient != recipient.id:
+        if (
+            not self.provides(agreement, (record.get("origin") or {}).get("agency", ""))
+            or record.get("type") not in agreement.fields
+            or agreement.recipient != recipient.id
+        ):
             return Withhold(recipient.id, agreement, "no_agreement", "the agreement does not cover this record")
         refusal = self._refusal(record, recipient, agreement, None)
         if refusal is None:
-            _view, in_scope = scope.apply(agreement.scope.get(record["type"]), record,
-                                          recipient.as_condition_subject())
+            _view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, recipient.as_condition_subject())
             if in_scope == 0:
                 return Withhold(recipient.id, agreement, "condition_not_met", "no person in the agreement's scope")
         return refusal
 
-    def _refusal(self, record: dict[str, Any], recipient: Recipient, agreement: Agreement,
-                 today: dt.date | None) -> Withhold | None:
+    def _refusal(
+        self, record: dict[str, Any], recipient: Recipient, agreement: Agreement, today: dt.date | None
+    ) -> Withhold | None:
         def refuse(reason: str, detail: str = "") -> Withhold:
             return Withhold(recipient.id, agreement, reason, detail)
 
@@ -164,8 +187,9 @@ class Rulebook:
         if status != "active":
             return refuse(f"agreement_{status}")
         level = classification_level(record)
-        ceiling = min(CLASSIFICATION_LEVELS[agreement.max_classification],
-                      CLASSIFICATION_LEVELS[recipient.max_classification])
+        ceiling = min(
+            CLASSIFICATION_LEVELS[agreement.max_classification], CLASSIFICATION_LEVELS[recipient.max_classification]
+        )
         if level > ceiling:
             return refuse("classification_above_ceiling", classification_label(record))
         handling_refusal = self._handling_refusal(record, recipient, agreement)
@@ -177,8 +201,7 @@ class Rulebook:
         return None
 
     @staticmethod
-    def _handling_refusal(record: dict[str, Any], recipient: Recipient,
-                          agreement: Agreement) -> tuple[str, str] | None:
+    def _handling_refusal(record: dict[str, Any], recipient: Recipient, agreement: Agreement) -> tuple[str, str] | None:
         handling = record.get("handling")
         if not handling:
             return ("intelligence_ungraded", "") if record.get("type") == "intelligence.report" else None
@@ -194,7 +217,8 @@ class Rulebook:
             return "handling_code_not_permitted", f"3x5x2 handling code {code}"
         if code == "C":
             named = handling.get("conditions") or {}
-            if recipient.id not in named.get("recipients", ()) and \
-                    recipient.cls not in named.get("recipient_classes", ()):
+            if recipient.id not in named.get("recipients", ()) and recipient.cls not in named.get(
+                "recipient_classes", ()
+            ):
                 return "handling_conditions_exclude_recipient", ""
         return None

@@ -38,9 +38,7 @@ def _listed_at(spec: str, element: Element, record: Mapping[str, Any], recipient
     return element.get("id") in _ids_at(record, spec)
 
 
-def _linked(
-    spec: Mapping[str, Any], element: Element, record: Mapping[str, Any], recipient: Recipient
-) -> bool:
+def _linked(spec: Mapping[str, Any], element: Element, record: Mapping[str, Any], recipient: Recipient) -> bool:
     me, others, types = element.get("id"), _ids_at(record, spec["listed_at"]), set(spec["types"])
     for link in values_at(record, "data.links[]"):
         if isinstance(link, dict) and link.get("type") in types:
@@ -57,9 +55,7 @@ def _attribute_equals(
     return mine is not None and any(str(v) == str(mine) for v in values_at(element, spec["path"]))
 
 
-def _equals(
-    spec: Mapping[str, Any], element: Element, record: Mapping[str, Any], recipient: Recipient
-) -> bool:
+def _equals(spec: Mapping[str, Any], element: Element, record: Mapping[str, Any], recipient: Recipient) -> bool:
     return any(v == spec["value"] for v in values_at(element, spec["path"]))
 
 
@@ -91,13 +87,9 @@ OPERATORS: dict[str, Callable[[Any, Element, Mapping[str, Any], Recipient], bool
 }
 
 
-def matches(
-    condition: Mapping[str, Any], element: Element, record: Mapping[str, Any], recipient: Recipient
-) -> bool:
+def matches(condition: Mapping[str, Any], element: Element, record: Mapping[str, Any], recipient: Recipient) -> bool:
     """True when every operator in the element condition holds for this element."""
-    return all(
-        OPERATORS[op](spec, element, record, recipient) for op, spec in condition.items() if op in OPERATORS
-    )
+    return all(OPERATORS[op](spec, element, record, recipient) for op, spec in condition.items() if op in OPERATORS)
 
 
 def _ids_at(record: Mapping[str, Any], path: str) -> set[Any]:
@@ -110,9 +102,7 @@ def _ids_at(record: Mapping[str, Any], path: str) -> set[Any]:
     return found
 
 
-def apply(
-    scope: Mapping[str, Any] | None, record: dict[str, Any], recipient: Recipient
-) -> tuple[dict[str, Any], int]:
+def apply(scope: Mapping[str, Any] | None, record: dict[str, Any], recipient: Recipient) -> tuple[dict[str, Any], int]:
     """(the record with out-of-scope persons and every reference to them removed, persons kept).
 
     Without a `persons` scope the record is returned unchanged and the count is -1 (no scoping).
@@ -144,7 +134,6 @@ def _without(data: dict[str, Any], removed: set[Any]) -> dict[str, Any]:
         out["links"] = [
             link
             for link in out["links"]
-            if not isinstance(link, dict)
-            or (link.get("from") not in removed and link.get("to") not in removed)
+            if not isinstance(link, dict) or (link.get("from") not in removed and link.get("to") not in removed)
         ]
     return out

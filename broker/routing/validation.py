@@ -96,23 +96,17 @@ class Validator:
     def _errors(self, record: Json, schema_step: Any) -> list[FieldError]:
         rid = _record_id(record)
         if not isinstance(record, dict):
-            return [
-                FieldError(None, "", SCHEMA_INVALID, f"a record must be a JSON object, not {_kind(record)}")
-            ]
+            return [FieldError(None, "", SCHEMA_INVALID, f"a record must be a JSON object, not {_kind(record)}")]
         rtype = record.get("type")
         if not isinstance(rtype, str) or rtype not in self.schemas:
             shown = "missing" if rtype is None else f"{_short(rtype)} is not a record type"
             expected = ", ".join(self.record_types)
-            return [
-                FieldError(rid, "type", SCHEMA_INVALID, f"record type {shown}; expected one of {expected}")
-            ]
+            return [FieldError(rid, "type", SCHEMA_INVALID, f"record type {shown}; expected one of {expected}")]
         try:
             found = list(schema_step(rtype, record))
         except Exception as exc:  # both engines give up on absurd nesting or data that is not JSON
             if _too_deep(record):
-                return [
-                    FieldError(rid, "", SCHEMA_INVALID, f"record is nested more than {MAX_DEPTH} levels deep")
-                ]
+                return [FieldError(rid, "", SCHEMA_INVALID, f"record is nested more than {MAX_DEPTH} levels deep")]
             found = [("", f"record is not JSON data: {type(exc).__name__}")]
         schema_ok = not found
         found += _reference_problems(record)
@@ -161,9 +155,7 @@ def _load_schemas(schema_dir: Path) -> dict[str, dict]:
 
 
 _REQUIRED = re.compile(r"'(.*)' is a required property", re.DOTALL)
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def _is_date_time(value: object) -> bool:
@@ -263,16 +255,24 @@ def _reference_problems(record: dict) -> Iterator[tuple[str, str]]:
                 yield f"data.links[{i}].{end}", f"link {end} {_short(value)} is not the id of an entity in this record"
     for i, entry in _items(data, "persons"):
         if entry.get("addresses"):
-            yield from _missing(entry, "addresses", f"data.persons[{i}].", locations, "address",
-                                "a location in data.locations")
+            yield from _missing(
+                entry, "addresses", f"data.persons[{i}].", locations, "address", "a location in data.locations"
+            )
     for outer in ("arrest", "incident"):
         if isinstance(data.get(outer), dict):
-            yield from _missing(data[outer], "location", f"data.{outer}.", locations, f"{outer} location",
-                                "a location in data.locations")
+            yield from _missing(
+                data[outer],
+                "location",
+                f"data.{outer}.",
+                locations,
+                f"{outer} location",
+                "a location in data.locations",
+            )
 
 
-def _missing(container: dict, field: str, prefix: str, known: set[str], what: str, target: str
-             ) -> Iterator[tuple[str, str]]:
+def _missing(
+    container: dict, field: str, prefix: str, known: set[str], what: str, target: str
+) -> Iterator[tuple[str, str]]:
     """(path, message) for each id in `container[field]` (one id or a list) that is not in `known`.
 
     Paths are built only for the ids that are missing: this runs for every record on the hot path.

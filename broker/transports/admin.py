@@ -17,8 +17,13 @@ from broker.errors import TransportError
 
 
 class RabbitAdmin:
-    def __init__(self, base_url: str = "http://127.0.0.1:15672/", user: str = "guest", password: str = "guest",
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:15672/",
+        user: str = "guest",
+        password: str = "guest",
+        timeout: float = 10.0,
+    ) -> None:
         self.base = base_url.rstrip("/") + "/api"
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
@@ -54,15 +59,16 @@ class RabbitAdmin:
         return [v["name"] for v in self._call("GET", "/vhosts")]
 
     # users and permissions
-    def put_user(self, user: str, password: str | None = None, tags: str = "",
-                 password_hash: str | None = None) -> None:
+    def put_user(
+        self, user: str, password: str | None = None, tags: str = "", password_hash: str | None = None
+    ) -> None:
         body: dict[str, Any] = {"tags": tags}
         if password_hash is not None:
             body.update(password_hash=password_hash, hashing_algorithm="rabbit_password_hashing_sha256")
         elif password is not None:
             body["password"] = password
         else:
-            body["password_hash"] = ""   # certificate (EXTERNAL) login only
+            body["password_hash"] = ""  # certificate (EXTERNAL) login only
         self._call("PUT", f"/users/{self.q(user)}", body)
 
     def delete_user(self, user: str) -> None:
@@ -78,14 +84,27 @@ class RabbitAdmin:
         self._call("DELETE", f"/permissions/{self.q(vhost)}/{self.q(user)}")
 
     def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str) -> None:
-        self._call("PUT", f"/permissions/{self.q(vhost)}/{self.q(user)}",
-                   {"configure": configure, "write": write, "read": read})
+        self._call(
+            "PUT",
+            f"/permissions/{self.q(vhost)}/{self.q(user)}",
+            {"configure": configure, "write": write, "read": read},
+        )
 
     # policies and queues
-    def put_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any],
-                   apply_to: str = "queues", priority: int = 0) -> None:
-        self._call("PUT", f"/policies/{self.q(vhost)}/{self.q(name)}",
-                   {"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": priority})
+    def put_policy(
+        self,
+        vhost: str,
+        name: str,
+        pattern: str,
+        definition: dict[str, Any],
+        apply_to: str = "queues",
+        priority: int = 0,
+    ) -> None:
+        self._call(
+            "PUT",
+            f"/policies/{self.q(vhost)}/{self.q(name)}",
+            {"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": priority},
+        )
 
     def queue(self, vhost: str, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/queues/{self.q(vhost)}/{self.q(name)}"))

@@ -60,13 +60,14 @@ def _coalesce_pika_writes() -> None:
     from pika.adapters.utils import io_services_utils as io
 
     plaintext = io._AsyncPlaintextTransport
-    assert hasattr(io._AsyncTransportBase, "_sigint_safe_send") and "_produce" not in plaintext.__dict__, \
+    assert hasattr(io._AsyncTransportBase, "_sigint_safe_send") and "_produce" not in plaintext.__dict__, (
         "pika's transport changed: review broker.transports.amqp._produce_coalesced"
+    )
     plaintext._produce = _produce_coalesced
 
 
 _coalesce_pika_writes()
-CLOSE_WAIT_SECONDS = 1.0   # how long a reconnect waits for the old connections to finish closing
+CLOSE_WAIT_SECONDS = 1.0  # how long a reconnect waits for the old connections to finish closing
 
 
 @dataclass(slots=True)
@@ -98,7 +99,7 @@ class _Link:
     ready: bool = False
     seq: int = 0
     pending: collections.OrderedDict[int, _Pending] = field(default_factory=collections.OrderedDict)
-    heard_bytes: int = -1      # bytes received at the last check, and when that count last changed
+    heard_bytes: int = -1  # bytes received at the last check, and when that count last changed
     heard_at: float = 0.0
 
 
@@ -108,8 +109,9 @@ def split_urls(url: str) -> list[str]:
     return urls or [url]
 
 
-def connection_parameters(url: str, vhost: str, heartbeat: int = 30, name: str = "interchange",
-                          tls: TlsOptions | None = None) -> pika.URLParameters:
+def connection_parameters(
+    url: str, vhost: str, heartbeat: int = 30, name: str = "interchange", tls: TlsOptions | None = None
+) -> pika.URLParameters:
     """Parameters for one node; with `tls` (amqps:// only) the server is verified against the CA and
     host name, the client certificate is presented, and EXTERNAL authentication is used when the
     certificate is the login.  Raises ConfigError for an unusable TLS configuration."""
@@ -120,44 +122,52 @@ def connection_parameters(url: str, vhost: str, heartbeat: int = 30, name: str =
     params.blocked_connection_timeout = 300
     params.connection_attempts = 1
     params.client_properties = {"connection_name": name}
-    if tls is not None or params.ssl_options is not None:   # amqps:// alone: system CAs, host name checked
+    if tls is not None or params.ssl_options is not None:  # amqps:// alone: system CAs, host name checked
         _apply_tls(params, node_url, tls or TlsOptions())
     return params
 
 
 def _apply_tls(params: pika.URLParameters, node_url: str, tls: TlsOptions) -> None:
     if params.ssl_options is None:
-        raise ConfigError("INTERCHANGE_AMQP_URL", "amqp.url",
-                          f"TLS files are configured but {_redact(node_url)} is not amqps://")
+        raise ConfigError(
+            "INTERCHANGE_AMQP_URL", "amqp.url", f"TLS files are configured but {_redact(node_url)} is not amqps://"
+        )
     if tls.auth not in ("auto", "external", "plain"):
-        raise ConfigError("INTERCHANGE_TLS_AUTH", "amqp.tls.auth",
-                          f"{tls.auth!r} is not auto, external or plain")
+        raise ConfigError("INTERCHANGE_TLS_AUTH", "amqp.tls.auth", f"{tls.auth!r} is not auto, external or plain")
     try:
         context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
         if tls.cert_file:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(str(tls.cert_file or tls.ca_file), "amqp.tls",
-                          f"cannot load TLS files: {exc}") from exc
+        raise ConfigError(str(tls.cert_file or tls.ca_file), "amqp.tls", f"cannot load TLS files: {exc}") from exc
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     params.ssl_options = pika.SSLOptions(context, server_hostname=tls.server_hostname or params.host)
     no_password = urllib.parse.urlsplit(node_url).password is None
     if tls.auth == "external" or (tls.auth == "auto" and tls.cert_file and no_password):
         if not tls.cert_file:
-            raise ConfigError("INTERCHANGE_TLS_CERT_FILE", "amqp.tls.cert_file",
-                              "EXTERNAL authentication needs a client certificate")
+            raise ConfigError(
+                "INTERCHANGE_TLS_CERT_FILE", "amqp.tls.cert_file", "EXTERNAL authentication needs a client certificate"
+            )
         params.credentials = pika.credentials.ExternalCredentials()
 
 
 class AmqpTransport:
     """Connections to several vhosts on one IOLoop, with pipelined publisher confirms."""
 
-    def __init__(self, url: str, vhosts: dict[str, str], confirm_timeout: float = 30.0, heartbeat: int = 30,
-                 name: str = "interchange", max_backoff: float = 10.0, tls: TlsOptions | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        vhosts: dict[str, str],
+        confirm_timeout: float = 30.0,
+        heartbeat: int = 30,
+        name: str = "interchange",
+        max_backoff: float = 10.0,
+        tls: TlsOptions | None = None,
+    ) -> None:
         self.url, self.confirm_timeout, self.heartbeat, self.name = url, confirm_timeout, heartbeat, name
         self.tls = tls
-        self.urls = split_urls(url)   # cluster nodes: all links use one, the next after every loss
+        self.urls = split_urls(url)  # cluster nodes: all links use one, the next after every loss
         self.node = 0
         self.ioloop = IOLoop()
         self.links = {target: _Link(target, vhost) for target, vhost in vhosts.items()}
@@ -209,25 +219,34 @@ class AmqpTransport:
             self._connect(link, self.generation)
 
     def _connect(self, link: _Link, generation: int) -> None:
-        params = connection_parameters(self.urls[self.node], link.vhost, self.heartbeat,
-                                       f"{self.name}:{link.target}", self.tls)
+        params = connection_parameters(
+            self.urls[self.node], link.vhost, self.heartbeat, f"{self.name}:{link.target}", self.tls
+        )
         link.ready, link.seq, link.heard_bytes = False, 0, -1
         link.connection = pika.SelectConnection(
-            params, custom_ioloop=self.ioloop,
-            on_open_callback=lambda conn: conn.channel(on_open_callback=lambda ch: self._channel_open(link, ch,
-                                                                                                   generation)),
-            on_open_error_callback=lambda conn, err: self._lost(f"cannot connect to vhost {link.vhost}: {err}",
-                                                                generation),
-            on_close_callback=lambda conn, reason: self._lost(f"connection to {link.vhost} closed: {reason}",
-                                                              generation))
+            params,
+            custom_ioloop=self.ioloop,
+            on_open_callback=lambda conn: conn.channel(
+                on_open_callback=lambda ch: self._channel_open(link, ch, generation)
+            ),
+            on_open_error_callback=lambda conn, err: self._lost(
+                f"cannot connect to vhost {link.vhost}: {err}", generation
+            ),
+            on_close_callback=lambda conn, reason: self._lost(
+                f"connection to {link.vhost} closed: {reason}", generation
+            ),
+        )
 
     def _channel_open(self, link: _Link, channel: Any, generation: int) -> None:
         link.channel = channel
-        channel.add_on_close_callback(lambda ch, reason: self._lost(f"channel on {link.vhost} closed: {reason}",
-                                                                    generation))
+        channel.add_on_close_callback(
+            lambda ch, reason: self._lost(f"channel on {link.vhost} closed: {reason}", generation)
+        )
         channel.add_on_return_callback(lambda ch, method, props, body: self._returned(link, method, props))
-        channel.confirm_delivery(ack_nack_callback=lambda frame: self._confirmed(link, frame),
-                                 callback=lambda _frame: self._link_ready(link, generation))
+        channel.confirm_delivery(
+            ack_nack_callback=lambda frame: self._confirmed(link, frame),
+            callback=lambda _frame: self._link_ready(link, generation),
+        )
 
     def _link_ready(self, link: _Link, generation: int) -> None:
         if generation != self.generation:
@@ -243,7 +262,7 @@ class AmqpTransport:
         if self._stopping or generation != self.generation or self._handled_loss == generation:
             return
         self._handled_loss = generation
-        for link in self.links.values():   # before failing pending publishes: their callbacks must not ack
+        for link in self.links.values():  # before failing pending publishes: their callbacks must not ack
             link.ready = False
         self._fail_all_pending(reason)
         self.on_lost(reason)
@@ -260,8 +279,10 @@ class AmqpTransport:
         black-holed route never completes its close handshake, and its late deliveries are ignored."""
         if self._stopping:
             return
-        if (any(link.connection is not None and not link.connection.is_closed for link in self.links.values())
-                and time.monotonic() < give_up_waiting):
+        if (
+            any(link.connection is not None and not link.connection.is_closed for link in self.links.values())
+            and time.monotonic() < give_up_waiting
+        ):
             self.ioloop.call_later(0.1, lambda: self._reconnect(give_up_waiting))
             return
         self._connect_all()
@@ -281,16 +302,22 @@ class AmqpTransport:
             callback(False, f"connection to {link.vhost} is not ready")
             return
         properties = pika.BasicProperties(
-            content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
-            correlation_id=out.correlation_id, headers=out.headers, timestamp=int(time.time()))
+            content_type=out.content_type,
+            delivery_mode=2,
+            message_id=out.message_id,
+            correlation_id=out.correlation_id,
+            headers=out.headers,
+            timestamp=int(time.time()),
+        )
         try:
             link.channel.basic_publish(out.exchange, out.routing_key, out.body, properties, mandatory=True)
         except (pika.exceptions.AMQPError, OSError) as exc:
             callback(False, f"publish failed: {exc!r}")
             return
         link.seq += 1
-        link.pending[link.seq] = _Pending(callback, time.monotonic() + self.confirm_timeout,
-                                          (out.exchange, out.routing_key, out.message_id))
+        link.pending[link.seq] = _Pending(
+            callback, time.monotonic() + self.confirm_timeout, (out.exchange, out.routing_key, out.message_id)
+        )
 
     def _returned(self, link: _Link, method: Any, properties: Any) -> None:
         key = (method.exchange, method.routing_key, properties.message_id)
@@ -359,7 +386,7 @@ class AmqpTransport:
         link, generation = self.links[target], self.generation
 
         def deliver(channel: Any, method: Any, properties: Any, body: bytes) -> None:
-            if generation != self.generation:   # from an abandoned connection: RabbitMQ will redeliver it
+            if generation != self.generation:  # from an abandoned connection: RabbitMQ will redeliver it
                 return
             on_message(Inbound(target, method.delivery_tag, generation, body, properties, method.redelivered))
 
@@ -371,20 +398,20 @@ class AmqpTransport:
         if inbound.generation == self.generation and self.links[inbound.target].ready:
             try:
                 self.links[inbound.target].channel.basic_ack(inbound.delivery_tag, multiple=multiple)
-            except pika.exceptions.AMQPError:   # channel just closed: RabbitMQ redelivers
+            except pika.exceptions.AMQPError:  # channel just closed: RabbitMQ redelivers
                 pass
 
     def reject(self, inbound: Inbound, requeue: bool = True) -> None:
         if inbound.generation == self.generation and self.links[inbound.target].ready:
             try:
-                self.links[inbound.target].channel.basic_nack(inbound.delivery_tag, multiple=False,
-                                                              requeue=requeue)
+                self.links[inbound.target].channel.basic_nack(inbound.delivery_tag, multiple=False, requeue=requeue)
             except pika.exceptions.AMQPError:
                 pass
 
 
-def blocking_channel(url: str, vhost: str, name: str = "interchange-cli",
-                     tls: TlsOptions | None = None) -> tuple[Any, Any]:
+def blocking_channel(
+    url: str, vhost: str, name: str = "interchange-cli", tls: TlsOptions | None = None
+) -> tuple[Any, Any]:
     """A blocking connection and channel for short CLI work, trying each node of a URL list in turn;
     raises TransportError with advice."""
     urls = split_urls(url)
@@ -392,23 +419,31 @@ def blocking_channel(url: str, vhost: str, name: str = "interchange-cli",
         try:
             connection = pika.BlockingConnection(connection_parameters(node_url, vhost, 30, name, tls))
             return connection, connection.channel()
-        except (pika.exceptions.AMQPConnectionError, OSError):   # ssl.SSLError is an OSError
+        except (pika.exceptions.AMQPConnectionError, OSError):  # ssl.SSLError is an OSError
             continue
     try:
         connection = pika.BlockingConnection(connection_parameters(urls[-1], vhost, 30, name, tls))
     except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as exc:
         raise TransportError(f"RabbitMQ refused the credentials in {_redact(url)}: {exc}") from exc
     except pika.exceptions.ProbableAccessDeniedError as exc:
-        raise TransportError(f"RabbitMQ refused the login or vhost {vhost!r} at {_redact(url)} "
-                             f"(with TLS: is the certificate's CN a user with permissions?): {exc}") from exc
-    except ssl.SSLError as exc:   # pika re-raises the client's own verification failure as is
+        raise TransportError(
+            f"RabbitMQ refused the login or vhost {vhost!r} at {_redact(url)} "
+            f"(with TLS: is the certificate's CN a user with permissions?): {exc}"
+        ) from exc
+    except ssl.SSLError as exc:  # pika re-raises the client's own verification failure as is
         raise TransportError(f"cannot connect to RabbitMQ at {_redact(url)}: TLS refused: {exc}") from exc
     except pika.exceptions.AMQPConnectionError as exc:
-        tls_advice = ("  Over TLS, the server also refuses a client certificate that is missing, expired or "
-                      "issued by a CA it does not trust." if "amqps://" in _redact(url) else "")
-        raise TransportError(f"cannot connect to RabbitMQ at {_redact(url)} vhost {vhost!r}: {exc!r}. "
-                             "Is it running (rabbitmq-server -detached) and does the vhost exist "
-                             "(interchange topology apply)?" + tls_advice) from exc
+        tls_advice = (
+            "  Over TLS, the server also refuses a client certificate that is missing, expired or "
+            "issued by a CA it does not trust."
+            if "amqps://" in _redact(url)
+            else ""
+        )
+        raise TransportError(
+            f"cannot connect to RabbitMQ at {_redact(url)} vhost {vhost!r}: {exc!r}. "
+            "Is it running (rabbitmq-server -detached) and does the vhost exist "
+            "(interchange topology apply)?" + tls_advice
+        ) from exc
     return connection, connection.channel()
 
 

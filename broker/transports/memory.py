@@ -68,8 +68,13 @@ class MemoryTransport:
             return
         self.published.append(out)
         queue = self._route(out)
-        props = SimpleNamespace(content_type=out.content_type, message_id=out.message_id,
-                                correlation_id=out.correlation_id, user_id=None, headers=dict(out.headers))
+        props = SimpleNamespace(
+            content_type=out.content_type,
+            message_id=out.message_id,
+            correlation_id=out.correlation_id,
+            user_id=None,
+            headers=dict(out.headers),
+        )
         self.queues[(out.target, queue)].append(Stored(out.body, props))
         self._tasks.append(lambda: callback(True, ""))
 
@@ -93,10 +98,13 @@ class MemoryTransport:
 
     # ---- driving it
     def put(self, target: str, queue: str, body: bytes, **properties: Any) -> None:
-        props = SimpleNamespace(content_type=properties.get("content_type", "application/json"),
-                                message_id=properties.get("message_id"), correlation_id=properties.get(
-                                    "correlation_id"), user_id=properties.get("user_id"),
-                                headers=properties.get("headers", {}))
+        props = SimpleNamespace(
+            content_type=properties.get("content_type", "application/json"),
+            message_id=properties.get("message_id"),
+            correlation_id=properties.get("correlation_id"),
+            user_id=properties.get("user_id"),
+            headers=properties.get("headers", {}),
+        )
         self.queues[(target, queue)].append(Stored(body, props))
 
     def fail_next(self, target: str, reason: str = "nacked by broker", times: int = 1) -> None:
@@ -121,8 +129,9 @@ class MemoryTransport:
                     stored = pending.popleft()
                     tag = next(self._tags)
                     self._unacked[tag] = ((target, queue), stored)
-                    on_message(Inbound(target, tag, self.generation, stored.body, stored.properties,
-                                       stored.redelivered))
+                    on_message(
+                        Inbound(target, tag, self.generation, stored.body, stored.properties, stored.redelivered)
+                    )
                 return True
         return False
 
@@ -130,8 +139,11 @@ class MemoryTransport:
     def _route(out: Outgoing) -> str:
         if out.exchange == "":
             return out.routing_key
-        return {topology.INGRESS_EXCHANGE: topology.ROUTE_QUEUE, topology.DLX: topology.DEAD_QUEUE,
-                topology.DELIVER_EXCHANGE: topology.INBOX_QUEUE}[out.exchange]
+        return {
+            topology.INGRESS_EXCHANGE: topology.ROUTE_QUEUE,
+            topology.DLX: topology.DEAD_QUEUE,
+            topology.DELIVER_EXCHANGE: topology.INBOX_QUEUE,
+        }[out.exchange]
 
     def messages(self, target: str, queue: str) -> list[Stored]:
         return list(self.queues[(target, queue)])
@@ -139,11 +151,12 @@ class MemoryTransport:
 
 # ------------------------------------------------------------------ real RabbitMQ
 
+
 @dataclass
 class TestBroker:
     """Its own vhosts on the real RabbitMQ for one test (or module), removed by `close()`."""
 
-    __test__ = False   # a helper, not a test class
+    __test__ = False  # a helper, not a test class
 
     settings: Settings
     registry: Registry
@@ -154,8 +167,12 @@ class TestBroker:
         name = f"t-{secrets.token_hex(4)}"
         overrides.setdefault("confirm_timeout_seconds", 10.0)
         settings = load_settings(environ={}).with_overrides(
-            core_vhost=name, recipient_vhost_prefix=f"{name}.", audit_dir=audit_dir,
-            agreements_dir=agreements_dir, **overrides)
+            core_vhost=name,
+            recipient_vhost_prefix=f"{name}.",
+            audit_dir=audit_dir,
+            agreements_dir=agreements_dir,
+            **overrides,
+        )
         registry = Registry.load(settings)
         broker = cls(settings, registry)
         broker.vhosts = provision.apply(settings, registry)
@@ -168,8 +185,9 @@ class TestBroker:
         """Consume and ack everything in a queue: [(properties, body)]."""
         from broker.transports.amqp import blocking_channel
 
-        connection, channel = blocking_channel(self.settings.amqp_url, vhost, "interchange-test-drain",
-                                               self.settings.tls)
+        connection, channel = blocking_channel(
+            self.settings.amqp_url, vhost, "interchange-test-drain", self.settings.tls
+        )
         out = []
         try:
             for method, props, body in channel.consume(queue, inactivity_timeout=idle):

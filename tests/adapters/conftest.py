@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = ROOT / "tests" / "fixtures" / "public"   # public sample files, licences in SOURCES.md
+PUBLIC = ROOT / "tests" / "fixtures" / "public"  # public sample files, licences in SOURCES.md
 
 
 def _schema_errors_fallback() -> Callable[[dict[str, Any]], list[str]]:
@@ -27,13 +27,8 @@ def _schema_errors_fallback() -> Callable[[dict[str, Any]], list[str]]:
         if name not in schemas:
             return [f"no schema for type {record.get('type')!r}"]
         if name not in validators:
-            validators[name] = Draft202012Validator(
-                schemas[name], registry=registry, format_checker=FormatChecker()
-            )
-        return [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validators[name].iter_errors(record)
-        ]
+            validators[name] = Draft202012Validator(schemas[name], registry=registry, format_checker=FormatChecker())
+        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validators[name].iter_errors(record)]
 
     return errors
 

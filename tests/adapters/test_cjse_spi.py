@@ -179,7 +179,9 @@ def test_next_hearing_bail_conditions_pnc_id_penalty_points_and_offence_facts_ar
     hearing = {"CourtHearingLocation": "C01CY00", "DateOfHearing": "2011-10-01", "TimeOfHearing": "10:30", "bail": "B"}
     message = spi_message(
         [offence(conviction="2011-09-25", results=[result("4012", "Remanded", points="3", next_hearing=hearing)])],
-        bail="B", pnc="2015/0123457V", conditions="Curfew 19:00 to 07:00",
+        bail="B",
+        pnc="2015/0123457V",
+        conditions="Curfew 19:00 to 07:00",
     )
     data = one_record(message)["data"]
     first = data["offences"][0]
@@ -193,7 +195,9 @@ def test_next_hearing_bail_conditions_pnc_id_penalty_points_and_offence_facts_ar
     assert first["results"][0]["penalty_points"] == 3
     assert first["results"][0]["next_hearing"] == {
         "court": {"ou_code": "C01CY00", "name": "Croydon (Crown Courts)", "psa_code": "0418"},
-        "date": "2011-10-01", "time": "10:30", "reason": standing_data.table("result-code")["4012"].description,
+        "date": "2011-10-01",
+        "time": "10:30",
+        "reason": standing_data.table("result-code")["4012"].description,
         "bail": {"code": "CB", "status": "conditional-bail"},
     }
 
@@ -246,9 +250,11 @@ def test_a_creation_time_without_an_offset_is_uk_local_time():
 
 # ------------------------------------------------------------------ interchange translate
 
+
 def _translate_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "broker", "translate", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "broker", "translate", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_translate_on_generated_messages_with_every_plea_finding_unit_and_an_uncoded_result(tmp_path, public):

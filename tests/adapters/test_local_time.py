@@ -31,12 +31,33 @@ def _extract(date: str, time: str, *, location: str = "Example Market") -> bytes
     layout = load_layout("rms-mainframe-v1")
     ymd, hm = date.replace("-", ""), time.replace(":", "")
     lines = [
-        encode_record(layout, "CR", {"crime_ref": "FB/000900/26", "recorded_date": ymd, "recorded_time": hm,
-                                     "location": location}),
-        encode_record(layout, "NM", {"crime_ref": "FB/000900/26", "nominal_seq": 1, "role": "S",
-                                     "family": "Specimen", "given": "Sam", "birth_date": "19990615"}),
-        encode_record(layout, "AR", {"crime_ref": "FB/000900/26", "nominal_seq": 1, "arrest_date": ymd,
-                                     "arrest_time": hm, "custody_number": "FB26000900", "station": "FB01"}),
+        encode_record(
+            layout, "CR", {"crime_ref": "FB/000900/26", "recorded_date": ymd, "recorded_time": hm, "location": location}
+        ),
+        encode_record(
+            layout,
+            "NM",
+            {
+                "crime_ref": "FB/000900/26",
+                "nominal_seq": 1,
+                "role": "S",
+                "family": "Specimen",
+                "given": "Sam",
+                "birth_date": "19990615",
+            },
+        ),
+        encode_record(
+            layout,
+            "AR",
+            {
+                "crime_ref": "FB/000900/26",
+                "nominal_seq": 1,
+                "arrest_date": ymd,
+                "arrest_time": hm,
+                "custody_number": "FB26000900",
+                "station": "FB01",
+            },
+        ),
     ]
     return "".join(line + "\n" for line in lines).encode("ascii")
 
@@ -52,7 +73,7 @@ def test_fixed_width_times_are_uk_local_time(date, time, expected):
     record = _fixed(_extract(date, time))
 
     assert record["data"]["recorded"] == expected
-    assert record["data"]["events"][1]["start"] == expected   # the arrest
+    assert record["data"]["events"][1]["start"] == expected  # the arrest
 
 
 def test_a_fixed_width_date_without_a_time_is_local_midnight_and_birth_dates_stay_dates():
@@ -77,8 +98,10 @@ def _custody(date: str, time: str, *, release: tuple[str, str] = ("", ""), reaso
     day = "/".join(reversed(date.split("-")))
     release_day = "/".join(reversed(release[0].split("-"))) if release[0] else ""
     header = CUSTODY.read_bytes().decode("cp1252").splitlines()[0]
-    row = (f"TV01/26/00900,{day},{time},{reason},,Specimen,Sam,15/06/1999,Male,B2,,,,,TV01,"
-           f"{release_day},{release[1]},{'Charged' if release[0] else ''}")
+    row = (
+        f"TV01/26/00900,{day},{time},{reason},,Specimen,Sam,15/06/1999,Male,B2,,,,,TV01,"
+        f"{release_day},{release[1]},{'Charged' if release[0] else ''}"
+    )
     return f"{header}\r\n{row}\r\n".encode("cp1252")
 
 

@@ -31,14 +31,8 @@ def test_two_forces_on_the_same_mainframe_format_join_by_mapping_files_alone():
     assert {r["origin"]["agency"] for r in force_b} == {"53"}
     assert force_a[0]["classification"]["sensitive"] is True
     assert force_b[0]["classification"]["sensitive"] is False
-    assert (
-        force_a[0]["data"]["offences"][0]["cjs_code"]
-        == force_b[0]["data"]["offences"][0]["cjs_code"]
-        == "TH68001"
-    )
-    assert (
-        force_a[0]["data"]["persons"][0]["gender"] == force_b[0]["data"]["persons"][0]["gender"] == "female"
-    )
+    assert force_a[0]["data"]["offences"][0]["cjs_code"] == force_b[0]["data"]["offences"][0]["cjs_code"] == "TH68001"
+    assert force_a[0]["data"]["persons"][0]["gender"] == force_b[0]["data"]["persons"][0]["gender"] == "female"
 
 
 def test_a_third_force_joins_with_a_new_mapping_file_and_no_code(tmp_path):

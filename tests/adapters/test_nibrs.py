@@ -31,7 +31,7 @@ def test_a_replace_report_is_a_new_record_that_supersedes_the_original():
     assert original["id"] == ORIGINAL_ID and "supersedes" not in original
     assert replacement["id"] != original["id"]
     assert replacement["supersedes"] == {"id": ORIGINAL_ID, "kind": "correction"}
-    assert replacement["data"]["objects"][3]["status"] == "damaged"   # DESTROYED, the replaced value
+    assert replacement["data"]["objects"][3]["status"] == "damaged"  # DESTROYED, the replaced value
 
 
 def test_the_same_replace_keeps_its_id_and_a_different_replace_gets_another():
@@ -69,10 +69,14 @@ def test_a_group_b_arrest_is_mapped_not_refused_for_a_missing_incident_number():
     record = only((FIXTURES / "nibrs-group-b-arrest.xml").read_bytes())
 
     assert record["data"]["crime_ref"] == "12345"
-    assert record["data"]["recorded"] == "2016-02-28T05:00:00Z"   # local midnight, US Eastern (EST)
+    assert record["data"]["recorded"] == "2016-02-28T05:00:00Z"  # local midnight, US Eastern (EST)
     assert record["data"]["events"] == [
-        {"id": "Arrest1", "kind": "arrest", "start": "2016-02-28T05:00:00Z",
-         "description": "NIBRS 64A human trafficking, commercial sex acts; arrest: on-view arrest"}
+        {
+            "id": "Arrest1",
+            "kind": "arrest",
+            "start": "2016-02-28T05:00:00Z",
+            "description": "NIBRS 64A human trafficking, commercial sex acts; arrest: on-view arrest",
+        }
     ]
     assert {"from": "PersonArrestee1", "to": "Arrest1", "type": "arrested-in"} in record["data"]["links"]
 
@@ -87,7 +91,7 @@ def test_ages_and_age_ranges_are_kept_as_ranges():
     persons = {p["id"]: p for p in only(INCIDENT)["data"]["persons"]}
 
     assert persons["PersonVictim1"]["age_range"] == {"min": 32, "max": 32}
-    assert persons["PersonVictim2"]["age_range"] == {"min": 0, "max": 0}      # BABY
+    assert persons["PersonVictim2"]["age_range"] == {"min": 0, "max": 0}  # BABY
     assert persons["PersonSubject1"]["age_range"] == {"min": 25, "max": 30}
     assert persons["PersonSubject1"]["under18"] is False
 
@@ -127,10 +131,32 @@ def test_an_unknown_report_action_is_refused():
 
 
 def test_every_item_status_of_the_cjis_code_list_maps():
-    statuses = ["BAIT", "BURNED", "CARGO", "CONTRABAND", "COUNTERFEITED", "CULTIVATED", "DAMAGED", "DESTROYED",
-                "DESTROYED_DAMAGED_VANDALIZED", "FOUND", "LOST", "RECOVERED", "RETURNED", "SEIZED", "STOLEN",
-                "STOLEN_BRIBED", "STOLEN_DEFRAUDED", "STOLEN_EMBEZZLED", "STOLEN_EXTORTED", "STOLEN_RANSOMED",
-                "STOLEN_ROBBED", "VANDALIZED", "NONE", "UNKNOWN"]
+    statuses = [
+        "BAIT",
+        "BURNED",
+        "CARGO",
+        "CONTRABAND",
+        "COUNTERFEITED",
+        "CULTIVATED",
+        "DAMAGED",
+        "DESTROYED",
+        "DESTROYED_DAMAGED_VANDALIZED",
+        "FOUND",
+        "LOST",
+        "RECOVERED",
+        "RETURNED",
+        "SEIZED",
+        "STOLEN",
+        "STOLEN_BRIBED",
+        "STOLEN_DEFRAUDED",
+        "STOLEN_EMBEZZLED",
+        "STOLEN_EXTORTED",
+        "STOLEN_RANSOMED",
+        "STOLEN_ROBBED",
+        "VANDALIZED",
+        "NONE",
+        "UNKNOWN",
+    ]
     for status in statuses:
         changed = INCIDENT.replace(b">RECOVERED</cjis:ItemStatusCode>", f">{status}</cjis:ItemStatusCode>".encode())
         assert only(changed)["data"]["objects"][4]["status"], status
@@ -139,25 +165,26 @@ def test_every_item_status_of_the_cjis_code_list_maps():
 def test_nibrs_times_are_the_reporting_agencys_local_time():
     record = only(INCIDENT)
 
-    assert record["data"]["recorded"] == "2016-02-19T15:00:00Z"   # 10:00 EST
-    assert record["time"] == "2017-03-23T07:00:00Z"               # 03:00 EDT (US summer time from 12 March)
+    assert record["data"]["recorded"] == "2016-02-19T15:00:00Z"  # 10:00 EST
+    assert record["time"] == "2017-03-23T07:00:00Z"  # 03:00 EDT (US summer time from 12 March)
 
 
 @pytest.mark.parametrize(
     ("local", "expected"),
     [
         ("2026-06-15T10:00:00", "2026-06-15T09:00:00Z"),
-        ("2026-10-25T01:30:00", "2026-10-25T00:30:00Z"),   # the repeated hour: its first occurrence (BST)
-        ("2026-03-29T01:30:00", "2026-03-29T01:30:00Z"),   # the skipped hour: read as GMT
+        ("2026-10-25T01:30:00", "2026-10-25T00:30:00Z"),  # the repeated hour: its first occurrence (BST)
+        ("2026-03-29T01:30:00", "2026-03-29T01:30:00Z"),  # the skipped hour: read as GMT
         ("2026-03-29T02:30:00", "2026-03-29T01:30:00Z"),
-        ("2026-06-15T10:00:00+02:00", "2026-06-15T08:00:00Z"),   # an offset is kept
+        ("2026-06-15T10:00:00+02:00", "2026-06-15T08:00:00Z"),  # an offset is kept
     ],
 )
 def test_a_uk_nibrs_mapping_reads_times_as_uk_local_time_around_both_clock_changes(tmp_path, local, expected):
     uk = tmp_path / "nibrs-uk.yaml"
     uk.write_text("extends: nibrs-sample\nname: nibrs-uk\ntimezone: Europe/London\n")
-    source = INCIDENT.replace(b"<nc:DateTime>2016-02-19T10:00:00</nc:DateTime>",
-                              f"<nc:DateTime>{local}</nc:DateTime>".encode())
+    source = INCIDENT.replace(
+        b"<nc:DateTime>2016-02-19T10:00:00</nc:DateTime>", f"<nc:DateTime>{local}</nc:DateTime>".encode()
+    )
 
     (record,) = get_adapter("niem-nibrs").translate(source, get_adapter("niem-nibrs").load_mapping(uk))
 

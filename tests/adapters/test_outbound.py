@@ -40,9 +40,7 @@ def test_the_cps_case_file_validates_against_the_shipped_xsd_and_round_trips():
         "Harcourt",
         "Teague",
     ]
-    assert root.xpath("c:Defendants/c:Defendant/c:Identifier[@scheme='pnc']/text()", namespaces=ns) == [
-        "2015/0123457V"
-    ]
+    assert root.xpath("c:Defendants/c:Defendant/c:Identifier[@scheme='pnc']/text()", namespaces=ns) == ["2015/0123457V"]
 
 
 def test_a_charge_of_common_law_murder_renders_and_validates_against_the_xsd():
@@ -80,9 +78,7 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_prefixed_with_a_quote(cel
 
 
 def test_the_mash_referral_csv_has_one_row_per_person_and_no_live_formula_cells():
-    record = json.loads(
-        (Path(get_adapter("mash-csv").folder) / "fixtures" / "mash-formula-injection.json").read_text()
-    )
+    record = json.loads((Path(get_adapter("mash-csv").folder) / "fixtures" / "mash-formula-injection.json").read_text())
 
     body, _ = get_adapter("mash-csv").render(record)
     rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
@@ -102,9 +98,7 @@ def test_the_encompass_notice_tells_the_school_only_about_its_pupils():
 
     assert [c["family"] for c in notice["children"]] == ["Brierley"]
     assert len(notice["children"]) == 1  # the home-educated child goes to the local authority instead
-    assert (
-        "Craig" not in body.decode() and "Heddon" not in body.decode() and "9990000018" not in body.decode()
-    )
+    assert "Craig" not in body.decode() and "Heddon" not in body.decode() and "9990000018" not in body.decode()
     assert content_type.startswith("text/plain")
     assert "Mia Brierley" in text.decode()
     with pytest.raises(AdapterError):

@@ -140,19 +140,34 @@ def test_the_stop_and_search_file_maps_into_stop_search_records_not_crime_report
     assert first["legislation"] == "Misuse of Drugs Act 1971 (section 23)"
     assert first["object_of_search"] == "Controlled drugs"
     assert first["outcome"] == "no-further-action"
-    assert first["subject"] == {"gender": "male", "age_range": {"min": 25, "max": 34},
-                                "ethnicity": {"self_defined": "B2", "officer_defined": "B"}}
+    assert first["subject"] == {
+        "gender": "male",
+        "age_range": {"min": 25, "max": 34},
+        "ethnicity": {"self_defined": "B2", "officer_defined": "B"},
+    }
     assert {r["data"]["outcome"] for r in records} == {
-        "no-further-action", "arrest", "local-resolution", "drugs-possession-warning", "summons"}
+        "no-further-action",
+        "arrest",
+        "local-resolution",
+        "drugs-possession-warning",
+        "summons",
+    }
     assert "events" not in first and "description" not in str(first)
 
 
 def test_a_stop_keeps_its_point_operation_and_flags():
-    (record,) = translate(_stop_row(**{
-        "Latitude": "51.515419", "Longitude": "-0.090386", "Part of a policing operation": "True",
-        "Policing operation": "Operation Example", "Outcome linked to object of search": "True",
-        "Removal of more than just outer clothing": "True",
-    }))
+    (record,) = translate(
+        _stop_row(
+            **{
+                "Latitude": "51.515419",
+                "Longitude": "-0.090386",
+                "Part of a policing operation": "True",
+                "Policing operation": "Operation Example",
+                "Outcome linked to object of search": "True",
+                "Removal of more than just outer clothing": "True",
+            }
+        )
+    )
 
     assert record["data"]["location"] == {"id": "l1", "kind": "point", "point": {"lat": 51.515419, "lon": -0.090386}}
     assert record["data"]["operation"] == {"part_of": True, "name": "Operation Example"}

@@ -10,8 +10,16 @@ from adapters.standing_data import refresh
 
 # Row counts of the vendored copy (bichard7-next-data 6b2cf0a); courts are the B and C organisation units.
 COUNTS = {
-    "plea-status": 8, "verdict": 5, "duration-unit": 7, "remand-status": 7, "mode-of-trial-reason": 9,
-    "gender": 4, "result-code": 898, "result-qualifier-code": 299, "cjs-offences": 15_352, "courts": 440,
+    "plea-status": 8,
+    "verdict": 5,
+    "duration-unit": 7,
+    "remand-status": 7,
+    "mode-of-trial-reason": 9,
+    "gender": 4,
+    "result-code": 898,
+    "result-qualifier-code": 299,
+    "cjs-offences": 15_352,
+    "courts": 440,
 }
 
 
@@ -36,16 +44,35 @@ def test_the_common_law_codes_are_in_the_offence_table():
 def _upstream(tmp_path):
     """A tiny copy of the upstream JSON tables, in their own shape."""
     spi = [{"cjsCode": "G", "description": "Guilty", "pncCode": "GUILTY", "spiCode": "1"}]
-    tables = {name: spi for name in ("plea-status", "verdict", "duration-unit", "remand-status",
-                                     "mode-of-trial-reason", "gender")}
-    tables["result-code"] = [{"cjsCode": "1015", "description": "Fine", "recordableOnPnc": "", "type": "F",
-                              "resultCodeQualifiers": "A,B,", "resultHalfLifeHours": ""}]
+    tables = {
+        name: spi
+        for name in ("plea-status", "verdict", "duration-unit", "remand-status", "mode-of-trial-reason", "gender")
+    }
+    tables["result-code"] = [
+        {
+            "cjsCode": "1015",
+            "description": "Fine",
+            "recordableOnPnc": "",
+            "type": "F",
+            "resultCodeQualifiers": "A,B,",
+            "resultHalfLifeHours": "",
+        }
+    ]
     tables["result-qualifier-code"] = [{"cjsCode": "BA", "description": "With Electronic Tagging"}]
-    tables["cjs-offences"] = [{"cjsCode": "COML025", "offenceCategory": "CI", "offenceTitle": "Murder",
-                               "recordableOnPnc": True}]
-    levels = {"topLevelCode": "B", "secondLevelCode": "01", "thirdLevelCode": "EF", "bottomLevelCode": "00",
-              "topLevelName": "Magistrates' Courts", "secondLevelName": "London", "thirdLevelName": "Croydon",
-              "bottomLevelName": "", "thirdLevelPsaCode": "2576"}
+    tables["cjs-offences"] = [
+        {"cjsCode": "COML025", "offenceCategory": "CI", "offenceTitle": "Murder", "recordableOnPnc": True}
+    ]
+    levels = {
+        "topLevelCode": "B",
+        "secondLevelCode": "01",
+        "thirdLevelCode": "EF",
+        "bottomLevelCode": "00",
+        "topLevelName": "Magistrates' Courts",
+        "secondLevelName": "London",
+        "thirdLevelName": "Croydon",
+        "bottomLevelName": "",
+        "thirdLevelPsaCode": "2576",
+    }
     police = {**levels, "topLevelCode": "", "thirdLevelName": "A police station"}
     tables["organisation-unit"] = [levels, police]
     source = tmp_path / "data"
@@ -64,7 +91,7 @@ def test_the_refresh_script_rebuilds_compact_tables_from_the_upstream_json(tmp_p
     refresh.refresh(_upstream(tmp_path), target)
 
     assert (target / "plea-status.csv").read_text() == "spi_code,cjs_code,description\n1,G,Guilty\n"
-    assert (target / "result-code.csv").read_text().splitlines()[1] == "1015,Fine,F,\"A,B\""
-    assert {name: (target / name).read_bytes() for name in written} == again   # same input, same bytes
+    assert (target / "result-code.csv").read_text().splitlines()[1] == '1015,Fine,F,"A,B"'
+    assert {name: (target / name).read_bytes() for name in written} == again  # same input, same bytes
     courts = gzip.decompress((target / "courts.csv.gz").read_bytes()).decode().splitlines()
     assert courts == ["ou_code,court_type,area,name,unit,psa_code", "B01EF00,Magistrates' Courts,London,Croydon,,2576"]

@@ -50,14 +50,12 @@ def test_fixed_width_memory_stays_flat_when_the_input_grows_tenfold(tmp_path):
             for n in range(crimes):
                 ref = f"FA/{n:06d}/26"
                 handle.write(
-                    encode_record(layout, "CR", {"crime_ref": ref, "recorded_date": "20260101"}).encode(
-                        "cp037"
-                    )
+                    encode_record(layout, "CR", {"crime_ref": ref, "recorded_date": "20260101"}).encode("cp037")
                 )
                 handle.write(
-                    encode_record(
-                        layout, "OF", {"crime_ref": ref, "offence_seq": 1, "offence_code": "THEFT01"}
-                    ).encode("cp037")
+                    encode_record(layout, "OF", {"crime_ref": ref, "offence_seq": 1, "offence_code": "THEFT01"}).encode(
+                        "cp037"
+                    )
                 )
         return path
 

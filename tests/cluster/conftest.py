@@ -48,9 +48,7 @@ class Cluster:
 
     def run(self, *args: str, timeout: float = 240) -> str:
         env = dict(os.environ, INTERCHANGE_CLUSTER_DIR=str(self.directory))
-        done = subprocess.run(
-            ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
-        )
+        done = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, f"cluster.sh {' '.join(args)} failed: {done.stdout}{done.stderr}"
         return done.stdout
 
@@ -126,5 +124,5 @@ def cluster_broker(cluster: Cluster, tmp_path: Path) -> Iterator[TestBroker]:
         cluster.wait_healthy()
         try:
             broker.close()
-        except TransportError as exc:   # deleting quorum queues just after a restart can be slow: the
-            print(f"note: {exc}")       # whole cluster is removed at the end of the session anyway
+        except TransportError as exc:  # deleting quorum queues just after a restart can be slow: the
+            print(f"note: {exc}")  # whole cluster is removed at the end of the session anyway

@@ -37,9 +37,7 @@ def routing_core(broker: TestBroker, tmp_path: Path, workers: int = 2):
     config = write_settings_file(broker.settings, tmp_path / "settings.yaml", heartbeat=5)
     writer = Role("audit-writer", config, tmp_path / "audit-writer.log").start()
     roles = [
-        Role(
-            "worker", config, tmp_path / f"worker-{i}.log", ("--index", str(i), "--of", str(workers))
-        ).start()
+        Role("worker", config, tmp_path / f"worker-{i}.log", ("--index", str(i), "--of", str(workers))).start()
         for i in range(workers)
     ]
     try:
@@ -278,9 +276,7 @@ def test_memory_and_disk_alarms_block_publishers_who_resume_when_they_clear_and_
     )
 
 
-def test_three_network_partitions_each_isolating_a_different_node_heal_by_themselves(
-    cluster, cluster_broker, tmp_path
-):
+def test_three_network_partitions_each_isolating_a_different_node_heal_by_themselves(cluster, cluster_broker, tmp_path):
     settings, count = cluster_broker.settings, 4_000
     healed_after: list[float] = []
     with routing_core(cluster_broker, tmp_path), Reconciler(settings) as inboxes:

