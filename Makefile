@@ -34,6 +34,7 @@ demo: $(STAMP) rabbitmq
 
 test: $(STAMP) rabbitmq promtool chromium
 	$(VENV)/bin/ruff check broker adapters tests bench
+	$(VENV)/bin/ruff format --check broker adapters tests bench
 	$(PY) -m pytest -q
 
 # The fault battery (docs/RELIABILITY.md): starts its own 3-node RabbitMQ cluster (scripts/cluster.sh, ports
@@ -60,6 +61,7 @@ bench-enquiry: $(STAMP) rabbitmq
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests bench
+	$(VENV)/bin/ruff format --check broker adapters tests bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
