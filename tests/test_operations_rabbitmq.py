@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker.audit.log import LOG_NAME
@@ -245,6 +246,18 @@ def test_every_dashboard_query_reads_only_metrics_that_exist(live):
     )
     exists |= {line.split()[2] for line in rabbit.splitlines() if line.startswith("# TYPE")}
     exists.add("up")  # recorded by Prometheus itself for every scrape target
+    # the ingest processes' metrics (not running in this test): their own exposition
+    from prometheus_client import generate_latest
+
+    from broker.ops.metrics import IngestMetrics
+
+    ingest = generate_latest(IngestMetrics().registry).decode()
+    exists |= {line.split()[2] for line in ingest.splitlines() if line.startswith("# TYPE")}
+    # and the recording rules' series, each only if what it reads exists
+    for group in yaml.safe_load((PROJECT_ROOT / "deploy" / "prometheus" / "recording.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            assert metric_names(rule["expr"]) <= exists, rule["record"]
+            exists.add(rule["record"])
     # When every panel query is parsed
     used = set().union(*(metric_names(expr) for expr in dashboard_exprs()))
     # Then each metric it reads exists
