@@ -36,7 +36,7 @@ import orjson
 
 from bench import cpu, harness
 from broker import router
-from broker.audit.log import LOG_NAME, AuditWriter, verify
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
 from broker.ingress.publisher import publish_all, record_message
 from broker.message import Message
 from broker.runner import build_context
@@ -244,6 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         harness.stop(audit_writer)
         verdict = verify(Path(settings.audit_dir) / LOG_NAME)
         out["audit_chain"] = str(verdict)
+        out["usage"] = usage_check(Path(settings.audit_dir) / LOG_NAME)
 
         vhosts.purge()
         step(f"relay-paced: the transport-only relay at {rate:.0f} records/s, its own latency")
@@ -282,6 +283,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def usage_check(log: Path) -> dict[str, Any]:
+    """`interchange report usage` over the bench's own audit log, beside a plain count of that log."""
+    from broker.audit.usage import Costs, Period, usage
+
+    day = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    report = usage(read_entries(log), Period(day - dt.timedelta(days=1), day + dt.timedelta(days=1)), {}, Costs())
+    counted = {"delivered": 0, "withheld": 0, "rejected": 0}
+    cancelled = {e.get("cancels") for e in read_entries(log) if e.get("operation") == "undelivered"}
+    for entry in read_entries(log):
+        operation = entry.get("operation")
+        if operation == "disclose" and entry.get("outcome") == "delivered" and entry["entry_id"] not in cancelled:
+            counted["delivered"] += 1
+        elif operation in ("withhold", "reject"):
+            counted["withheld" if operation == "withhold" else "rejected"] += 1
+    figures = {k: report["totals"][k] for k in counted}
+    return {"report": figures, "audit_log": counted, "equal": figures == counted}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -417,6 +436,12 @@ def table(r: dict[str, Any]) -> str:
             )
         )
     lines.append(f"audit chain: {r['audit_chain']}")
+    if "usage" in r:
+        u = r["usage"]
+        lines.append(
+            f"usage report on this traffic: {u['report']} - {'equal to' if u['equal'] else 'NOT equal to'} "
+            f"the audit log's own count"
+        )
     if "long" in r:
         from bench import long
 

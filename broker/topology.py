@@ -185,6 +185,8 @@ def recipient_spec() -> dict[str, list[dict[str, Any]]]:
 
 ENQUIRY_QUEUE = "interchange.enquiry"  # a force's cross-force enquiry requests (docs/ENQUIRY.md)
 ENQUIRY_QUEUE_SPEC = {"name": ENQUIRY_QUEUE, "arguments": {"x-queue-type": "classic"}}  # short-lived, expiring
+# the gateway sends requests here, not through the default exchange, so its user can write to nothing else
+ENQUIRY_EXCHANGE = "interchange.enquiries"
 
 
 def vhost_specs(
@@ -195,7 +197,11 @@ def vhost_specs(
     for recipient, vhost in recipient_vhosts.items():
         specs[vhost] = recipient_spec()
         if recipient.startswith("force-"):
+            specs[vhost]["exchanges"].append({"name": ENQUIRY_EXCHANGE, "type": "direct"})
             specs[vhost]["queues"].append(dict(ENQUIRY_QUEUE_SPEC))
+            specs[vhost]["bindings"].append(
+                {"source": ENQUIRY_EXCHANGE, "destination": ENQUIRY_QUEUE, "routing_key": ENQUIRY_QUEUE}
+            )
     return specs
 
 

@@ -34,8 +34,17 @@ def _subset(registry: Registry) -> Registry:
 def test_no_generated_user_may_configure_anything_or_use_the_management_api(registry):
     # Given the whole configuration
     plan = access.access_plan(registry, "interchange", lambda r: f"interchange.{r}")
-    # Then nobody may declare, delete or bind, and nobody has a tag
-    assert all(p.configure == access.NOTHING for p in plan.permissions)
+    # Then nobody may declare, delete or bind - but a responder its own enquiry and tap queues - and nobody
+    # has a tag
+    for p in plan.permissions:
+        if plan.user(p.user).role == "enquiry-responder":
+            code = plan.user(p.user).subject
+            assert p.configure in (
+                access.exact(topology.ENQUIRY_QUEUE, topology.ENQUIRY_EXCHANGE),
+                access.exact(access.tap_queue(code)),
+            )
+        else:
+            assert p.configure == access.NOTHING
     assert all(u.tags == "" for u in plan.users)
     assert "guest" not in {u.name for u in plan.users}
 
@@ -49,6 +58,31 @@ def test_each_recipient_user_holds_permissions_in_its_own_vhost_only(registry):
         assert list(held) == [f"interchange.{rid}"]
         assert held[f"interchange.{rid}"].read == "^(interchange\\.inbox)$"
         assert held[f"interchange.{rid}"].write == access.exact(topology.RECEIPTS_EXCHANGE)
+
+
+def test_the_enquiry_gateway_and_each_responder_hold_only_what_an_enquiry_needs(registry):
+    plan = access.access_plan(registry, "interchange", lambda r: f"interchange.{r}")
+    forces = sorted(r for r in registry.recipients if r.startswith("force-"))
+    # the gateway: audit entries through the default exchange in the core; in each force's vhost it sends
+    # requests to the enquiry exchange and reads replies on direct reply-to, nothing else anywhere
+    gateway = plan.permissions_of(access.GATEWAY_USER)
+    assert set(gateway) == {"interchange", *(f"interchange.{f}" for f in forces)}
+    assert (gateway["interchange"].write, gateway["interchange"].read) == ("^(amq\\.default)$", access.NOTHING)
+    for force in forces:
+        held = gateway[f"interchange.{force}"]
+        assert (held.configure, held.write, held.read) == (
+            access.NOTHING,
+            "^(interchange\\.enquiries)$",
+            "^(amq\\.rabbitmq\\.reply\\-to)$",
+        )
+    # a responder: its own force's enquiry queue and its own tap queue in the core, nothing of another force
+    for force in forces:
+        code = force.removeprefix("force-")
+        held = plan.permissions_of(access.responder_user(code))
+        assert set(held) == {"interchange", f"interchange.{force}"}
+        assert held[f"interchange.{force}"].read == access.exact(topology.ENQUIRY_QUEUE, topology.ENQUIRY_EXCHANGE)
+        assert held["interchange"].read == access.exact(access.tap_queue(code), topology.INGRESS_EXCHANGE)
+        assert held["interchange"].write == access.exact(access.tap_queue(code))
 
 
 def test_each_publisher_may_write_only_to_ingress_in_the_core(registry):
@@ -140,6 +174,16 @@ OPERATIONS: dict[str, tuple[str, Callable[[Any], None] | None]] = {
     "core:publish-anchor": ("core", _publish(topology.ANCHOR_EXCHANGE, "")),
     "core:delete-anchor": ("core", lambda ch: ch.queue_delete(topology.ANCHOR_QUEUE)),
     "core:purge-anchor": ("core", lambda ch: ch.queue_purge(topology.ANCHOR_QUEUE)),
+    # an enquiry responder's wire tap (docs/ENQUIRY.md): force 48's own queue in the core
+    "core:declare-tap-48": ("core", lambda ch: ch.queue_declare(access.tap_queue("48"), durable=True)),
+    "core:bind-tap-48": (
+        "core",
+        lambda ch: (
+            ch.queue_declare(access.tap_queue("48"), passive=True),
+            ch.queue_bind(access.tap_queue("48"), topology.INGRESS_EXCHANGE, "#"),
+        ),
+    ),
+    "core:consume-tap-48": ("core", _consume(access.tap_queue("48"))),
 }
 for _rid in RECIPIENTS:
     OPERATIONS |= {
@@ -150,12 +194,27 @@ for _rid in RECIPIENTS:
         f"{_rid}:publish-deliver": (_rid, _publish(topology.DELIVER_EXCHANGE, "")),
         f"{_rid}:declare": (_rid, lambda ch: ch.queue_declare("evil", durable=False, auto_delete=True)),
         f"{_rid}:bind": (_rid, lambda ch: ch.queue_bind(topology.INBOX_QUEUE, topology.DELIVER_EXCHANGE, "")),
+        f"{_rid}:publish-inbox-direct": (_rid, _publish("", topology.INBOX_QUEUE)),
     }
+OPERATIONS |= {  # cross-force enquiries, in the one force vhost of the subset
+    "force-48:publish-enquiry": ("force-48", _publish(topology.ENQUIRY_EXCHANGE, topology.ENQUIRY_QUEUE)),
+    "force-48:consume-enquiry": ("force-48", _consume(topology.ENQUIRY_QUEUE)),
+    "force-48:consume-reply-to": (
+        "force-48",
+        lambda ch: ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True),
+    ),
+    "force-48:declare-enquiry": (
+        "force-48",
+        lambda ch: ch.queue_declare(topology.ENQUIRY_QUEUE, durable=True, arguments={"x-queue-type": "classic"}),
+    ),
+}
 
 
 def _allowed(role: str, subject: str, column: str) -> bool:
     """The policy, written independently of broker.ops.access: what each role may do, cell by cell."""
     where, op = column.split(":")
+    if op == "consume-reply-to":  # a per-channel pseudo-queue RabbitMQ does not permission-check: no harm,
+        return _allowed(role, subject, f"{where}:open")  # a consumer only ever sees replies to its own channel
     if role == "publisher":
         return column in ("core:open", "core:publish-ingress")
     if role == "recipient":
@@ -166,6 +225,18 @@ def _allowed(role: str, subject: str, column: str) -> bool:
         )
     if role == "audit":
         return column in ("core:open", "core:consume-audit", "core:publish-anchor")
+    if role == "enquiry-gateway":  # requests to each force's enquiry exchange, replies on direct reply-to
+        return column == "core:open" or (
+            where.startswith("force-")
+            and op in ("open", "publish-enquiry", "consume-reply-to", "passive-declare-inbox")
+        )
+    if role == "enquiry-responder":  # its own force's enquiry queue, and its own wire tap in the core
+        own = f"force-{subject}"
+        core = ("core:open", f"core:declare-tap-{subject}", f"core:bind-tap-{subject}", f"core:consume-tap-{subject}")
+        return column in core or (
+            where == own
+            and op in ("open", "consume-enquiry", "declare-enquiry", "passive-declare-inbox", "publish-inbox-direct")
+        )
     raise AssertionError(role)
 
 

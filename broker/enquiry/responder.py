@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from broker.enquiry.agreements import EnquiryAgreement, project_details
-from broker.topology import ENQUIRY_QUEUE, ENQUIRY_QUEUE_SPEC
+from broker.topology import ENQUIRY_EXCHANGE, ENQUIRY_QUEUE, ENQUIRY_QUEUE_SPEC
 
 QUEUE_ARGUMENTS = ENQUIRY_QUEUE_SPEC["arguments"]
 log = structlog.get_logger("interchange.enquiry.responder")
@@ -82,7 +82,9 @@ class Responder:
             self.settings.amqp_url, self.vhost, f"interchange-enquiry-responder-{self.force}", self.settings.tls
         )
         try:
+            channel.exchange_declare(ENQUIRY_EXCHANGE, "direct", durable=True)
             channel.queue_declare(ENQUIRY_QUEUE, durable=True, arguments=QUEUE_ARGUMENTS)
+            channel.queue_bind(ENQUIRY_QUEUE, ENQUIRY_EXCHANGE, ENQUIRY_QUEUE)
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.basic_consume(ENQUIRY_QUEUE, self._on_message)
             self.ready.set()

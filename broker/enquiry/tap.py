@@ -22,7 +22,10 @@ log = structlog.get_logger("interchange.enquiry.tap")
 
 
 def tap_queue(force: str) -> str:
-    return f"interchange.enquiry.tap.{force}"
+    """The core-vhost queue feeding `force`'s enquiry index (its name is in broker.ops.access too)."""
+    from broker.ops.access import tap_queue as name
+
+    return name(force)
 
 
 def keep(

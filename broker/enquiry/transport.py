@@ -20,6 +20,7 @@ import orjson
 import structlog
 
 from broker.enquiry.responder import ENQUIRY_QUEUE
+from broker.topology import ENQUIRY_EXCHANGE
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 log = structlog.get_logger("interchange.enquiry.transport")
@@ -117,6 +118,8 @@ class ForceLink:
             self.settings.amqp_url, self.vhost, f"interchange-enquiry-gateway-{self.force}", self.settings.tls
         )
         try:
+            # a vhost without the enquiry exchange answers nothing: fail fast (unavailable), as for no vhost
+            channel.exchange_declare(ENQUIRY_EXCHANGE, passive=True)
             channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
             channel.add_on_return_callback(self._on_return)
             self._channel, self._connection = channel, connection
@@ -142,7 +145,7 @@ class ForceLink:
             correlation, body, deadline = item
             expiration = max(1, int((deadline - time.time()) * 1000))
             channel.basic_publish(
-                "",
+                ENQUIRY_EXCHANGE,
                 ENQUIRY_QUEUE,
                 body,
                 pika.BasicProperties(

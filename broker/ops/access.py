@@ -10,8 +10,16 @@ recipient-<id>         that recipient's vhost only  receipts exchange, if any   
 interchange-router     core                         interchange.dlx, amq.default   interchange.route
                        every recipient vhost        interchange.deliver            nothing
 interchange-audit      core                         interchange.anchor             interchange.audit
+interchange-enquiry-   core                         amq.default (audit entries)    nothing
+  gateway              each force-* vhost           interchange.enquiries          amq.rabbitmq.reply-to
+interchange-responder- its force's vhost            amq.default (replies), its     interchange.enquiry,
+  <code>                                            queue (to bind it)             interchange.enquiries
+                       core (its wire tap)          its tap queue (to bind it)     its tap queue, ingress
 
-Nobody generated here may configure (declare, delete, bind) anything.
+Nobody generated here may configure (declare, delete, bind) anything, except that a responder declares its
+own `interchange.enquiries` exchange, `interchange.enquiry` queue and tap queue `interchange.enquiry.tap.<code>`
+(docs/ENQUIRY.md).  Direct reply-to replies must go through the default exchange, so a responder could also
+write to another queue of its own force's vhost (its own inbox): it acts for that force alone.
 The router writes the audit batch through the default exchange (`amq.default`, routing key
 `interchange.audit`) and dead letters to `interchange.dlx`; queue dead-lettering by policy needs no user
 permission.  The audit writer publishes each signed checkpoint to `interchange.anchor` (a stream no
@@ -36,13 +44,16 @@ NOTHING = "^$"
 ROUTER_USER = "interchange-router"
 AUDIT_USER = "interchange-audit"
 RECIPIENT_USER_PREFIX = "recipient-"
+GATEWAY_USER = "interchange-enquiry-gateway"
+RESPONDER_USER_PREFIX = "interchange-responder-"
+REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ's direct reply-to pseudo-queue
 RECEIPTS_EXCHANGE: str | None = topology.RECEIPTS_EXCHANGE  # partners acknowledge corrections here
 
 
 @dataclass(frozen=True, slots=True)
 class User:
     name: str
-    role: str  # publisher | recipient | router | audit
+    role: str  # publisher | recipient | router | audit | enquiry-gateway | enquiry-responder
     subject: str = ""  # the agency code or recipient id the user acts for
     tags: str = ""  # never management tags: partners do not get the management API
 
@@ -99,6 +110,15 @@ def recipient_user(recipient_id: str) -> str:
     return f"{RECIPIENT_USER_PREFIX}{recipient_id}"
 
 
+def responder_user(force_code: str) -> str:
+    return f"{RESPONDER_USER_PREFIX}{force_code}"
+
+
+def tap_queue(force_code: str) -> str:
+    """The core-vhost queue a force's responder feeds its enquiry index from (broker.enquiry.tap)."""
+    return f"{topology.ENQUIRY_QUEUE}.tap.{force_code}"
+
+
 def access_plan(
     registry: Registry, core_vhost: str, recipient_vhost: Callable[[str], str], user_prefix: str = ""
 ) -> AccessPlan:
@@ -131,6 +151,7 @@ def access_plan(
         users.append(User(name, "recipient", rid))
         permissions.append(Permission(name, vhost, NOTHING, exact(*receipts), exact(topology.INBOX_QUEUE)))
         permissions.append(Permission(router, vhost, NOTHING, exact(topology.DELIVER_EXCHANGE), NOTHING))
+    _enquiry_access(registry, core_vhost, recipient_vhost, user_prefix, users, permissions)
     names = [u.name for u in users]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
@@ -138,6 +159,36 @@ def access_plan(
 
         raise ConfigError("agencies.yaml", "publishers", f"user names used for two roles: {', '.join(clash)}")
     return AccessPlan(tuple(users), tuple(sorted(permissions, key=lambda p: (p.user, p.vhost))))
+
+
+def _enquiry_access(
+    registry: Registry,
+    core_vhost: str,
+    recipient_vhost: Callable[[str], str],
+    user_prefix: str,
+    users: list[User],
+    permissions: list[Permission],
+) -> None:
+    """The enquiry gateway and one responder per force with a `force-<code>` vhost (docs/ENQUIRY.md)."""
+    forces = sorted(r for r in registry.recipients if r.startswith("force-"))
+    if not forces:
+        return
+    gateway = user_prefix + GATEWAY_USER
+    users.append(User(gateway, "enquiry-gateway"))
+    permissions.append(Permission(gateway, core_vhost, NOTHING, exact("amq.default"), NOTHING))
+    for rid in forces:
+        code = rid.removeprefix("force-")
+        vhost, responder = recipient_vhost(rid), user_prefix + responder_user(code)
+        permissions.append(Permission(gateway, vhost, NOTHING, exact(topology.ENQUIRY_EXCHANGE), exact(REPLY_TO)))
+        users.append(User(responder, "enquiry-responder", code))
+        own = (topology.ENQUIRY_QUEUE, topology.ENQUIRY_EXCHANGE)
+        permissions.append(
+            Permission(responder, vhost, exact(*own), exact(topology.ENQUIRY_QUEUE, "amq.default"), exact(*own))
+        )
+        tap = tap_queue(code)
+        permissions.append(
+            Permission(responder, core_vhost, exact(tap), exact(tap), exact(tap, topology.INGRESS_EXCHANGE))
+        )
 
 
 # ---------------------------------------------------------------- credentials
