@@ -58,12 +58,14 @@ def remove(settings: Settings, registry: Registry, admin: RabbitAdmin | None = N
 
 
 def purge(settings: Settings, registry: Registry) -> None:
-    """Empty every queue of this configuration (the demo starts from nothing)."""
+    """Empty every queue of this configuration (the demo starts from nothing); a stream (the checkpoint
+    anchor) cannot be purged, and is append-only on purpose: it is left as it is."""
     for vhost, spec in vhost_specs(settings, registry).items():
         connection, channel = blocking_channel(settings.amqp_url, vhost, "interchange-purge", settings.tls)
         try:
             for queue in spec["queues"]:
-                channel.queue_purge(queue["name"])
+                if (queue.get("arguments") or {}).get("x-queue-type") != "stream":
+                    channel.queue_purge(queue["name"])
         finally:
             connection.close()
 
