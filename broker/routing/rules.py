@@ -128,7 +128,9 @@ class Rulebook:
             for a in self.agreements
             if a.recipient in recipients
         }
-        self._candidates: dict[tuple[str, str], tuple[tuple[str, tuple[Agreement, ...]], ...]] = {}
+        self._candidates: dict[
+            tuple[str, str], tuple[Agency | None, tuple[tuple[str, tuple[Agreement, ...]], ...]]
+        ] = {}
 
     def provides(self, agreement: Agreement, agency_code: str) -> bool:
         if agency_code in agreement.providers:
@@ -138,18 +140,21 @@ class Rulebook:
 
     def candidates(self, agency: str, record_type: str) -> tuple[tuple[str, tuple[Agreement, ...]], ...]:
         """(recipient, its agreements in load order) for every recipient some agreement from this provider
-        and record type names, sorted by recipient; compiled once per (provider, record type)."""
+        and record type names, sorted by recipient; compiled once per (provider, record type) and kept with
+        the provider's registration it was compiled for (a provider re-registered is compiled afresh)."""
         key = (agency, record_type)
-        found = self._candidates.get(key)
-        if found is None:
-            grouped: dict[str, list[Agreement]] = defaultdict(list)
-            for agreement in self._by_type.get(record_type, ()):
-                if self.provides(agreement, agency):
-                    grouped[agreement.recipient].append(agreement)
-            found = tuple((recipient, tuple(grouped[recipient])) for recipient in sorted(grouped))
-            if len(self._candidates) >= 4096:  # unregistered providers cannot grow it without bound
-                self._candidates.clear()
-            self._candidates[key] = found
+        registered = self.agencies.get(agency)
+        compiled = self._candidates.get(key)
+        if compiled is not None and compiled[0] is registered:
+            return compiled[1]
+        grouped: dict[str, list[Agreement]] = defaultdict(list)
+        for agreement in self._by_type.get(record_type, ()):
+            if self.provides(agreement, agency):
+                grouped[agreement.recipient].append(agreement)
+        found = tuple((recipient, tuple(grouped[recipient])) for recipient in sorted(grouped))
+        if len(self._candidates) >= 4096:  # unregistered providers cannot grow it without bound
+            self._candidates.clear()
+        self._candidates[key] = (registered, found)
         return found
 
     def decide(self, record: dict[str, Any], now: dt.datetime) -> list[Decision]:
