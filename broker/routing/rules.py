@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,7 +63,7 @@ def _deliver(
     view: dict[str, Any],
     recipient_id: str,
     agreement: Agreement,
-    data_paths: list[str] | None = None,
+    data_paths: Sequence[str] | None = None,
 ) -> Deliver:
     """Project the (scoped) view; withheld paths are counted against the whole record."""
     if data_paths is None:
@@ -181,7 +181,7 @@ class Rulebook:
         recipient_id: str,
         agreements: Iterable[Agreement],
         today: dt.date,
-        data_paths: tuple[str, ...] | list[str] | None = None,
+        data_paths: Sequence[str] | None = None,
         level: int | None = None,
     ) -> Decision:
         recipient = self.recipients.get(recipient_id)
@@ -196,7 +196,7 @@ class Rulebook:
                 assert recipient is not None
                 view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, self._subject(recipient))
                 if in_scope != 0:
-                    return _deliver(record, view, recipient_id, agreement, data_paths)  # type: ignore[arg-type]
+                    return _deliver(record, view, recipient_id, agreement, data_paths)
                 refusal = Withhold(recipient_id, agreement, "condition_not_met", "no person in the agreement's scope")
             first_refusal = first_refusal or refusal
         assert first_refusal is not None
