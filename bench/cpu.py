@@ -53,3 +53,31 @@ def stage_micros(
         }
         out[label]["deliveries"] = round(statistics.fmean(stages["deliveries"]), 2)
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.cpu [--records N] [--rounds R]`: the cpu phase alone, in process, no RabbitMQ."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from bench import harness
+
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=main.__doc__)
+    parser.add_argument("--records", type=int, default=3000, help="records translated (a sample of ~900 is routed)")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the sample")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-cpu-") as work:
+        settings = harness.bench_settings(Path(work))
+        registry = Registry.load(settings)
+        bodies = harness.translate_all(args.records).bodies
+        step = max(1, len(bodies) // 900)
+        sample = [orjson.loads(body) for i, (_t, _id, body) in enumerate(bodies) if i % step == 0]
+        result = stage_micros(settings, registry, sample, args.rounds)
+    print(f"{'CPU us/record (in process)':<34} " + "  ".join(f"{s:>8}" for s in (*STAGES, "total")))
+    for label, stages in result.items():
+        print(f"  {label:<32} " + "  ".join(f"{stages.get(s, 0):>8}" for s in (*STAGES, "total")))
+
+
+if __name__ == "__main__":
+    main()

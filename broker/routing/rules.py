@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,7 +63,7 @@ def _deliver(
     view: dict[str, Any],
     recipient_id: str,
     agreement: Agreement,
-    data_paths: list[str] | None = None,
+    data_paths: Sequence[str] | None = None,
 ) -> Deliver:
     """Project the (scoped) view; withheld paths are counted against the whole record."""
     if data_paths is None:
@@ -96,7 +96,13 @@ def classification_label(record: dict[str, Any]) -> str:
 
 
 class Rulebook:
-    """Agreements compiled for fast deciding: indexed by record type, provider groups resolved."""
+    """Agreements compiled for fast deciding.
+
+    At load: agreements indexed by record type, each agreement's classification ceiling (with its
+    recipient's) and each recipient's condition subject resolved once.  On first sight of a (provider,
+    record type): its candidate agreements grouped by recipient, in recipient order, kept for every later
+    record of that pair.
+    """
 
     def __init__(
         self, agreements: Iterable[Agreement], recipients: dict[str, Recipient], agencies: dict[str, Agency]
@@ -108,6 +114,23 @@ class Rulebook:
         for agreement in self.agreements:
             for record_type in agreement.record_types:
                 self._by_type[record_type].append(agreement)
+        # compiled per recipient and per agreement; each kept with the recipient it was compiled for, so a
+        # recipient replaced later is compiled afresh rather than judged by stale data
+        self._subjects = {rid: (r, r.as_condition_subject()) for rid, r in recipients.items()}
+        self._ceilings = {
+            id(a): (
+                recipients[a.recipient],
+                min(
+                    CLASSIFICATION_LEVELS[a.max_classification],
+                    CLASSIFICATION_LEVELS[recipients[a.recipient].max_classification],
+                ),
+            )
+            for a in self.agreements
+            if a.recipient in recipients
+        }
+        self._candidates: dict[
+            tuple[str, str], tuple[Agency | None, tuple[tuple[str, tuple[Agreement, ...]], ...]]
+        ] = {}
 
     def provides(self, agreement: Agreement, agency_code: str) -> bool:
         if agency_code in agreement.providers:
@@ -115,48 +138,73 @@ class Rulebook:
         agency = self.agencies.get(agency_code)
         return agency is not None and any(f"group:{g}" in agreement.providers for g in agency.groups)
 
+    def candidates(self, agency: str, record_type: str) -> tuple[tuple[str, tuple[Agreement, ...]], ...]:
+        """(recipient, its agreements in load order) for every recipient some agreement from this provider
+        and record type names, sorted by recipient; compiled once per (provider, record type) and kept with
+        the provider's registration it was compiled for (a provider re-registered is compiled afresh)."""
+        key = (agency, record_type)
+        registered = self.agencies.get(agency)
+        compiled = self._candidates.get(key)
+        if compiled is not None and compiled[0] is registered:
+            return compiled[1]
+        grouped: dict[str, list[Agreement]] = defaultdict(list)
+        for agreement in self._by_type.get(record_type, ()):
+            if self.provides(agreement, agency):
+                grouped[agreement.recipient].append(agreement)
+        found = tuple((recipient, tuple(grouped[recipient])) for recipient in sorted(grouped))
+        if len(self._candidates) >= 4096:  # unregistered providers cannot grow it without bound
+            self._candidates.clear()
+        self._candidates[key] = (registered, found)
+        return found
+
     def decide(self, record: dict[str, Any], now: dt.datetime) -> list[Decision]:
         """For each recipient an agreement covers: Deliver (with its view) or Withhold (with a reason)."""
         agency = (record.get("origin") or {}).get("agency", "")
-        candidates: dict[str, list[Agreement]] = defaultdict(list)
-        for agreement in self._by_type.get(record.get("type", ""), ()):
-            if self.provides(agreement, agency):
-                candidates[agreement.recipient].append(agreement)
+        record_type = record.get("type", "")
+        candidates = self.candidates(
+            agency if isinstance(agency, str) else repr(agency),
+            record_type if isinstance(record_type, str) else repr(record_type),
+        )
         if not candidates:
             return [Withhold(None, None, "no_agreement")]
         today = agreement_day(now)
+        level = classification_level(record)
         data_paths = tuple(leaf_paths(record.get("data"), "data"))  # walked once, shared by every projection
         return [
-            self._decide_for(record, recipient, agreements, today, data_paths)
-            for recipient, agreements in sorted(candidates.items())
+            self._decide_for(record, recipient, agreements, today, data_paths, level)
+            for recipient, agreements in candidates
         ]
 
     def _decide_for(
         self,
         record: dict[str, Any],
         recipient_id: str,
-        agreements: list[Agreement],
+        agreements: Iterable[Agreement],
         today: dt.date,
-        data_paths: list[str] | None = None,
+        data_paths: Sequence[str] | None = None,
+        level: int | None = None,
     ) -> Decision:
         recipient = self.recipients.get(recipient_id)
         first_refusal: Withhold | None = None
         for agreement in agreements:
             refusal = (
-                self._refusal(record, recipient, agreement, today)
+                self._refusal(record, recipient, agreement, today, level)
                 if recipient
                 else Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
             )
             if refusal is None:
-                view, in_scope = scope.apply(
-                    agreement.scope.get(record["type"]), record, recipient.as_condition_subject()
-                )
+                assert recipient is not None
+                view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, self._subject(recipient))
                 if in_scope != 0:
                     return _deliver(record, view, recipient_id, agreement, data_paths)
                 refusal = Withhold(recipient_id, agreement, "condition_not_met", "no person in the agreement's scope")
             first_refusal = first_refusal or refusal
         assert first_refusal is not None
         return first_refusal
+
+    def _subject(self, recipient: Recipient) -> dict[str, Any]:
+        compiled = self._subjects.get(recipient.id)
+        return compiled[1] if compiled is not None and compiled[0] is recipient else recipient.as_condition_subject()
 
     def refusal_to_past_recipient(
         self, record: dict[str, Any], recipient: Recipient, agreement: Agreement
@@ -172,13 +220,18 @@ class Rulebook:
             return Withhold(recipient.id, agreement, "no_agreement", "the agreement does not cover this record")
         refusal = self._refusal(record, recipient, agreement, None)
         if refusal is None:
-            _view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, recipient.as_condition_subject())
+            _view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, self._subject(recipient))
             if in_scope == 0:
                 return Withhold(recipient.id, agreement, "condition_not_met", "no person in the agreement's scope")
         return refusal
 
     def _refusal(
-        self, record: dict[str, Any], recipient: Recipient, agreement: Agreement, today: dt.date | None
+        self,
+        record: dict[str, Any],
+        recipient: Recipient,
+        agreement: Agreement,
+        today: dt.date | None,
+        level: int | None = None,
     ) -> Withhold | None:
         def refuse(reason: str, detail: str = "") -> Withhold:
             return Withhold(recipient.id, agreement, reason, detail)
@@ -186,18 +239,25 @@ class Rulebook:
         status = agreement.status_on(today) if today is not None else "active"
         if status != "active":
             return refuse(f"agreement_{status}")
-        level = classification_level(record)
-        ceiling = min(
-            CLASSIFICATION_LEVELS[agreement.max_classification], CLASSIFICATION_LEVELS[recipient.max_classification]
-        )
+        if level is None:
+            level = classification_level(record)
+        compiled = self._ceilings.get(id(agreement))
+        if compiled is not None and compiled[0] is recipient:
+            ceiling = compiled[1]
+        else:
+            ceiling = min(
+                CLASSIFICATION_LEVELS[agreement.max_classification],
+                CLASSIFICATION_LEVELS[recipient.max_classification],
+            )
         if level > ceiling:
             return refuse("classification_above_ceiling", classification_label(record))
         handling_refusal = self._handling_refusal(record, recipient, agreement)
         if handling_refusal:
             return refuse(*handling_refusal)
-        unmet = conditions.failed(list(agreement.conditions), record, recipient.as_condition_subject())
-        if unmet:
-            return refuse("condition_not_met", unmet)
+        if agreement.conditions:
+            unmet = conditions.failed(list(agreement.conditions), record, self._subject(recipient))
+            if unmet:
+                return refuse("condition_not_met", unmet)
         return None
 
     @staticmethod

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +108,15 @@ class Validator:
             if _too_deep(record):
                 return [FieldError(rid, "", SCHEMA_INVALID, f"record is nested more than {MAX_DEPTH} levels deep")]
             found = [("", f"record is not JSON data: {type(exc).__name__}")]
-        schema_ok = not found
-        found += _reference_problems(record)
+        if found:
+            found += _reference_problems(record)
+            identifier_problems = list(_identifier_problems(record, False))
+        else:  # a record the schema accepts: references and identifiers in one pass over its entities
+            references, identifier_problems = _entity_problems(record)
+            found += references
         errors = [FieldError(rid, path, SCHEMA_INVALID, _clip(msg)) for path, msg in found]
-        errors += [
-            FieldError(rid, path, IDENTIFIER_INVALID, _clip(msg))
-            for path, msg in _identifier_problems(record, schema_ok)
-        ]
-        return _unique(errors)
+        errors += [FieldError(rid, path, IDENTIFIER_INVALID, _clip(msg)) for path, msg in identifier_problems]
+        return _unique(errors) if len(errors) > 1 else errors
 
     def _fast_schema_errors(self, rtype: str, record: dict) -> Iterator[tuple[str, str]]:
         for error in self._fast[rtype].iter_errors(record):
@@ -225,6 +226,74 @@ def _identifier_problems(record: dict, schema_ok: bool) -> Iterator[tuple[str, s
                 yield f"data.locations[{i}].address.postcode", message
 
 
+def _entity_problems(record: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(reference problems, identifier problems) of a record the schema accepted, in one pass over its
+    entity lists; the same problems, in the same order, as ``_reference_problems`` and
+    ``_identifier_problems(record, True)``."""
+    data = record.get("data")
+    data = data if isinstance(data, dict) else {}
+    references: list[tuple[str, str]] = []
+    by_holder: dict[str, list[tuple[str, str]]] = {"persons": [], "organisations": [], "objects": []}
+    vrms: list[tuple[str, str]] = []
+    postcodes: list[tuple[str, str]] = []
+    checked: dict[tuple[str, str], str | None] = {}  # the same identifier twice in a record is checked once
+
+    def check(scheme: str, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return identifiers.check(scheme, value)
+        key = (scheme, value)
+        if key not in checked:
+            checked[key] = identifiers.check(scheme, value)
+        return checked[key]
+
+    entities: dict[str, str] = {}  # id -> path of the entity that declared it
+    persons: set[str] = set()
+    locations: set[str] = set()
+    for name in ENTITY_LISTS:
+        items = data.get(name)
+        if not isinstance(items, list):
+            continue
+        problems = by_holder.get(name)
+        for i, entity in enumerate(items):
+            if not isinstance(entity, dict):
+                continue
+            eid = entity.get("id")
+            if isinstance(eid, str):
+                if eid in entities:
+                    references.append(
+                        (f"data.{name}[{i}].id", f"entity id {_short(eid)} is already used by {entities[eid]}")
+                    )
+                else:
+                    entities[eid] = f"data.{name}[{i}]"
+                    if name == "persons":
+                        persons.add(eid)
+                    elif name == "locations":
+                        locations.add(eid)
+            if problems is not None:
+                ids = entity.get("identifiers")
+                if isinstance(ids, list):
+                    for j, item in enumerate(ids):
+                        if isinstance(item, dict) and item.get("scheme") in identifiers.SCHEMES and "value" in item:
+                            if message := check(item["scheme"], item["value"]):
+                                problems.append((f"data.{name}[{i}].identifiers[{j}]", message))
+                if name == "objects" and isinstance(entity.get("vrm"), str):
+                    if message := check("vrm", entity["vrm"]):
+                        vrms.append((f"data.objects[{i}].vrm", message))
+            elif name == "locations":
+                address = entity.get("address")
+                if isinstance(address, dict) and isinstance(address.get("postcode"), str):
+                    if message := check("postcode", address["postcode"]):
+                        postcodes.append((f"data.locations[{i}].address.postcode", message))
+    references += _references(record, data, entities, persons, locations)
+    found = by_holder["persons"] + by_holder["organisations"] + by_holder["objects"]
+    if isinstance(record.get("data"), dict):
+        for key in ("asn", "urn"):
+            if isinstance(data.get(key), str) and (message := check(key, data[key])):
+                found.append((f"data.{key}", message))
+        found += vrms + postcodes
+    return references, found
+
+
 def _reference_problems(record: dict) -> Iterator[tuple[str, str]]:
     """(path, message) for duplicate entity ids and for references to entities the record does not hold."""
     data = record.get("data")
@@ -241,7 +310,15 @@ def _reference_problems(record: dict) -> Iterator[tuple[str, str]]:
                 entities[eid] = f"data.{name}[{i}]"
     persons = {e for e, where in entities.items() if where.startswith("data.persons[")}
     locations = {e for e, where in entities.items() if where.startswith("data.locations[")}
-    every = set(entities)
+    yield from _references(record, data, entities, persons, locations)
+
+
+def _references(
+    record: dict, data: dict, entities: dict[str, str], persons: set[str], locations: set[str]
+) -> Iterator[tuple[str, str]]:
+    """(path, message) for each reference (subjects, role fields, links, addresses, locations) to an entity
+    the record does not hold."""
+    every = entities.keys()
     person = "a person in data.persons"
     yield from _missing(record, "subjects", "", persons, "subject", person)
     for field in PERSON_REFS:
@@ -271,7 +348,7 @@ def _reference_problems(record: dict) -> Iterator[tuple[str, str]]:
 
 
 def _missing(
-    container: dict, field: str, prefix: str, known: set[str], what: str, target: str
+    container: dict, field: str, prefix: str, known: Collection[str], what: str, target: str
 ) -> Iterator[tuple[str, str]]:
     """(path, message) for each id in `container[field]` (one id or a list) that is not in `known`.
 
