@@ -1,0 +1,178 @@
+"""The Node.js partner client (examples/node-partner) against a live exchange on the real RabbitMQ: every
+recipient of the demo records validates every delivery against its exported contract (issue 13)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+import orjson
+import pika
+import pytest
+
+from broker import topology
+from broker.audit.log import LOG_NAME, AuditWriter, read_entries
+from broker.cli.contract import formats_of
+from broker.config import PROJECT_ROOT
+from broker.ingress.publisher import publish_all, record_message
+from broker.partners import contract
+from broker.transports.amqp import blocking_channel
+from broker.transports.memory import EXAMPLES, worker_thread
+from broker.transports.memory import wait_until as _wait
+
+pytestmark = pytest.mark.rabbitmq
+CLIENT = PROJECT_ROOT / "examples" / "node-partner" / "partner.js"
+
+
+def _records() -> list[dict]:
+    """The demo records, a correction of the burglary and of the Encompass notice (the child moved school)."""
+    records = [orjson.loads(f.read_bytes()) for f in sorted(EXAMPLES.glob("*.json"))]
+    burglary = copy.deepcopy(records[0])
+    burglary["id"] += "-c1"
+    burglary["supersedes"] = {"id": records[0]["id"], "kind": "correction"}
+    burglary["data"]["outcome"] = "under-investigation"
+    encompass = next(r for r in records if r["id"].startswith("13-") and r["type"] == "safeguarding.notification")
+    moved = copy.deepcopy(encompass)
+    moved["id"] += "-c1"
+    moved["supersedes"] = {"id": encompass["id"], "kind": "correction"}
+    for person in moved["data"]["persons"]:
+        if "school" in person:
+            person["school"] = {"urn": "100002", "name": "Another Primary School"}
+    return [*records, burglary, moved]
+
+
+def _duplicate_one(settings, recipient: str) -> str:
+    """Put a second copy of one delivery in the recipient's inbox, as a redelivery would."""
+    connection, channel = blocking_channel(
+        settings.amqp_url, settings.recipient_vhost(recipient), "contract-test", settings.tls
+    )
+    try:
+        method, props, body = channel.basic_get(topology.INBOX_QUEUE)
+        assert method is not None, f"{recipient} has no delivery to copy"
+        channel.basic_publish("", topology.INBOX_QUEUE, body, props)
+        channel.basic_nack(method.delivery_tag, requeue=True)
+        return props.message_id
+    finally:
+        connection.close()
+
+
+def test_the_node_partner_client_finds_every_delivery_valid_for_every_recipient(broker, tmp_path: Path) -> None:
+    # Given a live exchange (worker and audit writer) on this test's vhosts, and the demo records with two
+    # corrections published to it
+    assert shutil.which("node"), "Node.js 20+ is needed (make test installs the client: scripts/ensure-node.sh)"
+    settings = broker.settings.with_overrides(
+        open_data_key="contract-rabbitmq-key", correction_wait_seconds=0.25, correction_wait_attempts=40
+    )
+    records = _records()
+    writer = AuditWriter(settings)
+    writing = threading.Thread(target=writer.run, name="audit-writer", daemon=True)
+    writing.start()
+    try:
+        with worker_thread(settings, broker.registry) as worker:
+            assert publish_all(settings, [record_message(r) for r in records]).published == len(records)
+            _wait(lambda: worker.routed >= len(records), timeout=90, what="every record decided")
+    finally:
+        writer.stop()
+        writing.join(timeout=15)
+    log = list(read_entries(Path(settings.audit_dir) / LOG_NAME))
+    disclosed = [e for e in log if e.get("operation") == "disclose"]
+    # and force 13's inbox holding a redelivered copy of one delivery
+    copied = _duplicate_one(settings, "force-13")
+    # and every recipient's contract exported for these vhosts
+    formats = formats_of(broker.registry)
+    for recipient in broker.registry.recipients:
+        contract.export(contract.contract(broker.registry, settings, recipient, None, formats), tmp_path)
+
+    # When the Node.js client consumes every recipient's inbox
+    runs = {
+        recipient: subprocess.Popen(
+            [
+                "node",
+                str(CLIENT),
+                "--url",
+                f"amqp://guest:guest@127.0.0.1:5672/{quote(settings.recipient_vhost(recipient), safe='')}",
+                "--recipient",
+                recipient,
+                "--contract",
+                str(tmp_path / recipient),
+                "--idle-ms",
+                "2000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for recipient in sorted(broker.registry.recipients)
+    }
+    counts = {}
+    for recipient, run in runs.items():
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, f"{recipient}: exit {run.returncode}\n{out}\n{err}"
+        counts[recipient] = json.loads(out.strip().splitlines()[-1])
+
+    # Then no delivery was invalid against the schema it names, for any recipient, and every one was received
+    print(
+        "\nnode partner client:",
+        json.dumps({r: {k: v for k, v in c.items() if k != "schemas"} for r, c in counts.items()}),
+    )
+    assert {r: c["invalid"] for r, c in counts.items()} == {r: 0 for r in counts}
+    assert sum(c["valid"] for c in counts.values()) == len(disclosed) >= 15
+    assert all(c["valid"] > 0 for c in counts.values()), counts
+    # and the redelivered copy was dropped by message_id
+    assert counts["force-13"]["duplicates"] == 1 and copied
+    # and the school acknowledged its retraction notice, the burglary's recipients their correction
+    assert counts["school-100001"]["retractions"] == 1 and counts["school-100001"]["receipts"] == 1
+    assert counts["crime-map"]["corrections"] == 1
+    receipts = broker.drain(settings.recipient_vhost("school-100001"), topology.RECEIPTS_QUEUE)
+    [(props, body)] = receipts
+    receipt = json.loads(body)
+    assert receipt["message_id"] == records[-1]["id"] and receipt["recipient"] == "school-100001"
+    assert props.message_id == f"receipt-{records[-1]['id']}"
+    assert isinstance(props, pika.BasicProperties)
+
+
+def test_the_node_partner_client_refuses_a_delivery_its_contract_does_not_allow(broker, tmp_path: Path) -> None:
+    # Given the CPS contract, and in its inbox a case file naming its view but carrying a field the agreement
+    # withholds, and a message naming no schema of the contract
+    settings = broker.settings
+    contract.export(contract.contract(broker.registry, settings, "cps"), tmp_path)
+    [view] = [v for v in contract.views_of(broker.registry, "cps") if v.record_type == "case.file"]
+    record = orjson.loads((EXAMPLES / "02-case.file-to-cps.json").read_bytes()) | {"dataschema": view.id}
+    record["data"]["not_in_the_agreement"] = "x"
+    connection, channel = blocking_channel(settings.amqp_url, settings.recipient_vhost("cps"), "t", settings.tls)
+    try:
+        for n, (body, named) in enumerate(((record, view.id), ({"a": 1}, "https://example.org/none.json"))):
+            props = pika.BasicProperties(
+                message_id=f"m{n}", content_type="application/json", headers={"x-dataschema": named}
+            )
+            channel.basic_publish("", topology.INBOX_QUEUE, orjson.dumps(body), props)
+    finally:
+        connection.close()
+    # When the Node.js client consumes the inbox
+    url = f"amqp://guest:guest@127.0.0.1:5672/{quote(settings.recipient_vhost('cps'), safe='')}"
+    run = subprocess.run(
+        [
+            "node",
+            str(CLIENT),
+            "--url",
+            url,
+            "--recipient",
+            "cps",
+            "--contract",
+            str(tmp_path / "cps"),
+            "--idle-ms",
+            "1000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then it counts both as invalid, names why, and exits 1
+    counts = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (run.returncode, counts["invalid"], counts["valid"]) == (1, 2, 0)
+    assert "not_in_the_agreement" in run.stderr and "no such schema" in run.stderr
