@@ -7,6 +7,7 @@ import copy
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import quote
@@ -27,6 +28,15 @@ from broker.transports.memory import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 CLIENT = PROJECT_ROOT / "examples" / "node-partner" / "partner.js"
+PY_CLIENT = PROJECT_ROOT / "examples" / "python-partner" / "partner.py"
+
+
+def client_command(language: str, url: str, recipient: str, folder: Path) -> list[str]:
+    """The example partner client in `language`, consuming one recipient's inbox."""
+    common = ["--url", url, "--recipient", recipient, "--contract", str(folder)]
+    if language == "node":
+        return ["node", str(CLIENT), *common, "--idle-ms", "2000"]
+    return [sys.executable, str(PY_CLIENT), *common, "--idle", "2"]
 
 
 def _records() -> list[dict]:
@@ -61,7 +71,8 @@ def _duplicate_one(settings, recipient: str) -> str:
         connection.close()
 
 
-def test_the_node_partner_client_finds_every_delivery_valid_for_every_recipient(broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("language", ["node", "python"])
+def test_the_partner_client_finds_every_delivery_valid_for_every_recipient(language, broker, tmp_path: Path) -> None:
     # Given a live exchange (worker and audit writer) on this test's vhosts, and the demo records with two
     # corrections published to it
     assert shutil.which("node"), "Node.js 20+ is needed (make test installs the client: scripts/ensure-node.sh)"
@@ -88,21 +99,15 @@ def test_the_node_partner_client_finds_every_delivery_valid_for_every_recipient(
     for recipient in broker.registry.recipients:
         contract.export(contract.contract(broker.registry, settings, recipient, None, formats), tmp_path)
 
-    # When the Node.js client consumes every recipient's inbox
+    # When the example client (Node.js: amqplib + ajv; Python: pika + jsonschema) consumes every inbox
     runs = {
         recipient: subprocess.Popen(
-            [
-                "node",
-                str(CLIENT),
-                "--url",
+            client_command(
+                language,
                 f"amqp://guest:guest@127.0.0.1:5672/{quote(settings.recipient_vhost(recipient), safe='')}",
-                "--recipient",
                 recipient,
-                "--contract",
-                str(tmp_path / recipient),
-                "--idle-ms",
-                "2000",
-            ],
+                tmp_path / recipient,
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -117,7 +122,7 @@ def test_the_node_partner_client_finds_every_delivery_valid_for_every_recipient(
 
     # Then no delivery was invalid against the schema it names, for any recipient, and every one was received
     print(
-        "\nnode partner client:",
+        f"\n{language} partner client:",
         json.dumps({r: {k: v for k, v in c.items() if k != "schemas"} for r, c in counts.items()}),
     )
     assert {r: c["invalid"] for r, c in counts.items()} == {r: 0 for r in counts}
