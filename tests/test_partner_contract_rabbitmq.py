@@ -4,31 +4,48 @@ recipient of the demo records validates every delivery against its exported cont
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import orjson
 import pika
 import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from broker import topology
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.cli.contract import formats_of
 from broker.config import PROJECT_ROOT
 from broker.ingress.publisher import publish_all, record_message
+from broker.ops import logs
 from broker.partners import contract
 from broker.transports.amqp import blocking_channel
-from broker.transports.memory import EXAMPLES, worker_thread
+from broker.transports.memory import EXAMPLES, TestBroker, worker_thread
 from broker.transports.memory import wait_until as _wait
+from tests.test_partner_contract import property_records
+from tests.test_security_fuzz import agreement_docs
 
 pytestmark = pytest.mark.rabbitmq
 CLIENT = PROJECT_ROOT / "examples" / "node-partner" / "partner.js"
 PY_CLIENT = PROJECT_ROOT / "examples" / "python-partner" / "partner.py"
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> Iterator[None]:
+    """`interchange` commands log to the stdout of their moment, which pytest closes after a test: log to
+    the real stderr before and after each test so a later worker thread never writes to a closed file."""
+    logs.configure("info", stream=sys.__stderr__)
+    yield
+    logs.configure("info", stream=sys.__stderr__)
 
 
 def client_command(language: str, url: str, recipient: str, folder: Path) -> list[str]:
@@ -181,3 +198,99 @@ def test_the_node_partner_client_refuses_a_delivery_its_contract_does_not_allow(
     counts = json.loads(run.stdout.strip().splitlines()[-1])
     assert (run.returncode, counts["invalid"], counts["valid"]) == (1, 2, 0)
     assert "not_in_the_agreement" in run.stderr and "no such schema" in run.stderr
+
+
+def deployable(docs: list[dict], today: dt.date) -> list[dict]:
+    """The generated agreements a configuration would accept (a configured recipient; the open-data one
+    only for what its anonymising format renders), with validity moved from the generator's day to today."""
+    from tests.test_security_fuzz import REGISTRY, TODAY
+
+    kept = []
+    for doc in docs:
+        if doc["recipient"] not in REGISTRY.recipients:
+            continue
+        doc = copy.deepcopy(doc)
+        if REGISTRY.recipients[doc["recipient"]].public:
+            doc["record_types"] = [t for t in doc["record_types"] if t == "crime.report"]
+            doc["fields"] = {t: f for t, f in doc["fields"].items() if t == "crime.report"}
+            if not doc["record_types"]:
+                continue
+        for key in ("valid_from", "valid_until", "review_by"):
+            doc[key] = (today + (dt.date.fromisoformat(doc[key]) - TODAY)).isoformat()
+        kept.append(doc)
+    return kept
+
+
+@settings(max_examples=3, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(docs=agreement_docs(), data=st.data())
+def test_the_no_leak_property_tests_agreements_through_rabbitmq_give_0_invalid_deliveries(
+    rabbitmq, tmp_path_factory, docs, data
+) -> None:
+    # Given agreements drawn by the no-leak property test's generator, deployed on this test's own vhosts,
+    # and the example records for each agreement re-marked by that test's generators
+    docs = deployable(docs, dt.datetime.now(dt.UTC).date())
+    assume(docs)
+    tmp = tmp_path_factory.mktemp("property")
+    for doc in docs:
+        (tmp / "agreements").mkdir(exist_ok=True)
+        (tmp / "agreements" / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc))
+    records = property_records(docs, data.draw)
+    test_broker = TestBroker.create(
+        tmp / "audit", tmp / "agreements", open_data_key="contract-property-key", correction_wait_attempts=1
+    )
+    try:
+        settings_ = test_broker.settings
+        writer = AuditWriter(settings_)
+        writing = threading.Thread(target=writer.run, name="audit-writer", daemon=True)
+        writing.start()
+        try:
+            with worker_thread(settings_, test_broker.registry) as worker:
+                assert publish_all(settings_, [record_message(r) for r in records]).published == len(records)
+                _wait(lambda: worker.routed >= len(records), timeout=120, what="every record decided")
+        finally:
+            writer.stop()
+            writing.join(timeout=15)
+        disclosed = [e for e in read_entries(Path(settings_.audit_dir) / LOG_NAME) if e.get("operation") == "disclose"]
+        recipients = sorted({e["recipient"] for e in disclosed})
+        formats = formats_of(test_broker.registry)
+        for recipient in recipients:
+            contract.export(contract.contract(test_broker.registry, settings_, recipient, None, formats), tmp / "c")
+        # When the Node.js client consumes every inbox that received something
+        runs = {
+            r: subprocess.Popen(
+                client_command(
+                    "node",
+                    f"amqp://guest:guest@127.0.0.1:5672/{quote(settings_.recipient_vhost(r), safe='')}",
+                    r,
+                    tmp / "c" / r,
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r in recipients
+        }
+        counts = {}
+        for recipient, run in runs.items():
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, f"{recipient}: exit {run.returncode}\n{out}\n{err}"
+            counts[recipient] = json.loads(out.strip().splitlines()[-1])
+    finally:
+        test_broker.close()
+    # Then every delivery arrived and was valid against the schema it names
+    assert sum(c["valid"] for c in counts.values()) == len(disclosed)
+    assert sum(c["invalid"] for c in counts.values()) == 0
+    PROPERTY_TALLY["deliveries"] += len(disclosed)
+    PROPERTY_TALLY["recipients"] |= set(recipients)
+
+
+PROPERTY_TALLY: dict = {"deliveries": 0, "recipients": set()}
+
+
+def test_the_property_run_through_rabbitmq_delivered_something() -> None:
+    # Given the run above (pytest runs this module in order), Then it carried real deliveries
+    print(
+        f"\nproperty agreements through RabbitMQ: {PROPERTY_TALLY['deliveries']} deliveries to "
+        f"{len(PROPERTY_TALLY['recipients'])} recipients, 0 invalid"
+    )
+    assert PROPERTY_TALLY["deliveries"] >= 10, PROPERTY_TALLY

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from broker import topology
 from broker.config import PROJECT_ROOT, Agreement, Registry, Settings
 from broker.routing.paths import EVERY, compile_tree
@@ -563,8 +565,6 @@ def schema_file(schema_id: str) -> str:
 
 def export(contract_: Contract, out: Path) -> list[Path]:
     """Write `OUT/RECIPIENT/asyncapi.yaml` and every schema it references under `OUT/RECIPIENT/schemas/`."""
-    import yaml
-
     folder = out / contract_.recipient
     written = []
     public = contract_.asyncapi["components"]["messages"]["retraction"]["payload"]["$id"] == notice_id(True)
