@@ -45,7 +45,10 @@ def formats_of(registry: Registry) -> dict[str, contract.Format]:
     formats = {}
     for name in {r.format for r in registry.recipients.values()} - {contract.COMMON_JSON}:
         cls: Any = adapter_class(name)
-        formats[name] = contract.Format(name, cls.content_type, tuple(getattr(cls, "columns", ())))
+        xsd = getattr(cls, "xsd", None)
+        formats[name] = contract.Format(
+            name, cls.content_type, tuple(getattr(cls, "columns", ())), Path(xsd) if xsd else None
+        )
     return formats
 
 

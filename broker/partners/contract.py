@@ -45,6 +45,7 @@ class Format:
     name: str
     content_type: str
     columns: tuple[str, ...] = ()
+    xsd: Path | None = None  # XML: the XSD every rendered body is valid against (exported beside the schemas)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Contract:
     recipient: str
     views: list[View] = field(default_factory=list)
     asyncapi: dict[str, Any] = field(default_factory=dict)
+    xsds: list[Path] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the common schema, inlined
@@ -240,22 +242,36 @@ def view_schema(
 
 
 def format_schema(recipient: str, agreement: str, record_type: str, fmt: Format) -> dict[str, Any]:
-    """The schema of a rendered delivery: a string; for CSV, one whose first line is the column header."""
+    """The schema of a rendered delivery: CSV text whose first line is the column header, XML text valid
+    against the format's XSD (named in the description, exported beside it), or a JSON object of the
+    format's own shape."""
     the_id = view_id(recipient, agreement, record_type, fmt.name)
+    media = fmt.content_type.split(";")[0].strip()
+    what = f"{fmt.content_type} rendered by {fmt.name}"
+    if fmt.columns:
+        what += f", with the columns {', '.join(fmt.columns)}"
+    if fmt.xsd is not None:
+        what += f", valid against the XSD {xsd_file(fmt.xsd)}"
     schema: dict[str, Any] = {
         "$schema": DRAFT,
         "$id": the_id,
         "title": f"{record_type} as {recipient} receives it under {agreement}, rendered as {fmt.name}",
-        "description": f"{fmt.content_type} text"
-        + (f" with the columns {', '.join(fmt.columns)}" if fmt.columns else ""),
-        "type": "string",
-        "contentMediaType": fmt.content_type.split(";")[0],
+        "description": what,
     }
+    if media.endswith("json"):
+        schema["type"] = "object"
+    else:
+        schema |= {"type": "string", "contentMediaType": media}
     if fmt.columns:
         header = ",".join(_csv_cell(c) for c in fmt.columns)
         schema["pattern"] = "^" + _regex_escape(header) + "\r\n"
     schema["$comment"] = f"view version {version_of(schema)}"
     return schema
+
+
+def xsd_file(xsd: Path) -> str:
+    """Where an outbound format's XSD is exported, relative to the recipient's folder."""
+    return f"schemas/xsd/{xsd.name}"
 
 
 def _csv_cell(text: str) -> str:
@@ -423,7 +439,7 @@ def asyncapi(
                     else "No correlation_id."
                 )
             ),
-            "contentType": "application/json" if json_body else view.schema.get("contentMediaType", "text/plain"),
+            "contentType": "application/json" if json_body else view.schema.get("contentMediaType", "application/json"),
             "headers": _delivery_headers(public),
             "payload": _asyncapi_schema(view.schema),
             "bindings": {"amqp": {"messageType": view.record_type, "bindingVersion": "0.3.0"}},
@@ -555,7 +571,9 @@ def contract(
     formats: dict[str, Format] | None = None,
 ) -> Contract:
     views = views_of(registry, recipient, common, formats)
-    return Contract(recipient, views, asyncapi(registry, settings, recipient, views))
+    fmt = (formats or {}).get(registry.recipients[recipient].format)
+    xsds = [fmt.xsd] if fmt is not None and fmt.xsd is not None else []
+    return Contract(recipient, views, asyncapi(registry, settings, recipient, views), xsds)
 
 
 def schema_file(schema_id: str) -> str:
@@ -564,7 +582,7 @@ def schema_file(schema_id: str) -> str:
 
 
 def export(contract_: Contract, out: Path) -> list[Path]:
-    """Write `OUT/RECIPIENT/asyncapi.yaml` and every schema it references under `OUT/RECIPIENT/schemas/`."""
+    """Write `OUT/RECIPIENT/asyncapi.yaml` and every schema (and XSD) it references under `OUT/RECIPIENT/schemas/`."""
     folder = out / contract_.recipient
     written = []
     public = contract_.asyncapi["components"]["messages"]["retraction"]["payload"]["$id"] == notice_id(True)
@@ -572,6 +590,11 @@ def export(contract_: Contract, out: Path) -> list[Path]:
         path = folder / schema_file(schema["$id"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    for xsd in contract_.xsds:
+        path = folder / xsd_file(xsd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(xsd.read_bytes())
         written.append(path)
     doc = folder / "asyncapi.yaml"
     doc.write_text(yaml.safe_dump(contract_.asyncapi, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
