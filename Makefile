@@ -10,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-cluster bench bench-ingest bench-enquiry lint rabbitmq promtool chromium clean
+.PHONY: demo test test-cluster bench bench-ingest bench-enquiry lint rabbitmq promtool chromium node clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ promtool:
 chromium:
 	@bash scripts/ensure-chromium.sh
 
+# Node.js 20 and npm: the example partner client (examples/node-partner) and the official AsyncAPI parser run in
+# the tests (docs/PARTNERS.md); `npm ci` installs their locked packages where missing.
+node:
+	@bash scripts/ensure-node.sh
+
 demo: $(STAMP) rabbitmq
 	$(PY) -m broker demo
 
-test: $(STAMP) rabbitmq promtool chromium
+test: $(STAMP) rabbitmq promtool chromium node
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
 	$(PY) -m pytest -q

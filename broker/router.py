@@ -34,6 +34,7 @@ from broker.message import Message, Outgoing, Plan
 from broker.routing import corrections, jsonsafe
 from broker.routing.projection import without_handling_text
 from broker.routing.rules import Deliver, Rulebook, Withhold
+from broker.routing.views import DATASCHEMA_HEADER, notice_id, view_id
 
 ACCEPTED_CONTENT_TYPES = (None, "", "application/json", "application/cloudevents+json")
 PUBLISHER_HEADER = "x-interchange-publisher"  # set by `dlq replay`: the publisher a record first came from
@@ -257,9 +258,11 @@ def _deliver(
             if ctx.registry.recipients[decision.recipient].public:  # open data: only the opaque Crime ID
                 body, headers = _public_retraction(record, decision, ctx)
                 message_id = _public_message_id(record, body, ctx)
+                headers[DATASCHEMA_HEADER] = notice_id(public=True)
             else:
                 body, headers = corrections.retraction_notice(record, decision)
                 message_id = record_id
+                headers[DATASCHEMA_HEADER] = notice_id()
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             plan.agreements[decision.recipient] = decision.agreement_id
             plan.outputs.append(
@@ -277,8 +280,12 @@ def _deliver(
         elif isinstance(decision, Deliver):
             recipient = ctx.registry.recipients[decision.recipient]
             render = ctx.renderers.get(recipient.format, common_json)
+            dataschema = view_id(recipient.id, decision.agreement.id, record["type"], recipient.format)
+            view = decision.projection.record
+            if recipient.format in (None, "", "common-json"):  # the body names the view schema it is valid against
+                view = {**view, "dataschema": dataschema}
             try:
-                body, content_type = render(decision.projection.record)
+                body, content_type = render(view)
             except DataError as exc:  # the recipient's format cannot carry this record: withhold, audited
                 code = exc.errors[0].code if exc.errors else exc.reason
                 decisions[i] = Withhold(decision.recipient, decision.agreement, "recipient_format_error", code)
@@ -295,7 +302,7 @@ def _deliver(
                         body,
                         _public_message_id(record, body, ctx),
                         None,
-                        _public_headers(decision),
+                        _public_headers(decision) | {DATASCHEMA_HEADER: dataschema},
                         content_type,
                     )
                 )
@@ -308,7 +315,7 @@ def _deliver(
                         body,
                         record_id,
                         correlation_id,
-                        _delivery_headers(record_headers, decision),
+                        _delivery_headers(record_headers, decision) | {DATASCHEMA_HEADER: dataschema},
                         content_type,
                     )
                 )

@@ -32,6 +32,7 @@ class CpsXmlAdapter(OutboundAdapter):
     description = "case.file -> MG5-style case summary XML for the CPS (validated against the shipped XSD)"
     folder = HERE
     content_type = "application/xml"
+    xsd = XSD  # every rendered delivery is valid against it (the partner contract ships it)
     record_types = ("case.file",)
 
     def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:

@@ -120,6 +120,7 @@ class CrimeMapCsvAdapter(OutboundAdapter):
     description = "crime.report -> data.police.uk street CSV row (snapped, month only, no personal data)"
     folder = HERE
     content_type = "text/csv; charset=utf-8"
+    columns = tuple(COLUMNS)  # the header row every rendered delivery starts with (the partner contract)
     record_types = ("crime.report",)
     anonymising = True
 

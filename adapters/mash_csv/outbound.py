@@ -47,6 +47,7 @@ class MashCsvAdapter(OutboundAdapter):
     description = "safeguarding.notification -> MASH referral CSV (one row per person, formula cells neutralised)"
     folder = Path(__file__).resolve().parent
     content_type = "text/csv; charset=utf-8"
+    columns = tuple(COLUMNS)  # the header row every rendered delivery starts with (the partner contract)
     record_types = ("safeguarding.notification",)
 
     def _render(self, record: Record, options: dict[str, Any]) -> tuple[bytes, str]:

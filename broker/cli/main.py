@@ -37,6 +37,7 @@ CLI_MODULES: list[str] = [
     "broker.cli.governance",
     "broker.cli.report",
     "broker.cli.enquiry",
+    "broker.cli.contract",
 ]
 
 
