@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from adapters.crime_map_csv.outbound import CATEGORY_LABELS, COLUMNS, OUTCOME_LABELS, map_points
+from adapters.registry import adapter_class
 from broker import router
 from broker.audit.index import AuditIndex
 from broker.cli import main as cli
@@ -188,7 +189,7 @@ def test_a_public_recipient_fed_through_a_format_that_does_not_anonymise_is_refu
     settings = load_settings(environ={}).with_overrides(recipients_file=recipients, agreements_dir=agreements)
     # When the configuration loads / Then it is refused, naming the file, the key and the reason
     with pytest.raises(ConfigError) as refused:
-        Registry.load(settings)
+        Registry.load(settings, adapter_class)
     index = [r["id"] for r in yaml.safe_load(recipients.read_text())["recipients"]].index("crime-map")
     assert refused.value.file == str(recipients) and refused.value.key == f"recipients.{index}.format"
     assert "public" in refused.value.reason and "ISA-CRIME-MAP" in refused.value.reason
@@ -218,7 +219,7 @@ def test_a_public_recipient_whose_agreement_sends_a_type_its_format_cannot_anony
     path.write_text(yaml.safe_dump(doc))
     settings = load_settings(environ={}).with_overrides(recipients_file=recipients, agreements_dir=agreements)
     with pytest.raises(ConfigError) as refused:
-        Registry.load(settings)
+        Registry.load(settings, adapter_class)
     assert refused.value.file == str(path) and refused.value.key == "record_types"
 
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import orjson
 
+from broker.config import DEV_AUDIT_KEY
 from broker.routing.rules import Deliver, Withhold, classification_label
 
-DEV_KEY = b"interchange-development-key-not-for-production"
+DEV_KEY = DEV_AUDIT_KEY
 SUBJECT_SCHEMES = ("pnc", "cro", "nhs", "nino", "asn")
 
 
