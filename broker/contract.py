@@ -4,10 +4,11 @@ The import contract (`.importlinter`, checked by `make test`):
 
 - `adapters` may import from `broker` only `broker.errors` (typed errors carrying record id and field path)
   and `broker.identifiers` (the national identifier formats).
-- `broker` never imports `adapters`, except its composition root: `broker.runner` and `broker.cli.*`.  The
-  root looks adapters up (`adapters.registry`) and passes them in, shaped as the protocols below.
-- No import cycle among `broker`'s modules, imports made inside functions included
-  (`tests/test_import_contract.py`).
+- `broker` never imports `adapters`, not even through another module, except its composition root:
+  `broker.runner`, `broker.cli.*` (and `broker.__main__`, which runs the CLI).  The root looks adapters up
+  (`adapters.registry`) and passes them in, shaped as the protocols below.
+- No import cycle among the modules of `broker` and `adapters`, imports made inside functions included
+  (`tests/test_import_contract.py`), and none between the modules or sub-packages of one room.
 """
 
 from __future__ import annotations

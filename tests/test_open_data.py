@@ -389,3 +389,14 @@ def test_two_identical_asb_rows_keep_distinct_message_ids_and_a_redelivery_keeps
     # Then the partner can tell them apart, and drop a redelivered copy of the first
     assert a.message_id != b.message_id and again.message_id == a.message_id
     assert len(a.message_id) == 64 and b"ASB-1" not in every_byte(a)
+
+
+def test_without_an_adapter_lookup_a_public_recipient_is_refused_not_trusted():
+    # Given the sample configuration, whose crime map is public and fed by ISA-CRIME-MAP
+    settings = load_settings(environ={})
+    # When it is loaded without the composition root's adapter lookup / Then nothing vouches for its format
+    with pytest.raises(ConfigError) as refused:
+        Registry.load(settings)
+    assert "crime-map" in refused.value.reason and "no adapter lookup" in refused.value.reason
+    # and with the lookup it loads
+    assert Registry.load(settings, adapter_class).recipients["crime-map"].public
