@@ -415,12 +415,17 @@ class AuditWriter:
         idle_seconds: float = 0.05,
         metrics: Any = None,
         backoff: Backoff | None = None,
+        log: Any = None,
     ) -> None:
+        """`log`: where entries go (an `AuditLog` or its twin `broker.audit.memory.MemoryAuditLog`); by default
+        the file log in `settings.audit_dir`, with its index and signed checkpoints."""
         self.settings = settings
         self.metrics = metrics
         self.connected = False
-        sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)  # signing key, anchor
-        self.log = AuditLog(Path(settings.audit_dir), sidecar=sidecar)
+        if log is None:
+            sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)  # signing key, anchor
+            log = AuditLog(Path(settings.audit_dir), sidecar=sidecar)
+        self.log = log
         self.batch_size = batch_size or settings.audit_batch
         self.idle_seconds = idle_seconds
         self.backoff = backoff or Backoff()
