@@ -40,6 +40,7 @@ demo: $(STAMP) rabbitmq
 test: $(STAMP) rabbitmq promtool chromium node
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # The fault battery (docs/RELIABILITY.md): starts its own 3-node RabbitMQ cluster (scripts/cluster.sh, ports
@@ -67,6 +68,7 @@ bench-enquiry: $(STAMP) rabbitmq
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

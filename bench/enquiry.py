@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from cryptography.hazmat.primitives import serialization
 
-    from broker.transports.memory import TestBroker
     from tests.enquirykit import Signer, agreements_with, scratch_database
+    from tests.support import TestBroker
 
     work = Path(tempfile.mkdtemp(prefix="bench-enquiry-"))
     broker = TestBroker.create(work / "audit")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.registry import get_adapter
+from adapters.registry import adapter_class, get_adapter
 from bench.inputs import legacy_inputs
 from broker import topology
 from broker.config import Registry, Settings, load_settings
@@ -151,7 +151,7 @@ class Vhosts:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = Registry.load(settings)
+        self.registry = Registry.load(settings, adapter_class)
         provision.apply(settings, self.registry)
         self.recipients = provision.recipient_vhosts(settings, self.registry)
         self._channels: list[tuple[Any, Any]] = []

@@ -5,7 +5,7 @@
 For each size (`--small-mb`, then `--mb`) it writes a synthetic file of about that many megabytes to a
 temporary directory (data.police.uk street CSV by default, or the force-b mainframe layout), runs
 `python -m broker ingest <adapter> <file>` as a child process against its own vhost on the local RabbitMQ
-(`broker.transports.memory.TestBroker`, removed afterwards), and reads the child's peak RSS from `wait4()` (the
+(`tests.support.TestBroker`, removed afterwards), and reads the child's peak RSS from `wait4()` (the
 kernel's ru_maxrss).  The same memory at both sizes means the ingest path streams.
 
 The route queue would otherwise fill with millions of messages, so the bench vhost gets a policy
@@ -34,7 +34,7 @@ import orjson
 from bench.inputs import STREET_HEADER, fixed_width, street_csv_rows
 from broker import topology
 from broker.ops.provision import admin_for
-from broker.transports.memory import TestBroker
+from tests.support import TestBroker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BLOCK = 2_000  # rows generated per write

@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from broker.contract import FormatLookup
 from broker.errors import ConfigError
 from broker.routing.projection import Projector
 
@@ -28,6 +29,8 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "deploy" / "interchange.yaml"
 
+DEV_AUDIT_KEY = b"interchange-development-key-not-for-production"
+"""The development key for audit subject hashes; refused outside development mode (`check_start`)."""
 CLASSIFICATION_LEVELS = {"OFFICIAL": 1, "OFFICIAL-SENSITIVE": 2, "SECRET": 3, "TOP SECRET": 4}
 
 
@@ -220,8 +223,6 @@ def check_start(settings: Settings, environ: dict[str, str] | None = None, role:
     """Before a worker, audit writer or supervisor starts: outside development mode refuse an empty or
     development audit key, and an audit writer (or `run`) without a checkpoint signing key.  Returns the
     safeguards development mode relaxes (to log)."""
-    from broker.audit import entries as audit
-
     environ = dict(os.environ if environ is None else environ)
     writes_audit = role in ("audit-writer", "run")
     if settings.development:
@@ -236,7 +237,7 @@ def check_start(settings: Settings, environ: dict[str, str] | None = None, role:
             )
         return relaxed
     value = environ.get("INTERCHANGE_AUDIT_KEY", "")
-    if not value.strip() or value.encode() == audit.DEV_KEY:
+    if not value.strip() or value.encode() == DEV_AUDIT_KEY:
         raise ConfigError(
             "INTERCHANGE_AUDIT_KEY",
             "",
@@ -356,19 +357,21 @@ def load_recipients(path: Path) -> dict[str, Recipient]:
     return recipients
 
 
-def check_public_recipients(recipients: dict[str, Recipient], agreements: list[Agreement], file: str) -> None:
+def check_public_recipients(
+    recipients: dict[str, Recipient], agreements: list[Agreement], file: str, formats: FormatLookup | None = None
+) -> None:
     """Refuse a public (open-data) recipient that some agreement feeds through a format that does not anonymise.
 
     Its format must be an outbound adapter marked `anonymising` that renders every record type of every
-    agreement naming the recipient; otherwise the recipient would receive the common JSON.
+    agreement naming the recipient; otherwise the recipient would receive the common JSON.  `formats` looks a
+    format's adapter class up (the composition root passes `adapters.registry.adapter_class`); without it no
+    format can be shown to anonymise, so any public recipient an agreement feeds is refused (deny by default).
     """
-    from adapters.registry import adapter_class
-
     for i, recipient in enumerate(recipients.values()):
         feeding = [a for a in agreements if a.recipient == recipient.id]
         if not recipient.public or not feeding:
             continue
-        cls = adapter_class(recipient.format) if recipient.format != "common-json" else None
+        cls = formats(recipient.format) if recipient.format != "common-json" and formats is not None else None
         if cls is None or not getattr(cls, "anonymising", False):
             raise ConfigError(
                 file,
@@ -376,7 +379,7 @@ def check_public_recipients(recipients: dict[str, Recipient], agreements: list[A
                 (
                     f"recipient {recipient.id!r} is public (open data) and agreement {feeding[0].id} "
                     f"({feeding[0].file}) sends it records, but format {recipient.format!r} is not an anonymising "
-                    "renderer"
+                    "renderer" + ("" if formats is not None else " (no adapter lookup was given to check it)")
                 ),
             )
         for agreement in feeding:
@@ -492,10 +495,15 @@ class Registry:
     agreements: list[Agreement]
 
     @classmethod
-    def load(cls, settings: Settings) -> Registry:
+    def load(cls, settings: Settings, formats: FormatLookup | None = None) -> Registry:
+        """Agencies, recipients and agreements from the configured files, checked.
+
+        `formats` looks an adapter class up by format name, to check public recipients' formats
+        (`check_public_recipients`); the composition root's `broker.runner.load_registry` passes it.
+        """
         recipients = load_recipients(settings.recipients_file)
         agreements = load_agreements(settings.agreements_dir, recipients)
-        check_public_recipients(recipients, agreements, str(settings.recipients_file))
+        check_public_recipients(recipients, agreements, str(settings.recipients_file), formats)
         return cls(load_agencies(settings.agencies_file), recipients, agreements)
 
     def publishers_of(self, agency: str) -> tuple[str, ...]:

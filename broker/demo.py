@@ -20,6 +20,7 @@ import orjson
 
 from broker.audit.log import LOG_NAME, read_entries, verify
 from broker.config import PROJECT_ROOT, Registry, Settings
+from broker.contract import FormatLookup
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import provision
 from broker.partners.receive import deliveries
@@ -78,9 +79,11 @@ def wait_for_audit(path: Path, record_ids: set[str], timeout: float = 60.0) -> l
     raise SystemExit(f"demo: no audit entry after {timeout:.0f}s for {sorted(missing)}; see {DEMO_ROOT}/logs")
 
 
-def run_demo(base: Settings, keep: bool = False) -> int:
+def run_demo(base: Settings, keep: bool = False, formats: FormatLookup | None = None) -> int:
+    """Run the exchange on the example records and print what each partner received; `formats` as for
+    `Registry.load`."""
     settings = demo_settings(base)
-    registry = Registry.load(settings)
+    registry = Registry.load(settings, formats)
     shutil.rmtree(DEMO_ROOT, ignore_errors=True)
     provision.remove(settings, registry)
     provision.apply(settings, registry)

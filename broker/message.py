@@ -2,6 +2,7 @@
 
 - `Message`: one inbound AMQP message as the routing core sees it;
 - `Plan`: what `broker.router.route()` decided must happen for it (audit entries, deliveries, dead letter);
+- `Inbound`: one consumed message as a transport hands it over (ack/reject it by this);
 - `Outgoing`: one publish the worker (or any runner) makes, to the core vhost or a recipient's;
 - `Transport`: what the worker needs of a transport (`broker.transports.amqp`, `broker.transports.memory`).
 """
@@ -29,6 +30,18 @@ class Message:
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
     attempt: int = 0  # how many times a correction waiting for its original was decided before
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A consumed message as a transport hands it over, and where it came from (for ack/nack)."""
+
+    target: str
+    delivery_tag: int
+    generation: int
+    body: bytes
+    properties: Any
+    redelivered: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +108,13 @@ class Transport(Protocol):
 
     def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None: ...
 
-    def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Any], None]) -> None: ...
+    def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Inbound], None]) -> None: ...
 
     def publish(self, out: Outgoing, callback: Callable[[bool, str], None]) -> None: ...
 
-    def ack(self, inbound: Any, multiple: bool = False) -> None: ...
+    def ack(self, inbound: Inbound, multiple: bool = False) -> None: ...
 
-    def reject(self, inbound: Any, requeue: bool = True) -> None: ...
+    def reject(self, inbound: Inbound, requeue: bool = True) -> None: ...
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> None: ...
 

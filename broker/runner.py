@@ -16,22 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import adapter_class, get_adapter
+from broker.audit.index import Originals
 from broker.audit.lag import AuditLag, QueueDepthPoller
+from broker.audit.log import LOG_NAME, AuditWriteError, AuditWriter, Backoff, verify
 from broker.config import Registry, Settings
 from broker.errors import ConfigError
-from broker.ops import logs
+from broker.ops import health, logs
+from broker.ops.health import serve
 from broker.ops.metrics import Metrics
-from broker.ops.provision import recipient_vhosts
+from broker.ops.provision import admin_for, recipient_vhosts
 from broker.router import Context, common_json
+from broker.routing.validation import Validator
 from broker.transports.amqp import AmqpTransport
 from broker.worker import Worker
 
 
-def build_context(settings: Settings, registry: Registry | None = None) -> Context:
-    from broker.audit.index import Originals
-    from broker.routing.validation import Validator
+def load_registry(settings: Settings) -> Registry:
+    """The configuration, with public recipients' formats checked against the adapters that render them."""
+    return Registry.load(settings, adapter_class)
 
-    registry = registry or Registry.load(settings)
+
+def build_context(settings: Settings, registry: Registry | None = None) -> Context:
+    registry = registry or load_registry(settings)
     return Context.build(
         settings,
         registry,
@@ -49,8 +56,6 @@ def load_renderers(
     An anonymising adapter gets the open-data key (`crime_id_key`) from the settings; without one it renders
     nothing (every delivery through it is withheld as `recipient_format_error`).
     """
-    from adapters.registry import get_adapter
-
     renderers: dict[str, Callable[[dict[str, Any]], tuple[bytes, str]]] = {"common-json": common_json}
     for recipient in registry.recipients.values():
         if recipient.format not in renderers:
@@ -88,9 +93,6 @@ def make_worker(
 
 
 def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
-    from broker.ops import health
-    from broker.ops.provision import admin_for
-
     lag = AuditLag(settings.audit_lag_bound_seconds)
     poller = QueueDepthPoller(admin_for(settings), settings.core_vhost, lag).start()
     worker = make_worker(settings, metrics, lag=lag)
@@ -111,10 +113,6 @@ def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
 
 
 def run_audit_writer(settings: Settings) -> int:
-    from broker.audit.log import LOG_NAME, AuditWriteError, AuditWriter, Backoff, verify
-    from broker.ops import health
-    from broker.ops.provision import admin_for
-
     metrics = Metrics()
     events = logs.get("interchange.audit")
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)
@@ -271,8 +269,6 @@ def _serve(
     """Serve /metrics, /healthz and /readyz on settings.metrics_port (0 = off)."""
     if not settings.metrics_port:
         return None
-    from broker.ops.health import serve
-
     server = serve(settings.metrics_port, metrics.registry, readiness, before_scrape=before_scrape)
     logs.get("interchange.health").info(
         "metrics_serving", port=server.server_address[1], paths=["/metrics", "/healthz", "/readyz"]

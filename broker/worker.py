@@ -28,11 +28,10 @@ from typing import Any
 from broker import router, topology
 from broker.audit import entries as audit
 from broker.audit.lag import AuditLag
-from broker.message import Message, Outgoing, Plan, audit_message
+from broker.message import Inbound, Message, Outgoing, Plan, audit_message
 from broker.ops import logs
 from broker.ops.metrics import Metrics, format_label
 from broker.router import Context
-from broker.transports.amqp import Inbound
 
 # Records whose audit entries travel in one audit message at most (a batch also ends with each ioloop turn).
 AUDIT_BATCH_RECORDS = 200

@@ -21,10 +21,10 @@ from broker import topology
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.config import PROJECT_ROOT
 from broker.ingress.publisher import PublishReport, publish_all, record_message
-from broker.transports.memory import TestBroker
 from tests.flowkit import FLOW_RECIPIENTS, Role, flow_records, write_flow_agreements, write_flow_recipients
 from tests.flowkit import write_settings_file as _flow_settings_file
 from tests.smalldisk import SmallDisk
+from tests.support import TestBroker
 
 
 def kind_of(n: int) -> str:

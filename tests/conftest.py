@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.registry import adapter_class
 from broker.config import Registry, load_settings
-from broker.transports.memory import TestBroker
+from tests.support import TestBroker
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,7 @@ def settings(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def registry():
-    return Registry.load(load_settings(environ={}))
+    return Registry.load(load_settings(environ={}), adapter_class)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from broker.config import PROJECT_ROOT, Settings
 from broker.errors import TransportError
 from broker.ingress.publisher import record_message
 from broker.transports.amqp import blocking_channel
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 # Every crime report from a territorial force goes to these four recipients.
 FLOW_RECIPIENTS = ("force-13", "force-48", "victim-support-london", "crime-map")

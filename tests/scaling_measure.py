@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from broker.ingress.publisher import publish_all
-from broker.transports.memory import TestBroker
 from tests.flowkit import (
     Reconciler,
     Role,
@@ -24,6 +23,7 @@ from tests.flowkit import (
     write_flow_recipients,
     write_settings_file,
 )
+from tests.support import TestBroker
 
 
 def measure(workers: int, records: int, overrides: dict[str, str]) -> float:

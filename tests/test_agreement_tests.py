@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.registry import adapter_class
 from broker.config import load_settings
 from broker.routing.agreement_tests import Deciding, run_file
 
@@ -13,7 +14,7 @@ CASES = sorted((SETTINGS.agreements_dir / "tests").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def deciding():
-    return Deciding.load(SETTINGS)
+    return Deciding.load(SETTINGS, adapter_class)
 
 
 def test_there_are_agreement_tests_for_the_sample_agreements():

@@ -9,7 +9,7 @@ import pytest
 
 from broker.cli.main import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, build_parser
 from broker.config import PROJECT_ROOT
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 
 def interchange(*args, **kwargs):

@@ -20,7 +20,7 @@ from broker.audit.index import AuditIndex
 from broker.message import Message, Plan
 from broker.routing.rules import Rulebook
 from broker.runner import build_context
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 ENCOMPASS = "05-safeguarding.notification-encompass.json"

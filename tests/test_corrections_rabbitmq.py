@@ -16,8 +16,8 @@ from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.cli import main as cli
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import logs
-from broker.transports.memory import EXAMPLES, worker_thread
-from broker.transports.memory import wait_until as _wait
+from tests.support import EXAMPLES, worker_thread
+from tests.support import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -15,7 +15,6 @@ import pytest
 
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
 from broker.ingress.publisher import PublishReport, publish_all
-from broker.transports.memory import TestBroker
 from tests.flowkit import (
     FLOW_RECIPIENTS,
     Reconciler,
@@ -27,6 +26,7 @@ from tests.flowkit import (
     write_flow_recipients,
     write_settings_file,
 )
+from tests.support import TestBroker
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from broker.ops import dlq
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 
 def letter(body: bytes, **headers):

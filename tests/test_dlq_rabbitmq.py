@@ -10,13 +10,14 @@ import pytest
 import structlog
 import yaml
 
+from adapters.registry import adapter_class
 from broker import topology
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
 from broker.cli.main import main
 from broker.config import Registry
 from broker.ingress.publisher import publish_all, record_message
-from broker.transports.memory import EXAMPLES, TestBroker, worker_thread
-from broker.transports.memory import wait_until as _wait
+from tests.support import EXAMPLES, TestBroker, worker_thread
+from tests.support import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -71,7 +72,7 @@ def test_a_record_from_an_unregistered_agency_is_delivered_once_by_replay_after_
     assert listed["by_reason"] == {"unknown_agency": 1}
     # When agency 13 is added (the full agencies file) and the dead letter is replayed, twice
     fixed = broker.settings.with_overrides(agencies_file=_full_agencies())
-    registry = Registry.load(fixed)
+    registry = Registry.load(fixed, adapter_class)
     with worker_thread(fixed, registry) as worker:
         assert _cli(broker, "dlq", "replay", "--reason", "unknown_agency") == 0
         _wait(lambda: worker.routed >= 1)
@@ -98,7 +99,7 @@ def test_a_dead_letter_whose_record_was_routed_since_is_removed_not_replayed(wit
     _route(broker.settings, broker.registry, [record_message(RECORD)], expect=1)
     [(props, body)] = broker.drain(broker.settings.core_vhost, topology.DEAD_QUEUE)
     fixed = broker.settings.with_overrides(agencies_file=_full_agencies())
-    registry = Registry.load(fixed)
+    registry = Registry.load(fixed, adapter_class)
     _route(fixed, registry, [record_message(RECORD)], expect=1)
     _entries(broker)
     _republish_dead_letter(broker, props, body)

@@ -22,8 +22,8 @@ from broker.enquiry.agreements import load_enquiry_agreements
 from broker.enquiry.auditsink import AuditSink
 from broker.enquiry.gateway import create_app
 from broker.enquiry.responder import ENQUIRY_QUEUE
-from broker.transports.memory import TestBroker, wait_until
 from tests.enquirykit import RunningResponder, Signer, agreements_with, gateway, person_records, scratch_database
+from tests.support import TestBroker, wait_until
 
 PNC = "2019/0088231R"
 WHY = "Driver stopped in a vehicle reported stolen; checking for warnings"

@@ -14,7 +14,7 @@ from broker.config import load_settings
 from broker.message import Message
 from broker.router import Context, route
 from broker.routing.validation import Validator
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

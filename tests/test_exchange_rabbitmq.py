@@ -12,8 +12,8 @@ import pytest
 from broker import topology
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
 from broker.ingress.publisher import publish_all, record_message
-from broker.transports.memory import EXAMPLES, worker_thread
-from broker.transports.memory import wait_until as _wait
+from tests.support import EXAMPLES, worker_thread
+from tests.support import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

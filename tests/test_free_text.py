@@ -18,7 +18,7 @@ from broker.message import Message
 from broker.router import Context, route
 from broker.routing.projection import HANDLING_TEXT, Projector
 from broker.routing.validation import Validator
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 TEXT = "Victim Jane Example, 14 Acacia Row, is a protected witness"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.registry import adapter_class
 from broker import router
 from broker.audit import reports as disclosures
 from broker.audit.checkpoints import checkpoints_path, verify_beside
@@ -25,7 +26,7 @@ from broker.ops.metrics import Metrics
 from broker.routing import diff as rulesdiff
 from broker.routing.rules import Rulebook
 from broker.runner import build_context
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 
@@ -191,7 +192,7 @@ def test_rules_diff_shows_the_fields_and_records_a_recipient_would_lose(tmp_path
     (new / "ISA-CRIME-MAP.yaml").unlink()
 
     def rulebook(folder: Path) -> Rulebook:
-        r = Registry.load(load_settings(environ={}).with_overrides(agreements_dir=folder))
+        r = Registry.load(load_settings(environ={}).with_overrides(agreements_dir=folder), adapter_class)
         return Rulebook(r.agreements, r.recipients, r.agencies)
 
     old_book = rulebook(load_settings(environ={}).agreements_dir)

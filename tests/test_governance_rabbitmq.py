@@ -10,14 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
+from adapters.registry import adapter_class
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
 from broker.cli import main as cli
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import logs
 from broker.partners.receive import receive
 from broker.routing import agreement_tests as ruletests
-from broker.transports.memory import EXAMPLES, worker_thread
-from broker.transports.memory import wait_until as _wait
+from tests.support import EXAMPLES, worker_thread
+from tests.support import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -82,7 +83,7 @@ def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hol
     records = _examples()
     _route(broker, records)
     # and the disclosures the agreements allow for records about the person with this PNC
-    deciding = ruletests.Deciding.load(broker.settings)
+    deciding = ruletests.Deciding.load(broker.settings, adapter_class)
     expected = set()
     for record in records:
         if PNC in json.dumps(record):

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from adapters.registry import adapter_class
 from broker.config import ConfigError, check_against_schema, load_settings
 from broker.routing import agreement_tests as ruletests
 from broker.routing import scope
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 TESTS = Path(__file__).resolve().parent.parent / "deploy" / "agreements" / "tests"
 
 
 @pytest.fixture(scope="module")
 def deciding():
-    return ruletests.Deciding.load(load_settings(environ={}))
+    return ruletests.Deciding.load(load_settings(environ={}), adapter_class)
 
 
 @pytest.mark.parametrize("case", sorted(TESTS.glob("*.yaml")), ids=lambda p: p.stem)

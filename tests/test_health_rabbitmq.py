@@ -14,7 +14,7 @@ from broker.ops import health
 from broker.ops.metrics import Metrics
 from broker.ops.provision import admin_for
 from broker.runner import make_worker
-from broker.transports.memory import worker_thread
+from tests.support import worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -10,6 +10,8 @@ import orjson
 import pika
 import pytest
 
+from adapters.lineage import SqliteLineage
+from adapters.registry import get_adapter
 from broker import topology
 from broker.ingress.ingest import RawRunner, ingest_files
 from broker.ops.metrics import format_label
@@ -33,7 +35,7 @@ def test_the_public_street_crime_file_is_ingested_completely_with_confirms(broke
     source = tmp_path / "street.csv"
     shutil.copy(PUBLIC / "2017-01-city-of-london-street.csv", source)
     # When it is ingested through the police-uk-csv adapter
-    summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    summary = ingest_files(broker.settings, get_adapter("police-uk-csv"), "city-of-london", [source], progress=None)
     # Then every row is published and confirmed, none rejected, and all wait on the route queue
     assert (summary.read, summary.published, sum(summary.rejected.values())) == (483, 483, 0)
     assert route_queue_depth(broker) == 483
@@ -44,7 +46,7 @@ def test_records_an_adapter_cannot_translate_go_to_a_rejects_file_naming_where_a
     rows = (PUBLIC / "2017-01-city-of-london-street.csv").read_text().splitlines()
     rows[3] = rows[3].replace("2017-01", "2017-13")  # a month that does not exist
     source.write_text("\n".join(rows) + "\n")
-    summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    summary = ingest_files(broker.settings, get_adapter("police-uk-csv"), "city-of-london", [source], progress=None)
     assert summary.published == 482 and sum(summary.rejected.values()) == 1
     reject = (tmp_path / "street.csv.rejects.ndjson").read_text()
     assert "line" in reject and "month" in reject.lower()
@@ -64,7 +66,7 @@ def test_the_raw_runner_translates_a_court_result_and_acks_the_raw_message_after
         mandatory=True,
     )
     connection.close()
-    summary = RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    summary = RawRunner(broker.settings, get_adapter).run(stop_when_idle=True, idle_seconds=0.5)
     assert (summary.read, summary.published) == (1, 1)
     assert route_queue_depth(broker) == 1
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
@@ -76,7 +78,7 @@ def test_every_ingested_record_names_its_adapter_in_the_format_header(broker, tm
     # Given the street-crime file ingested from a file, and a court result through the raw runner
     source = tmp_path / "street.csv"
     shutil.copy(PUBLIC / "2017-01-city-of-london-street.csv", source)
-    ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    ingest_files(broker.settings, get_adapter("police-uk-csv"), "city-of-london", [source], progress=None)
     connection, channel = blocking_channel(broker.settings.amqp_url, broker.settings.core_vhost)
     channel.confirm_delivery()
     channel.basic_publish(
@@ -89,7 +91,7 @@ def test_every_ingested_record_names_its_adapter_in_the_format_header(broker, tm
         mandatory=True,
     )
     connection.close()
-    RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    RawRunner(broker.settings, get_adapter).run(stop_when_idle=True, idle_seconds=0.5)
     # When the route queue is read
     published = broker.drain(broker.settings.core_vhost, topology.ROUTE_QUEUE)
     # Then every record carries x-interchange-format with its adapter's name (the worker's format label)
@@ -113,7 +115,7 @@ def test_a_raw_payload_naming_an_unknown_adapter_is_dead_lettered_with_the_sugge
     )
     connection.close()
     # When the raw runner reads it
-    RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    RawRunner(broker.settings, get_adapter).run(stop_when_idle=True, idle_seconds=0.5)
     # Then it is dead-lettered with the reason and a "did you mean", and the raw queue is empty
     [(props, body)] = broker.drain(broker.settings.core_vhost, topology.DEAD_QUEUE)
     assert props.headers["x-interchange-reason"] == "adapter_error" and body == b"<xml/>"
@@ -139,7 +141,7 @@ def test_an_amended_court_result_in_a_later_raw_message_supersedes_the_earlier_v
         )
     connection.close()
     # When one raw runner reads both
-    RawRunner(broker.settings).run(stop_when_idle=True, idle_seconds=0.5)
+    RawRunner(broker.settings, get_adapter).run(stop_when_idle=True, idle_seconds=0.5)
     # Then the second record has a new id and supersedes the first
     first, second = (
         orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost, topology.ROUTE_QUEUE)
@@ -154,7 +156,7 @@ def test_a_file_with_a_trailing_empty_column_is_ingested_whole_with_one_notice(b
     lines = (PUBLIC / "2017-01-city-of-london-street.csv").read_text().splitlines()
     source.write_text("".join(line + ",\n" for line in lines))
     # When it is ingested
-    summary = ingest_files(broker.settings, "police-uk-csv", "city-of-london", [source], progress=None)
+    summary = ingest_files(broker.settings, get_adapter("police-uk-csv"), "city-of-london", [source], progress=None)
     # Then every row is published, nothing is rejected, and the file is reported once
     assert (summary.read, summary.published, sum(summary.rejected.values())) == (483, 483, 0)
     assert summary.notices == {"csv_extra_columns": 1}
@@ -167,9 +169,23 @@ def test_a_changed_custody_resend_in_a_later_file_supersedes_the_published_versi
     first, second, store = tmp_path / "monday.csv", tmp_path / "tuesday.csv", tmp_path / "lineage.sqlite"
     shutil.copy(fixture, first)
     second.write_bytes(fixture.read_bytes().replace(b",RUI", b",NFA"))  # the second detainee's disposal changed
-    ingest_files(broker.settings, "custody-csv", "force-a-custody", [first], progress=None, lineage=store)
+    ingest_files(
+        broker.settings,
+        get_adapter("custody-csv"),
+        "force-a-custody",
+        [first],
+        progress=None,
+        lineage=SqliteLineage(store),
+    )
     # When tonight's export re-sends both rows, one of them changed
-    ingest_files(broker.settings, "custody-csv", "force-a-custody", [second], progress=None, lineage=store)
+    ingest_files(
+        broker.settings,
+        get_adapter("custody-csv"),
+        "force-a-custody",
+        [second],
+        progress=None,
+        lineage=SqliteLineage(store),
+    )
     # Then the unchanged row is published again with the same id, and the changed one supersedes its version
     published = [orjson.loads(body) for _props, body in broker.drain(broker.settings.core_vhost, topology.ROUTE_QUEUE)]
     monday, tuesday = published[:2], published[2:]

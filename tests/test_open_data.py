@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from adapters.crime_map_csv.outbound import CATEGORY_LABELS, COLUMNS, OUTCOME_LABELS, map_points
+from adapters.registry import adapter_class
 from broker import router
 from broker.audit.index import AuditIndex
 from broker.cli import main as cli
@@ -188,7 +189,7 @@ def test_a_public_recipient_fed_through_a_format_that_does_not_anonymise_is_refu
     settings = load_settings(environ={}).with_overrides(recipients_file=recipients, agreements_dir=agreements)
     # When the configuration loads / Then it is refused, naming the file, the key and the reason
     with pytest.raises(ConfigError) as refused:
-        Registry.load(settings)
+        Registry.load(settings, adapter_class)
     index = [r["id"] for r in yaml.safe_load(recipients.read_text())["recipients"]].index("crime-map")
     assert refused.value.file == str(recipients) and refused.value.key == f"recipients.{index}.format"
     assert "public" in refused.value.reason and "ISA-CRIME-MAP" in refused.value.reason
@@ -218,7 +219,7 @@ def test_a_public_recipient_whose_agreement_sends_a_type_its_format_cannot_anony
     path.write_text(yaml.safe_dump(doc))
     settings = load_settings(environ={}).with_overrides(recipients_file=recipients, agreements_dir=agreements)
     with pytest.raises(ConfigError) as refused:
-        Registry.load(settings)
+        Registry.load(settings, adapter_class)
     assert refused.value.file == str(path) and refused.value.key == "record_types"
 
 
@@ -388,3 +389,14 @@ def test_two_identical_asb_rows_keep_distinct_message_ids_and_a_redelivery_keeps
     # Then the partner can tell them apart, and drop a redelivered copy of the first
     assert a.message_id != b.message_id and again.message_id == a.message_id
     assert len(a.message_id) == 64 and b"ASB-1" not in every_byte(a)
+
+
+def test_without_an_adapter_lookup_a_public_recipient_is_refused_not_trusted():
+    # Given the sample configuration, whose crime map is public and fed by ISA-CRIME-MAP
+    settings = load_settings(environ={})
+    # When it is loaded without the composition root's adapter lookup / Then nothing vouches for its format
+    with pytest.raises(ConfigError) as refused:
+        Registry.load(settings)
+    assert "crime-map" in refused.value.reason and "no adapter lookup" in refused.value.reason
+    # and with the lookup it loads
+    assert Registry.load(settings, adapter_class).recipients["crime-map"].public

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from broker.ingress.publisher import publish_all, record_message
-from broker.transports.memory import wait_until, worker_thread
+from tests.support import wait_until, worker_thread
 from tests.test_open_data import SECRETS, exact_point_record
 
 pytestmark = pytest.mark.rabbitmq

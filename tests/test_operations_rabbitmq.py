@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from broker.audit.log import LOG_NAME
 from broker.config import PROJECT_ROOT
 from broker.demo import wait_for_audit
-from broker.transports.memory import EXAMPLES, TestBroker
+from tests.support import EXAMPLES, TestBroker
 from tests.test_deploy import dashboard_exprs, metric_names
 
 pytestmark = pytest.mark.rabbitmq

@@ -9,8 +9,8 @@ import pytest
 
 from broker import topology
 from broker.ingress.publisher import publish_all, record_message
-from broker.transports.memory import TestBroker, worker_thread
 from tests.flowkit import _TEMPLATE, write_flow_agreements, write_flow_recipients
+from tests.support import TestBroker, worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from broker import topology
 from broker.config import PROJECT_ROOT
 from broker.transports.amqp import blocking_channel
-from broker.transports.memory import EXAMPLES, TestBroker
+from tests.support import EXAMPLES, TestBroker
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 PROMETHEUS = PROJECT_ROOT / "deploy" / "prometheus"

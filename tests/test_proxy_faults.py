@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from broker.transports.memory import TestBroker, worker_thread
 from tests.faultproxy import FaultProxy
 from tests.flowkit import (
     Flow,
@@ -19,6 +18,7 @@ from tests.flowkit import (
     write_flow_agreements,
     write_flow_recipients,
 )
+from tests.support import TestBroker, worker_thread
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from broker.config import PROJECT_ROOT, ConfigError, check_start, load_agencies,
 from broker.message import Message
 from broker.ops import dlq, logs
 from broker.runner import build_context
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 DEPLOY = PROJECT_ROOT / "deploy"
 PRODUCTION = DEPLOY / "interchange.production.yaml"

@@ -15,8 +15,8 @@ from broker import topology
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.cli.main import main
 from broker.transports.amqp import blocking_channel
-from broker.transports.memory import EXAMPLES, worker_thread
-from broker.transports.memory import wait_until as _wait
+from tests.support import EXAMPLES, worker_thread
+from tests.support import wait_until as _wait
 
 pytestmark = pytest.mark.rabbitmq
 

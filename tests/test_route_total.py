@@ -21,7 +21,7 @@ from broker.errors import REJECT_REASONS
 from broker.message import Message
 from broker.router import Context, route
 from broker.routing.validation import Validator
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 EXAMPLE_RECORDS = {p.name: json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*.json"))}

@@ -10,7 +10,7 @@ import pytest
 
 from broker.config import agreement_from_doc
 from broker.routing.rules import Deliver, Rulebook, Withhold
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

@@ -42,7 +42,7 @@ from broker.cli import main as cli
 from broker.config import load_settings
 from broker.errors import ConfigError
 from broker.ops import logs
-from broker.transports.memory import TestBroker
+from tests.support import TestBroker
 
 BATCHES, PER_BATCH = 4, 500  # one writer run per batch: a checkpoint at 500, 1000, 1500 and 2000
 

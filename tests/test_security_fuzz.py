@@ -25,13 +25,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.registry import adapter_class
 from broker.audit.entries import decision_entries
 from broker.config import Registry, agreement_from_doc, check_against_schema, load_settings
 from broker.routing.rules import Deliver, Rulebook
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
-REGISTRY = Registry.load(load_settings(environ={}))
+REGISTRY = Registry.load(load_settings(environ={}), adapter_class)
 RECIPIENT_IDS = sorted(REGISTRY.recipients) + ["not-configured"]
 AGENCY_CODES = sorted(REGISTRY.agencies)[:8] + ["cps", "99"]  # "99" is no configured agency
 GROUPS = sorted({g for a in REGISTRY.agencies.values() for g in a.groups})

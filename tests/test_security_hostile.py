@@ -29,8 +29,8 @@ from broker.config import PROJECT_ROOT
 from broker.errors import REJECT_REASONS
 from broker.ingress.publisher import publish_all, record_message
 from broker.routing.jsonsafe import duplicate_key
-from broker.transports.memory import EXAMPLES
 from tests.hostile.make_corpus import adapter_cases, big_json_cases, hand_cases, json_cases
+from tests.support import EXAMPLES
 
 VALID = 10_000
 MAPPINGS = {

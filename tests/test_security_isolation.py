@@ -15,6 +15,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from adapters.registry import adapter_class
 from broker import topology
 from broker.config import Registry, load_settings
 from broker.ops import access, provision
@@ -131,7 +132,7 @@ class World:
 def world(rabbitmq: None) -> Iterator[World]:
     name = f"t-{secrets.token_hex(4)}"
     settings = load_settings(environ={}).with_overrides(core_vhost=name, recipient_vhost_prefix=f"{name}.")
-    registry = _subset(Registry.load(load_settings(environ={})))
+    registry = _subset(Registry.load(load_settings(environ={}), adapter_class))
     prefix = f"{name}-"
     provision.apply(settings, registry)
     plan = access.access_plan(registry, settings.core_vhost, settings.recipient_vhost, prefix)

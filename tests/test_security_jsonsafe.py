@@ -11,7 +11,7 @@ from broker import router
 from broker.message import Message
 from broker.routing.jsonsafe import duplicate_key
 from broker.runner import build_context
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 HIDDEN = [
     (b'{"a":1,"a":2}', "a"),

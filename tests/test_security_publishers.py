@@ -21,7 +21,7 @@ from broker.ops import access
 from broker.ops.provision import admin_for
 from broker.runner import build_context
 from broker.transports.amqp import connection_parameters
-from broker.transports.memory import EXAMPLES, worker_thread
+from tests.support import EXAMPLES, worker_thread
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -160,7 +160,6 @@ def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_e
     rabbitmq, tmp_path
 ):
     from broker.ingress.publisher import publish_all
-    from broker.transports.memory import TestBroker
     from tests.flowkit import (
         Reconciler,
         assert_reconciled,
@@ -170,6 +169,7 @@ def test_a_worker_sigkilled_six_times_under_run_restarts_after_the_first_delay_e
         write_flow_recipients,
         write_settings_file,
     )
+    from tests.support import TestBroker
 
     broker = TestBroker.create(
         tmp_path / "audit",

@@ -25,7 +25,7 @@ from broker.audit.usage import Costs, Period, usage
 from broker.config import PROJECT_ROOT
 from broker.message import Message
 from broker.runner import build_context
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

@@ -14,8 +14,9 @@ from broker.config import load_settings
 from broker.ops.metrics import Metrics
 from broker.router import Context
 from broker.routing.validation import Validator
-from broker.transports.memory import EXAMPLES, MemoryTransport
+from broker.transports.memory import MemoryTransport
 from broker.worker import Worker
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

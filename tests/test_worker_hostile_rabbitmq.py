@@ -16,7 +16,7 @@ import pytest
 from broker import topology
 from broker.config import PROJECT_ROOT
 from broker.ingress.publisher import publish_all, record_message
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 # The shapes that raised inside route() before (issue 11 §2): (path, value)
 WRONG_TYPES = [

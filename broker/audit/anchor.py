@@ -13,6 +13,7 @@ from typing import Any
 
 from broker import topology
 from broker.errors import TransportError
+from broker.transports.amqp import blocking_channel, connection_parameters, split_urls
 
 
 class Anchor:
@@ -27,8 +28,6 @@ class Anchor:
         audit writer for long: the checkpoint is on disk already)."""
         import pika
         import pika.exceptions
-
-        from broker.transports.amqp import connection_parameters, split_urls
 
         failure: Exception | None = None
         for url in split_urls(self.settings.amqp_url):
@@ -67,8 +66,6 @@ class Anchor:
 def read_anchor(settings: Any, idle_seconds: float = 1.0) -> list[bytes]:
     """Every line in the anchor stream, oldest first; raises TransportError when it cannot be read."""
     import pika.exceptions
-
-    from broker.transports.amqp import blocking_channel
 
     connection, channel = blocking_channel(
         settings.amqp_url, settings.core_vhost, "interchange-audit-verify", settings.tls

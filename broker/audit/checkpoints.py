@@ -32,7 +32,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from broker.errors import ConfigError
+from broker.audit.anchor import read_anchor
+from broker.audit.reading import LOG_NAME, read_entries
+from broker.errors import ConfigError, TransportError
 from broker.ops import logs
 
 CHECKPOINTS_NAME = "checkpoints.jsonl"
@@ -430,8 +432,6 @@ def verify_beside(
     wanted = _seqs(local) | _seqs(anchor or [])
     heads, last_seq = {}, 0
     if log_path.exists():
-        from broker.audit.log import read_entries
-
         for entry in read_entries(log_path):
             seq = entry.get("seq")
             if isinstance(seq, int):
@@ -444,10 +444,6 @@ def verify_beside(
 def verify_for(settings: Any, use_anchor: bool = False) -> CheckpointVerdict:
     """`audit verify`'s checkpoint verdict: the trusted key and `checkpoints_required` from the settings; the
     anchor is read when asked or when checkpoints are required, and an unreadable anchor is a failure."""
-    from broker.audit.anchor import read_anchor
-    from broker.audit.log import LOG_NAME
-    from broker.errors import TransportError
-
     anchor = None
     if use_anchor or settings.checkpoints_required:
         try:

@@ -21,9 +21,12 @@ from typing import Any
 
 import orjson
 
+from broker.config import DEV_AUDIT_KEY
+from broker.identifiers import normalise
 from broker.routing.rules import Deliver, Withhold, classification_label
+from broker.routing.validation import SCHEMA_DIR
 
-DEV_KEY = b"interchange-development-key-not-for-production"
+DEV_KEY = DEV_AUDIT_KEY
 SUBJECT_SCHEMES = ("pnc", "cro", "nhs", "nino", "asn")
 
 
@@ -35,8 +38,6 @@ def audit_key() -> bytes:
 
 def _normalise(scheme: str, value: str) -> str:
     try:
-        from broker.identifiers import normalise
-
         return normalise(scheme, value)
     except Exception:  # an unparseable identifier still gets a stable key
         return "".join(value.split()).upper()
@@ -319,8 +320,6 @@ _STEP = re.compile(r"([^.\[\]]+)|\[(\d+|\*|)\]")
 @functools.cache
 def _schema_names() -> frozenset[str]:
     """Every property name the common schemas define: the only names a path in an audit entry may spell."""
-    from broker.routing.validation import SCHEMA_DIR
-
     names: set[str] = set()
 
     def walk(node: Any) -> None:

@@ -9,8 +9,11 @@ from typing import Any
 import orjson
 
 from broker import topology
+from broker.audit import publish as auditpublish
 from broker.config import Agreement, Registry, Settings
 from broker.ops import logs
+from broker.routing import corrections
+from broker.transports.amqp import blocking_channel
 
 
 def agreement_rows(
@@ -78,10 +81,6 @@ def collect_receipts(settings: Settings, registry: Registry, limit: int = 10_000
     what the body claims.  Returns (message id, recipient) for each receipt audited.
     """
     import pika.exceptions
-
-    from broker.audit import publish as auditpublish
-    from broker.routing import corrections
-    from broker.transports.amqp import blocking_channel
 
     collected: list[tuple[str, str]] = []
     actor = {"system": "interchange", "role": "corrections-receipts"}

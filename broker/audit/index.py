@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from broker.audit.reading import LOG_NAME, read_entries
+
 INDEX_NAME = "audit.index.sqlite"
 
 _SCHEMA = """
@@ -163,8 +165,6 @@ class AuditIndex:
 
     def catch_up(self, log_path: Path) -> int:
         """Add log entries the index does not have yet; returns how many."""
-        from broker.audit.log import read_entries
-
         if not log_path.exists():
             return 0
         last, added, batch = self.last_seq(), 0, []
@@ -315,8 +315,6 @@ class AuditIndex:
 
 def rebuild(audit_dir: Path | str) -> int:
     """Recreate the index from the log; returns the number of entries indexed."""
-    from broker.audit.log import LOG_NAME
-
     path = Path(audit_dir) / INDEX_NAME
     for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         stale.unlink(missing_ok=True)
@@ -329,8 +327,6 @@ def rebuild(audit_dir: Path | str) -> int:
 
 def open_for_reading(audit_dir: Path | str) -> AuditIndex:
     """The index, brought up to date with the log first (created if it is missing)."""
-    from broker.audit.log import LOG_NAME
-
     index = AuditIndex.beside(audit_dir)
     index.catch_up(Path(audit_dir) / LOG_NAME)
     return index

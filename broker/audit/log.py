@@ -20,7 +20,6 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,13 @@ from typing import Any
 import orjson
 
 from broker import topology
+from broker.audit.reading import LOG_NAME
+from broker.audit.reading import read_entries as read_entries  # re-exported: the log is where readers look
+from broker.audit.sidecar import Sidecar
 from broker.ops import logs
 from broker.routing.jsonsafe import duplicate_key
+from broker.transports.amqp import blocking_channel
 
-LOG_NAME = "audit.jsonl"
 QUARANTINE_NAME = "audit.quarantine.jsonl"  # partial lines cut from the log on start, with where and why
 REPAIR_OPERATION = "audit_repair"
 _REPAIR_MARK = b'"audit_repair"'
@@ -310,16 +312,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def read_entries(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    yield {"_unreadable": line[:80].decode(errors="replace")}
-
-
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
@@ -423,14 +415,17 @@ class AuditWriter:
         idle_seconds: float = 0.05,
         metrics: Any = None,
         backoff: Backoff | None = None,
+        log: Any = None,
     ) -> None:
+        """`log`: where entries go (an `AuditLog` or its twin `broker.audit.memory.MemoryAuditLog`); by default
+        the file log in `settings.audit_dir`, with its index and signed checkpoints."""
         self.settings = settings
         self.metrics = metrics
         self.connected = False
-        from broker.audit.sidecar import Sidecar
-
-        sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)  # signing key, anchor
-        self.log = AuditLog(Path(settings.audit_dir), sidecar=sidecar)
+        if log is None:
+            sidecar = Sidecar.for_writer(settings.audit_dir, metrics, settings=settings)  # signing key, anchor
+            log = AuditLog(Path(settings.audit_dir), sidecar=sidecar)
+        self.log = log
         self.batch_size = batch_size or settings.audit_batch
         self.idle_seconds = idle_seconds
         self.backoff = backoff or Backoff()
@@ -444,8 +439,6 @@ class AuditWriter:
 
     def run(self, stop_when_idle: bool = False) -> int:
         """Write until stopped (or, with stop_when_idle, until the queue is empty). Returns entries written."""
-        from broker.transports.amqp import blocking_channel
-
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.settings.core_vhost, "interchange-audit-writer", self.settings.tls
         )

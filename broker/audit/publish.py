@@ -19,6 +19,7 @@ import orjson
 from broker import topology
 from broker.config import Settings
 from broker.errors import TransportError
+from broker.transports.amqp import blocking_channel
 
 
 def now_iso() -> str:
@@ -63,8 +64,6 @@ def publish_entries(settings: Settings, entries: list[dict[str, Any]]) -> None:
     """Publish one audit batch and wait for RabbitMQ's confirm; raises TransportError when it cannot."""
     import pika
     import pika.exceptions
-
-    from broker.transports.amqp import blocking_channel
 
     body = orjson.dumps({"batch": entries[0]["entry_id"], "entries": entries})
     try:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from broker.audit.anchor import Anchor
 from broker.audit.checkpoints import Checkpointer, checkpoints_path, signing_key
 from broker.audit.index import AuditIndex
 from broker.ops import logs
@@ -44,8 +45,6 @@ class Sidecar:
         on_failure = metrics.audit_checkpoint_failures.inc if metrics is not None else None
         anchor = None
         if settings is not None:
-            from broker.audit.anchor import Anchor
-
             anchor = Anchor(settings)
         checkpointer = Checkpointer(
             checkpoints_path(audit_dir),

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import get_adapter
 from broker.config import Settings
 from broker.ops.metrics import IngestMetrics
 
@@ -88,6 +89,13 @@ def serve_ingest_metrics(settings: Settings, metrics: Any, role: str) -> None:
     )
 
 
+def open_lineage(path: Path | None) -> Any:
+    """The SQLite lineage store at `path` (`--lineage`), or None when not asked for."""
+    from adapters.lineage import SqliteLineage
+
+    return SqliteLineage(path) if path is not None else None
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from broker.ingress.ingest import ingest_files
 
@@ -99,12 +107,12 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     serve_ingest_metrics(settings, metrics, "ingest")
     summary = ingest_files(
         settings,
-        args.adapter,
+        get_adapter(args.adapter),
         args.mapping,
         args.files,
         args.rejects,
         args.window,
-        lineage=args.lineage,
+        lineage=open_lineage(args.lineage),
         metrics=metrics,
     )
     print(summary.line())
@@ -118,7 +126,7 @@ def cmd_ingest_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     metrics = IngestMetrics()
     serve_ingest_metrics(settings, metrics, "ingest-worker")
-    summary = RawRunner(settings, metrics=metrics).run(stop_when_idle=args.until_idle)
+    summary = RawRunner(settings, get_adapter, metrics=metrics).run(stop_when_idle=args.until_idle)
     print(summary.line())
     return EXIT_OK
 
@@ -132,12 +140,24 @@ def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.out is None:
         summary = translate_files(
-            args.adapter, args.mapping, args.files, sys.stdout.buffer, sys.stderr.buffer, lineage=args.lineage
+            get_adapter(args.adapter),
+            args.mapping,
+            args.files,
+            sys.stdout.buffer,
+            sys.stderr.buffer,
+            lineage=open_lineage(args.lineage),
         )
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "records.ndjson").open("wb") as records, (args.out / "rejects.ndjson").open("wb") as rejects:
-            summary = translate_files(args.adapter, args.mapping, args.files, records, rejects, lineage=args.lineage)
+            summary = translate_files(
+                get_adapter(args.adapter),
+                args.mapping,
+                args.files,
+                records,
+                rejects,
+                lineage=open_lineage(args.lineage),
+            )
     sys.stdout.flush()
     for line in summary.lines():
         print(line, file=sys.stderr)

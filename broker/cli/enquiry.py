@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from adapters.registry import adapter_class
 from broker.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
@@ -147,7 +148,7 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
             settings,
             args.force,
             lambda r: index.index_record(tap_conn, args.force, r, args.schema),
-            Registry.load(settings).publishers_of(args.force),
+            Registry.load(settings, adapter_class).publishers_of(args.force),
         )
         threading.Thread(target=tap.run, name="enquiry-tap", daemon=True).start()
     if threading.current_thread() is threading.main_thread():

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from adapters.registry import adapter_class
 from broker.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -138,7 +139,7 @@ def cmd_agreements_list(args: argparse.Namespace, settings: Settings) -> int:
     from broker.routing.rules import agreement_day
 
     today = dt.date.fromisoformat(args.at) if args.at else agreement_day(dt.datetime.now(dt.UTC))
-    rows = governance.agreement_rows(Registry.load(settings).agreements, today, _traffic(settings))
+    rows = governance.agreement_rows(Registry.load(settings, adapter_class).agreements, today, _traffic(settings))
     if args.json:
         print("\n".join(orjson.dumps(r).decode() for r in rows))
     else:
@@ -342,7 +343,7 @@ def cmd_corrections_pending(args: argparse.Namespace, settings: Settings) -> int
 
     collected: list[tuple[str, str]] = []
     if not args.no_collect:
-        collected = governance.collect_receipts(settings, Registry.load(settings))
+        collected = governance.collect_receipts(settings, Registry.load(settings, adapter_class))
     index = open_for_reading(settings.audit_dir)
     try:
         waiting = corrections.pending(index, dt.datetime.now(dt.UTC), collected)
@@ -375,7 +376,7 @@ def cmd_rules_diff(args: argparse.Namespace, settings: Settings) -> int:
     from broker.routing.rules import Rulebook
 
     def rulebook(folder: Path) -> Rulebook:
-        registry = Registry.load(settings.with_overrides(agreements_dir=folder))
+        registry = Registry.load(settings.with_overrides(agreements_dir=folder), adapter_class)
         return Rulebook(registry.agreements, registry.recipients, registry.agencies)
 
     old, new = rulebook(args.old), rulebook(args.new)

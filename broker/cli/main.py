@@ -18,11 +18,12 @@ from typing import Any
 
 import orjson
 
+from adapters.registry import adapter_class
+from broker.cli.base import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE, new_group
+from broker.cli.security import apply_users, record_verify_consult
 from broker.config import Registry, Settings, check_start, load_settings
 from broker.errors import ConfigError, DataError, TransportError
 from broker.ops import logs
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_TRANSPORT = 0, 1, 2, 3, 4
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, Handler] = {}
@@ -158,13 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def new_group(sub: Any, name: str, help_text: str) -> Any:
-    """A command group (`interchange NAME SUBCOMMAND`); its handlers register as "NAME SUBCOMMAND"."""
-    return sub.add_parser(name, help=help_text).add_subparsers(
-        dest=f"{name}_command", required=True, metavar="SUBCOMMAND"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -239,7 +233,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from broker.runner import child_commands, load_renderers, supervise
 
     # a bad configuration (or a missing open-data key) stops start-up here, before any child starts
-    load_renderers(Registry.load(settings), settings)
+    load_renderers(Registry.load(settings, adapter_class), settings)
     extra = _passthrough(args)
     return supervise(child_commands(args.workers, extra, settings.metrics_port), healthy_seconds=args.healthy_after)
 
@@ -327,7 +321,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_rules_explain(args: argparse.Namespace, settings: Settings) -> int:
     from broker.routing import agreement_tests as ruletests
 
-    ctx = ruletests.Deciding.load(settings)
+    ctx = ruletests.Deciding.load(settings, adapter_class)
     at = ruletests.parse_time(args.at) if args.at else None
     status = EXIT_OK
     for where, item in read_records(args.files):
@@ -348,7 +342,7 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
     from broker.routing import agreement_tests as ruletests
 
     folder = args.tests or settings.agreements_dir / "tests"
-    results = ruletests.run_folder(folder, ruletests.Deciding.load(settings))
+    results = ruletests.run_folder(folder, ruletests.Deciding.load(settings, adapter_class))
     failed = [r for r in results if not r.passed]
     for result in results:
         print(("PASS " if result.passed else "FAIL ") + result.name)
@@ -367,8 +361,6 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     print(verdict)
     signed = verify_for(settings, args.anchor)
     print(signed)  # signed, chained, anchored checkpoints catch a log truncated or rewritten whole
-    from broker.cli.security import record_verify_consult
-
     print(record_verify_consult(args, settings, verdict.ok, signed.ok))
     return EXIT_OK if verdict.ok and signed.ok else EXIT_FAILED
 
@@ -378,7 +370,7 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
     from broker import topology
     from broker.ops.provision import recipient_vhosts
 
-    registry = Registry.load(settings)
+    registry = Registry.load(settings, adapter_class)
     from broker.ops.access import access_plan
 
     users = access_plan(registry, settings.core_vhost, settings.recipient_vhost).definitions()
@@ -402,12 +394,10 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
     from broker.ops import provision
 
-    registry = Registry.load(settings)
+    registry = Registry.load(settings, adapter_class)
     vhosts = provision.apply(settings, registry)
     print(f"topology applied to {len(vhosts)} vhosts: {', '.join(vhosts)}")
     if args.users:
-        from broker.cli.security import apply_users
-
         return apply_users(args, settings, registry)
     return EXIT_OK
 
@@ -416,7 +406,7 @@ def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     from broker.partners.receive import receive
 
-    registry = Registry.load(settings)
+    registry = Registry.load(settings, adapter_class)
     if args.recipient not in registry.recipients:
         import difflib
 
@@ -436,7 +426,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from broker.demo import run_demo
 
-    return run_demo(settings, keep=args.keep)
+    return run_demo(settings, keep=args.keep, formats=adapter_class)
 
 
 if __name__ == "__main__":

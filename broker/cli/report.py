@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from adapters.registry import adapter_class
 from broker.config import PROJECT_ROOT, Registry, Settings, check_against_schema, load_yaml
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -65,7 +66,7 @@ def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
     if end <= start:
         print("interchange: --to is before --from", file=sys.stderr)
         return EXIT_USAGE
-    registry = Registry.load(settings)
+    registry = Registry.load(settings, adapter_class)
     formats = {r.id: r.format or "common-json" for r in registry.recipients.values()}
     log = Path(settings.audit_dir) / LOG_NAME
     entries = read_entries(log) if log.exists() else iter(())

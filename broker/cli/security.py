@@ -11,12 +11,12 @@ import os
 import sys
 from typing import Any
 
+from adapters.registry import adapter_class
+from broker.cli.base import EXIT_OK, new_group
 from broker.config import Registry, Settings, load_yaml
 
 
 def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    from broker.cli.main import EXIT_OK, new_group
-
     security = groups.get("security") or new_group(sub, "security", "partner isolation and credentials")
     groups["security"] = security
     security.add_parser("access", help="print every RabbitMQ user the configuration needs, with permissions")
@@ -25,7 +25,7 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
     def cmd_security_access(args: argparse.Namespace, settings: Settings) -> int:
         from broker.ops.access import access_plan
 
-        plan = access_plan(Registry.load(settings), settings.core_vhost, settings.recipient_vhost)
+        plan = access_plan(Registry.load(settings, adapter_class), settings.core_vhost, settings.recipient_vhost)
         print(f"{'user':<28} {'role':<10} {'vhost':<36} {'configure':<10} {'write':<34} read")
         for p in plan.permissions:
             print(f"{p.user:<28} {plan.user(p.user).role:<10} {p.vhost:<36} {p.configure:<10} {p.write:<34} {p.read}")
@@ -35,7 +35,6 @@ def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
 
 def apply_users(args: argparse.Namespace, settings: Settings, registry: Registry) -> int:
     """Create the users and permissions; print generated passwords once (to stdout, nowhere else)."""
-    from broker.cli.main import EXIT_OK
     from broker.ops import access, provision
 
     secrets_doc = load_yaml(args.secrets) if args.secrets else None

@@ -17,6 +17,7 @@ import orjson
 
 from broker import topology
 from broker.errors import TransportError
+from broker.transports.amqp import blocking_channel
 
 MAX_BATCH = 500
 
@@ -88,8 +89,6 @@ class AuditSink:
             connection.close()
 
     def _open(self) -> tuple[Any, Any]:
-        from broker.transports.amqp import blocking_channel
-
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.settings.core_vhost, "interchange-enquiry-audit", self.settings.tls
         )

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from broker.config import Agency
 from broker.enquiry import consult, model
-from broker.enquiry.agreements import Ask, EnquiryAgreement, plan, rate_limits
+from broker.enquiry.agreements import Ask, EnquiryAgreement, plan, project_details, rate_limits
 from broker.enquiry.identity import Verifier
 from broker.enquiry.limits import RateLimiter
 from broker.enquiry.model import EnquiryRefused, Identity, Subject
@@ -421,8 +421,6 @@ class Gateway:
 
 
 def _project(record: dict[str, Any], agreement: EnquiryAgreement) -> tuple[dict[str, Any], list[str]]:
-    from broker.enquiry.agreements import project_details
-
     return project_details(record, agreement)
 
 

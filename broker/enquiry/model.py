@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from broker.audit.entries import name_reference, subject_key
 from broker.identifiers import normalise
 
 PURPOSES = (
@@ -139,8 +140,6 @@ class Subject:
 
     def audit_keys(self) -> list[str]:
         """Keyed hashes in the audit log's subject_keys convention, so subject reports find the enquiry."""
-        from broker.audit.entries import name_reference, subject_key
-
         kind = self.kind()
         if kind == "pnc":
             return [subject_key("pnc", self.pnc or "")]

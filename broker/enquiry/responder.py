@@ -21,6 +21,7 @@ import structlog
 
 from broker.enquiry.agreements import EnquiryAgreement, project_details
 from broker.topology import ENQUIRY_EXCHANGE, ENQUIRY_QUEUE, ENQUIRY_QUEUE_SPEC
+from broker.transports.amqp import blocking_channel
 
 QUEUE_ARGUMENTS = ENQUIRY_QUEUE_SPEC["arguments"]
 log = structlog.get_logger("interchange.enquiry.responder")
@@ -76,8 +77,6 @@ class Responder:
         self._stop.set()
 
     def run(self) -> None:
-        from broker.transports.amqp import blocking_channel
-
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.vhost, f"interchange-enquiry-responder-{self.force}", self.settings.tls
         )

@@ -17,6 +17,8 @@ import orjson
 import structlog
 
 from broker import topology
+from broker.routing.validation import Validator
+from broker.transports.amqp import blocking_channel
 
 log = structlog.get_logger("interchange.enquiry.tap")
 
@@ -47,8 +49,6 @@ class Tap:
     def __init__(
         self, settings: Any, force: str, index: Callable[[dict[str, Any]], Any], publishers: tuple[str, ...]
     ) -> None:
-        from broker.routing.validation import Validator
-
         self.settings, self.force, self.index, self.publishers = settings, force, index, publishers
         self.validator = Validator()
         self.indexed = self.skipped = 0
@@ -59,8 +59,6 @@ class Tap:
         self._stop.set()
 
     def run(self) -> None:
-        from broker.transports.amqp import blocking_channel
-
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.settings.core_vhost, f"interchange-enquiry-tap-{self.force}", self.settings.tls
         )

@@ -21,6 +21,7 @@ import structlog
 
 from broker.enquiry.responder import ENQUIRY_QUEUE
 from broker.topology import ENQUIRY_EXCHANGE
+from broker.transports.amqp import blocking_channel
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 log = structlog.get_logger("interchange.enquiry.transport")
@@ -112,8 +113,6 @@ class ForceLink:
                 return
 
     def _serve(self) -> None:
-        from broker.transports.amqp import blocking_channel
-
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.vhost, f"interchange-enquiry-gateway-{self.force}", self.settings.tls
         )

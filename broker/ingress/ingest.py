@@ -28,6 +28,7 @@ import pika.exceptions
 
 from broker import topology
 from broker.config import Settings
+from broker.contract import AdapterLookup, InboundAdapter
 from broker.errors import ConfigError, DataError, TransportError
 from broker.ingress.publisher import StreamPublisher, record_message
 from broker.message import Outgoing
@@ -135,26 +136,24 @@ class _Progress:
 
 def ingest_files(
     settings: Settings,
-    adapter_name: str,
+    adapter: InboundAdapter,
     mapping: str,
     files: list[Path],
     rejects_to: str = "file",
     window: int = 1000,
     progress: IO[str] | None = sys.stderr,
-    lineage: Path | None = None,
+    lineage: Any = None,
     metrics: IngestMetrics | None = None,
 ) -> IngestSummary:
-    """Translate every file and publish its records with confirms; returns the counts.
+    """Translate every file through `adapter` and publish its records with confirms; returns the counts.
 
-    `lineage` is an SQLite file remembering the latest version of each source record, so a changed
-    re-send in a later file supersedes it; adapter notices (whole-file reports that reject nothing) are
-    counted apart and written beside the input with the rejections.  `metrics` are served on /metrics.
+    `lineage` is the adapter's store of the latest version of each source record (e.g. an SQLite lineage
+    file opened by the caller), so a changed re-send in a later file supersedes it; adapter notices
+    (whole-file reports that reject nothing) are counted apart and written beside the input with the
+    rejections.  `metrics` are served on /metrics.
     """
-    from adapters.lineage import SqliteLineage
-    from adapters.registry import get_adapter
-
-    adapter: Any = get_adapter(adapter_name)
-    store = SqliteLineage(lineage) if lineage is not None else None
+    adapter_name = adapter.name
+    store = lineage
     loaded = adapter.load_mapping(mapping)
     metrics = metrics or IngestMetrics()
     metrics.prepare(adapter_name)
@@ -235,15 +234,18 @@ class RawRunner:
     """Consumes raw legacy payloads and publishes their records; acks each raw message after confirms."""
 
     def __init__(
-        self, settings: Settings, queue: str = topology.RAW_QUEUE, metrics: IngestMetrics | None = None
+        self,
+        settings: Settings,
+        adapters: AdapterLookup,
+        queue: str = topology.RAW_QUEUE,
+        metrics: IngestMetrics | None = None,
     ) -> None:
-        self.settings, self.queue = settings, queue
+        """`adapters` looks an inbound adapter up by the name a raw message's `x-adapter` header gives."""
+        self.settings, self.queue, self.get_adapter = settings, queue, adapters
         self.summary = IngestSummary(began=time.monotonic())
         self.metrics = metrics or IngestMetrics()
 
     def run(self, stop_when_idle: bool = False, idle_seconds: float = 1.0) -> IngestSummary:
-        from adapters.registry import get_adapter
-
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.settings.core_vhost, "interchange-raw-runner", self.settings.tls
         )
@@ -261,7 +263,7 @@ class RawRunner:
                     # one instance per adapter name for the whole run, so an amended court result
                     # arriving in a later message supersedes the version this worker sent before
                     name = str(headers.get("x-adapter", ""))
-                    adapter: Any = adapters.get(name) or adapters.setdefault(name, get_adapter(name))
+                    adapter: Any = adapters.get(name) or adapters.setdefault(name, self.get_adapter(name))
                     mapping = adapter.load_mapping(str(headers.get("x-mapping", "default")))
                 except ConfigError as exc:  # unknown adapter or mapping: the message cannot be read at all
                     self._publish(

@@ -16,7 +16,9 @@ from typing import IO, Any
 
 import orjson
 
+from broker.contract import InboundAdapter
 from broker.errors import DataError
+from broker.routing.validation import Validator
 
 SCHEMA_INVALID = "schema_invalid"
 
@@ -57,25 +59,19 @@ def rejection(where: str, error: DataError) -> dict[str, Any]:
 
 
 def translate_files(
-    adapter_name: str,
+    adapter: InboundAdapter,
     mapping: str,
     files: list[Path],
     records_out: IO[bytes],
     rejects_out: IO[bytes],
-    lineage: Path | None = None,
+    lineage: Any = None,
 ) -> TranslateSummary:
     """Translate and validate every file; write records and rejections as NDJSON; return the counts.
 
-    `lineage`: an SQLite versions file (adapters.lineage): a changed re-send supersedes the version an
-    earlier run sent.
+    `lineage`: the adapter's store of source-record versions (e.g. an SQLite lineage file opened by the
+    caller): a changed re-send supersedes the version an earlier run sent.
     """
-    from adapters.registry import get_adapter
-    from broker.routing.validation import Validator
-
-    adapter: Any = get_adapter(adapter_name)
-    from adapters.lineage import SqliteLineage
-
-    store = SqliteLineage(lineage) if lineage is not None else None
+    store = lineage
     loaded = adapter.load_mapping(mapping)
     validator, summary = Validator(), TranslateSummary()
     for where, result in _results(adapter, loaded, files, store):

@@ -39,6 +39,7 @@ from typing import Any
 
 from broker import topology
 from broker.config import Registry
+from broker.errors import ConfigError
 
 NOTHING = "^$"
 ROUTER_USER = "interchange-router"
@@ -155,8 +156,6 @@ def access_plan(
     names = [u.name for u in users]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        from broker.errors import ConfigError
-
         raise ConfigError("agencies.yaml", "publishers", f"user names used for two roles: {', '.join(clash)}")
     return AccessPlan(tuple(users), tuple(sorted(permissions, key=lambda p: (p.user, p.vhost))))
 

@@ -40,9 +40,11 @@ import pika
 
 from broker import topology
 from broker.audit import entries as audit
+from broker.audit.log import LOG_NAME, read_entries
 from broker.config import Agency, Settings, load_agencies
 from broker.errors import TransportError
 from broker.ops import logs
+from broker.transports.amqp import blocking_channel
 
 REPLAY_HEADER = "x-interchange-replay"
 PUBLISHER_HEADER = "x-interchange-publisher"  # the publisher a replayed record first arrived with
@@ -108,8 +110,6 @@ class DeadLetterQueue:
     """A browse session on the core vhost's interchange.dead (use as a context manager)."""
 
     def __init__(self, settings: Settings, limit: int = 100_000) -> None:
-        from broker.transports.amqp import blocking_channel
-
         self.settings = settings
         self.limit = limit
         self.connection, self.channel = blocking_channel(
@@ -333,8 +333,6 @@ def operator_actor() -> dict[str, Any]:
 
 def routed_since(audit_dir: Path) -> dict[str, str]:
     """record id -> time of its latest decision (delivered or withheld) in the audit log."""
-    from broker.audit.log import LOG_NAME, read_entries
-
     path = audit_dir / LOG_NAME
     latest: dict[str, str] = {}
     if path.exists():

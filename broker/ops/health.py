@@ -22,7 +22,9 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from broker import topology
 from broker.errors import ConfigError, TransportError
+from broker.ops.provision import recipient_vhosts
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -142,8 +144,6 @@ def serve(
 
 def worker_readiness(worker: Any, admin: Any) -> Readiness:
     """A routing worker is ready when connected to every vhost, its queues exist and its config loaded."""
-    from broker import topology
-    from broker.ops.provision import recipient_vhosts
 
     settings, registry = worker.ctx.settings, worker.ctx.registry
     partitions = getattr(settings, "partitions", 1)
@@ -169,8 +169,6 @@ def worker_readiness(worker: Any, admin: Any) -> Readiness:
 
 def audit_writer_readiness(writer: Callable[[], Any], admin: Any, settings: Any) -> Readiness:
     """The audit writer is ready when it consumes the audit queue and can append to its log."""
-    from broker import topology
-
     return Readiness(
         {
             "rabbitmq": flag(

@@ -12,6 +12,7 @@ import pika
 
 from broker import topology
 from broker.config import Registry, Settings
+from broker.ops import access
 from broker.transports.admin import RabbitAdmin
 from broker.transports.amqp import blocking_channel, split_urls
 
@@ -97,8 +98,6 @@ def apply_access(
     a new user without one is certificate-only (EXTERNAL).  Permissions a managed user holds on any vhost
     outside the plan are removed.  Returns the users touched.
     """
-    from broker.ops import access
-
     admin = admin or admin_for(settings)
     plan = access.access_plan(registry, settings.core_vhost, settings.recipient_vhost, user_prefix)
     existing = {u["name"] for u in admin.users()}
@@ -127,8 +126,6 @@ def remove_access(
     settings: Settings, registry: Registry, admin: RabbitAdmin | None = None, user_prefix: str = ""
 ) -> None:
     """Delete every user of the access plan (tests only: never run against a live deployment)."""
-    from broker.ops import access
-
     admin = admin or admin_for(settings)
     plan = access.access_plan(registry, settings.core_vhost, settings.recipient_vhost, user_prefix)
     for user in plan.users:

@@ -27,7 +27,9 @@ from typing import Any
 import orjson
 
 from broker.config import Registry, Settings, load_yaml
+from broker.contract import FormatLookup
 from broker.routing.rules import Deliver, Rulebook
+from broker.routing.validation import Validator
 
 
 def parse_time(text: str | dt.datetime) -> dt.datetime:
@@ -44,10 +46,9 @@ class Deciding:
     validator: Any
 
     @classmethod
-    def load(cls, settings: Settings) -> Deciding:
-        from broker.routing.validation import Validator
-
-        registry = Registry.load(settings)
+    def load(cls, settings: Settings, formats: FormatLookup | None = None) -> Deciding:
+        """The registry, rulebook and validator for `settings`; `formats` as for `Registry.load`."""
+        registry = Registry.load(settings, formats)
         return cls(registry, Rulebook(registry.agreements, registry.recipients, registry.agencies), Validator())
 
     def explain(self, record: dict[str, Any], at: dt.datetime | None = None) -> dict[str, Any]:

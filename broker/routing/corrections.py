@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from broker import topology
-from broker.audit.index import RETRACTION_NOTICE, Original
+from broker.audit.index import RETRACTION_NOTICE, Original, Query
 from broker.config import Agreement
 from broker.errors import FieldError
 from broker.routing import scope
@@ -202,8 +202,6 @@ def acknowledgement_entry(receipt: dict[str, Any], recipient: str, now: str, act
 
 def pending(index: Any, now: dt.datetime, acknowledged: Iterable[tuple[str, str]] = ()) -> list[Pending]:
     """Corrections delivered and not yet acknowledged by their recipient, oldest first."""
-    from broker.audit.index import Query
-
     acked = set(acknowledged) | {(e["record_id"], e["recipient"]) for e in index.query(Query(operation="acknowledge"))}
     out = []
     for entry in index.query(Query(operation="disclose")):

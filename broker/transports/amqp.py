@@ -27,7 +27,7 @@ from pika.adapters.select_connection import IOLoop
 
 from broker.config import TlsOptions
 from broker.errors import ConfigError, TransportError
-from broker.message import Outgoing
+from broker.message import Inbound, Outgoing
 
 Confirmed = Callable[[bool, str], None]
 
@@ -68,18 +68,6 @@ def _coalesce_pika_writes() -> None:
 
 _coalesce_pika_writes()
 CLOSE_WAIT_SECONDS = 1.0  # how long a reconnect waits for the old connections to finish closing
-
-
-@dataclass(slots=True)
-class Inbound:
-    """A consumed message and where it came from (for ack/nack)."""
-
-    target: str
-    delivery_tag: int
-    generation: int
-    body: bytes
-    properties: Any
-    redelivered: bool
 
 
 @dataclass(slots=True)

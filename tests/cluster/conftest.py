@@ -18,8 +18,8 @@ import pytest
 from broker.config import PROJECT_ROOT
 from broker.errors import TransportError
 from broker.transports.admin import RabbitAdmin
-from broker.transports.memory import TestBroker
 from tests.flowkit import write_flow_agreements, write_flow_recipients
+from tests.support import TestBroker
 
 SCRIPT = PROJECT_ROOT / "scripts" / "cluster.sh"
 AMQP_BASE, MGMT_BASE = 5700, 15700

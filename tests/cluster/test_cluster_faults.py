@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from broker.audit.log import LOG_NAME, AuditWriter, verify
-from broker.transports.memory import TestBroker
 from tests.flowkit import Flow, Reconciler, Role, assert_reconciled, dead_lettered, write_settings_file
+from tests.support import TestBroker
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
