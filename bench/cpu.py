@@ -16,7 +16,7 @@ import orjson
 from broker import router
 from broker.config import Registry, Settings
 from broker.message import Message
-from broker.runner import build_context
+from broker.runner import build_context, load_registry
 
 STAGES = ("parse", "validate", "decide", "render", "audit")
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as work:
         settings = harness.bench_settings(Path(work))
-        registry = Registry.load(settings)
+        registry = load_registry(settings)
         bodies = harness.translate_all(args.records).bodies
         step = max(1, len(bodies) // 900)
         sample = [orjson.loads(body) for i, (_t, _id, body) in enumerate(bodies) if i % step == 0]

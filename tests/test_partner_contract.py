@@ -32,7 +32,7 @@ from broker.partners import contract
 from broker.router import Context, route
 from broker.routing.validation import Validator, _format_checker
 from broker.routing.views import notice_id, view_id
-from broker.runner import load_renderers
+from broker.runner import load_registry, load_renderers
 from tests.test_security_fuzz import FUZZ_SETTINGS, REGISTRY, agreement_docs, handling_marks
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -248,7 +248,7 @@ def test_the_property_run_above_delivered_something() -> None:
 def test_contract_export_all_writes_asyncapi_documents_the_official_parser_accepts(tmp_path: Path) -> None:
     # Given the demo configuration, When `interchange contract export --all` writes every recipient's contract
     assert cli.main(["contract", "export", "--all", "--out", str(tmp_path)]) == 0
-    registry = Registry.load(load_settings(environ={}))
+    registry = load_registry(load_settings(environ={}))
     docs = sorted(tmp_path.glob("*/asyncapi.yaml"))
     assert {d.parent.name for d in docs} == set(registry.recipients)
     # Then each names the recipient's vhost, inbox, receipts and headers, and ships the schemas it references
@@ -336,7 +336,7 @@ def test_recipients_with_outbound_formats_get_deliveries_valid_against_their_ren
     for recipient in doc["recipients"]:
         recipient["format"] = formats.get(recipient["id"], recipient.get("format", "common-json"))
     (tmp_path / "recipients.yaml").write_text(yaml.safe_dump(doc))
-    registry = Registry.load(load_settings(environ={}).with_overrides(recipients_file=tmp_path / "recipients.yaml"))
+    registry = load_registry(load_settings(environ={}).with_overrides(recipients_file=tmp_path / "recipients.yaml"))
     # When every example record is routed and each recipient's contract exported
     delivered, problems = invalid_deliveries(registry, EXAMPLE_RECORDS)
     for recipient in formats:

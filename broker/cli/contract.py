@@ -17,6 +17,7 @@ import orjson
 
 from broker.config import Registry, Settings
 from broker.partners import contract
+from broker.runner import load_registry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,7 +54,7 @@ def formats_of(registry: Registry) -> dict[str, contract.Format]:
 
 
 def cmd_contract_export(args: argparse.Namespace, settings: Settings) -> int:
-    registry = Registry.load(settings)
+    registry = load_registry(settings)
     if args.all == bool(args.recipient):
         sys.stderr.write("contract export: name one RECIPIENT or give --all\n")
         return EXIT_USAGE
@@ -73,7 +74,7 @@ def cmd_contract_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_contract_diff(args: argparse.Namespace, settings: Settings) -> int:
     def views(folder: Path) -> list[contract.View]:
-        registry = Registry.load(settings.with_overrides(agreements_dir=folder))
+        registry = load_registry(settings.with_overrides(agreements_dir=folder))
         common, formats = contract.load_common(), formats_of(registry)
         return [v for r in sorted(registry.recipients) for v in contract.views_of(registry, r, common, formats)]
 
