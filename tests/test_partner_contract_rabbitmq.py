@@ -29,8 +29,8 @@ from broker.ingress.publisher import publish_all, record_message
 from broker.ops import logs
 from broker.partners import contract
 from broker.transports.amqp import blocking_channel
-from broker.transports.memory import EXAMPLES, TestBroker, worker_thread
-from broker.transports.memory import wait_until as _wait
+from tests.support import EXAMPLES, TestBroker, worker_thread
+from tests.support import wait_until as _wait
 from tests.test_partner_contract import property_records
 from tests.test_security_fuzz import agreement_docs
 

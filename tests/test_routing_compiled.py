@@ -14,7 +14,7 @@ from broker.config import agreement_from_doc
 from broker.routing import validation
 from broker.routing.paths import leaf_paths
 from broker.routing.rules import Deliver, Rulebook, Withhold
-from broker.transports.memory import EXAMPLES
+from tests.support import EXAMPLES
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 RECORDS = [json.loads(path.read_text()) for path in sorted(EXAMPLES.glob("*.json"))]
