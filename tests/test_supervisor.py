@@ -25,7 +25,7 @@ class Supervisor:
 
     def __init__(self, commands: dict[str, list[str]], **options: float) -> None:
         code = (
-            "import sys, orjson; from broker import logs; from broker.runner import supervise; "
+            "import sys, orjson; from broker.ops import logs; from broker.runner import supervise; "
             "logs.configure('info', stream=sys.stdout); "
             f"supervise(orjson.loads({orjson.dumps(commands).decode()!r}), **{options!r})"
         )
