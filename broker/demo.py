@@ -20,6 +20,7 @@ import orjson
 
 from broker.audit.log import LOG_NAME, read_entries, verify
 from broker.config import PROJECT_ROOT, Registry, Settings
+from broker.errors import ExitCode
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import provision
 from broker.partners.receive import deliveries
@@ -95,7 +96,7 @@ def run_demo(base: Settings, keep: bool = False) -> int:
         report = publish_all(
             settings, [record_message(r, message_id=r.get("id") or f.stem) for r, f in zip(records, files, strict=True)]
         )
-        forces = sorted({(r.get("origin") or {}).get("agency") for r in records if isinstance(r.get("origin"), dict)})
+        forces = sorted({str(r["origin"].get("agency")) for r in records if isinstance(r.get("origin"), dict)})
         print(f"published {report.published} records (confirmed) from agencies {', '.join(map(str, forces))}")
         ids = {r.get("id") or f.stem for r, f in zip(records, files, strict=True)}
         entries = wait_for_audit(Path(settings.audit_dir) / LOG_NAME, ids)
@@ -107,7 +108,7 @@ def run_demo(base: Settings, keep: bool = False) -> int:
     print(f"\nAudit: {verdict}")
     if not keep:
         provision.remove(settings, registry)
-    return 0 if ok and verdict.ok else 1
+    return ExitCode.OK if ok and verdict.ok else ExitCode.FAILED
 
 
 def _drain(settings: Settings, registry: Registry) -> dict[str, list[dict[str, Any]]]:
