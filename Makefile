@@ -35,6 +35,7 @@ demo: $(STAMP) rabbitmq
 test: $(STAMP) rabbitmq promtool chromium
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
+	$(VENV)/bin/mypy broker adapters
 	$(PY) -m pytest -q
 
 # The fault battery (docs/RELIABILITY.md): starts its own 3-node RabbitMQ cluster (scripts/cluster.sh, ports
@@ -62,6 +63,7 @@ bench-enquiry: $(STAMP) rabbitmq
 lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
+	$(VENV)/bin/mypy broker adapters
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -527,7 +527,7 @@ def check_public_recipients(recipients: dict[str, Recipient], agreements: list[A
                 ),
             )
         for agreement in feeding:
-            missing = [t for t in agreement.record_types if t not in cls.record_types]
+            missing = [t for t in agreement.record_types if t not in getattr(cls, "record_types", ())]
             if missing:
                 raise ConfigError(
                     agreement.file,

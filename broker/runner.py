@@ -7,6 +7,7 @@ Each role can also run on its own (`interchange worker`, `interchange audit-writ
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 from broker.audit.lag import AuditLag, QueueDepthPoller
 from broker.config import Registry, Settings
-from broker.errors import ConfigError
+from broker.errors import ConfigError, ExitCode
 from broker.ops import logs
 from broker.ops.metrics import Metrics
 from broker.ops.provision import recipient_vhosts
@@ -67,7 +68,7 @@ def load_renderers(
                             "key for its opaque ids; set one (development mode alone may run without one)"
                         ),
                     )
-            renderers[recipient.format] = lambda record, a=adapter, o=options: a.render(record, o)
+            renderers[recipient.format] = functools.partial(adapter.render, options=options)
     return renderers
 
 
@@ -107,7 +108,7 @@ def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
     if server is not None:
         server.shutdown()
     logs.get("interchange.worker").info("worker_stopped", routed=worker.routed)
-    return 0
+    return ExitCode.OK
 
 
 def run_audit_writer(settings: Settings) -> int:
@@ -152,16 +153,16 @@ def run_audit_writer(settings: Settings) -> int:
         started = time.monotonic()
         try:
             writer.run()
-            return 0
+            return ExitCode.OK
         except Exception as exc:  # connection lost or log unusable: start afresh (unacked batches come back)
             if current["stop"]:
-                return 0
+                return ExitCode.OK
             if time.monotonic() - started > 10:
                 backoff.reset()
             wait = backoff.next()
             events.warning("audit_writer_reconnecting", error=repr(exc), retry_in_seconds=round(wait, 2))
             _sleep_unless(lambda: current["stop"], wait)
-    return 0
+    return ExitCode.OK
 
 
 def _sleep_unless(stopping: Callable[[], bool], seconds: float) -> None:
@@ -241,7 +242,7 @@ def supervise(
             child.process.kill()
             child.process.wait()
         log.info("process_stopped", process=name, code=child.process.returncode)
-    return 0
+    return ExitCode.OK
 
 
 def _start(log: Any, name: str, child: _Child) -> None:

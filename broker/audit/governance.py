@@ -90,7 +90,8 @@ def collect_receipts(settings: Settings, registry: Registry, limit: int = 10_000
             settings.amqp_url, settings.recipient_vhost(recipient), "interchange-receipts", settings.tls
         )
         try:
-            tags, entries = [], []
+            tags: list[int] = []
+            entries: list[dict[str, Any]] = []
             while len(entries) < limit:
                 method, _props, body = channel.basic_get(topology.RECEIPTS_QUEUE)
                 if method is None:

@@ -116,7 +116,8 @@ class AuditIndex:
     def add(self, entries: Iterable[dict[str, Any]]) -> None:
         for entry in entries:
             seq = entry["seq"]
-            supersedes = entry.get("supersedes") if isinstance(entry.get("supersedes"), dict) else {}
+            given = entry.get("supersedes")
+            supersedes: dict[str, Any] = given if isinstance(given, dict) else {}
             self.db.execute(
                 "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -227,7 +228,8 @@ class AuditIndex:
     def query(self, q: Query) -> Iterator[dict[str, Any]]:
         """Entries matching every given filter, oldest first; a `disclose` entry whose delivery did not take
         place carries `cancelled_by` (the reason of the `undelivered` entry)."""
-        sql, args = ["SELECT DISTINCT e.entry FROM entries e"], []
+        sql = ["SELECT DISTINCT e.entry FROM entries e"]
+        args: list[Any] = []
         where = []
         if q.subject_keys:
             sql.append("JOIN subjects s ON s.seq = e.seq")

@@ -347,7 +347,8 @@ def verify(path: Path) -> Verdict:
     """Recompute the chain; the first line whose seq, prev or hash does not follow is reported."""
     if not path.exists():
         return Verdict(True, 0)
-    prev, expected_seq, line_no, repairs = GENESIS, 1, 0, []
+    prev, expected_seq, line_no = GENESIS, 1, 0
+    repairs: list[int] = []
     with path.open("rb") as fh:
         for line_no, line in enumerate(fh, start=1):
             problem, seq, head = _check_line(line, prev, expected_seq)
@@ -562,15 +563,16 @@ def _batch_of(body: bytes, props: Any) -> tuple[list[dict[str, Any]], str]:
     logs.get("interchange.audit").error(
         "audit_message_unreadable", sha256=digest, bytes=len(body), message_id=getattr(props, "message_id", None)
     )
+    entry_id = f"unreadable-{digest[:32]}"
     entry = {
         "operation": UNREADABLE_OPERATION,
         "outcome": "recorded",
         "time": _now(),
-        "entry_id": f"unreadable-{digest[:32]}",
+        "entry_id": entry_id,
         "sha256": digest,
         "bytes": len(body),
         "message_id": getattr(props, "message_id", None),
         "content": base64.b64encode(body[:_KEEP_UNREADABLE]).decode(),
         "actor": {"system": "interchange", "process": "audit-writer"},
     }
-    return [entry], entry["entry_id"]
+    return [entry], entry_id

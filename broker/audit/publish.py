@@ -42,7 +42,7 @@ OUTCOMES = {"consult": "consulted", "hold": "held", "release": "released", "ackn
 
 
 def entry(operation: str, actor: dict[str, Any], justification: str, **fields: Any) -> dict[str, Any]:
-    base = {
+    base: dict[str, Any] = {
         "entry_id": uuid.uuid4().hex,
         "time": now_iso(),
         "operation": operation,

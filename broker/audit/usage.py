@@ -87,7 +87,8 @@ class _Tally:
         self.links: Counter[tuple[str, str, str]] = Counter()
         self.disclosures: dict[str, tuple[Key, str, str, int, float | None, str]] = {}
         self.read = 0
-        self.first_seq = self.last_seq = None
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
         self.head = ""
 
     def add(self, entry: dict[str, Any], period: Period) -> None:

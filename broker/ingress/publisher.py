@@ -9,6 +9,7 @@ reports a record as published only once RabbitMQ has confirmed it.  Used by `int
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class StreamPublisher:
                     break
                 message, attempt = item
                 self.outstanding += 1
-                self.transport.publish(message, lambda ok, why, m=message, a=attempt: self._confirmed(m, a, ok, why))
+                self.transport.publish(message, functools.partial(self._confirmed, message, attempt))
         finally:
             self._pumping = False
         if self.exhausted and not self.retry and self.outstanding == 0:

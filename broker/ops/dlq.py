@@ -79,7 +79,8 @@ def dead_letter(tag: int, props: Any, body: bytes) -> DeadLetter:
     record = _json_object(body)
     death = (headers.get("x-death") or [{}])[0]
     reason = _text(headers.get("x-interchange-reason")) or f"rabbitmq_{_text(death.get('reason')) or 'unknown'}"
-    origin = record.get("origin") if record and isinstance(record.get("origin"), dict) else {}
+    given = record.get("origin") if record else None
+    origin: dict[str, Any] = given if isinstance(given, dict) else {}
     rejected = _time(_text(headers.get("x-interchange-rejected-at"))) or _death_time(death) or _amqp_time(props)
     return DeadLetter(
         tag,
@@ -386,8 +387,9 @@ def publisher_refusal(letter: DeadLetter, agencies: dict[str, Agency], require_p
     if letter.died_in == topology.AUDIT_QUEUE or not letter.record:
         return None
     origin = letter.record.get("origin")
-    agency = agencies.get(origin.get("agency")) if isinstance(origin, dict) else None
-    if agency is None or not isinstance(origin.get("agency"), str):
+    code = origin.get("agency") if isinstance(origin, dict) else None
+    agency = agencies.get(code) if isinstance(code, str) else None
+    if agency is None:
         return None  # an unknown agency is the worker's refusal to make again
     if letter.publisher in agency.publishers or (not letter.publisher and not require_publisher):
         return None

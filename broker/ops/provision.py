@@ -105,11 +105,12 @@ def apply_access(
         if credential is None and user.name in existing:
             continue
         kind = credential.kind if credential else "certificate"
+        value = credential.value if credential else None
         admin.put_user(
             user.name,
-            password=credential.value if kind == "password" else None,
+            password=value if kind == "password" else None,
             tags=user.tags,
-            password_hash=credential.value if kind == "hash" else None,
+            password_hash=value if kind == "hash" else None,
         )
     for user in plan.users:
         wanted = plan.permissions_of(user.name)

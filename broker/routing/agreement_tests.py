@@ -173,8 +173,9 @@ def run_folder(folder: Path, deciding: Deciding) -> list[TestResult]:
     return [run_file(path, deciding) for path in sorted(folder.glob("*.yaml"))]
 
 
-def _person_ids(record: dict[str, Any]) -> list[str]:
-    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+def _person_ids(record: dict[str, Any]) -> list[str | None]:
+    given = record.get("data")
+    data: dict[str, Any] = given if isinstance(given, dict) else {}
     return [p.get("id") for p in data.get("persons") or [] if isinstance(p, dict)]
 
 

@@ -9,6 +9,7 @@ any other, disclosed only where the agreement lists it and counted in the disclo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ class Projector:
         self._splits: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.discloses_handling_text = HANDLING_TEXT in self.allowed
 
-    def project(self, record: dict[str, Any], data_paths: list[str] | None = None) -> Projection:
+    def project(self, record: dict[str, Any], data_paths: Sequence[str] | None = None) -> Projection:
         """The recipient's view, and which of the record's generic leaf paths it discloses and withholds.
 
         `data_paths` (leaf_paths of record["data"], walked once per record) saves a walk when given.
@@ -77,7 +78,9 @@ class Projector:
         return Projection(out, *split)
 
     def _split(self, paths: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        covers, disclosed, withheld = self._covers, [], []
+        covers = self._covers
+        disclosed: list[str] = []
+        withheld: list[str] = []
         for path in paths:
             allowed = covers.get(path)
             if allowed is None:

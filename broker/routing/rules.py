@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,7 +63,7 @@ def _deliver(
     view: dict[str, Any],
     recipient_id: str,
     agreement: Agreement,
-    data_paths: list[str] | None = None,
+    data_paths: Sequence[str] | None = None,
 ) -> Deliver:
     """Project the (scoped) view; withheld paths are counted against the whole record."""
     if data_paths is None:
@@ -137,7 +137,7 @@ class Rulebook:
         recipient_id: str,
         agreements: list[Agreement],
         today: dt.date,
-        data_paths: list[str] | None = None,
+        data_paths: Sequence[str] | None = None,
     ) -> Decision:
         recipient = self.recipients.get(recipient_id)
         first_refusal: Withhold | None = None
@@ -147,7 +147,7 @@ class Rulebook:
                 if recipient
                 else Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
             )
-            if refusal is None:
+            if refusal is None and recipient is not None:  # no refusal: the recipient is configured
                 view, in_scope = scope.apply(
                     agreement.scope.get(record["type"]), record, recipient.as_condition_subject()
                 )
