@@ -49,6 +49,7 @@ def check_against_schema(name: str, document: Any, file: str) -> None:
 
 
 def load_yaml(path: Path) -> Any:
+    """A YAML file's content; ConfigError naming the file when it cannot be read or parsed."""
     try:
         with path.open("rb") as fh:
             return yaml.safe_load(fh)
@@ -450,6 +451,8 @@ def _resolve(base: Path, value: str | None) -> Path | None:
 
 @dataclass(frozen=True)
 class Agency:
+    """An agency that publishes records: code, name, kind, groups and the RabbitMQ users that publish as it."""
+
     code: str
     name: str
     kind: str
@@ -459,6 +462,8 @@ class Agency:
 
 @dataclass(frozen=True)
 class Recipient:
+    """A partner that receives records: id, class, classification ceiling, format and attributes."""
+
     id: str
     name: str
     cls: str
@@ -468,10 +473,12 @@ class Recipient:
     public: bool = False  # open data: receives only through an anonymising renderer
 
     def as_condition_subject(self) -> dict[str, Any]:
+        """The recipient as agreement conditions see it (id, class, attributes)."""
         return {"id": self.id, "class": self.cls, "attributes": self.attributes}
 
 
 def load_agencies(path: Path) -> dict[str, Agency]:
+    """The agencies file, checked against its schema, by code."""
     doc = load_yaml(path)
     check_against_schema("agencies", doc, str(path))
     agencies: dict[str, Agency] = {}
@@ -485,6 +492,7 @@ def load_agencies(path: Path) -> dict[str, Agency]:
 
 
 def load_recipients(path: Path) -> dict[str, Recipient]:
+    """The recipients file, checked against its schema, by id."""
     doc = load_yaml(path)
     check_against_schema("recipients", doc, str(path))
     recipients: dict[str, Recipient] = {}
@@ -544,6 +552,8 @@ def check_public_recipients(recipients: dict[str, Recipient], agreements: list[A
 
 @dataclass(frozen=True)
 class Agreement:
+    """One information-sharing agreement: who provides what to whom, which fields, when and on what conditions."""
+
     id: str
     title: str
     controller: str
@@ -640,12 +650,14 @@ class Registry:
 
     @classmethod
     def load(cls, settings: Settings) -> Registry:
+        """Recipients, agreements and agencies from the files the settings name, checked together."""
         recipients = load_recipients(settings.recipients_file)
         agreements = load_agreements(settings.agreements_dir, recipients)
         check_public_recipients(recipients, agreements, str(settings.recipients_file))
         return cls(load_agencies(settings.agencies_file), recipients, agreements)
 
     def publishers_of(self, agency: str) -> tuple[str, ...]:
+        """The RabbitMQ users allowed to publish as an agency (none when unknown)."""
         found = self.agencies.get(agency)
         return found.publishers if found else ()
 

@@ -30,12 +30,14 @@ DEMO_ROOT = PROJECT_ROOT / "var" / "demo"
 
 
 def demo_settings(settings: Settings) -> Settings:
+    """The settings with the demo's own vhosts and audit directory."""
     return settings.with_overrides(
         core_vhost="interchange-demo", recipient_vhost_prefix="interchange-demo.", audit_dir=DEMO_ROOT / "audit"
     )
 
 
 def start_children(settings: Settings, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """Start the demo's audit writer and worker as child processes, logging to `log_dir`."""
     log_dir.mkdir(parents=True, exist_ok=True)
     common = [
         sys.executable,
@@ -55,6 +57,7 @@ def start_children(settings: Settings, log_dir: Path) -> list[subprocess.Popen[b
 
 
 def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the children and wait for them (killed if they do not stop)."""
     for child in children:
         if child.poll() is None:
             child.terminate()
@@ -80,6 +83,7 @@ def wait_for_audit(path: Path, record_ids: set[str], timeout: float = 60.0) -> l
 
 
 def run_demo(base: Settings, keep: bool = False) -> int:
+    """Run the whole exchange on the example records and print what each partner received; the exit code."""
     settings = demo_settings(base)
     registry = Registry.load(settings)
     shutil.rmtree(DEMO_ROOT, ignore_errors=True)

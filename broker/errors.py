@@ -78,6 +78,7 @@ class FieldError:
         return f"{where}: {self.message}"
 
     def as_dict(self) -> dict[str, str | None]:
+        """The error as a JSON-ready dict."""
         return {"record_id": self.record_id, "path": self.path, "code": self.code, "message": self.message}
 
 

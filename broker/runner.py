@@ -29,6 +29,7 @@ from broker.worker import Worker
 
 
 def build_context(settings: Settings, registry: Registry | None = None) -> Context:
+    """The routing context (registry, validator, renderers, originals) for these settings."""
     from broker.audit.index import Originals
     from broker.routing.validation import Validator
 
@@ -75,6 +76,7 @@ def load_renderers(
 def make_worker(
     settings: Settings, metrics: Metrics | None = None, registry: Registry | None = None, lag: AuditLag | None = None
 ) -> Worker:
+    """A routing worker on an AMQP transport to the core and every recipient vhost."""
     ctx = build_context(settings, registry)
     vhosts = {"core": settings.core_vhost} | recipient_vhosts(settings, ctx.registry)
     transport = AmqpTransport(
@@ -89,6 +91,7 @@ def make_worker(
 
 
 def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
+    """Run one routing worker until stopped, with its health endpoint; the exit code."""
     from broker.ops import health
     from broker.ops.provision import admin_for
 
@@ -112,6 +115,7 @@ def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
 
 
 def run_audit_writer(settings: Settings) -> int:
+    """Run the audit writer until stopped, reconnecting with back-off; the exit code."""
     from broker.audit.log import LOG_NAME, AuditWriteError, AuditWriter, Backoff, verify
     from broker.ops import health
     from broker.ops.provision import admin_for

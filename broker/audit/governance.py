@@ -38,6 +38,7 @@ def agreement_rows(
 
 
 def render_agreements(rows: list[dict[str, Any]]) -> str:
+    """The agreements register as an aligned text table."""
     columns = (
         "agreement",
         "recipient",
@@ -64,6 +65,7 @@ def _flag(column: str, row: dict[str, Any]) -> str:
 
 
 def age(seconds: float) -> str:
+    """A duration in seconds as days, hours or minutes (e.g. `2.5d`)."""
     if seconds >= 86400:
         return f"{seconds / 86400:.1f}d"
     if seconds >= 3600:

@@ -40,6 +40,7 @@ _SORT = orjson.OPT_SORT_KEYS
 
 
 def entry_hash(prev: str, entry: dict[str, Any]) -> str:
+    """The chain hash of an entry: SHA-256 of the previous hash and the entry's canonical JSON without `hash`."""
     body = {k: v for k, v in entry.items() if k != "hash"}
     return hashlib.sha256(prev.encode() + orjson.dumps(body, option=_SORT)).hexdigest()
 
@@ -54,6 +55,7 @@ class AuditWriteError(Exception):
 
     @property
     def disk_full(self) -> bool:
+        """Whether the write failed because the disk or the quota is full."""
         return self.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -290,6 +292,7 @@ class AuditLog:
 
     @property
     def closed(self) -> bool:
+        """Whether the log file is closed."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -311,6 +314,7 @@ def _now() -> str:
 
 
 def read_entries(path: Path) -> Iterator[dict[str, Any]]:
+    """Every entry of an audit log file, in order."""
     with path.open("rb") as fh:
         for line in fh:
             if line.strip():
@@ -322,6 +326,8 @@ def read_entries(path: Path) -> Iterator[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The outcome of verifying the chain: entries checked and, when broken, the first bad line and why."""
+
     ok: bool
     entries: int
     first_bad_line: int | None = None
@@ -400,11 +406,13 @@ class Backoff:
         self.delay = first
 
     def next(self) -> float:
+        """The next wait (jittered), doubling the delay up to the cap."""
         wait = self.rng.uniform(self.delay / 2, self.delay)
         self.delay = min(self.cap, self.delay * 2)
         return wait
 
     def reset(self) -> None:
+        """Start again from the first delay."""
         self.delay = self.first
 
 
@@ -441,6 +449,7 @@ class AuditWriter:
         self._stop = False
 
     def stop(self) -> None:
+        """Ask the writer to stop after the current batch."""
         self._stop = True
 
     def run(self, stop_when_idle: bool = False) -> int:

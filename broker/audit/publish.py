@@ -22,6 +22,7 @@ from broker.errors import TransportError
 
 
 def now_iso() -> str:
+    """The current UTC time in ISO 8601 with microseconds and `Z`."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -42,6 +43,7 @@ OUTCOMES = {"consult": "consulted", "hold": "held", "release": "released", "ackn
 
 
 def entry(operation: str, actor: dict[str, Any], justification: str, **fields: Any) -> dict[str, Any]:
+    """A governance audit entry (consult, hold, release, acknowledge) by an actor, with its justification."""
     base: dict[str, Any] = {
         "entry_id": uuid.uuid4().hex,
         "time": now_iso(),

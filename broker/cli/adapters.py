@@ -17,6 +17,7 @@ commands = Commands()
 
 @commands("adapters", "list every adapter, its direction and its mappings")
 def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange adapters`: list every adapter with its direction and mappings."""
     from adapters.registry import list_adapters
 
     print(f"{'adapter':<16} {'direction':<9} {'mappings':<28} description")
@@ -60,6 +61,7 @@ def serve_ingest_metrics(settings: Settings, metrics: Any, role: str) -> None:
     ),
 )
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange ingest`: stream legacy files through an inbound adapter into the exchange."""
     from broker.ingress.ingest import ingest_files
 
     missing = [str(f) for f in args.files if not f.is_file()]
@@ -89,6 +91,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     arg("--until-idle", action="store_true", help="stop once the raw queue is empty"),
 )
 def cmd_ingest_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange ingest-worker`: publish the records of raw legacy payloads from the raw queue."""
     from broker.ingress.ingest import RawRunner
 
     metrics = IngestMetrics()
@@ -118,6 +121,7 @@ def cmd_ingest_worker(args: argparse.Namespace, settings: Settings) -> int:
     ),
 )
 def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange translate`: translate and validate legacy files without RabbitMQ."""
     from broker.ingress.translate import translate_files
 
     missing = [str(f) for f in args.files if not f.is_file()]

@@ -61,6 +61,7 @@ def _connect(dsn: str) -> Any:
     arg("--deadline", type=float, default=2.0, help="seconds each force has to answer (default 2)"),
 )
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange enquiry-gateway`: serve the enquiry API and the officer's page."""
     import uvicorn
 
     from broker.config import load_agencies
@@ -100,6 +101,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     *DSN_ARGS,
 )
 def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange enquiry-responder`: answer one force's enquiries from its index."""
     from broker.enquiry import index
     from broker.enquiry.agreements import load_enquiry_agreements
     from broker.enquiry.responder import Responder
@@ -149,6 +151,7 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
     *DSN_ARGS,
 )
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange enquiry-index`: add a force's records to its enquiry index."""
     from pathlib import Path
 
     from broker.cli.records import read_records
@@ -185,6 +188,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     arg("--reason", required=True, help="justification for consulting the log (audited)"),
 )
 def cmd_consultations(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit consultations`: enquiry consultations by officer or subject, or unusual use."""
     from broker.audit import publish as auditpublish
     from broker.audit import reports as disclosures
     from broker.audit.index import Query, open_for_reading

@@ -59,6 +59,7 @@ CONSULT_ARGS = (
     arg("--json", action="store_true"),
 )
 def cmd_agreements_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange agreements list`: each agreement's status, review and expiry, and traffic."""
     from broker.audit import governance
     from broker.config import Registry
     from broker.routing.rules import agreement_day
@@ -144,6 +145,7 @@ def _consult(settings: Settings, args: argparse.Namespace, what: str, keys: list
     *CONSULT_ARGS,
 )
 def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit query`: audit entries matching the filters (the consultation audited first)."""
     from broker.audit import reports as disclosures
     from broker.audit.index import open_for_reading
 
@@ -174,6 +176,7 @@ def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
     *CONSULT_ARGS,
 )
 def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit report`: a subject's disclosure report (the consultation audited first)."""
     from broker.audit import publish as auditpublish
     from broker.audit import reports as disclosures
     from broker.audit.index import open_for_reading
@@ -216,6 +219,7 @@ def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
     arg("--actor", help="who places the hold (default the login name)"),
 )
 def cmd_audit_hold(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit hold`: place a covert hold on a record's disclosures (audited)."""
     import uuid
 
     from broker.audit import publish as auditpublish
@@ -245,6 +249,7 @@ def cmd_audit_hold(args: argparse.Namespace, settings: Settings) -> int:
     arg("--actor"),
 )
 def cmd_audit_release(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit release`: release a covert hold (audited)."""
     from broker.audit import publish as auditpublish
     from broker.audit.index import open_for_reading
 
@@ -277,6 +282,7 @@ def cmd_audit_release(args: argparse.Namespace, settings: Settings) -> int:
 
 @commands("audit holds", "list covert holds, live and released", arg("--json", action="store_true"))
 def cmd_audit_holds(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit holds`: list covert holds."""
     from broker.audit.index import open_for_reading
 
     index = open_for_reading(settings.audit_dir)
@@ -295,6 +301,7 @@ def cmd_audit_holds(args: argparse.Namespace, settings: Settings) -> int:
 
 @commands("audit reindex", "rebuild the SQLite index beside the audit log from the log")
 def cmd_audit_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit reindex`: rebuild the audit index from the log."""
     from broker.audit.index import rebuild
 
     print(f"audit index rebuilt: {rebuild(settings.audit_dir)} entries")
@@ -311,6 +318,7 @@ def cmd_audit_reindex(args: argparse.Namespace, settings: Settings) -> int:
     arg("--json", action="store_true"),
 )
 def cmd_corrections_pending(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange corrections pending`: corrections and retractions not yet acknowledged."""
     from broker.audit import governance
     from broker.audit.index import open_for_reading
     from broker.config import Registry
@@ -359,6 +367,7 @@ def cmd_corrections_pending(args: argparse.Namespace, settings: Settings) -> int
     arg("--json", action="store_true"),
 )
 def cmd_rules_diff(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange rules diff`: what each recipient would gain or lose under new agreements."""
     from broker.cli.records import read_records
     from broker.config import Registry
     from broker.errors import DataError

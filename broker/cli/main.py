@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ),
 )
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange run`: supervise the audit writer and N routing workers."""
     from broker.runner import child_commands, load_renderers, supervise
 
     # a bad configuration (or a missing open-data key) stops start-up here, before any child starts
@@ -142,6 +143,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     arg("--of", dest="workers", type=int, help="how many workers share the partitions"),
 )
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange worker`: run one routing worker."""
     from broker.runner import run_worker
 
     return run_worker(settings.with_overrides(worker_index=args.worker_index, workers=args.workers))
@@ -153,6 +155,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     arg("--until-idle", action="store_true", help="stop once the audit queue is empty"),
 )
 def cmd_audit_writer(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit-writer`: run the audit writer (or drain the audit queue once)."""
     from broker.audit.log import AuditWriter
     from broker.runner import run_audit_writer
 
@@ -170,6 +173,7 @@ def cmd_audit_writer(args: argparse.Namespace, settings: Settings) -> int:
     arg("--window", type=int, default=1000, help="unconfirmed publishes allowed in flight"),
 )
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange publish`: publish common-schema records with confirms."""
     from broker.ingress.publisher import publish_all, record_message
 
     unreadable = []
@@ -199,6 +203,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     arg("files", nargs="+", type=Path),
 )
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange validate`: print every error of every record."""
     from broker.routing.validation import Validator
 
     validator, good, bad = Validator(), 0, 0
@@ -223,6 +228,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     arg("--json", action="store_true"),
 )
 def cmd_rules_explain(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange rules explain`: who would receive each record, which fields, and why not."""
     from broker.routing import agreement_tests as ruletests
 
     ctx = ruletests.Deciding.load(settings)
@@ -247,6 +253,7 @@ def cmd_rules_explain(args: argparse.Namespace, settings: Settings) -> int:
     arg("--tests", type=Path, help="folder of rule tests (default <agreements>/tests)"),
 )
 def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange rules test`: run the agreements' tests as data."""
     from broker.routing import agreement_tests as ruletests
 
     folder = args.tests or settings.agreements_dir / "tests"
@@ -274,6 +281,7 @@ def cmd_rules_test(args: argparse.Namespace, settings: Settings) -> int:
     ),
 )
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit verify`: check the hash chain and the checkpoints (the check audited)."""
     from broker.audit.checkpoints import verify_for
     from broker.audit.log import LOG_NAME, verify
 
@@ -293,6 +301,7 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     arg("--output", type=Path),
 )
 def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange topology export`: print the RabbitMQ definitions."""
     from broker import topology
     from broker.ops.provision import recipient_vhosts
 
@@ -338,6 +347,7 @@ def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
     ),
 )
 def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange topology apply`: apply the topology (and, with --users, the users) to RabbitMQ."""
     from broker.ops import provision
 
     registry = Registry.load(settings)
@@ -359,6 +369,7 @@ def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
     arg("--max", type=int, default=None, help="stop after this many messages"),
 )
 def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange receive`: consume a recipient's deliveries as NDJSON."""
     from broker.partners.receive import receive
 
     registry = Registry.load(settings)
@@ -382,6 +393,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     arg("--keep", action="store_true", help="leave the demo vhosts in place afterwards"),
 )
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange demo`: the end-to-end demo."""
     from broker.demo import run_demo
 
     return run_demo(settings, keep=args.keep)

@@ -25,6 +25,7 @@ commands = Commands()
     arg("--json", action="store_true"),
 )
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange dlq list`: dead letters counted by reason and source."""
     from broker.ops import dlq
 
     with dlq.opened(settings) as queue:
@@ -46,6 +47,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     arg("ids", nargs="+", metavar="ID", help="message id (the record id) of the dead letter"),
 )
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange dlq show`: one dead letter, its body redacted."""
     from broker.ops import dlq
 
     with dlq.opened(settings) as queue:
@@ -67,6 +69,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     arg("--dry-run", action="store_true", help="say what would be replayed, change nothing"),
 )
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange dlq replay`: republish dead letters to the ingress (audited)."""
     from broker.ops import dlq
 
     if not args.ids and not args.reason:
@@ -88,6 +91,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     arg("--dry-run", action="store_true"),
 )
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange dlq purge`: remove old dead letters (audited)."""
     from broker.ops import dlq
 
     try:

@@ -23,6 +23,7 @@ commands = Commands()
 
 
 def load_costs(path: Path, cpu_seconds: float | None) -> Any:
+    """The cost assumptions file, checked against its schema, with the measured CPU seconds."""
     from broker.audit.usage import Costs
 
     doc = load_yaml(path)
@@ -52,6 +53,7 @@ def load_costs(path: Path, cpu_seconds: float | None) -> Any:
     ),
 )
 def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange report usage`: the usage report for a period."""
     from broker.audit.log import LOG_NAME, read_entries
     from broker.audit.usage import Period, usage
 
@@ -80,6 +82,7 @@ def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render(report: dict[str, Any], fmt: str) -> bytes:
+    """The usage report in a format: json, csv or html."""
     if fmt == "json":
         return orjson.dumps(report, option=orjson.OPT_INDENT_2)
     if fmt == "csv":

@@ -22,6 +22,7 @@ log = structlog.get_logger("interchange.enquiry.tap")
 
 
 def tap_queue(force: str) -> str:
+    """The name of a force's wire-tap queue."""
     return f"interchange.enquiry.tap.{force}"
 
 
@@ -53,9 +54,11 @@ class Tap:
         self.ready = threading.Event()
 
     def stop(self) -> None:
+        """Ask the tap to stop."""
         self._stop.set()
 
     def run(self) -> None:
+        """Index the force's published records until stopped."""
         from broker.transports.amqp import blocking_channel
 
         connection, channel = blocking_channel(

@@ -37,6 +37,8 @@ from broker.transports.amqp import AmqpTransport, blocking_channel
 
 @dataclass
 class IngestSummary:
+    """What one ingest did: read, published, rejected by reason, failed, notices and time taken."""
+
     read: int = 0
     published: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -46,6 +48,7 @@ class IngestSummary:
     notices: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
+        """The summary as one printable line."""
         rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
         rate = self.published / self.seconds if self.seconds else 0.0
         notices = "".join(f", notice {code} {n}" for code, n in self.notices.most_common())
@@ -56,6 +59,7 @@ class IngestSummary:
 
 
 def rejection_line(error: DataError, source: str) -> bytes:
+    """A rejected record as one NDJSON line for the rejects file."""
     return (
         orjson.dumps(
             {
@@ -71,6 +75,7 @@ def rejection_line(error: DataError, source: str) -> bytes:
 
 
 def dead_letter(error: DataError, source: str) -> Outgoing:
+    """A rejected legacy record as a dead letter, its reason and errors in the headers."""
     headers = {
         "x-interchange-reason": "adapter_error",
         "x-interchange-source": source,
@@ -242,6 +247,7 @@ class RawRunner:
         self.metrics = metrics or IngestMetrics()
 
     def run(self, stop_when_idle: bool = False, idle_seconds: float = 1.0) -> IngestSummary:
+        """Consume raw legacy payloads and publish their records until stopped (or idle)."""
         from adapters.registry import get_adapter
 
         connection, channel = blocking_channel(

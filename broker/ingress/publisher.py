@@ -25,6 +25,8 @@ from broker.transports.amqp import AmqpTransport
 
 @dataclass
 class PublishReport:
+    """What a publish run did: published (confirmed), failed, resent, failures and time."""
+
     published: int = 0
     failed: int = 0
     resent: int = 0
@@ -33,6 +35,7 @@ class PublishReport:
 
     @property
     def rate(self) -> float:
+        """Confirmed records per second."""
         return self.published / self.seconds if self.seconds else 0.0
 
 
@@ -84,6 +87,7 @@ class StreamPublisher:
         self._pumping = False
 
     def run(self) -> PublishReport:
+        """Publish every message, waiting for the confirms; the report."""
         started = time.perf_counter()
         self.transport.start(on_ready=self.pump)
         self.transport.run()
@@ -91,6 +95,7 @@ class StreamPublisher:
         return self.report
 
     def pump(self) -> None:
+        """Publish until the window of unconfirmed messages is full or nothing is left."""
         if self._pumping or not self.transport.ready:
             return
         self._pumping = True
@@ -135,6 +140,7 @@ class StreamPublisher:
 
 
 def publish_all(settings: Settings, messages: Iterable[Outgoing], window: int = 1000, **kwargs: Any) -> PublishReport:
+    """Publish messages to the core vhost with a window of confirms; the report."""
     transport = AmqpTransport(
         settings.amqp_url,
         {"core": settings.core_vhost},

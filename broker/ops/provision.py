@@ -17,6 +17,7 @@ from broker.transports.amqp import blocking_channel, split_urls
 
 
 def recipient_vhosts(settings: Settings, registry: Registry) -> dict[str, str]:
+    """Each recipient's vhost, by recipient id."""
     return {rid: settings.recipient_vhost(rid) for rid in sorted(registry.recipients)}
 
 
@@ -26,6 +27,7 @@ def vhost_specs(settings: Settings, registry: Registry) -> dict[str, dict[str, l
 
 
 def admin_for(settings: Settings) -> RabbitAdmin:
+    """A management API client with the AMQP URL's credentials."""
     params = pika.URLParameters(split_urls(settings.amqp_url)[0])
     return RabbitAdmin(settings.management_url, params.credentials.username, params.credentials.password)
 

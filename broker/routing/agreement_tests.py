@@ -31,6 +31,7 @@ from broker.routing.rules import Deliver, Rulebook
 
 
 def parse_time(text: str | dt.datetime) -> dt.datetime:
+    """An ISO 8601 time (or datetime) as an aware datetime, UTC when no zone is given."""
     if isinstance(text, dt.datetime):
         return text if text.tzinfo else text.replace(tzinfo=dt.UTC)
     moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
@@ -39,12 +40,15 @@ def parse_time(text: str | dt.datetime) -> dt.datetime:
 
 @dataclass
 class Deciding:
+    """What deciding needs: the registry, the rulebook and the validator."""
+
     registry: Registry
     rulebook: Rulebook
     validator: Any
 
     @classmethod
     def load(cls, settings: Settings) -> Deciding:
+        """Load them from the settings."""
         from broker.routing.validation import Validator
 
         registry = Registry.load(settings)
@@ -85,6 +89,7 @@ class Deciding:
 
 
 def render_explanation(where: str, explanation: dict[str, Any]) -> str:
+    """An explanation as readable text: the outcome, then each recipient's decision."""
     lines = [f"{where}: record {explanation['record_id']} ({explanation['type']}): {explanation['outcome']}"]
     for error in explanation["errors"]:
         lines.append(f"  error  {error}")
@@ -107,15 +112,19 @@ def render_explanation(where: str, explanation: dict[str, Any]) -> str:
 
 @dataclass
 class TestResult:
+    """One agreement test's name and problems."""
+
     name: str
     problems: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
+        """Whether the test found no problem."""
         return not self.problems
 
 
 def run_file(path: Path, deciding: Deciding) -> TestResult:
+    """Run one agreement test file."""
     doc = load_yaml(path)
     result = TestResult(f"{path.name}: {doc.get('name', path.stem)}")
     record = doc.get("record_inline") or orjson.loads((path.parent / doc["record"]).read_bytes())
@@ -170,6 +179,7 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
 
 
 def run_folder(folder: Path, deciding: Deciding) -> list[TestResult]:
+    """Run every agreement test file of a folder, in name order."""
     return [run_file(path, deciding) for path in sorted(folder.glob("*.yaml"))]
 
 

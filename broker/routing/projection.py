@@ -34,6 +34,8 @@ HANDLING_TEXT = "handling.conditions.text"
 
 @dataclass(frozen=True, slots=True)
 class Projection:
+    """A recipient's view of a record, and which leaf paths it discloses and withholds."""
+
     record: dict[str, Any]
     disclosed: tuple[str, ...]
     withheld: tuple[str, ...]
