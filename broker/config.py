@@ -106,11 +106,28 @@ class Settings:
         "AMQP URL, or a comma-separated list (one per cluster node)",
         pattern="^amqps?://",
     )
-    core_vhost: str = setting("interchange", "amqp.core_vhost", "INTERCHANGE_CORE_VHOST", minLength=1)
-    recipient_vhost_prefix: str = setting(
-        "interchange.", "amqp.recipient_vhost_prefix", "INTERCHANGE_VHOST_PREFIX", minLength=1
+    core_vhost: str = setting(
+        "interchange",
+        "amqp.core_vhost",
+        "INTERCHANGE_CORE_VHOST",
+        "the core vhost: ingress, route, audit and dead-letter queues",
+        minLength=1,
     )
-    prefetch: int = setting(500, "amqp.prefetch", "INTERCHANGE_PREFETCH", minimum=1, maximum=10000)
+    recipient_vhost_prefix: str = setting(
+        "interchange.",
+        "amqp.recipient_vhost_prefix",
+        "INTERCHANGE_VHOST_PREFIX",
+        "a recipient's vhost is this prefix followed by its id",
+        minLength=1,
+    )
+    prefetch: int = setting(
+        500,
+        "amqp.prefetch",
+        "INTERCHANGE_PREFETCH",
+        "records a worker holds unacknowledged at once (AMQP prefetch)",
+        minimum=1,
+        maximum=10000,
+    )
     partitions: int = setting(
         1,
         "amqp.partitions",
@@ -130,9 +147,15 @@ class Settings:
         exclusiveMinimum=0,
     )
     confirm_timeout_seconds: float = setting(
-        30.0, "amqp.confirm_timeout_seconds", "INTERCHANGE_CONFIRM_TIMEOUT", exclusiveMinimum=0
+        30.0,
+        "amqp.confirm_timeout_seconds",
+        "INTERCHANGE_CONFIRM_TIMEOUT",
+        "how long a publish waits for RabbitMQ's confirm before it counts as failed",
+        exclusiveMinimum=0,
     )
-    heartbeat_seconds: int = setting(30, "amqp.heartbeat_seconds", "INTERCHANGE_HEARTBEAT_SECONDS", minimum=0)
+    heartbeat_seconds: int = setting(
+        30, "amqp.heartbeat_seconds", "INTERCHANGE_HEARTBEAT_SECONDS", "AMQP heartbeat interval (0: off)", minimum=0
+    )
     tls_ca_file: Path | None = setting(
         None,
         "amqp.tls.ca_file",
@@ -147,7 +170,9 @@ class Settings:
         "client certificate: its CN is the RabbitMQ user (EXTERNAL)",
         minLength=1,
     )
-    tls_key_file: Path | None = setting(None, "amqp.tls.key_file", "INTERCHANGE_TLS_KEY_FILE", minLength=1)
+    tls_key_file: Path | None = setting(
+        None, "amqp.tls.key_file", "INTERCHANGE_TLS_KEY_FILE", "the client certificate's private key", minLength=1
+    )
     tls_auth: str = setting(
         "auto",
         "amqp.tls.auth",
@@ -163,10 +188,18 @@ class Settings:
         minLength=1,
     )
     management_url: str = setting(
-        "http://127.0.0.1:15672/", "management_url", "INTERCHANGE_MANAGEMENT_URL", pattern="^https?://"
+        "http://127.0.0.1:15672/",
+        "management_url",
+        "INTERCHANGE_MANAGEMENT_URL",
+        "RabbitMQ management API: provisioning, health checks, queue depths",
+        pattern="^https?://",
     )
-    audit_dir: Path = setting(_DEFAULT_AUDIT_DIR, "audit.dir", "INTERCHANGE_AUDIT_DIR")
-    audit_batch: int = setting(500, "audit.batch", "INTERCHANGE_AUDIT_BATCH", minimum=1)
+    audit_dir: Path = setting(
+        _DEFAULT_AUDIT_DIR, "audit.dir", "INTERCHANGE_AUDIT_DIR", "folder of the audit log, its index and checkpoints"
+    )
+    audit_batch: int = setting(
+        500, "audit.batch", "INTERCHANGE_AUDIT_BATCH", "most audit entries the writer appends per fsync", minimum=1
+    )
     audit_lag_bound_seconds: float = setting(
         30.0,
         "audit.lag_bound_seconds",
@@ -175,7 +208,12 @@ class Settings:
         exclusiveMinimum=0,
     )
     # audit checkpoints (docs/SECURITY.md section 6): required outside development; keys never on the audit disk
-    checkpoints_required: bool = setting(False, "audit.checkpoints.required", "INTERCHANGE_CHECKPOINTS_REQUIRED")
+    checkpoints_required: bool = setting(
+        False,
+        "audit.checkpoints.required",
+        "INTERCHANGE_CHECKPOINTS_REQUIRED",
+        "signed checkpoints required (always, outside development mode)",
+    )
     checkpoint_signing_key: Path | None = setting(
         None,
         "audit.checkpoints.signing_key",
@@ -188,13 +226,30 @@ class Settings:
         "INTERCHANGE_CHECKPOINT_PUBLIC_KEY",
         "Ed25519 public key (PEM), for `audit verify`",
     )
-    agencies_file: Path = setting(_DEFAULT_CONFIG_DIR / "agencies.yaml", "paths.agencies", "INTERCHANGE_AGENCIES")
-    recipients_file: Path = setting(
-        _DEFAULT_CONFIG_DIR / "recipients.yaml", "paths.recipients", "INTERCHANGE_RECIPIENTS"
+    agencies_file: Path = setting(
+        _DEFAULT_CONFIG_DIR / "agencies.yaml", "paths.agencies", "INTERCHANGE_AGENCIES", "the agencies file"
     )
-    agreements_dir: Path = setting(PROJECT_ROOT / "deploy" / "agreements", "paths.agreements", "INTERCHANGE_AGREEMENTS")
-    metrics_port: int = setting(0, "metrics.port", "INTERCHANGE_METRICS_PORT", minimum=0, maximum=65535)
-    max_body_bytes: int = setting(4 * 1024 * 1024, "limits.max_body_bytes", "INTERCHANGE_MAX_BODY_BYTES", minimum=1024)
+    recipients_file: Path = setting(
+        _DEFAULT_CONFIG_DIR / "recipients.yaml", "paths.recipients", "INTERCHANGE_RECIPIENTS", "the recipients file"
+    )
+    agreements_dir: Path = setting(
+        PROJECT_ROOT / "deploy" / "agreements", "paths.agreements", "INTERCHANGE_AGREEMENTS", "the agreements folder"
+    )
+    metrics_port: int = setting(
+        0,
+        "metrics.port",
+        "INTERCHANGE_METRICS_PORT",
+        "port of /metrics, /healthz and /readyz (0: off)",
+        minimum=0,
+        maximum=65535,
+    )
+    max_body_bytes: int = setting(
+        4 * 1024 * 1024,
+        "limits.max_body_bytes",
+        "INTERCHANGE_MAX_BODY_BYTES",
+        "largest record body accepted (a larger one is refused: body_too_large)",
+        minimum=1024,
+    )
     require_publisher: bool = setting(
         True,
         "identity.require_publisher",
@@ -216,7 +271,7 @@ class Settings:
         20,
         "corrections.wait_attempts",
         "INTERCHANGE_CORRECTION_WAIT_ATTEMPTS",
-        "... at most wait_attempts times, then dead-lettered",
+        "how many times a waiting correction is decided again before it is dead-lettered",
         minimum=0,
     )
     enquiry_dsn: str = setting(
@@ -348,6 +403,19 @@ def settings_schema() -> dict[str, Any]:
                 node["description"] = _SECTIONS[name]
         node["properties"][leaf] = spec.file_schema()
     return root
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (file key, environment variable, default, what), for docs/DESIGN.md."""
+    rows = ["| file key | environment variable | default | what |", "|---|---|---|---|"]
+    for spec in SETTINGS:
+        default = getattr(Settings(), spec.attr)
+        if isinstance(default, Path):
+            default = default.relative_to(PROJECT_ROOT).as_posix() if default.is_relative_to(PROJECT_ROOT) else default
+        shown = "(secret)" if spec.attr == "open_data_key" else "" if default in (None, "") else f"`{default}`"
+        key = f"`{spec.file_key}`" if spec.file_key else "(not in the file)"
+        rows.append(f"| {key} | `{spec.env}` | {shown} | {spec.help} |")
+    return "\n".join(rows) + "\n"
 
 
 def load_settings(file: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -662,5 +730,8 @@ class Registry:
         return found.publishers if found else ()
 
 
-if __name__ == "__main__":  # regenerate broker/schemas/settings.schema.json
-    print(json.dumps(settings_schema(), indent=2))
+if __name__ == "__main__":  # regenerate broker/schemas/settings.schema.json (--table: the docs' table)
+    import sys
+
+    print(settings_table() if "--table" in sys.argv else json.dumps(settings_schema(), indent=2), end="")
+    print("" if "--table" in sys.argv else "\n", end="")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.cli.main import main
-from broker.config import ENV_VARS, SCHEMA_DIR, SETTINGS, Settings, load_settings, settings_schema
+from broker.config import ENV_VARS, SCHEMA_DIR, SETTINGS, Settings, load_settings, settings_schema, settings_table
 from broker.errors import ConfigError
 
 # every environment variable that docs and deploy files name before settings were declared once
@@ -142,3 +142,12 @@ def test_the_deploy_settings_files_pass_the_derived_schema():
     root = Path(__file__).resolve().parent.parent / "deploy"
     for name in ("interchange.yaml", "interchange.production.yaml"):
         load_settings(root / name, environ={})
+
+
+def test_every_setting_says_what_it_is():
+    assert [s.attr for s in SETTINGS if not s.help] == []
+
+
+def test_the_design_document_lists_every_setting_as_declared():
+    design = (Path(__file__).resolve().parent.parent / "docs" / "DESIGN.md").read_text()
+    assert settings_table() in design, "regenerate the table in docs/DESIGN.md: python -m broker.config --table"
