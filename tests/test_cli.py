@@ -10,7 +10,15 @@ import pytest
 from broker.cli.main import build_parser
 from broker.config import PROJECT_ROOT
 from broker.errors import ExitCode
+from broker.ops import logs
 from broker.transports.memory import EXAMPLES
+
+
+@pytest.fixture
+def in_process_logs():
+    """main() binds the logs to this test's captured stderr, closed after the test: point them back."""
+    yield
+    logs.configure("info", stream=sys.__stderr__)
 
 
 def interchange(*args, **kwargs):
@@ -66,7 +74,7 @@ def test_rules_explain_agrees_with_the_agreement_tests():
     assert "WITHHOLD force-01: handling_conditions_exclude_recipient" in result.stdout
 
 
-def test_a_usage_error_in_any_command_exits_2_with_a_usage_line(tmp_path, capsys):
+def test_a_usage_error_in_any_command_exits_2_with_a_usage_line(tmp_path, capsys, in_process_logs):
     from broker.cli.main import main
 
     # each of these was a ValueError or a bare `return 2` before UsageError, in four different modules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from broker.cli.main import main
 from broker.config import ENV_VARS, SCHEMA_DIR, SETTINGS, Settings, load_settings, settings_schema, settings_table
 from broker.errors import ConfigError
+from broker.ops import logs
 
 # every environment variable that docs and deploy files name before settings were declared once
 DOCUMENTED_ENV = {
@@ -42,6 +44,13 @@ DOCUMENTED_ENV = {
     "INTERCHANGE_CHECKPOINT_PUBLIC_KEY": "checkpoint_public_key",
     "INTERCHANGE_ENQUIRY_DSN": "enquiry_dsn",
 }
+
+
+@pytest.fixture
+def in_process_logs():
+    """main() binds the logs to this test's captured stderr, closed after the test: point them back."""
+    yield
+    logs.configure("info", stream=sys.__stderr__)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -124,7 +133,7 @@ def test_config_on_the_command_line_beats_interchange_config(tmp_path):
     assert load_settings(from_cli, environ=environ).core_vhost == "from-cli-file"
 
 
-def test_the_cli_reads_the_config_it_is_given_over_interchange_config(tmp_path, monkeypatch, capsys):
+def test_the_cli_reads_the_config_it_is_given_over_interchange_config(tmp_path, monkeypatch, capsys, in_process_logs):
     monkeypatch.setenv("INTERCHANGE_CONFIG", str(_write(tmp_path / "env.yaml", "amqp: {core_vhost: from-env}\n")))
     given = _write(tmp_path / "cli.yaml", "development: true\namqp: {core_vhost: from-cli}\n")
     monkeypatch.delenv("INTERCHANGE_CORE_VHOST", raising=False)
