@@ -41,6 +41,7 @@ test: $(STAMP) rabbitmq promtool chromium node
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy broker adapters
 	$(PY) -m pytest -q
 
 # The fault battery (docs/RELIABILITY.md): starts its own 3-node RabbitMQ cluster (scripts/cluster.sh, ports
@@ -69,6 +70,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check broker adapters tests bench
 	$(VENV)/bin/ruff format --check broker adapters tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy broker adapters
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

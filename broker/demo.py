@@ -21,6 +21,7 @@ import orjson
 from broker.audit.log import LOG_NAME, read_entries, verify
 from broker.config import PROJECT_ROOT, Registry, Settings
 from broker.contract import FormatLookup
+from broker.errors import ExitCode
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import provision
 from broker.partners.receive import deliveries
@@ -30,12 +31,14 @@ DEMO_ROOT = PROJECT_ROOT / "var" / "demo"
 
 
 def demo_settings(settings: Settings) -> Settings:
+    """The settings with the demo's own vhosts and audit directory."""
     return settings.with_overrides(
         core_vhost="interchange-demo", recipient_vhost_prefix="interchange-demo.", audit_dir=DEMO_ROOT / "audit"
     )
 
 
 def start_children(settings: Settings, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """Start the demo's audit writer and worker as child processes, logging to `log_dir`."""
     log_dir.mkdir(parents=True, exist_ok=True)
     common = [
         sys.executable,
@@ -55,6 +58,7 @@ def start_children(settings: Settings, log_dir: Path) -> list[subprocess.Popen[b
 
 
 def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the children and wait for them (killed if they do not stop)."""
     for child in children:
         if child.poll() is None:
             child.terminate()
@@ -80,8 +84,9 @@ def wait_for_audit(path: Path, record_ids: set[str], timeout: float = 60.0) -> l
 
 
 def run_demo(base: Settings, keep: bool = False, formats: FormatLookup | None = None) -> int:
-    """Run the exchange on the example records and print what each partner received; `formats` as for
-    `Registry.load`."""
+    """Run the whole exchange on the example records and print what each partner received; the exit code.
+
+    `formats` as for `Registry.load`."""
     settings = demo_settings(base)
     registry = Registry.load(settings, formats)
     shutil.rmtree(DEMO_ROOT, ignore_errors=True)
@@ -98,7 +103,7 @@ def run_demo(base: Settings, keep: bool = False, formats: FormatLookup | None = 
         report = publish_all(
             settings, [record_message(r, message_id=r.get("id") or f.stem) for r, f in zip(records, files, strict=True)]
         )
-        forces = sorted({(r.get("origin") or {}).get("agency") for r in records if isinstance(r.get("origin"), dict)})
+        forces = sorted({str(r["origin"].get("agency")) for r in records if isinstance(r.get("origin"), dict)})
         print(f"published {report.published} records (confirmed) from agencies {', '.join(map(str, forces))}")
         ids = {r.get("id") or f.stem for r, f in zip(records, files, strict=True)}
         entries = wait_for_audit(Path(settings.audit_dir) / LOG_NAME, ids)
@@ -110,7 +115,7 @@ def run_demo(base: Settings, keep: bool = False, formats: FormatLookup | None = 
     print(f"\nAudit: {verdict}")
     if not keep:
         provision.remove(settings, registry)
-    return 0 if ok and verdict.ok else 1
+    return ExitCode.OK if ok and verdict.ok else ExitCode.FAILED
 
 
 def _drain(settings: Settings, registry: Registry) -> dict[str, list[dict[str, Any]]]:

@@ -3,6 +3,9 @@
 - ConfigError: an operator must fix a configuration file (names the file, the key and the reason).
 - DataError: the sender must fix a record (names the record id, the field path and the reason code).
 - TransportError: RabbitMQ or the network failed; retrying may help.
+- UsageError: the command line is wrong (the `interchange` command exits with ExitCode.USAGE).
+
+Each kind maps to one exit code of the `interchange` command (ExitCode), in one place: broker.cli.main.
 
 Reason codes are a fixed list so that metrics, dead-letter headers and audit entries stay bounded.
 """
@@ -10,6 +13,7 @@ Reason codes are a fixed list so that metrics, dead-letter headers and audit ent
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 # Why a record was refused at ingress (dead-lettered with this reason).
 REJECT_REASONS = (
@@ -74,6 +78,7 @@ class FieldError:
         return f"{where}: {self.message}"
 
     def as_dict(self) -> dict[str, str | None]:
+        """The error as a JSON-ready dict."""
         return {"record_id": self.record_id, "path": self.path, "code": self.code, "message": self.message}
 
 
@@ -98,3 +103,17 @@ class DataError(InterchangeError):
 
 class TransportError(InterchangeError):
     """RabbitMQ refused, returned, nacked or did not confirm a publish, or the connection failed."""
+
+
+class UsageError(InterchangeError):
+    """The command line is wrong: says which option and what it needs."""
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the `interchange` command (documented in README.md)."""
+
+    OK = 0  # success; for verify/test/validate: everything checked out
+    FAILED = 1  # the command ran and found a problem (invalid record, failed rule test, broken audit chain)
+    USAGE = 2  # bad command line (UsageError, or argparse's own)
+    CONFIG = 3  # a configuration file is wrong (ConfigError: names file, key and reason)
+    TRANSPORT = 4  # RabbitMQ could not be reached or refused the operation (TransportError)

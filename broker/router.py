@@ -21,7 +21,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -478,7 +478,7 @@ def _context_of(message: Message, ctx: Context) -> dict[str, Any]:
     return {"actor": actor, "message_id": message.message_id, "correlation_id": message.correlation_id}
 
 
-def _short_string(value: Any) -> bool:
+def _short_string(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value.encode("utf-8", "surrogatepass")) <= 255
 
 

@@ -7,6 +7,7 @@ Each role can also run on its own (`interchange worker`, `interchange audit-writ
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from broker.audit.index import Originals
 from broker.audit.lag import AuditLag, QueueDepthPoller
 from broker.audit.log import LOG_NAME, AuditWriteError, AuditWriter, Backoff, verify
 from broker.config import Registry, Settings
-from broker.errors import ConfigError
+from broker.errors import ConfigError, ExitCode
 from broker.ops import health, logs
 from broker.ops.health import serve
 from broker.ops.metrics import Metrics
@@ -38,6 +39,7 @@ def load_registry(settings: Settings) -> Registry:
 
 
 def build_context(settings: Settings, registry: Registry | None = None) -> Context:
+    """The routing context (registry, validator, renderers, originals) for these settings."""
     registry = registry or load_registry(settings)
     return Context.build(
         settings,
@@ -72,13 +74,14 @@ def load_renderers(
                             "key for its opaque ids; set one (development mode alone may run without one)"
                         ),
                     )
-            renderers[recipient.format] = lambda record, a=adapter, o=options: a.render(record, o)
+            renderers[recipient.format] = functools.partial(adapter.render, options=options)
     return renderers
 
 
 def make_worker(
     settings: Settings, metrics: Metrics | None = None, registry: Registry | None = None, lag: AuditLag | None = None
 ) -> Worker:
+    """A routing worker on an AMQP transport to the core and every recipient vhost."""
     ctx = build_context(settings, registry)
     vhosts = {"core": settings.core_vhost} | recipient_vhosts(settings, ctx.registry)
     transport = AmqpTransport(
@@ -93,6 +96,7 @@ def make_worker(
 
 
 def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
+    """Run one routing worker until stopped, with its health endpoint; the exit code."""
     lag = AuditLag(settings.audit_lag_bound_seconds)
     poller = QueueDepthPoller(admin_for(settings), settings.core_vhost, lag).start()
     worker = make_worker(settings, metrics, lag=lag)
@@ -109,10 +113,11 @@ def run_worker(settings: Settings, metrics: Metrics | None = None) -> int:
     if server is not None:
         server.shutdown()
     logs.get("interchange.worker").info("worker_stopped", routed=worker.routed)
-    return 0
+    return ExitCode.OK
 
 
 def run_audit_writer(settings: Settings) -> int:
+    """Run the audit writer until stopped, reconnecting with back-off; the exit code."""
     metrics = Metrics()
     events = logs.get("interchange.audit")
     verdict = verify(Path(settings.audit_dir) / LOG_NAME)
@@ -150,16 +155,16 @@ def run_audit_writer(settings: Settings) -> int:
         started = time.monotonic()
         try:
             writer.run()
-            return 0
+            return ExitCode.OK
         except Exception as exc:  # connection lost or log unusable: start afresh (unacked batches come back)
             if current["stop"]:
-                return 0
+                return ExitCode.OK
             if time.monotonic() - started > 10:
                 backoff.reset()
             wait = backoff.next()
             events.warning("audit_writer_reconnecting", error=repr(exc), retry_in_seconds=round(wait, 2))
             _sleep_unless(lambda: current["stop"], wait)
-    return 0
+    return ExitCode.OK
 
 
 def _sleep_unless(stopping: Callable[[], bool], seconds: float) -> None:
@@ -239,7 +244,7 @@ def supervise(
             child.process.kill()
             child.process.wait()
         log.info("process_stopped", process=name, code=child.process.returncode)
-    return 0
+    return ExitCode.OK
 
 
 def _start(log: Any, name: str, child: _Child) -> None:

@@ -110,6 +110,7 @@ def _route_bindings(partitions: int) -> list[dict[str, Any]]:
 
 
 def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """The core vhost's exchanges, queues and bindings (route queues split into `partitions`)."""
     return {
         "exchanges": [
             {"name": INGRESS_EXCHANGE, "type": "topic"},
@@ -150,6 +151,7 @@ def core_spec(partitions: int = 1) -> dict[str, list[dict[str, Any]]]:
 
 
 def recipient_spec() -> dict[str, list[dict[str, Any]]]:
+    """A recipient vhost's exchanges, queues and bindings."""
     return {
         "exchanges": [
             {"name": DELIVER_EXCHANGE, "type": "fanout"},

@@ -425,8 +425,8 @@ class Worker:
     def _count(self, plan: Plan) -> None:
         m = self.metrics
         if plan.outcome == "rejected":
-            m.child(m.rejected, plan.reason).inc()
-            m.child(m.dead_lettered, plan.reason).inc()
+            m.child(m.rejected, plan.reason or "internal_error").inc()
+            m.child(m.dead_lettered, plan.reason or "internal_error").inc()
             if plan.error_type:
                 m.child(m.internal_errors, plan.error_type).inc()
             return

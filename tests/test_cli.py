@@ -7,9 +7,18 @@ import sys
 
 import pytest
 
-from broker.cli.main import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, build_parser
+from broker.cli.main import build_parser
 from broker.config import PROJECT_ROOT
+from broker.errors import ExitCode
+from broker.ops import logs
 from tests.support import EXAMPLES
+
+
+@pytest.fixture
+def in_process_logs():
+    """main() binds the logs to this test's captured stderr, closed after the test: point them back."""
+    yield
+    logs.configure("info", stream=sys.__stderr__)
 
 
 def interchange(*args, **kwargs):
@@ -38,15 +47,15 @@ def test_every_command_has_help(words):
 
 def test_rules_test_passes_on_the_sample_agreements():
     result = interchange("rules", "test")
-    assert result.returncode == EXIT_OK, result.stdout
+    assert result.returncode == ExitCode.OK, result.stdout
     assert " 0 failed" in result.stdout
 
 
 def test_validate_exits_1_and_names_the_path_and_reason_of_each_error():
     result = interchange("validate", str(EXAMPLES / "invalid"))
-    assert result.returncode == EXIT_FAILED
+    assert result.returncode == ExitCode.FAILED
     assert "identifiers[1]" in result.stdout and "check" in result.stdout.lower()
-    assert interchange("validate", str(EXAMPLES / "02-case.file-to-cps.json")).returncode == EXIT_OK
+    assert interchange("validate", str(EXAMPLES / "02-case.file-to-cps.json")).returncode == ExitCode.OK
 
 
 def test_a_broken_agreement_stops_start_up_with_file_key_and_reason(tmp_path):
@@ -54,7 +63,7 @@ def test_a_broken_agreement_stops_start_up_with_file_key_and_reason(tmp_path):
     bad.mkdir()
     (bad / "ISA-BAD.yaml").write_text("id: ISA-BAD\ntitle: x\nstatus: sometimes\n")
     result = interchange("--agreements", str(bad), "rules", "explain", str(EXAMPLES / "02-case.file-to-cps.json"))
-    assert result.returncode == EXIT_CONFIG
+    assert result.returncode == ExitCode.CONFIG
     assert "ISA-BAD.yaml" in result.stderr and "required" in result.stderr
 
 
@@ -63,3 +72,38 @@ def test_rules_explain_agrees_with_the_agreement_tests():
     result = interchange("rules", "explain", "--at", "2026-11-26T12:00:00Z", str(intelligence))
     assert "DELIVER force-13" in result.stdout
     assert "WITHHOLD force-01: handling_conditions_exclude_recipient" in result.stdout
+
+
+def test_a_usage_error_in_any_command_exits_2_with_a_usage_line(tmp_path, capsys, in_process_logs):
+    from broker.cli.main import main
+
+    # each of these was a ValueError or a bare `return 2` before UsageError, in four different modules
+    cases = [
+        ["translate", "spi", str(tmp_path / "missing.xml"), "--mapping", "x"],
+        ["dlq", "replay"],
+        ["report", "usage", "--from", "2026-13-01", "--to", "2026-01-31"],
+        ["audit", "report", "--reason", "r", "--name", "Smith"],
+        ["agreements", "list", "--at", "yesterday"],
+    ]
+    for argv in cases:
+        assert main(argv) == ExitCode.USAGE, argv
+        assert capsys.readouterr().err.startswith("usage: "), argv
+
+
+def test_every_command_is_declared_once_with_its_handler():
+    from broker.cli.main import COMMANDS
+    from broker.cli.main import all_commands as declared_commands
+
+    declared = [c.name for c in declared_commands()]
+    assert len(declared) == len(set(declared)) == len(COMMANDS)
+    assert {" ".join(words) for words in all_commands()} == set(declared)  # each one reachable in the parser
+
+
+def test_exit_codes_are_the_documented_numbers():
+    assert [(c.name, int(c)) for c in ExitCode] == [
+        ("OK", 0),
+        ("FAILED", 1),
+        ("USAGE", 2),
+        ("CONFIG", 3),
+        ("TRANSPORT", 4),
+    ]

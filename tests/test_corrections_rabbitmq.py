@@ -14,6 +14,7 @@ import pytest
 from broker import topology
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries
 from broker.cli import main as cli
+from broker.errors import ExitCode
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import logs
 from tests.support import EXAMPLES, worker_thread
@@ -112,7 +113,7 @@ def test_a_correction_dead_lettered_before_its_original_is_routed_by_dlq_replay_
         AuditWriter(settings).run(stop_when_idle=True)
         code = cli.main([*settings.cli_args(), "dlq", "replay", "--reason", "supersedes_unknown"])
         logs.configure("info", stream=sys.__stderr__)
-        assert code == cli.EXIT_OK
+        assert code == ExitCode.OK
         _wait(lambda: worker.routed >= 3, what="the replayed correction routed")
     AuditWriter(settings).run(stop_when_idle=True)
     # Then victim support holds the original and then the correction, and the dead-letter queue is empty

@@ -20,6 +20,7 @@ from broker.audit.log import LOG_NAME, AuditLog
 from broker.audit.sidecar import Sidecar
 from broker.cli import main as cli
 from broker.config import Registry, load_settings
+from broker.errors import ExitCode
 from broker.message import Message
 from broker.ops import logs
 from broker.ops.metrics import Metrics
@@ -71,7 +72,7 @@ def test_truncating_the_log_after_a_checkpoint_is_detected(tmp_path):
     # Then the checkpoints catch it and `audit verify` fails
     verdict = verify_beside(log, checkpoints_path(tmp_path))
     assert not verdict.ok and "truncated" in verdict.problem
-    assert cli.main(["--audit-dir", str(tmp_path), "audit", "verify"]) == cli.EXIT_FAILED
+    assert cli.main(["--audit-dir", str(tmp_path), "audit", "verify"]) == ExitCode.FAILED
 
 
 def test_a_rewritten_log_does_not_match_its_signed_checkpoints(tmp_path):
@@ -136,7 +137,7 @@ def test_reading_the_audit_log_is_refused_when_the_consultation_cannot_be_audite
             "SAR-3",
         ]
     )
-    assert code == cli.EXIT_TRANSPORT
+    assert code == ExitCode.TRANSPORT
     assert "RabbitMQ" in capsys.readouterr().err
 
 

@@ -13,6 +13,7 @@ import pytest
 from adapters.registry import adapter_class
 from broker.audit.log import LOG_NAME, AuditWriter, read_entries, verify
 from broker.cli import main as cli
+from broker.errors import ExitCode
 from broker.ingress.publisher import publish_all, record_message
 from broker.ops import logs
 from broker.partners.receive import receive
@@ -67,7 +68,7 @@ def _report(broker, capsys, *extra) -> set[tuple[str, str, str]]:
         "subject access request SAR-1",
         *extra,
     )
-    assert code == cli.EXIT_OK
+    assert code == ExitCode.OK
     rows = [json.loads(line) for line in out.splitlines() if line]
     return {(r["record_id"], r["recipient"], r["agreement"]) for r in rows}
 
@@ -118,7 +119,7 @@ def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hol
         "dci-test",
     )
     hold_id = out.strip()
-    assert code == cli.EXIT_OK and hold_id.startswith("hold-")
+    assert code == ExitCode.OK and hold_id.startswith("hold-")
     _write_audit(broker)
     # Then the subject-facing report hides it, and the internal DPO view still shows it
     assert _report(broker, capsys) == {e for e in expected if e[0] != case_file}
@@ -126,7 +127,7 @@ def test_a_subject_report_lists_exactly_the_allowed_disclosures_and_a_covert_hol
 
     # When the hold is released / Then the disclosure is back, and placing and releasing were both audited
     code, _ = _cli(broker, capsys, "audit", "release", hold_id, "--reason", "case closed", "--actor", "dci-test")
-    assert code == cli.EXIT_OK
+    assert code == ExitCode.OK
     _write_audit(broker)
     assert _report(broker, capsys) == expected
     _write_audit(broker)
@@ -144,7 +145,7 @@ def test_a_school_disclosure_does_not_appear_in_an_adults_report(broker, capsys)
         broker, capsys, "audit", "report", "--pnc", "2009/0412876P", "--format", "csv", "--reason", "SAR-2"
     )
     # Then only the MASH received anything about him: the school and the home-education team got a child only
-    assert code == cli.EXIT_OK
+    assert code == ExitCode.OK
     recipients = [line.split(",")[4] for line in out.splitlines()[1:]]
     assert recipients == ["la-mash-leeds"]
 
@@ -181,7 +182,7 @@ def test_a_correction_reaches_past_recipients_under_an_expired_agreement_and_is_
 
     # When nobody has acknowledged yet / Then both show as pending
     code, out = _cli(broker, capsys, "corrections", "pending", "--json")
-    assert code == cli.EXIT_OK
+    assert code == ExitCode.OK
     assert {json.loads(line)["recipient"] for line in out.splitlines()} == {
         "crime-map",
         "la-mash-city-of-london",

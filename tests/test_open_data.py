@@ -23,6 +23,7 @@ from broker import router
 from broker.audit.index import AuditIndex
 from broker.cli import main as cli
 from broker.config import PROJECT_ROOT, ConfigError, Registry, load_settings
+from broker.errors import ExitCode
 from broker.identifiers import force_name
 from broker.message import Message
 from broker.ops import logs
@@ -206,7 +207,7 @@ def test_the_command_line_exits_3_on_a_public_recipient_without_an_anonymising_f
     }
     settings_file.write_text(yaml.safe_dump(doc))
     code = cli.main(["--config", str(settings_file), "rules", "test"])
-    assert code == cli.EXIT_CONFIG
+    assert code == ExitCode.CONFIG
     assert "is public (open data)" in capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ from broker import router
 from broker.audit import entries as audit
 from broker.cli import main as cli
 from broker.config import PROJECT_ROOT, ConfigError, check_start, load_agencies, load_settings
+from broker.errors import ExitCode
 from broker.message import Message
 from broker.ops import dlq, logs
 from broker.runner import build_context
@@ -138,14 +139,14 @@ def test_real_keys_start_quietly_and_development_mode_names_what_it_relaxes():
 def test_a_worker_without_keys_exits_3_outside_development(monkeypatch, capsys):
     for var in ("INTERCHANGE_CONFIG", "INTERCHANGE_DEVELOPMENT", *REAL_KEYS):
         monkeypatch.delenv(var, raising=False)
-    assert cli.main(["--config", str(PRODUCTION), "worker"]) == cli.EXIT_CONFIG
+    assert cli.main(["--config", str(PRODUCTION), "worker"]) == ExitCode.CONFIG
     assert "INTERCHANGE_AUDIT_KEY" in capsys.readouterr().err
 
 
 def test_a_process_started_in_development_mode_logs_a_warning(monkeypatch, capsys):
     monkeypatch.delenv("INTERCHANGE_CONFIG", raising=False)
-    monkeypatch.setitem(cli.COMMANDS, "worker", lambda args, settings: cli.EXIT_OK)
-    assert cli.main(["--config", str(DEPLOY / "interchange.yaml"), "worker"]) == cli.EXIT_OK
+    monkeypatch.setitem(cli.COMMANDS, "worker", lambda args, settings: ExitCode.OK)
+    assert cli.main(["--config", str(DEPLOY / "interchange.yaml"), "worker"]) == ExitCode.OK
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     warnings = [line for line in lines if line["event"] == "development_mode"]
     assert warnings and all(w["level"] == "warning" for w in warnings)
@@ -202,5 +203,5 @@ def test_the_supervisor_refuses_to_start_without_the_open_data_key_outside_devel
     monkeypatch.setenv("INTERCHANGE_CHECKPOINT_SIGNING_KEY", str(tmp_path / "signing-key.pem"))
     monkeypatch.setattr("broker.runner.supervise", lambda *_a, **_k: pytest.fail("the children were started"))
     # When `interchange run` starts / Then it stops before any child starts, with a configuration error
-    assert cli.main(["--config", str(PRODUCTION), "run"]) == cli.EXIT_CONFIG
+    assert cli.main(["--config", str(PRODUCTION), "run"]) == ExitCode.CONFIG
     assert "INTERCHANGE_OPEN_DATA_KEY" in capsys.readouterr().err

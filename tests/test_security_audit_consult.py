@@ -9,6 +9,7 @@ import pytest
 
 from broker.audit.log import LOG_NAME, AuditLog, AuditWriter, read_entries, verify
 from broker.cli import main as cli
+from broker.errors import ExitCode
 from broker.ops import logs
 
 
@@ -34,7 +35,7 @@ def test_audit_verify_is_recorded_as_a_consultation_with_who_why_and_the_verdict
     # When an auditor verifies it
     code, out = _verify(capsys, *s.cli_args())
     # Then the check passes and says the consultation was recorded
-    assert code == cli.EXIT_OK and "audit log intact: 5 entries" in out
+    assert code == ExitCode.OK and "audit log intact: 5 entries" in out
     assert "consultation recorded in the audit log" in out
     # And once the audit writer has run, the log holds the consult entry, still chained
     AuditWriter(s).run(stop_when_idle=True)
@@ -58,10 +59,10 @@ def test_audit_verify_runs_and_names_the_bad_line_when_rabbitmq_is_unreachable(t
     # When it is verified
     code, out = _verify(capsys, *unreachable)
     # Then verification still ran, named the bad line and failed, and the output says no consult was recorded
-    assert code == cli.EXIT_FAILED and "line 3" in out
+    assert code == ExitCode.FAILED and "line 3" in out
     assert "consultation NOT recorded (RabbitMQ unreachable" in out
     # And an intact log verifies with exit 0 all the same
     log_file.unlink()
     _log_with(tmp_path, 2)
     code, out = _verify(capsys, *unreachable)
-    assert code == cli.EXIT_OK and "NOT recorded" in out
+    assert code == ExitCode.OK and "NOT recorded" in out

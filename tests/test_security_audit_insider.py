@@ -40,7 +40,7 @@ from broker.audit.checkpoints import (
 from broker.audit.log import LOG_NAME, AuditLog, AuditWriter, entry_hash, verify
 from broker.cli import main as cli
 from broker.config import load_settings
-from broker.errors import ConfigError
+from broker.errors import ConfigError, ExitCode
 from broker.ops import logs
 from tests.support import TestBroker
 
@@ -142,7 +142,7 @@ def test_the_untouched_log_verifies_against_its_file_and_its_anchor(deployment, 
     assert [orjson.loads(line)["seq"] for line in read_anchor(settings)] == [500, 1000, 1500, 2000]
     # And `interchange audit verify` exits 0
     code, out = _cli_verify(settings, deployment.public_key, monkeypatch, capsys)
-    assert code == cli.EXIT_OK, out
+    assert code == ExitCode.OK, out
     assert "4 anchored outside the audit disk" in out
 
 
@@ -171,7 +171,7 @@ def test_rewriting_480_entries_and_deleting_the_checkpoint_file_is_caught(deploy
     )
     assert not offline.ok and "has none" in offline.problem
     code, out = _cli_verify(settings, deployment.public_key, monkeypatch, capsys)
-    assert code == cli.EXIT_FAILED and "rewritten" in out
+    assert code == ExitCode.FAILED and "rewritten" in out
     print(f"\ninsider: 480 entries rewritten + checkpoint file deleted: {signed.problem}")
 
 
@@ -224,7 +224,7 @@ def test_a_line_with_a_duplicated_key_is_refused_and_named(deployment, monkeypat
     assert (chain.ok, chain.first_bad_line, chain.first_bad_seq) == (False, 700, 700)
     assert "duplicate JSON key 'recipient'" in chain.problem
     code, out = _cli_verify(settings, deployment.public_key, monkeypatch, capsys)
-    assert code == cli.EXIT_FAILED and "line 700" in out and "duplicate JSON key" in out
+    assert code == ExitCode.FAILED and "line 700" in out and "duplicate JSON key" in out
 
 
 @pytest.mark.rabbitmq

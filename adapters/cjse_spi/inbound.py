@@ -191,10 +191,11 @@ def _record(
     offences = [_offence(o, i, mapping, problems) for i, o in enumerate(OFFENCES(defendant))]
     if not offences:
         problems.append(problem("data.offences", "offences_missing", "the defendant has no offences"))
-    data = {
+    court = _court(mapping, hearing.get("ou", ""), "data.court", problems)
+    data: dict[str, Any] = {
         "urn": urn,
         "asn": asn,
-        "court": _court(mapping, hearing.get("ou", ""), "data.court", problems),
+        "court": court,
         "hearing": {
             "date": _date(hearing.get("date", ""), "data.hearing.date", problems),
             "time": _time(hearing.get("time", ""), "data.hearing.time", problems),
@@ -206,8 +207,8 @@ def _record(
         "links": links,
         "offences": offences,
     }
-    if data["court"] and hearing.get("psa"):
-        data["court"].setdefault("psa_code", hearing["psa"])
+    if court and hearing.get("psa"):
+        court.setdefault("psa_code", hearing["psa"])
     base = make_id(mapping.agency, mapping.system, urn or "no-urn", asn or "no-asn", hearing.get("date", ""))
     version = digest(json.dumps(data, sort_keys=True, ensure_ascii=False), size=12)
     time = created or london_utc(f"{hearing.get('date')}T{hearing.get('time') or '00:00:00'}") or "1970-01-01T00:00:00Z"

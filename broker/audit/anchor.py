@@ -42,6 +42,7 @@ class Anchor:
         raise TransportError(f"cannot reach RabbitMQ for the checkpoint anchor: {failure!r}")
 
     def __call__(self, line: bytes) -> None:
+        """Publish one checkpoint line to the anchor stream; TransportError unless RabbitMQ confirms it."""
         import pika
         import pika.exceptions
 

@@ -52,6 +52,7 @@ UNCOVERED_TAIL_LIMIT = 2000
 
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -149,6 +150,7 @@ def digest(raw: bytes) -> str:
 
 
 def make_line(seq: int, head: str, when: str, prev: str, key: Ed25519PrivateKey) -> bytes:
+    """One signed checkpoint line (seq, chain head, time, previous checkpoint, key id), as JSON bytes."""
     line: dict[str, Any] = {"seq": seq, "hash": head, "time": when, "prev": prev, "key": key_id(key.public_key())}
     line["sig"] = key.sign(_body(line)).hex()
     return orjson.dumps(line, option=orjson.OPT_SORT_KEYS)
@@ -190,12 +192,14 @@ class Checkpointer:
                 pass
 
     def maybe(self, seq: int, head: str, force: bool = False) -> bool:
+        """Write a checkpoint when one is due (entries or seconds since the last) or forced; True when written."""
         due = seq - self.last_seq >= self.every_entries or time.monotonic() - self.last_time >= self.every_seconds
         if seq <= self.last_seq or not (due or force):
             return False
         return self.write(seq, head)
 
     def write(self, seq: int, head: str) -> bool:
+        """Append a signed checkpoint of (seq, head) to the checkpoint file; True when it was written."""
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         raw = make_line(seq, head, when, self.prev, self.key)
         try:
@@ -223,6 +227,8 @@ class Checkpointer:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """One checkpoint line as read back: where it is, the seq and chain head it signs, when, and its digest."""
+
     line: int
     seq: int
     head: str
@@ -297,6 +303,8 @@ def read_chain(lines: Iterable[bytes], key: Ed25519PublicKey, source: str = "che
 
 @dataclass(frozen=True)
 class CheckpointVerdict:
+    """The outcome of checking the checkpoints against the log (and the anchor, when consulted)."""
+
     ok: bool
     checkpoints: int
     problem: str = ""

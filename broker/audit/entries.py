@@ -17,7 +17,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -88,7 +88,7 @@ def subject_keys(record: dict[str, Any], key: bytes | None = None) -> list[str]:
     return sorted(set(keys))
 
 
-def _text(value: Any) -> bool:
+def _text(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
@@ -196,7 +196,8 @@ def new_entry_id() -> str:
 
 
 def _base(record: dict[str, Any], context: dict[str, Any], now: str) -> dict[str, Any]:
-    origin = record.get("origin") if isinstance(record.get("origin"), dict) else {}
+    given = record.get("origin")
+    origin: dict[str, Any] = given if isinstance(given, dict) else {}
     return {
         "entry_id": new_entry_id(),
         "time": now,

@@ -41,6 +41,7 @@ def agreement_rows(
 
 
 def render_agreements(rows: list[dict[str, Any]]) -> str:
+    """The agreements register as an aligned text table."""
     columns = (
         "agreement",
         "recipient",
@@ -67,6 +68,7 @@ def _flag(column: str, row: dict[str, Any]) -> str:
 
 
 def age(seconds: float) -> str:
+    """A duration in seconds as days, hours or minutes (e.g. `2.5d`)."""
     if seconds >= 86400:
         return f"{seconds / 86400:.1f}d"
     if seconds >= 3600:
@@ -89,7 +91,8 @@ def collect_receipts(settings: Settings, registry: Registry, limit: int = 10_000
             settings.amqp_url, settings.recipient_vhost(recipient), "interchange-receipts", settings.tls
         )
         try:
-            tags, entries = [], []
+            tags: list[int] = []
+            entries: list[dict[str, Any]] = []
             while len(entries) < limit:
                 method, _props, body = channel.basic_get(topology.RECEIPTS_QUEUE)
                 if method is None:

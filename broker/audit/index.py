@@ -85,6 +85,8 @@ class Original:
 
 @dataclass(frozen=True)
 class Query:
+    """Filters of an audit query: subject keys, recipient, agreement, record, operation and time window."""
+
     subject_keys: tuple[str, ...] = ()
     recipient: str | None = None
     agreement: str | None = None
@@ -95,6 +97,8 @@ class Query:
 
 
 class AuditIndex:
+    """The SQLite index of the audit log: written by the audit writer, read by reports and corrections."""
+
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
         if readonly:
@@ -108,17 +112,21 @@ class AuditIndex:
 
     @classmethod
     def beside(cls, audit_dir: Path | str, readonly: bool = False) -> AuditIndex:
+        """The index file in an audit directory."""
         return cls(Path(audit_dir) / INDEX_NAME, readonly)
 
     # ------------------------------------------------------------ writing (the audit writer only)
     def last_seq(self) -> int:
+        """The highest audit seq the index holds (0 when empty)."""
         row = self.db.execute("SELECT max(seq) FROM entries").fetchone()
         return int(row[0] or 0)
 
     def add(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Index audit entries (entries, subject keys, deliveries, holds); committed by `commit`."""
         for entry in entries:
             seq = entry["seq"]
-            supersedes = entry.get("supersedes") if isinstance(entry.get("supersedes"), dict) else {}
+            given = entry.get("supersedes")
+            supersedes: dict[str, Any] = given if isinstance(given, dict) else {}
             self.db.execute(
                 "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -161,6 +169,7 @@ class AuditIndex:
             )
 
     def commit(self) -> None:
+        """Commit what was added since the last commit."""
         self.db.commit()
 
     def catch_up(self, log_path: Path) -> int:
@@ -179,6 +188,7 @@ class AuditIndex:
         return added + len(batch)
 
     def close(self) -> None:
+        """Close the database."""
         self.db.close()
 
     # ------------------------------------------------------------ reading
@@ -227,7 +237,8 @@ class AuditIndex:
     def query(self, q: Query) -> Iterator[dict[str, Any]]:
         """Entries matching every given filter, oldest first; a `disclose` entry whose delivery did not take
         place carries `cancelled_by` (the reason of the `undelivered` entry)."""
-        sql, args = ["SELECT DISTINCT e.entry FROM entries e"], []
+        sql = ["SELECT DISTINCT e.entry FROM entries e"]
+        args: list[Any] = []
         where = []
         if q.subject_keys:
             sql.append("JOIN subjects s ON s.seq = e.seq")
@@ -296,6 +307,7 @@ class AuditIndex:
         return {record_id: sorted(ids) for record_id, ids in out.items()}
 
     def holds(self) -> list[dict[str, Any]]:
+        """Every covert hold, live and released, oldest first."""
         cols = ("hold_id", "record_id", "reason", "placed_at", "placed_by", "released_at", "released_by")
         return [
             dict(zip(cols, row, strict=True))
@@ -344,6 +356,7 @@ class Originals:
         self._index: AuditIndex | None = None
 
     def __call__(self, origin: str, record_id: str) -> Original:
+        """What became of record `record_id` published by `origin`; `unknown` when the index cannot tell yet."""
         try:
             if self._index is None:
                 if not self.path.exists():

@@ -43,12 +43,15 @@ class AuditLag:
         self._published: collections.deque[float] = collections.deque(maxlen=KEEP)
 
     def published(self) -> None:
+        """Note that an audit message was just confirmed into the audit queue."""
         self._published.append(self.clock())
 
     def seconds(self) -> float:
+        """How far, in seconds, the audit log is behind what this worker has published."""
         return lag_seconds(self._published, self.queued or 0, self.clock())
 
     def over_bound(self, seconds: float) -> bool:
+        """Whether a lag of `seconds` is beyond the bound (the worker then takes no new records)."""
         return seconds > self.bound
 
 
@@ -62,13 +65,16 @@ class QueueDepthPoller:
         self._failing = False
 
     def start(self) -> QueueDepthPoller:
+        """Start polling in a daemon thread."""
         threading.Thread(target=self._run, name="interchange-audit-lag", daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """Stop polling."""
         self._stop.set()
 
     def poll_once(self) -> None:
+        """Read the audit queue's depth once; on failure keep the last count and log once."""
         try:
             info = self.admin.queue(self.vhost, topology.AUDIT_QUEUE)
         except Exception as exc:  # keep the last count: the confirm times still age

@@ -42,6 +42,7 @@ _SORT = orjson.OPT_SORT_KEYS
 
 
 def entry_hash(prev: str, entry: dict[str, Any]) -> str:
+    """The chain hash of an entry: SHA-256 of the previous hash and the entry's canonical JSON without `hash`."""
     body = {k: v for k, v in entry.items() if k != "hash"}
     return hashlib.sha256(prev.encode() + orjson.dumps(body, option=_SORT)).hexdigest()
 
@@ -56,6 +57,7 @@ class AuditWriteError(Exception):
 
     @property
     def disk_full(self) -> bool:
+        """Whether the write failed because the disk or the quota is full."""
         return self.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -292,6 +294,7 @@ class AuditLog:
 
     @property
     def closed(self) -> bool:
+        """Whether the log file is closed."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -314,6 +317,8 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The outcome of verifying the chain: entries checked and, when broken, the first bad line and why."""
+
     ok: bool
     entries: int
     first_bad_line: int | None = None
@@ -339,7 +344,8 @@ def verify(path: Path) -> Verdict:
     """Recompute the chain; the first line whose seq, prev or hash does not follow is reported."""
     if not path.exists():
         return Verdict(True, 0)
-    prev, expected_seq, line_no, repairs = GENESIS, 1, 0, []
+    prev, expected_seq, line_no = GENESIS, 1, 0
+    repairs: list[int] = []
     with path.open("rb") as fh:
         for line_no, line in enumerate(fh, start=1):
             problem, seq, head = _check_line(line, prev, expected_seq)
@@ -391,11 +397,13 @@ class Backoff:
         self.delay = first
 
     def next(self) -> float:
+        """The next wait (jittered), doubling the delay up to the cap."""
         wait = self.rng.uniform(self.delay / 2, self.delay)
         self.delay = min(self.cap, self.delay * 2)
         return wait
 
     def reset(self) -> None:
+        """Start again from the first delay."""
         self.delay = self.first
 
 
@@ -435,6 +443,7 @@ class AuditWriter:
         self._stop = False
 
     def stop(self) -> None:
+        """Ask the writer to stop after the current batch."""
         self._stop = True
 
     def run(self, stop_when_idle: bool = False) -> int:
@@ -555,15 +564,16 @@ def _batch_of(body: bytes, props: Any) -> tuple[list[dict[str, Any]], str]:
     logs.get("interchange.audit").error(
         "audit_message_unreadable", sha256=digest, bytes=len(body), message_id=getattr(props, "message_id", None)
     )
+    entry_id = f"unreadable-{digest[:32]}"
     entry = {
         "operation": UNREADABLE_OPERATION,
         "outcome": "recorded",
         "time": _now(),
-        "entry_id": f"unreadable-{digest[:32]}",
+        "entry_id": entry_id,
         "sha256": digest,
         "bytes": len(body),
         "message_id": getattr(props, "message_id", None),
         "content": base64.b64encode(body[:_KEEP_UNREADABLE]).decode(),
         "actor": {"system": "interchange", "process": "audit-writer"},
     }
-    return [entry], entry["entry_id"]
+    return [entry], entry_id

@@ -103,6 +103,7 @@ class MemoryAuditLog:
 
     @property
     def closed(self) -> bool:
+        """Whether the log was closed."""
         return self._closed
 
     def close(self) -> None:

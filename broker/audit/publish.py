@@ -23,6 +23,7 @@ from broker.transports.amqp import blocking_channel
 
 
 def now_iso() -> str:
+    """The current UTC time in ISO 8601 with microseconds and `Z`."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -43,7 +44,8 @@ OUTCOMES = {"consult": "consulted", "hold": "held", "release": "released", "ackn
 
 
 def entry(operation: str, actor: dict[str, Any], justification: str, **fields: Any) -> dict[str, Any]:
-    base = {
+    """A governance audit entry (consult, hold, release, acknowledge) by an actor, with its justification."""
+    base: dict[str, Any] = {
         "entry_id": uuid.uuid4().hex,
         "time": now_iso(),
         "operation": operation,

@@ -50,6 +50,7 @@ class Subject:
     dob: str | None = None
 
     def keys(self, key: bytes | None = None) -> list[str]:
+        """The subject's search keys (keyed hashes of PNC, CRO, NHS number, name with birth date)."""
         keys = [
             subject_key(scheme, value, key)
             for scheme, value in (("pnc", self.pnc), ("cro", self.cro), ("nhs", self.nhs))
@@ -119,6 +120,7 @@ def subject_report(
 
 
 def as_csv(table: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """Report rows as CSV, cells made safe against formula injection."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -135,6 +137,7 @@ def _csv_safe(value: Any) -> Any:
 
 
 def as_json(table: list[dict[str, Any]]) -> str:
+    """Report rows as NDJSON."""
     return "\n".join(orjson.dumps(row).decode() for row in table) + ("\n" if table else "")
 
 
@@ -151,6 +154,7 @@ def as_table(
         "held",
     ),
 ) -> str:
+    """Report rows as an aligned text table."""
     cells = [[str(row.get(c) or "") for c in columns] for row in table]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]

@@ -22,6 +22,8 @@ INDEX_RETRY_SECONDS = 5.0
 
 
 class Sidecar:
+    """The index and checkpoints kept beside the audit log; their failures never stop the log."""
+
     def __init__(
         self, index: AuditIndex | None, checkpointer: Checkpointer | None, audit_dir: Path | str | None = None
     ) -> None:
@@ -62,13 +64,16 @@ class Sidecar:
         return cls(index, checkpointer, audit_dir)
 
     def opened(self, log_path: Path) -> None:
+        """The log was opened: bring the index up to date with it."""
         self.log_path = log_path
         self._guard(lambda index: index.catch_up(log_path))
 
     def appended(self, entries: list[dict[str, Any]]) -> None:
+        """Entries were appended: add them to the index."""
         self._guard(lambda index: index.add(entries))
 
     def synced(self, seq: int, head: str) -> None:
+        """The log was fsynced up to (seq, head): commit the index and checkpoint when due."""
         if self.index is None:
             self._reopen()
             return
@@ -77,6 +82,7 @@ class Sidecar:
             self.checkpointer.maybe(seq, head)
 
     def closed(self, seq: int, head: str) -> None:
+        """The log was closed at (seq, head): write a final checkpoint and close the index."""
         if self.checkpointer is not None and seq:
             self.checkpointer.maybe(seq, head, force=True)
         self._guard(lambda index: index.close())

@@ -34,14 +34,18 @@ ROW_FIELDS = ("recipient", "agreement", "source", "record_type")
 
 @dataclass(frozen=True)
 class Period:
+    """A reporting period, start inclusive, end exclusive."""
+
     start: dt.datetime
     end: dt.datetime  # exclusive
 
     @property
     def days(self) -> float:
+        """The length of the period in days."""
         return (self.end - self.start).total_seconds() / 86400
 
     def holds(self, moment: dt.datetime) -> bool:
+        """Whether a moment falls in the period."""
         return self.start <= moment < self.end
 
 
@@ -58,6 +62,7 @@ class Costs:
 
 
 def parse_time(text: Any) -> dt.datetime | None:
+    """An audit entry's ISO 8601 time as an aware datetime, or None when absent or unreadable."""
     if not isinstance(text, str) or not text:
         return None
     try:
@@ -87,7 +92,8 @@ class _Tally:
         self.links: Counter[tuple[str, str, str]] = Counter()
         self.disclosures: dict[str, tuple[Key, str, str, int, float | None, str]] = {}
         self.read = 0
-        self.first_seq = self.last_seq = None
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
         self.head = ""
 
     def add(self, entry: dict[str, Any], period: Period) -> None:

@@ -5,75 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from adapters.registry import get_adapter
+from broker.cli.registry import Commands, arg
 from broker.config import Settings
+from broker.contract import InboundAdapter
+from broker.errors import ExitCode, UsageError
 from broker.ops.metrics import IngestMetrics
 
-EXIT_OK, EXIT_FAILED = 0, 1
+commands = Commands()
 
 
-def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    sub.add_parser("adapters", help="list every adapter, its direction and its mappings")
-
-    p = sub.add_parser("ingest", help="stream legacy files through an adapter into the exchange, with confirms")
-    p.add_argument("adapter", help="inbound adapter name (see `interchange adapters`)")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--mapping", required=True, help="mapping name (or path to a mapping YAML)")
-    p.add_argument(
-        "--rejects",
-        choices=("file", "dlq"),
-        default="file",
-        help="untranslatable records go to <input>.rejects.ndjson (default) or the dead-letter queue",
-    )
-    p.add_argument("--window", type=int, default=1000, help="unconfirmed publishes allowed in flight")
-    p.add_argument(
-        "--lineage",
-        type=Path,
-        metavar="FILE",
-        help="SQLite file that remembers each source record's latest version, so a changed re-send "
-        "supersedes it (keep one file per mapping; default: none, ids are per version only)",
-    )
-
-    p = sub.add_parser(
-        "ingest-worker", help="consume raw legacy payloads (headers x-adapter, x-mapping) and publish their records"
-    )
-    p.add_argument("--until-idle", action="store_true", help="stop once the raw queue is empty")
-
-    p = sub.add_parser(
-        "translate",
-        help="dry run: translate and validate legacy files without RabbitMQ; "
-        "records and rejections as NDJSON, counts per reason",
-    )
-    p.add_argument("adapter", help="inbound adapter name (see `interchange adapters`)")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--mapping", required=True, help="mapping name (or path to a mapping YAML)")
-    p.add_argument(
-        "--out",
-        type=Path,
-        help="write records.ndjson and rejects.ndjson here (default: records to stdout, rejections to stderr)",
-    )
-    p.add_argument(
-        "--lineage",
-        type=Path,
-        help="file of the record versions already sent (read, then appended): "
-        "an amended re-send supersedes the version an earlier run sent",
-    )
-
-    command("adapters")(cmd_adapters)
-    command("translate")(cmd_translate)
-    command("ingest")(cmd_ingest)
-    command("ingest-worker")(cmd_ingest_worker)
-
-
+@commands("adapters", "list every adapter, its direction and its mappings")
 def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange adapters`: list every adapter with its direction and mappings."""
     from adapters.registry import list_adapters
 
     print(f"{'adapter':<16} {'direction':<9} {'mappings':<28} description")
     for info in list_adapters():
         print(f"{info.name:<16} {info.direction:<9} {', '.join(info.mappings) or '-':<28} {info.description}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def serve_ingest_metrics(settings: Settings, metrics: Any, role: str) -> None:
@@ -89,6 +41,14 @@ def serve_ingest_metrics(settings: Settings, metrics: Any, role: str) -> None:
     )
 
 
+def inbound_adapter(name: str) -> InboundAdapter:
+    """The inbound adapter called `name` (a usage error names an outbound one)."""
+    adapter = get_adapter(name)
+    if getattr(adapter, "direction", "") != "inbound":
+        raise UsageError(f"{name!r} is an outbound adapter: ingest and translate take an inbound one")
+    return cast(InboundAdapter, adapter)
+
+
 def open_lineage(path: Path | None) -> Any:
     """The SQLite lineage store at `path` (`--lineage`), or None when not asked for."""
     from adapters.lineage import SqliteLineage
@@ -96,18 +56,39 @@ def open_lineage(path: Path | None) -> Any:
     return SqliteLineage(path) if path is not None else None
 
 
+@commands(
+    "ingest",
+    "stream legacy files through an adapter into the exchange, with confirms",
+    arg("adapter", help="inbound adapter name (see `interchange adapters`)"),
+    arg("files", nargs="+", type=Path),
+    arg("--mapping", required=True, help="mapping name (or path to a mapping YAML)"),
+    arg(
+        "--rejects",
+        choices=("file", "dlq"),
+        default="file",
+        help="untranslatable records go to <input>.rejects.ndjson (default) or the dead-letter queue",
+    ),
+    arg("--window", type=int, default=1000, help="unconfirmed publishes allowed in flight"),
+    arg(
+        "--lineage",
+        type=Path,
+        metavar="FILE",
+        help="SQLite file that remembers each source record's latest version, so a changed re-send "
+        "supersedes it (keep one file per mapping; default: none, ids are per version only)",
+    ),
+)
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange ingest`: stream legacy files through an inbound adapter into the exchange."""
     from broker.ingress.ingest import ingest_files
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
-        print(f"no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such file: {', '.join(missing)}")
     metrics = IngestMetrics()
     serve_ingest_metrics(settings, metrics, "ingest")
     summary = ingest_files(
         settings,
-        get_adapter(args.adapter),
+        inbound_adapter(args.adapter),
         args.mapping,
         args.files,
         args.rejects,
@@ -118,29 +99,54 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     print(summary.line())
     if summary.rejected and args.rejects == "file":
         print("rejected records were written beside each input as <input>.rejects.ndjson", file=sys.stderr)
-    return EXIT_OK if not summary.failed and not summary.rejected else EXIT_FAILED
+    return ExitCode.OK if not summary.failed and not summary.rejected else ExitCode.FAILED
 
 
+@commands(
+    "ingest-worker",
+    "consume raw legacy payloads (headers x-adapter, x-mapping) and publish their records",
+    arg("--until-idle", action="store_true", help="stop once the raw queue is empty"),
+)
 def cmd_ingest_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange ingest-worker`: publish the records of raw legacy payloads from the raw queue."""
     from broker.ingress.ingest import RawRunner
 
     metrics = IngestMetrics()
     serve_ingest_metrics(settings, metrics, "ingest-worker")
-    summary = RawRunner(settings, get_adapter, metrics=metrics).run(stop_when_idle=args.until_idle)
+    summary = RawRunner(settings, inbound_adapter, metrics=metrics).run(stop_when_idle=args.until_idle)
     print(summary.line())
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "translate",
+    "dry run: translate and validate legacy files without RabbitMQ; records and rejections as NDJSON, counts per "
+    "reason",
+    arg("adapter", help="inbound adapter name (see `interchange adapters`)"),
+    arg("files", nargs="+", type=Path),
+    arg("--mapping", required=True, help="mapping name (or path to a mapping YAML)"),
+    arg(
+        "--out",
+        type=Path,
+        help="write records.ndjson and rejects.ndjson here (default: records to stdout, rejections to stderr)",
+    ),
+    arg(
+        "--lineage",
+        type=Path,
+        help="file of the record versions already sent (read, then appended): "
+        "an amended re-send supersedes the version an earlier run sent",
+    ),
+)
 def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange translate`: translate and validate legacy files without RabbitMQ."""
     from broker.ingress.translate import translate_files
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
-        print(f"no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such file: {', '.join(missing)}")
     if args.out is None:
         summary = translate_files(
-            get_adapter(args.adapter),
+            inbound_adapter(args.adapter),
             args.mapping,
             args.files,
             sys.stdout.buffer,
@@ -151,7 +157,7 @@ def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "records.ndjson").open("wb") as records, (args.out / "rejects.ndjson").open("wb") as rejects:
             summary = translate_files(
-                get_adapter(args.adapter),
+                inbound_adapter(args.adapter),
                 args.mapping,
                 args.files,
                 records,
@@ -161,4 +167,4 @@ def cmd_translate(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.flush()
     for line in summary.lines():
         print(line, file=sys.stderr)
-    return EXIT_OK if summary.ok else EXIT_FAILED
+    return ExitCode.OK if summary.ok else ExitCode.FAILED

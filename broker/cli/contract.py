@@ -15,28 +15,13 @@ from typing import Any
 
 import orjson
 
+from broker.cli.registry import Commands, arg
 from broker.config import Registry, Settings
+from broker.errors import ExitCode
 from broker.partners import contract
 from broker.runner import load_registry
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    from broker.cli.main import new_group
-
-    group = groups.get("contract") or new_group(sub, "contract", "the partner contract: view schemas and AsyncAPI")
-    groups["contract"] = group
-    p = group.add_parser("export", help="write a recipient's AsyncAPI 3.0 document and the view schemas it uses")
-    p.add_argument("recipient", nargs="?", help="recipient id (or --all)")
-    p.add_argument("--all", action="store_true", help="every configured recipient")
-    p.add_argument("--out", type=Path, default=Path("contract"), help="folder (default ./contract)")
-    command("contract export")(cmd_contract_export)
-    p = group.add_parser("diff", help="per recipient, breaking vs additive changes to its view schemas")
-    p.add_argument("old", type=Path, metavar="OLD_AGREEMENTS_DIR")
-    p.add_argument("new", type=Path, metavar="NEW_AGREEMENTS_DIR")
-    p.add_argument("--json", action="store_true")
-    command("contract diff")(cmd_contract_diff)
+commands = Commands()
 
 
 def formats_of(registry: Registry) -> dict[str, contract.Format]:
@@ -53,26 +38,43 @@ def formats_of(registry: Registry) -> dict[str, contract.Format]:
     return formats
 
 
+@commands(
+    "contract export",
+    "write a recipient's AsyncAPI 3.0 document and the view schemas it uses",
+    arg("recipient", nargs="?", help="recipient id (or --all)"),
+    arg("--all", action="store_true", help="every configured recipient"),
+    arg("--out", type=Path, default=Path("contract"), help="folder (default ./contract)"),
+)
 def cmd_contract_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write one recipient's (or every recipient's) AsyncAPI document and view schemas."""
     registry = load_registry(settings)
     if args.all == bool(args.recipient):
         sys.stderr.write("contract export: name one RECIPIENT or give --all\n")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     recipients = sorted(registry.recipients) if args.all else [args.recipient]
     unknown = [r for r in recipients if r not in registry.recipients]
     if unknown:
         sys.stderr.write(
             f"contract export: no recipient {unknown[0]!r} (configured: {', '.join(sorted(registry.recipients))})\n"
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     common, formats = contract.load_common(), formats_of(registry)
     for recipient in recipients:
         written = contract.export(contract.contract(registry, settings, recipient, common, formats), args.out)
         print(f"{recipient}: {written[0]} and {len(written) - 1} schemas")
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "contract diff",
+    "per recipient, breaking vs additive changes to its view schemas",
+    arg("old", type=Path, metavar="OLD_AGREEMENTS_DIR"),
+    arg("new", type=Path, metavar="NEW_AGREEMENTS_DIR"),
+    arg("--json", action="store_true"),
+)
 def cmd_contract_diff(args: argparse.Namespace, settings: Settings) -> int:
+    """Per recipient, the breaking and additive changes between two agreement folders."""
+
     def views(folder: Path) -> list[contract.View]:
         registry = load_registry(settings.with_overrides(agreements_dir=folder))
         common, formats = contract.load_common(), formats_of(registry)
@@ -83,4 +85,4 @@ def cmd_contract_diff(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(orjson.dumps([c.as_dict() for c in changes]).decode() + "\n")
     else:
         sys.stdout.write(contract.render_diff(changes))
-    return EXIT_FAILED if any(c.kind == "breaking" for c in changes) else EXIT_OK
+    return ExitCode.FAILED if any(c.kind == "breaking" for c in changes) else ExitCode.OK

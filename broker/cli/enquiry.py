@@ -14,65 +14,17 @@ from typing import Any
 import orjson
 
 from adapters.registry import adapter_class
+from broker.cli.registry import Commands, arg
 from broker.config import Settings
+from broker.errors import ExitCode, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
-
-
-def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    p = sub.add_parser("enquiry-gateway", help="serve the cross-force enquiry API and the officer's page")
-    p.add_argument("--port", type=int, default=8443)
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument(
-        "--jwt-public-key",
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="a trusted identity provider's public key (repeatable)",
-    )
-    p.add_argument("--jwks-url", help="the identity provider's JWKS URL (instead of --jwt-public-key)")
-    p.add_argument("--issuer", help="the token issuer to require (iss claim)")
-    p.add_argument("--deadline", type=float, default=2.0, help="seconds each force has to answer (default 2)")
-    p = sub.add_parser("enquiry-responder", help="answer one force's enquiries from its PostgreSQL index")
-    p.add_argument("force", help="PNC force code, e.g. 13")
-    p.add_argument(
-        "--tap",
-        action="store_true",
-        help="also feed the index from the records the force publishes (a wire tap on the ingress exchange)",
-    )
-    _dsn_args(p)
-    p = sub.add_parser("enquiry-index", help="add a force's own records (JSON/NDJSON files) to its enquiry index")
-    p.add_argument("force")
-    p.add_argument("files", nargs="+")
-    _dsn_args(p)
-    p = groups["audit"].add_parser(
-        "consultations",
-        help="cross-force enquiry consultations by officer or subject, or the officers whose use stands out (audited)",
-    )
-    p.add_argument("--officer", help="the officer's id (token sub)")
-    p.add_argument("--pnc")
-    p.add_argument("--name", help='"Family, Given" (with --dob)')
-    p.add_argument("--dob")
-    p.add_argument(
-        "--unusual",
-        action="store_true",
-        help="list officers whose rate or share of purpose refusals is far above their peers'",
-    )
-    p.add_argument("--since", help="from this time (ISO 8601, UTC)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--actor", help="who is consulting the audit log (default the login name)")
-    p.add_argument("--reason", required=True, help="justification for consulting the log (audited)")
-    command("enquiry-gateway")(cmd_gateway)
-    command("enquiry-responder")(cmd_responder)
-    command("enquiry-index")(cmd_index)
-    command("audit consultations")(cmd_consultations)
+commands = Commands()
 
 
-def _dsn_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dsn", help="PostgreSQL connection of the index (default: settings enquiry.dsn, INTERCHANGE_ENQUIRY_DSN)"
-    )
-    p.add_argument("--schema", default="enquiry", help="PostgreSQL schema of the index (default enquiry)")
+DSN_ARGS = (
+    arg("--dsn", help="PostgreSQL connection of the index (default: settings enquiry.dsn, INTERCHANGE_ENQUIRY_DSN)"),
+    arg("--schema", default="enquiry", help="PostgreSQL schema of the index (default enquiry)"),
+)
 
 
 def _connect(dsn: str) -> Any:
@@ -93,7 +45,24 @@ def _connect(dsn: str) -> Any:
         return None
 
 
+@commands(
+    "enquiry-gateway",
+    "serve the cross-force enquiry API and the officer's page",
+    arg("--port", type=int, default=8443),
+    arg("--host", default="0.0.0.0"),
+    arg(
+        "--jwt-public-key",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="a trusted identity provider's public key (repeatable)",
+    ),
+    arg("--jwks-url", help="the identity provider's JWKS URL (instead of --jwt-public-key)"),
+    arg("--issuer", help="the token issuer to require (iss claim)"),
+    arg("--deadline", type=float, default=2.0, help="seconds each force has to answer (default 2)"),
+)
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange enquiry-gateway`: serve the enquiry API and the officer's page."""
     import uvicorn
 
     from broker.config import load_agencies
@@ -103,8 +72,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from broker.enquiry.identity import Verifier, load_public_keys
 
     if not args.jwt_public_key and not args.jwks_url:
-        print("usage: give --jwt-public-key PEM or --jwks-url URL (whose tokens to trust)", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("give --jwt-public-key PEM or --jwks-url URL (whose tokens to trust)")
     audit = AuditSink(settings)
     config = GatewayConfig(
         Verifier(load_public_keys(args.jwt_public_key), args.jwks_url, args.issuer),
@@ -119,10 +87,22 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         gateway.close()
         audit.close()
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "enquiry-responder",
+    "answer one force's enquiries from its PostgreSQL index",
+    arg("force", help="PNC force code, e.g. 13"),
+    arg(
+        "--tap",
+        action="store_true",
+        help="also feed the index from the records the force publishes (a wire tap on the ingress exchange)",
+    ),
+    *DSN_ARGS,
+)
 def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange enquiry-responder`: answer one force's enquiries from its index."""
     from broker.enquiry import index
     from broker.enquiry.agreements import load_enquiry_agreements
     from broker.enquiry.responder import Responder
@@ -130,7 +110,7 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
     args.dsn = args.dsn or settings.enquiry_dsn
     conn = _connect(args.dsn)
     if conn is None:
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     index.create_schema(conn, args.schema)
     responder = Responder(
         settings,
@@ -161,18 +141,26 @@ def cmd_responder(args: argparse.Namespace, settings: Settings) -> int:
         if tap is not None:
             tap.stop()
         conn.close()
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "enquiry-index",
+    "add a force's own records (JSON/NDJSON files) to its enquiry index",
+    arg("force"),
+    arg("files", nargs="+"),
+    *DSN_ARGS,
+)
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange enquiry-index`: add a force's records to its enquiry index."""
     from pathlib import Path
 
-    from broker.cli.main import read_records
+    from broker.cli.records import read_records
     from broker.enquiry import index
 
     conn = _connect(args.dsn or settings.enquiry_dsn)
     if conn is None:
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     try:
         index.create_schema(conn, args.schema)
         records = (r for _, r in read_records([Path(f) for f in args.files]) if isinstance(r, dict))
@@ -180,10 +168,28 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     print(f"{added} records of force {args.force} indexed", file=sys.stderr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "audit consultations",
+    "cross-force enquiry consultations by officer or subject, or the officers whose use stands out (audited)",
+    arg("--officer", help="the officer's id (token sub)"),
+    arg("--pnc"),
+    arg("--name", help='"Family, Given" (with --dob)'),
+    arg("--dob"),
+    arg(
+        "--unusual",
+        action="store_true",
+        help="list officers whose rate or share of purpose refusals is far above their peers'",
+    ),
+    arg("--since", help="from this time (ISO 8601, UTC)"),
+    arg("--json", action="store_true"),
+    arg("--actor", help="who is consulting the audit log (default the login name)"),
+    arg("--reason", required=True, help="justification for consulting the log (audited)"),
+)
 def cmd_consultations(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit consultations`: enquiry consultations by officer or subject, or unusual use."""
     from broker.audit import publish as auditpublish
     from broker.audit import reports as disclosures
     from broker.audit.index import Query, open_for_reading
@@ -191,12 +197,10 @@ def cmd_consultations(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         keys = disclosures.Subject(pnc=args.pnc, name=args.name, dob=args.dob).keys()
-    except ValueError as exc:
-        print(f"usage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except ValueError as exc:  # e.g. --name without --dob
+        raise UsageError(str(exc)) from exc
     if not (args.officer or keys or args.unusual):
-        print("usage: name --officer, a subject (--pnc, --name with --dob) or --unusual", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("name --officer, a subject (--pnc, --name with --dob) or --unusual")
     what = {"command": "audit consultations", "officer": args.officer, "unusual": args.unusual or None}
     auditpublish.publish_entries(
         settings,
@@ -222,7 +226,7 @@ def cmd_consultations(args: argparse.Namespace, settings: Settings) -> int:
         for officer, signals in sorted(found.items()):
             print(f"{officer}\t{', '.join(signals)}")
         print(f"({len(found)} officers stand out)", file=sys.stderr)
-        return EXIT_OK
+        return ExitCode.OK
     table = review.rows(entries)
     if args.json:
         sys.stdout.write("".join(orjson.dumps(r).decode() + "\n" for r in table))
@@ -244,4 +248,4 @@ def cmd_consultations(args: argparse.Namespace, settings: Settings) -> int:
                 ),
             )
         )
-    return EXIT_OK
+    return ExitCode.OK

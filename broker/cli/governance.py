@@ -19,132 +19,62 @@ from typing import Any
 import orjson
 
 from adapters.registry import adapter_class
+from broker.cli.registry import ArgGroup, Commands, arg, group
 from broker.config import Settings
+from broker.errors import ExitCode, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+commands = Commands()
 
 
-def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    from broker.cli.main import new_group
-
-    agreements = groups.get("agreements") or new_group(sub, "agreements", "information-sharing agreements")
-    groups["agreements"] = agreements
-    p = agreements.add_parser("list", help="each agreement's status, days to review and expiry, and traffic")
-    p.add_argument("--at", help="status as at this date (YYYY-MM-DD; default today)")
-    p.add_argument("--json", action="store_true")
-    command("agreements list")(cmd_agreements_list)
-
-    audit = groups["audit"]
-    p = audit.add_parser("query", help="audit entries by subject, recipient, agreement, record or time (audited)")
-    _subject_args(p, required=False)
-    _filter_args(p)
-    p.add_argument("--operation", help="disclose, withhold, reject, consult, hold, release, acknowledge")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    _consult_args(p)
-    command("audit query")(cmd_audit_query)
-
-    p = audit.add_parser("report", help="everything disclosed about one person, as CSV or HTML (audited)")
-    _subject_args(p, required=True)
-    _filter_args(p)
-    p.add_argument("--format", choices=("csv", "html", "json"), default="html")
-    p.add_argument("--output", type=Path, help="write here instead of stdout")
-    p.add_argument(
-        "--include-held",
-        action="store_true",
-        help="internal DPO view: include disclosures under a covert hold, marked HELD",
+def _subject_args(required: bool) -> ArgGroup:
+    return group(
+        "subject (at least one)" if required else "subject",
+        arg("--pnc", help="PNC ID, e.g. 2001/0171310W"),
+        arg("--cro", help="CRO number"),
+        arg("--nhs", help="NHS number"),
+        arg("--name", help='"Family, Given" (with --dob)'),
+        arg("--dob", help="date of birth YYYY-MM-DD (with --name)"),
     )
-    _consult_args(p)
-    command("audit report")(cmd_audit_report)
-
-    p = audit.add_parser("hold", help="hold a record's disclosures out of subject reports (covert; audited)")
-    p.add_argument("--record-id", required=True)
-    p.add_argument("--reason", required=True, help="justification, e.g. the operation name and authority")
-    p.add_argument(
-        "--until-released",
-        action="store_true",
-        required=True,
-        help="the hold lasts until `audit release` (the only kind of hold)",
-    )
-    p.add_argument("--actor", help="who places the hold (default the login name)")
-    command("audit hold")(cmd_audit_hold)
-
-    p = audit.add_parser("release", help="release a covert hold (audited)")
-    p.add_argument("hold_id")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--actor")
-    command("audit release")(cmd_audit_release)
-
-    p = audit.add_parser("holds", help="list covert holds, live and released")
-    p.add_argument("--json", action="store_true")
-    command("audit holds")(cmd_audit_holds)
-
-    audit.add_parser("reindex", help="rebuild the SQLite index beside the audit log from the log")
-    command("audit reindex")(cmd_audit_reindex)
-
-    corrections = groups.get("corrections") or new_group(sub, "corrections", "corrections and retractions")
-    groups["corrections"] = corrections
-    p = corrections.add_parser("pending", help="collect receipts, then list corrections not yet acknowledged")
-    p.add_argument("--no-collect", action="store_true", help="do not read the receipts queues first")
-    p.add_argument("--json", action="store_true")
-    command("corrections pending")(cmd_corrections_pending)
-
-    p = groups["rules"].add_parser(
-        "diff",
-        help="per recipient, the records and fields a new agreement set would gain or lose on replayed traffic",
-    )
-    p.add_argument("old", type=Path, metavar="OLD_AGREEMENTS_DIR")
-    p.add_argument("new", type=Path, metavar="NEW_AGREEMENTS_DIR")
-    p.add_argument(
-        "--replay",
-        type=Path,
-        nargs="+",
-        required=True,
-        metavar="FILE",
-        help="records (JSON/NDJSON files or folders) to decide under both",
-    )
-    p.add_argument("--at", help="decide as at this time (ISO 8601; default now)")
-    p.add_argument("--json", action="store_true")
-    command("rules diff")(cmd_rules_diff)
 
 
-def _subject_args(p: argparse.ArgumentParser, required: bool) -> None:
-    g = p.add_argument_group("subject (at least one)" if required else "subject")
-    g.add_argument("--pnc", help="PNC ID, e.g. 2001/0171310W")
-    g.add_argument("--cro", help="CRO number")
-    g.add_argument("--nhs", help="NHS number")
-    g.add_argument("--name", help='"Family, Given" (with --dob)')
-    g.add_argument("--dob", help="date of birth YYYY-MM-DD (with --name)")
-    p.set_defaults(subject_required=required)
-
-
-def _filter_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipient")
-    p.add_argument("--agreement")
-    p.add_argument("--record-id")
-    p.add_argument("--since", help="from this time (ISO 8601, UTC)")
-    p.add_argument("--until", help="up to this time (ISO 8601, UTC)")
-
-
-def _consult_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--actor", help="who is consulting the audit log (default the login name)")
-    p.add_argument("--reason", required=True, help="justification for consulting the log (audited)")
+FILTER_ARGS = (
+    arg("--recipient"),
+    arg("--agreement"),
+    arg("--record-id"),
+    arg("--since", help="from this time (ISO 8601, UTC)"),
+    arg("--until", help="up to this time (ISO 8601, UTC)"),
+)
+CONSULT_ARGS = (
+    arg("--actor", help="who is consulting the audit log (default the login name)"),
+    arg("--reason", required=True, help="justification for consulting the log (audited)"),
+)
 
 
 # ---------------------------------------------------------------- agreements
 
 
+@commands(
+    "agreements list",
+    "each agreement's status, days to review and expiry, and traffic",
+    arg("--at", help="status as at this date (YYYY-MM-DD; default today)"),
+    arg("--json", action="store_true"),
+)
 def cmd_agreements_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange agreements list`: each agreement's status, review and expiry, and traffic."""
     from broker.audit import governance
     from broker.config import Registry
     from broker.routing.rules import agreement_day
 
-    today = dt.date.fromisoformat(args.at) if args.at else agreement_day(dt.datetime.now(dt.UTC))
+    try:
+        today = dt.date.fromisoformat(args.at) if args.at else agreement_day(dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        raise UsageError(f"--at takes a date YYYY-MM-DD: {exc}") from exc
     rows = governance.agreement_rows(Registry.load(settings, adapter_class).agreements, today, _traffic(settings))
     if args.json:
         print("\n".join(orjson.dumps(r).decode() for r in rows))
     else:
         print(governance.render_agreements(rows))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _traffic(settings: Settings) -> dict[str, dict[str, int]]:
@@ -162,13 +92,17 @@ def _traffic(settings: Settings) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------- audit query and report
 
 
-def _subject(args: argparse.Namespace) -> Any:
+def _subject(args: argparse.Namespace, required: bool) -> Any:
+    """(subject, its search keys); UsageError when the subject is half given, or required and not given."""
     from broker.audit.reports import Subject
 
     subject = Subject(args.pnc, args.cro, args.nhs, args.name, args.dob)
-    keys = subject.keys()
-    if args.subject_required and not keys:
-        raise ValueError("name the subject: --pnc, --cro, --nhs, or --name with --dob")
+    try:
+        keys = subject.keys()
+    except ValueError as exc:  # e.g. --name without --dob
+        raise UsageError(str(exc)) from exc
+    if required and not keys:
+        raise UsageError("name the subject: --pnc, --cro, --nhs, or --name with --dob")
     return subject, keys
 
 
@@ -202,15 +136,21 @@ def _consult(settings: Settings, args: argparse.Namespace, what: str, keys: list
     )
 
 
+@commands(
+    "audit query",
+    "audit entries by subject, recipient, agreement, record or time (audited)",
+    _subject_args(required=False),
+    *FILTER_ARGS,
+    arg("--operation", help="disclose, withhold, reject, consult, hold, release, acknowledge"),
+    arg("--format", choices=("table", "csv", "json"), default="table"),
+    *CONSULT_ARGS,
+)
 def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit query`: audit entries matching the filters (the consultation audited first)."""
     from broker.audit import reports as disclosures
     from broker.audit.index import open_for_reading
 
-    try:
-        _subject_obj, keys = _subject(args)
-    except ValueError as exc:
-        print(f"usage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    _subject_obj, keys = _subject(args, required=False)
     _consult(settings, args, "audit query", keys)
     index = open_for_reading(settings.audit_dir)
     try:
@@ -219,19 +159,30 @@ def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
         index.close()
     render = {"table": disclosures.as_table, "csv": disclosures.as_csv, "json": disclosures.as_json}[args.format]
     sys.stdout.write(render(table))
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "audit report",
+    "everything disclosed about one person, as CSV or HTML (audited)",
+    _subject_args(required=True),
+    *FILTER_ARGS,
+    arg("--format", choices=("csv", "html", "json"), default="html"),
+    arg("--output", type=Path, help="write here instead of stdout"),
+    arg(
+        "--include-held",
+        action="store_true",
+        help="internal DPO view: include disclosures under a covert hold, marked HELD",
+    ),
+    *CONSULT_ARGS,
+)
 def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit report`: a subject's disclosure report (the consultation audited first)."""
     from broker.audit import publish as auditpublish
     from broker.audit import reports as disclosures
     from broker.audit.index import open_for_reading
 
-    try:
-        subject, keys = _subject(args)
-    except ValueError as exc:
-        print(f"usage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    subject, keys = _subject(args, required=True)
     _consult(settings, args, "audit report" + (" --include-held" if args.include_held else ""), keys)
     index = open_for_reading(settings.audit_dir)
     try:
@@ -249,13 +200,27 @@ def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(table)} disclosures written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- holds
 
 
+@commands(
+    "audit hold",
+    "hold a record's disclosures out of subject reports (covert; audited)",
+    arg("--record-id", required=True),
+    arg("--reason", required=True, help="justification, e.g. the operation name and authority"),
+    arg(
+        "--until-released",
+        action="store_true",
+        required=True,
+        help="the hold lasts until `audit release` (the only kind of hold)",
+    ),
+    arg("--actor", help="who places the hold (default the login name)"),
+)
 def cmd_audit_hold(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit hold`: place a covert hold on a record's disclosures (audited)."""
     import uuid
 
     from broker.audit import publish as auditpublish
@@ -274,10 +239,18 @@ def cmd_audit_hold(args: argparse.Namespace, settings: Settings) -> int:
         ],
     )
     print(hold_id)
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands(
+    "audit release",
+    "release a covert hold (audited)",
+    arg("hold_id"),
+    arg("--reason", required=True),
+    arg("--actor"),
+)
 def cmd_audit_release(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit release`: release a covert hold (audited)."""
     from broker.audit import publish as auditpublish
     from broker.audit.index import open_for_reading
 
@@ -288,10 +261,10 @@ def cmd_audit_release(args: argparse.Namespace, settings: Settings) -> int:
         index.close()
     if hold is None:
         print(f"no hold {args.hold_id!r} in the audit index (see `interchange audit holds`)", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     if hold["released_at"]:
         print(f"{args.hold_id} was already released at {hold['released_at']}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     auditpublish.publish_entries(
         settings,
         [
@@ -305,10 +278,12 @@ def cmd_audit_release(args: argparse.Namespace, settings: Settings) -> int:
         ],
     )
     print(f"{args.hold_id} released")
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands("audit holds", "list covert holds, live and released", arg("--json", action="store_true"))
 def cmd_audit_holds(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit holds`: list covert holds."""
     from broker.audit.index import open_for_reading
 
     index = open_for_reading(settings.audit_dir)
@@ -322,20 +297,29 @@ def cmd_audit_holds(args: argparse.Namespace, settings: Settings) -> int:
         else:
             state = f"released {hold['released_at']}" if hold["released_at"] else "LIVE"
             print(f"{hold['hold_id']}  {hold['record_id']}  placed {hold['placed_at']}  {state}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
+@commands("audit reindex", "rebuild the SQLite index beside the audit log from the log")
 def cmd_audit_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange audit reindex`: rebuild the audit index from the log."""
     from broker.audit.index import rebuild
 
     print(f"audit index rebuilt: {rebuild(settings.audit_dir)} entries")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- corrections
 
 
+@commands(
+    "corrections pending",
+    "collect receipts, then list corrections not yet acknowledged",
+    arg("--no-collect", action="store_true", help="do not read the receipts queues first"),
+    arg("--json", action="store_true"),
+)
 def cmd_corrections_pending(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange corrections pending`: corrections and retractions not yet acknowledged."""
     from broker.audit import governance
     from broker.audit.index import open_for_reading
     from broker.config import Registry
@@ -361,14 +345,31 @@ def cmd_corrections_pending(args: argparse.Namespace, settings: Settings) -> int
         f"{len(collected)} receipts collected, {len(waiting)} corrections awaiting acknowledgement",
         file=sys.stderr,
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- rules diff
 
 
+@commands(
+    "rules diff",
+    "per recipient, the records and fields a new agreement set would gain or lose on replayed traffic",
+    arg("old", type=Path, metavar="OLD_AGREEMENTS_DIR"),
+    arg("new", type=Path, metavar="NEW_AGREEMENTS_DIR"),
+    arg(
+        "--replay",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="records (JSON/NDJSON files or folders) to decide under both",
+    ),
+    arg("--at", help="decide as at this time (ISO 8601; default now)"),
+    arg("--json", action="store_true"),
+)
 def cmd_rules_diff(args: argparse.Namespace, settings: Settings) -> int:
-    from broker.cli.main import read_records
+    """`interchange rules diff`: what each recipient would gain or lose under new agreements."""
+    from broker.cli.records import read_records
     from broker.config import Registry
     from broker.errors import DataError
     from broker.routing import agreement_tests as ruletests
@@ -386,4 +387,4 @@ def cmd_rules_diff(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.write(
         orjson.dumps(rulesdiff.as_dict(changes)).decode() + "\n" if args.json else rulesdiff.render(changes)
     )
-    return EXIT_OK
+    return ExitCode.OK

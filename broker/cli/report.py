@@ -13,32 +13,18 @@ from typing import Any
 import orjson
 
 from adapters.registry import adapter_class
+from broker.cli.registry import Commands, arg
 from broker.config import PROJECT_ROOT, Registry, Settings, check_against_schema, load_yaml
+from broker.errors import ExitCode, UsageError
 
-EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_COSTS = PROJECT_ROOT / "deploy" / "usage.yaml"
 
 
-def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    from broker.cli.main import new_group
-
-    report = groups.get("report") or new_group(sub, "report", "reports for managers and chief officers")
-    groups["report"] = report
-    p = report.add_parser("usage", help="what the exchange carried, withheld and replaced, from the audit log")
-    p.add_argument("--from", dest="start", required=True, help="first day (YYYY-MM-DD, UTC), inclusive")
-    p.add_argument("--to", dest="end", required=True, help="last day (YYYY-MM-DD, UTC), inclusive")
-    p.add_argument("--format", choices=("html", "csv", "json"), default="html")
-    p.add_argument("--out", type=Path, help="write here instead of stdout")
-    p.add_argument("--costs", type=Path, default=DEFAULT_COSTS, help="assumptions file (default deploy/usage.yaml)")
-    p.add_argument(
-        "--cpu-seconds",
-        type=float,
-        help="measured CPU seconds of the exchange over the period (sum of process_cpu_seconds_total)",
-    )
-    command("report usage")(cmd_report_usage)
+commands = Commands()
 
 
 def load_costs(path: Path, cpu_seconds: float | None) -> Any:
+    """The cost assumptions file, checked against its schema, with the measured CPU seconds."""
     from broker.audit.usage import Costs
 
     doc = load_yaml(path)
@@ -53,7 +39,22 @@ def load_costs(path: Path, cpu_seconds: float | None) -> Any:
     )
 
 
+@commands(
+    "report usage",
+    "what the exchange carried, withheld and replaced, from the audit log",
+    arg("--from", dest="start", required=True, help="first day (YYYY-MM-DD, UTC), inclusive"),
+    arg("--to", dest="end", required=True, help="last day (YYYY-MM-DD, UTC), inclusive"),
+    arg("--format", choices=("html", "csv", "json"), default="html"),
+    arg("--out", type=Path, help="write here instead of stdout"),
+    arg("--costs", type=Path, default=DEFAULT_COSTS, help="assumptions file (default deploy/usage.yaml)"),
+    arg(
+        "--cpu-seconds",
+        type=float,
+        help="measured CPU seconds of the exchange over the period (sum of process_cpu_seconds_total)",
+    ),
+)
 def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
+    """`interchange report usage`: the usage report for a period."""
     from broker.audit.log import LOG_NAME, read_entries
     from broker.audit.usage import Period, usage
 
@@ -61,11 +62,9 @@ def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
         start = dt.datetime.combine(dt.date.fromisoformat(args.start), dt.time(), dt.UTC)
         end = dt.datetime.combine(dt.date.fromisoformat(args.end), dt.time(), dt.UTC) + dt.timedelta(days=1)
     except ValueError as exc:
-        print(f"interchange: --from/--to take a date YYYY-MM-DD: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--from/--to take a date YYYY-MM-DD: {exc}") from exc
     if end <= start:
-        print("interchange: --to is before --from", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--to is before --from")
     registry = Registry.load(settings, adapter_class)
     formats = {r.id: r.format or "common-json" for r in registry.recipients.values()}
     log = Path(settings.audit_dir) / LOG_NAME
@@ -80,10 +79,11 @@ def cmd_report_usage(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         sys.stdout.buffer.write(data)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def render(report: dict[str, Any], fmt: str) -> bytes:
+    """The usage report in a format: json, csv or html."""
     if fmt == "json":
         return orjson.dumps(report, option=orjson.OPT_INDENT_2)
     if fmt == "csv":

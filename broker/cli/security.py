@@ -9,28 +9,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from adapters.registry import adapter_class
-from broker.cli.base import EXIT_OK, new_group
+from broker.cli.registry import Commands
 from broker.config import Registry, Settings, load_yaml
+from broker.errors import ExitCode
+
+commands = Commands()
 
 
-def add_commands(sub: Any, groups: dict[str, Any], command: Any) -> None:
-    security = groups.get("security") or new_group(sub, "security", "partner isolation and credentials")
-    groups["security"] = security
-    security.add_parser("access", help="print every RabbitMQ user the configuration needs, with permissions")
+@commands("security access", "print every RabbitMQ user the configuration needs, with permissions")
+def cmd_security_access(args: argparse.Namespace, settings: Settings) -> int:
+    """Print every RabbitMQ user the configuration needs and exactly its permissions."""
+    from broker.ops.access import access_plan
 
-    @command("security access")
-    def cmd_security_access(args: argparse.Namespace, settings: Settings) -> int:
-        from broker.ops.access import access_plan
-
-        plan = access_plan(Registry.load(settings, adapter_class), settings.core_vhost, settings.recipient_vhost)
-        print(f"{'user':<28} {'role':<10} {'vhost':<36} {'configure':<10} {'write':<34} read")
-        for p in plan.permissions:
-            print(f"{p.user:<28} {plan.user(p.user).role:<10} {p.vhost:<36} {p.configure:<10} {p.write:<34} {p.read}")
-        print(f"{len(plan.users)} users, {len(plan.permissions)} permissions; no user may configure")
-        return EXIT_OK
+    plan = access_plan(Registry.load(settings, adapter_class), settings.core_vhost, settings.recipient_vhost)
+    print(f"{'user':<28} {'role':<10} {'vhost':<36} {'configure':<10} {'write':<34} read")
+    for p in plan.permissions:
+        print(f"{p.user:<28} {plan.user(p.user).role:<10} {p.vhost:<36} {p.configure:<10} {p.write:<34} {p.read}")
+    print(f"{len(plan.users)} users, {len(plan.permissions)} permissions; no user may configure")
+    return ExitCode.OK
 
 
 def apply_users(args: argparse.Namespace, settings: Settings, registry: Registry) -> int:
@@ -52,7 +50,7 @@ def apply_users(args: argparse.Namespace, settings: Settings, registry: Registry
         "generated passwords are shown above once and stored nowhere",
         file=sys.stderr,
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def record_verify_consult(args: argparse.Namespace, settings: Settings, chain_ok: bool, signed_ok: bool) -> str:

@@ -24,6 +24,8 @@ ENQUIRY_DIR = "enquiry"  # beside the sharing agreements: deploy/agreements/enqu
 
 @dataclass(frozen=True)
 class EnquiryAgreement:
+    """One enquiry agreement: which forces may ask which responder, for which purposes, roles and record types."""
+
     id: str
     title: str
     controller: str
@@ -42,13 +44,16 @@ class EnquiryAgreement:
     file: str = ""
 
     def in_force(self, today: dt.date) -> bool:
+        """Whether the agreement is active on a day."""
         return self.status == "active" and self.valid_from <= today <= self.valid_until
 
     def names_force(self, force: str, agencies: dict[str, Agency]) -> bool:
+        """Whether a force is one of the requesters (by code or by group)."""
         groups = agencies[force].groups if force in agencies else ()
         return any(r == force or (r.startswith("group:") and r[6:] in groups) for r in self.requesters)
 
     def permits(self, role: str, purpose: str) -> bool:
+        """Whether an officer's role may ask for a purpose."""
         return role in self.purposes.get(purpose, ())
 
 
@@ -108,6 +113,7 @@ class Ask:
 
     @property
     def record_types(self) -> tuple[str, ...]:
+        """The record types this ask may return."""
         return tuple(self.by_type)
 
 

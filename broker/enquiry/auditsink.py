@@ -40,6 +40,7 @@ class AuditSink:
         return future
 
     def write(self, entries: list[dict[str, Any]]) -> None:
+        """Publish entries and wait for the confirm; TransportError when not confirmed in time."""
         try:
             self.submit(entries).result(timeout=self.timeout)
         except concurrent.futures.TimeoutError as exc:
@@ -48,6 +49,7 @@ class AuditSink:
     __call__ = write
 
     def close(self) -> None:
+        """Stop the sink's thread and close its connection."""
         self._queue.put(None)
         self._thread.join(timeout=5)
 

@@ -86,6 +86,8 @@ class DetailsIn(BaseModel):
 
 @dataclass
 class Enquiry:
+    """One officer's enquiry as the gateway keeps it between steps."""
+
     id: str
     identity: Identity
     purpose: str
@@ -99,6 +101,7 @@ class Enquiry:
     task: asyncio.Task[None] | None = None  # step one running (kept referenced so it is not collected)
 
     def view(self) -> dict[str, Any]:
+        """The enquiry as the officer sees it: each force's status and, once audited, its hits."""
         forces = []
         for ask in self.asks:
             status = self.statuses.get(ask.force, model.PENDING)
@@ -122,6 +125,8 @@ class Enquiry:
 
 
 class Metrics:
+    """The gateway's Prometheus metrics."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.steps = Counter(
@@ -184,6 +189,8 @@ class Metrics:
 
 @dataclass
 class GatewayConfig:
+    """What the gateway needs besides settings: token verifier, agreements, agencies, audit sink and deadline."""
+
     verifier: Verifier
     agreements: list[EnquiryAgreement]
     agencies: dict[str, Agency]
@@ -205,10 +212,12 @@ class Gateway:
         self.usage_since = time.monotonic()
 
     def close(self) -> None:
+        """Close every force link."""
         for link in self.links.values():
             link.close()
 
     def link(self, force: str) -> ForceLink:
+        """The request/reply link to a force (opened on first use)."""
         if force not in self.links:
             self.links[force] = ForceLink(self.settings, force, on_late=lambda f: self.metrics.late.labels(f).inc())
         return self.links[force]
@@ -256,12 +265,14 @@ class Gateway:
         self.usage[officer] = Usage(use.enquiries + (not purpose_refused), use.purpose_refusals + purpose_refused)
 
     def refresh_unusual(self) -> None:
+        """Update the gauge of officers whose use stands out."""
         found = unusual_officers(self.usage)
         for signal in ("rate", "purpose_refusals"):
             self.metrics.unusual.labels(signal).set(sum(signal in s for s in found.values()))
 
     # ---- the steps
     def check(self, identity: Identity, purpose: str | None, justification: str | None) -> list[Ask]:
+        """The asks an officer may make for a purpose and justification; EnquiryRefused otherwise."""
         if not purpose or purpose not in model.PURPOSES:
             raise EnquiryRefused(
                 model.NO_PURPOSE, "state a purpose from the list: " + ", ".join(model.PURPOSES), "purpose"
@@ -304,6 +315,7 @@ class Gateway:
         return replies
 
     async def step_one(self, enquiry: Enquiry) -> None:
+        """Ask every permitted force whether it holds the subject, audit, and record the answers."""
         started = time.perf_counter()
         keys = enquiry.subject.lookup_keys()
         requests = {
@@ -346,6 +358,7 @@ class Gateway:
     async def step_two(
         self, enquiry: Enquiry, identity: Identity, choices: list[HitChoice], purpose: str, justification: str
     ) -> dict[str, Any]:
+        """Fetch the agreed fields of the chosen hits, audited before they are returned."""
         started = time.perf_counter()
         asks = {a.force: a for a in self.check(identity, purpose, justification)}
         wanted: dict[str, dict[str, str]] = {}
@@ -415,6 +428,7 @@ class Gateway:
         return {"id": enquiry.id, "step": "details", "forces": forces}
 
     def keep(self, enquiry: Enquiry) -> None:
+        """Keep an enquiry for step two, dropping the oldest beyond the limit."""
         while len(self.enquiries) >= MAX_KEPT:
             self.enquiries.pop(next(iter(self.enquiries)))
         self.enquiries[enquiry.id] = enquiry

@@ -113,6 +113,7 @@ def index_record(conn: psycopg.Connection, force: str, record: dict[str, Any], s
 def index_records(
     conn: psycopg.Connection, force: str, records: Iterable[dict[str, Any]], schema: str = DEFAULT_SCHEMA
 ) -> int:
+    """Add a force's records to its index; how many were indexed."""
     return sum(index_record(conn, force, r, schema) for r in records)
 
 

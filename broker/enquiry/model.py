@@ -67,6 +67,7 @@ class Identity:
     role: str
 
     def actor(self) -> dict[str, str]:
+        """The officer as an audit entry's actor."""
         return {"person": self.officer, "organisation": self.force, "role": self.role, "tool": "enquiry-gateway"}
 
 
@@ -99,6 +100,7 @@ class Subject:
 
     @classmethod
     def from_doc(cls, doc: Any) -> Subject:
+        """A subject from the request's JSON; EnquiryRefused when it is not a complete subject."""
         if not isinstance(doc, dict):
             raise EnquiryRefused(BAD_SUBJECT, "subject must be an object", "subject")
         known = {k: str(v).strip() for k, v in doc.items() if k in cls.__dataclass_fields__ and v}
@@ -107,6 +109,7 @@ class Subject:
         return subject
 
     def kind(self) -> str:
+        """Which kind of subject this is (pnc, name, vrm, ...)."""
         if self.pnc:
             return "pnc"
         if self.family or self.given or self.birth_date:
@@ -151,8 +154,10 @@ class Subject:
 
 
 def name_key(family: str, given: str, birth_date: str) -> str:
+    """The index key of a name with date of birth (folded family, first given name, date)."""
     return f"{fold(family)}|{fold(given.split()[0] if given.split() else given)}|{birth_date.strip()}"
 
 
 def address_key(postcode: str, house: str) -> str:
+    """The index key of an address (normalised postcode and house)."""
     return f"{normalise('postcode', postcode)}|{house_key(house)}"

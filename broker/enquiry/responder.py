@@ -71,12 +71,15 @@ class Responder:
 
     @property
     def vhost(self) -> str:
+        """The force's vhost, where its enquiry queue lives."""
         return self.settings.recipient_vhost(f"force-{self.force}")
 
     def stop(self) -> None:
+        """Ask the responder to stop."""
         self._stop.set()
 
     def run(self) -> None:
+        """Answer enquiries from the index until stopped."""
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.vhost, f"interchange-enquiry-responder-{self.force}", self.settings.tls
         )

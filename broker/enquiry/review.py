@@ -19,6 +19,8 @@ REFUSED_FLOOR = 4
 
 @dataclass(frozen=True)
 class Usage:
+    """One officer's enquiries and purpose refusals, counted from the audit log."""
+
     enquiries: int = 0
     purpose_refusals: int = 0
 

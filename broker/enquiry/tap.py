@@ -56,9 +56,11 @@ class Tap:
         self.ready = threading.Event()
 
     def stop(self) -> None:
+        """Ask the tap to stop."""
         self._stop.set()
 
     def run(self) -> None:
+        """Index the force's published records until stopped."""
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.settings.core_vhost, f"interchange-enquiry-tap-{self.force}", self.settings.tls
         )

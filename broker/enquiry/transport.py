@@ -47,6 +47,7 @@ class ForceLink:
 
     @property
     def vhost(self) -> str:
+        """The force's vhost, where its enquiry queue lives."""
         return self.settings.recipient_vhost(f"force-{self.force}")
 
     def ask(self, body: bytes, deadline: float) -> tuple[str, concurrent.futures.Future[dict[str, Any]]]:
@@ -70,6 +71,7 @@ class ForceLink:
             self._pending.pop(correlation, None)
 
     def close(self) -> None:
+        """Stop the link's thread and close its connection."""
         self._stopped.set()
         self._outbox.put(None)
         self._thread.join(timeout=5)

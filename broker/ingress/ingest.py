@@ -38,6 +38,8 @@ from broker.transports.amqp import AmqpTransport, blocking_channel
 
 @dataclass
 class IngestSummary:
+    """What one ingest did: read, published, rejected by reason, failed, notices and time taken."""
+
     read: int = 0
     published: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -47,6 +49,7 @@ class IngestSummary:
     notices: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
+        """The summary as one printable line."""
         rejected = ", ".join(f"{code} {n}" for code, n in self.rejected.most_common()) or "none"
         rate = self.published / self.seconds if self.seconds else 0.0
         notices = "".join(f", notice {code} {n}" for code, n in self.notices.most_common())
@@ -57,6 +60,7 @@ class IngestSummary:
 
 
 def rejection_line(error: DataError, source: str) -> bytes:
+    """A rejected record as one NDJSON line for the rejects file."""
     return (
         orjson.dumps(
             {
@@ -72,6 +76,7 @@ def rejection_line(error: DataError, source: str) -> bytes:
 
 
 def dead_letter(error: DataError, source: str) -> Outgoing:
+    """A rejected legacy record as a dead letter, its reason and errors in the headers."""
     headers = {
         "x-interchange-reason": "adapter_error",
         "x-interchange-source": source,
@@ -246,6 +251,7 @@ class RawRunner:
         self.metrics = metrics or IngestMetrics()
 
     def run(self, stop_when_idle: bool = False, idle_seconds: float = 1.0) -> IngestSummary:
+        """Consume raw legacy payloads and publish their records until stopped (or idle)."""
         connection, channel = blocking_channel(
             self.settings.amqp_url, self.settings.core_vhost, "interchange-raw-runner", self.settings.tls
         )

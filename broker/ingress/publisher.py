@@ -9,6 +9,7 @@ reports a record as published only once RabbitMQ has confirmed it.  Used by `int
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from broker.transports.amqp import AmqpTransport
 
 @dataclass
 class PublishReport:
+    """What a publish run did: published (confirmed), failed, resent, failures and time."""
+
     published: int = 0
     failed: int = 0
     resent: int = 0
@@ -32,6 +35,7 @@ class PublishReport:
 
     @property
     def rate(self) -> float:
+        """Confirmed records per second."""
         return self.published / self.seconds if self.seconds else 0.0
 
 
@@ -83,6 +87,7 @@ class StreamPublisher:
         self._pumping = False
 
     def run(self) -> PublishReport:
+        """Publish every message, waiting for the confirms; the report."""
         started = time.perf_counter()
         self.transport.start(on_ready=self.pump)
         self.transport.run()
@@ -90,6 +95,7 @@ class StreamPublisher:
         return self.report
 
     def pump(self) -> None:
+        """Publish until the window of unconfirmed messages is full or nothing is left."""
         if self._pumping or not self.transport.ready:
             return
         self._pumping = True
@@ -100,7 +106,7 @@ class StreamPublisher:
                     break
                 message, attempt = item
                 self.outstanding += 1
-                self.transport.publish(message, lambda ok, why, m=message, a=attempt: self._confirmed(m, a, ok, why))
+                self.transport.publish(message, functools.partial(self._confirmed, message, attempt))
         finally:
             self._pumping = False
         if self.exhausted and not self.retry and self.outstanding == 0:
@@ -134,6 +140,7 @@ class StreamPublisher:
 
 
 def publish_all(settings: Settings, messages: Iterable[Outgoing], window: int = 1000, **kwargs: Any) -> PublishReport:
+    """Publish messages to the core vhost with a window of confirms; the report."""
     transport = AmqpTransport(
         settings.amqp_url,
         {"core": settings.core_vhost},

@@ -37,6 +37,7 @@ class TranslateSummary:
         return self.schema_invalid == 0
 
     def lines(self) -> list[str]:
+        """The summary as printable lines: totals, then counts per reason."""
         out = [
             f"{self.records} valid records, {sum(self.rejected.values())} rejected, "
             f"{self.schema_invalid} schema-invalid"

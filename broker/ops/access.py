@@ -53,6 +53,8 @@ RECEIPTS_EXCHANGE: str | None = topology.RECEIPTS_EXCHANGE  # partners acknowled
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """A RabbitMQ user the configuration needs, with its role and whom it acts for."""
+
     name: str
     role: str  # publisher | recipient | router | audit | enquiry-gateway | enquiry-responder
     subject: str = ""  # the agency code or recipient id the user acts for
@@ -61,6 +63,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Permission:
+    """One user's configure, write and read permissions on one vhost."""
+
     user: str
     vhost: str
     configure: str
@@ -70,13 +74,17 @@ class Permission:
 
 @dataclass(frozen=True, slots=True)
 class AccessPlan:
+    """Every user and permission the configuration needs."""
+
     users: tuple[User, ...]
     permissions: tuple[Permission, ...]
 
     def user(self, name: str) -> User:
+        """The user of that name."""
         return next(u for u in self.users if u.name == name)
 
     def permissions_of(self, name: str) -> dict[str, Permission]:
+        """A user's permissions by vhost."""
         return {p.vhost: p for p in self.permissions if p.user == name}
 
     def definitions(self) -> dict[str, list[dict[str, Any]]]:
@@ -108,10 +116,12 @@ def exact(*names: str) -> str:
 
 
 def recipient_user(recipient_id: str) -> str:
+    """The RabbitMQ user of a recipient."""
     return f"{RECIPIENT_USER_PREFIX}{recipient_id}"
 
 
 def responder_user(force_code: str) -> str:
+    """The RabbitMQ user of force `force_code`'s enquiry responder."""
     return f"{RESPONDER_USER_PREFIX}{force_code}"
 
 

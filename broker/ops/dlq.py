@@ -70,6 +70,7 @@ class DeadLetter:
 
     @property
     def age_seconds(self) -> float | None:
+        """Seconds since the record was dead-lettered, when known."""
         if self.rejected_at is None:
             return None
         return (dt.datetime.now(dt.UTC) - self.rejected_at).total_seconds()
@@ -81,7 +82,8 @@ def dead_letter(tag: int, props: Any, body: bytes) -> DeadLetter:
     record = _json_object(body)
     death = (headers.get("x-death") or [{}])[0]
     reason = _text(headers.get("x-interchange-reason")) or f"rabbitmq_{_text(death.get('reason')) or 'unknown'}"
-    origin = record.get("origin") if record and isinstance(record.get("origin"), dict) else {}
+    given = record.get("origin") if record else None
+    origin: dict[str, Any] = given if isinstance(given, dict) else {}
     rejected = _time(_text(headers.get("x-interchange-rejected-at"))) or _death_time(death) or _amqp_time(props)
     return DeadLetter(
         tag,
@@ -127,6 +129,7 @@ class DeadLetterQueue:
             self.connection.close()  # whatever was not acked goes back to the queue
 
     def browse(self) -> list[DeadLetter]:
+        """Fetch dead letters (unacknowledged, so they stay) up to the limit."""
         while len(self.letters) < self.limit:
             method, props, body = self.channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
             if method is None:
@@ -135,6 +138,7 @@ class DeadLetterQueue:
         return self.letters
 
     def remove(self, letter: DeadLetter) -> None:
+        """Remove a dead letter from the queue."""
         self.channel.basic_ack(letter.delivery_tag)
 
     def publish(self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
@@ -147,6 +151,7 @@ class DeadLetterQueue:
 
 @contextmanager
 def opened(settings: Settings) -> Iterator[DeadLetterQueue]:
+    """The dead-letter queue, browsed, for the duration of the `with` block."""
     queue = DeadLetterQueue(settings)
     with queue:
         queue.browse()
@@ -243,6 +248,7 @@ def select(
     ids: list[str] | None = None,
     older_than: dt.timedelta | None = None,
 ) -> list[DeadLetter]:
+    """The dead letters matching a reason, ids and a minimum age."""
     chosen = letters
     if reason:
         chosen = [x for x in chosen if x.reason == reason]
@@ -267,6 +273,8 @@ def parse_age(text: str) -> dt.timedelta:
 
 @dataclass
 class Outcome:
+    """What a replay or purge did: done, skipped (with why) and failed (with why)."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -320,6 +328,7 @@ def purge(queue: DeadLetterQueue, letters: list[DeadLetter], operator: dict[str,
 
 
 def operator_actor() -> dict[str, Any]:
+    """The operator running the command, as an audit actor."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -384,8 +393,9 @@ def publisher_refusal(letter: DeadLetter, agencies: dict[str, Agency], require_p
     if letter.died_in == topology.AUDIT_QUEUE or not letter.record:
         return None
     origin = letter.record.get("origin")
-    agency = agencies.get(origin.get("agency")) if isinstance(origin, dict) else None
-    if agency is None or not isinstance(origin.get("agency"), str):
+    code = origin.get("agency") if isinstance(origin, dict) else None
+    agency = agencies.get(code) if isinstance(code, str) else None
+    if agency is None:
         return None  # an unknown agency is the worker's refusal to make again
     if letter.publisher in agency.publishers or (not letter.publisher and not require_publisher):
         return None

@@ -36,6 +36,7 @@ class Readiness:
         self.checks: dict[str, Check] = dict(checks or {})
 
     def status(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Whether every check passes, and each check's result."""
         results: dict[str, dict[str, Any]] = {}
         for name, check in self.checks.items():
             try:

@@ -37,6 +37,7 @@ def configure(level: str = "info", stream: Any = None) -> None:
 
 
 def get(name: str = "interchange", **bound: Any) -> Any:
+    """A structlog logger with these values bound."""
     return structlog.get_logger(name).bind(**bound)
 
 

@@ -35,6 +35,8 @@ STAGE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0
 
 
 class Metrics:
+    """The routing core's Prometheus metrics, in their own registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}

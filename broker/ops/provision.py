@@ -18,6 +18,7 @@ from broker.transports.amqp import blocking_channel, split_urls
 
 
 def recipient_vhosts(settings: Settings, registry: Registry) -> dict[str, str]:
+    """Each recipient's vhost, by recipient id."""
     return {rid: settings.recipient_vhost(rid) for rid in sorted(registry.recipients)}
 
 
@@ -27,6 +28,7 @@ def vhost_specs(settings: Settings, registry: Registry) -> dict[str, dict[str, l
 
 
 def admin_for(settings: Settings) -> RabbitAdmin:
+    """A management API client with the AMQP URL's credentials."""
     params = pika.URLParameters(split_urls(settings.amqp_url)[0])
     return RabbitAdmin(settings.management_url, params.credentials.username, params.credentials.password)
 
@@ -106,11 +108,12 @@ def apply_access(
         if credential is None and user.name in existing:
             continue
         kind = credential.kind if credential else "certificate"
+        value = credential.value if credential else None
         admin.put_user(
             user.name,
-            password=credential.value if kind == "password" else None,
+            password=value if kind == "password" else None,
             tags=user.tags,
-            password_hash=credential.value if kind == "hash" else None,
+            password_hash=value if kind == "hash" else None,
         )
     for user in plan.users:
         wanted = plan.permissions_of(user.name)

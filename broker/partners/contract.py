@@ -50,6 +50,8 @@ class Format:
 
 @dataclass(frozen=True)
 class View:
+    """The schema of exactly what one recipient receives under one agreement for one record type."""
+
     recipient: str
     agreement: str
     record_type: str
@@ -58,6 +60,7 @@ class View:
 
     @property
     def id(self) -> str:
+        """The view schema's stable `$id`."""
         return self.schema["$id"]
 
 
@@ -570,6 +573,7 @@ def contract(
     common: dict[str, dict[str, Any]] | None = None,
     formats: dict[str, Format] | None = None,
 ) -> Contract:
+    """One recipient's AsyncAPI 3.0 document and the view schemas it references."""
     views = views_of(registry, recipient, common, formats)
     fmt = (formats or {}).get(registry.recipients[recipient].format)
     xsds = [fmt.xsd] if fmt is not None and fmt.xsd is not None else []
@@ -606,6 +610,8 @@ def export(contract_: Contract, out: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Change:
+    """One difference between two contracts of a recipient: breaking or additive."""
+
     recipient: str
     view: str  # "AGREEMENT record.type"
     kind: str  # "breaking" or "additive"
@@ -613,6 +619,7 @@ class Change:
     path: str
 
     def as_dict(self) -> dict[str, str]:
+        """The change as JSON-ready data."""
         return {"recipient": self.recipient, "view": self.view, "kind": self.kind, "what": self.what, "path": self.path}
 
 

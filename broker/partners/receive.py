@@ -25,6 +25,8 @@ from broker.transports.amqp import blocking_channel
 
 @dataclass
 class Delivery:
+    """One delivery as a partner receives it."""
+
     message_id: str
     correlation_id: str | None
     content_type: str | None
@@ -33,6 +35,7 @@ class Delivery:
     redelivered: bool
 
     def as_json(self) -> dict[str, Any]:
+        """The delivery as one JSON object (the body parsed when it is JSON)."""
         if (self.content_type or "").endswith("json"):
             body: Any = orjson.loads(self.body)
         else:
@@ -60,6 +63,7 @@ class SeenIds:
         self._fh = path.open("a") if path else None
 
     def add(self, message_id: str) -> bool:
+        """Remember a message id; False when it was seen before (a duplicate)."""
         if message_id in self.ids:
             return False
         self.ids.add(message_id)
@@ -69,6 +73,7 @@ class SeenIds:
         return True
 
     def close(self) -> None:
+        """Close the file of seen ids."""
         if self._fh:
             self._fh.close()
 

@@ -33,6 +33,7 @@ from broker.routing.validation import Validator
 
 
 def parse_time(text: str | dt.datetime) -> dt.datetime:
+    """An ISO 8601 time (or datetime) as an aware datetime, UTC when no zone is given."""
     if isinstance(text, dt.datetime):
         return text if text.tzinfo else text.replace(tzinfo=dt.UTC)
     moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
@@ -41,6 +42,8 @@ def parse_time(text: str | dt.datetime) -> dt.datetime:
 
 @dataclass
 class Deciding:
+    """What deciding needs: the registry, the rulebook and the validator."""
+
     registry: Registry
     rulebook: Rulebook
     validator: Any
@@ -86,6 +89,7 @@ class Deciding:
 
 
 def render_explanation(where: str, explanation: dict[str, Any]) -> str:
+    """An explanation as readable text: the outcome, then each recipient's decision."""
     lines = [f"{where}: record {explanation['record_id']} ({explanation['type']}): {explanation['outcome']}"]
     for error in explanation["errors"]:
         lines.append(f"  error  {error}")
@@ -108,15 +112,19 @@ def render_explanation(where: str, explanation: dict[str, Any]) -> str:
 
 @dataclass
 class TestResult:
+    """One agreement test's name and problems."""
+
     name: str
     problems: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
+        """Whether the test found no problem."""
         return not self.problems
 
 
 def run_file(path: Path, deciding: Deciding) -> TestResult:
+    """Run one agreement test file."""
     doc = load_yaml(path)
     result = TestResult(f"{path.name}: {doc.get('name', path.stem)}")
     record = doc.get("record_inline") or orjson.loads((path.parent / doc["record"]).read_bytes())
@@ -171,11 +179,13 @@ def _compare(recipient: str, want: dict[str, Any], got: dict[str, Any]) -> list[
 
 
 def run_folder(folder: Path, deciding: Deciding) -> list[TestResult]:
+    """Run every agreement test file of a folder, in name order."""
     return [run_file(path, deciding) for path in sorted(folder.glob("*.yaml"))]
 
 
-def _person_ids(record: dict[str, Any]) -> list[str]:
-    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+def _person_ids(record: dict[str, Any]) -> list[str | None]:
+    given = record.get("data")
+    data: dict[str, Any] = given if isinstance(given, dict) else {}
     return [p.get("id") for p in data.get("persons") or [] if isinstance(p, dict)]
 
 

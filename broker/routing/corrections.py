@@ -172,6 +172,8 @@ def as_retraction_entry(entry: dict[str, Any], retract: Retract, body_sha256: st
 
 @dataclass(frozen=True)
 class Pending:
+    """A correction or retraction delivered to a recipient and not yet acknowledged."""
+
     record_id: str
     supersedes: str
     kind: str

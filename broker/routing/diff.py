@@ -18,12 +18,15 @@ from broker.routing.rules import Deliver, Rulebook
 
 @dataclass
 class RecipientChange:
+    """What one recipient would gain and lose under the new agreements."""
+
     gained_records: list[str] = field(default_factory=list)
     lost_records: list[tuple[str, str]] = field(default_factory=list)  # (record id, new reason)
     gained_fields: dict[str, list[str]] = field(default_factory=dict)  # record id -> paths
     lost_fields: dict[str, list[str]] = field(default_factory=dict)
 
     def empty(self) -> bool:
+        """Whether nothing changes for the recipient."""
         return not (self.gained_records or self.lost_records or self.gained_fields or self.lost_fields)
 
 
@@ -60,6 +63,7 @@ def diff(
 
 
 def render(changes: dict[str, RecipientChange]) -> str:
+    """The changes as readable text, per recipient."""
     if not changes:
         return "no recipient would gain or lose any record or field\n"
     lines = []
@@ -75,6 +79,7 @@ def render(changes: dict[str, RecipientChange]) -> str:
 
 
 def as_dict(changes: dict[str, RecipientChange]) -> dict[str, Any]:
+    """The changes as JSON-ready data, per recipient."""
     return {
         r: {
             "gained_records": c.gained_records,

@@ -34,6 +34,8 @@ HANDLING_TEXT = "handling.conditions.text"
 
 @dataclass(frozen=True, slots=True)
 class Projection:
+    """A recipient's view of a record, and which leaf paths it discloses and withholds."""
+
     record: dict[str, Any]
     disclosed: tuple[str, ...]
     withheld: tuple[str, ...]
@@ -78,7 +80,9 @@ class Projector:
         return Projection(out, *split)
 
     def _split(self, paths: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        covers, disclosed, withheld = self._covers, [], []
+        covers = self._covers
+        disclosed: list[str] = []
+        withheld: list[str] = []
         for path in paths:
             allowed = covers.get(path)
             if allowed is None:

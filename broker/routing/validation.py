@@ -89,6 +89,7 @@ class Validator:
         return self._errors(record, self._reference_schema_errors)
 
     def is_valid(self, record: Json) -> bool:
+        """Whether the record has no error."""
         return not self.validate(record)
 
     # -- pipeline --------------------------------------------------------------------------------------------
