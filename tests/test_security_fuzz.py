@@ -98,6 +98,11 @@ PATHS = [
     "data.links",
     "data.links[].from",
     "data.links[].type",
+    "data.locations",
+    "data.locations[].point",
+    "data.locations[].point.lat",
+    "data.locations[].description",
+    "data.outcome",
     "data.nonexistent",
     "data.persons[].nonexistent",
     "handling.conditions.text",  # free text in the envelope: disclosed only where listed
