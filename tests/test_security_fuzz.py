@@ -7,11 +7,12 @@ classification tier/sensitive, 3x5x2 and 5x5x5 handling, origin agencies from th
 every record and every configured recipient (plus one that is not configured) the reference below
 decides again from the agreement *documents*, written from the rules in DESIGN.md, without
 broker.routing.rules, broker.routing.projection, broker.routing.paths or broker.routing.scope.  A leak is a
-recipient or a field the
-reference denies but the Rulebook discloses; a miss is the reverse.
+recipient or a field the reference denies but the Rulebook discloses; a miss is the reverse.
 
-Not covered: agreements' `scope` blocks (entity scoping, broker/routing/scope.py; none are generated), the
-`recipient_attribute_in` and combinator conditions, and `x[]` allow-list paths on lists of scalars.
+Agreements also carry entity `scope` blocks (element conditions nested with not/any/all) and conditions
+nested with not/any/all, including `prefix` and `recipient_attribute_in`; the reference scopes the record
+itself.  The side paths (corrections, retractions, holds, the crime map) are fuzzed through route() in
+test_security_fuzz_paths.  Not covered: `x[]` allow-list paths on lists of scalars.
 """
 
 from __future__ import annotations
