@@ -16,7 +16,7 @@ import pytest
 
 from broker import router
 from broker.audit import reports as disclosures
-from broker.audit.index import AuditIndex
+from broker.audit.index import AuditIndex, held_key
 from broker.message import Message, Plan
 from broker.routing.rules import Rulebook
 from broker.runner import build_context
@@ -261,7 +261,7 @@ def test_a_covert_hold_on_an_original_hides_its_corrections_in_every_report_form
     )
     holds = index.live_holds()
     # Then the correction's disclosure is held too, so no subject-facing report shows it
-    assert holds[correction.record_id] == ["hold-1"]
+    assert holds[held_key(original["origin"]["agency"], correction.record_id)] == ["hold-1"]
     entries = list(index.query(disclosures_query()))
     assert disclosures.subject_report(entries, holds) == []
     internal = disclosures.subject_report(entries, holds, include_held=True)
@@ -287,7 +287,24 @@ def test_a_covert_hold_on_an_original_hides_its_corrections_in_every_report_form
             "hold": {"id": "hold-2"},
         },
     )
-    assert index.live_holds()[original["id"]] == ["hold-2"]
+    assert index.live_holds()[held_key(original["origin"]["agency"], original["id"])] == ["hold-2"]
+
+
+def test_a_hold_follows_the_lineage_of_its_own_origin_not_another_origin_reusing_the_id(index):
+    # Given force 13's record X corrected by its X-c1, and force 48's own record that reuses the id X
+    def disclosed(seq: int, origin: str, record_id: str, supersedes: str | None = None) -> dict:
+        entry = {"entry_id": f"e{seq}", "seq": seq, "operation": "disclose", "outcome": "delivered"}
+        entry |= {"record_id": record_id, "source": origin, "recipient": "cps", "subject_keys": ["k"]}
+        return entry | ({"supersedes": {"id": supersedes, "kind": "correction"}} if supersedes else {})
+
+    index.add([disclosed(1, "13", "X"), disclosed(2, "48", "X"), disclosed(3, "13", "X-c1", "X")])
+    # When a covert hold is placed on the correction
+    index.add([{"seq": 4, "operation": "hold", "record_id": "X-c1", "hold": {"id": "hold-9"}}])
+    # Then force 13's original is held through its lineage, and force 48's record is not
+    holds = index.live_holds()
+    assert holds[held_key("13", "X")] == ["hold-9"] and held_key("48", "X") not in holds and "X" not in holds
+    report = disclosures.subject_report(list(index.query(disclosures_query())), holds)
+    assert [(r["record_id"], r["held"]) for r in report] == [("X", "")]
 
 
 def disclosures_query():

@@ -7,26 +7,28 @@ classification tier/sensitive, 3x5x2 and 5x5x5 handling, origin agencies from th
 every record and every configured recipient (plus one that is not configured) the reference below
 decides again from the agreement *documents*, written from the rules in DESIGN.md, without
 broker.routing.rules, broker.routing.projection, broker.routing.paths or broker.routing.scope.  A leak is a
-recipient or a field the
-reference denies but the Rulebook discloses; a miss is the reverse.
+recipient or a field the reference denies but the Rulebook discloses; a miss is the reverse.
 
-Not covered: agreements' `scope` blocks (entity scoping, broker/routing/scope.py; none are generated), the
-`recipient_attribute_in` and combinator conditions, and `x[]` allow-list paths on lists of scalars.
+Agreements also carry entity `scope` blocks (element conditions nested with not/any/all) and conditions
+nested with not/any/all, including `prefix` and `recipient_attribute_in`; the reference scopes the record
+itself.  The side paths (corrections, retractions, holds, the crime map) are fuzzed through route() in
+test_security_fuzz_paths.  Not covered: `x[]` allow-list paths on lists of scalars.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from random import Random
-from typing import Any
+from typing import Any, NamedTuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.registry import adapter_class
-from broker.audit.entries import decision_entries
+from broker.audit.entries import decision_entries, subject_keys
 from broker.config import Registry, agreement_from_doc, check_against_schema, load_settings
 from broker.routing.rules import Deliver, Rulebook
 
@@ -89,11 +91,28 @@ PATHS = [
     "data.persons[].identifiers[].scheme",
     "data.persons[].identifiers[].value",
     "data.persons[].addresses",
+    "data.persons[].school",
+    "data.persons[].school.urn",
+    "data.persons[].home_educated",
+    "data.children",
+    "data.adults",
+    "data.victim",
+    "data.links",
+    "data.links[].from",
+    "data.links[].type",
+    "data.locations",
+    "data.locations[].point",
+    "data.locations[].point.lat",
+    "data.locations[].description",
+    "data.outcome",
     "data.nonexistent",
     "data.persons[].nonexistent",
     "handling.conditions.text",  # free text in the envelope: disclosed only where listed
 ]
 HANDLING_TEXT = "Victim at 14 Example Row is a protected witness"
+PERSON_IDS = ["p1", "p2", "p3"]
+LINK_TYPES = ["parent-of", "child-of", "related-to", "witness-to"]
+SCHOOL_URNS = ["100001", "100002"]  # the first is school-100001's `school_urn` attribute
 TARGET_RECORDS = 10_000
 TIERS = ["OFFICIAL"] * 8 + ["SECRET", "TOP SECRET"]
 
@@ -127,7 +146,20 @@ def persons(draw: st.DrawFn) -> dict[str, Any]:
         )
     if draw(st.booleans()):
         person["addresses"] = draw(st.lists(st.sampled_from(["l1", "l2"]), max_size=2))
+    if draw(st.booleans()):
+        person["school"] = {"urn": draw(st.sampled_from(SCHOOL_URNS))}
+    if draw(st.booleans()):
+        person["home_educated"] = draw(st.booleans())
     return person
+
+
+@st.composite
+def links(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "from": draw(st.sampled_from(PERSON_IDS)),
+        "to": draw(st.sampled_from(PERSON_IDS)),
+        "type": draw(st.sampled_from(LINK_TYPES)),
+    }
 
 
 @st.composite
@@ -144,8 +176,15 @@ def data_parts(draw: st.DrawFn) -> dict[str, Any]:
             max_size=2,
         ),
         "persons": st.lists(persons(), max_size=3),
+        "children": st.lists(st.sampled_from(PERSON_IDS), max_size=2, unique=True),
+        "adults": st.lists(st.sampled_from(PERSON_IDS), max_size=2, unique=True),
+        "victim": st.sampled_from(PERSON_IDS),
+        "links": st.lists(links(), max_size=3),
     }
-    return draw(st.fixed_dictionaries({}, optional=optional))
+    data = draw(st.fixed_dictionaries({}, optional=optional))
+    for i, person in enumerate(data.get("persons", [])):
+        person["id"] = PERSON_IDS[i]  # every entity's id is unique in its record (DESIGN.md section 2)
+    return data
 
 
 @st.composite
@@ -191,6 +230,8 @@ def records(draw: st.DrawFn) -> dict[str, Any]:
     handling = draw(handling_marks())
     if handling:
         record["handling"] = handling
+    if draw(st.booleans()):
+        record["subjects"] = draw(st.lists(st.sampled_from(PERSON_IDS), max_size=3, unique=True))
     if draw(st.integers(0, 9)) == 0:
         record["internal_notes"] = "never leaves the exchange"  # not envelope, not data
     return record
@@ -219,6 +260,10 @@ def random_record(rnd: Random, n: int, docs: list[dict[str, Any]]) -> dict[str, 
             ]
         if maybe():
             p["addresses"] = rnd.sample(["l1", "l2"], rnd.randint(0, 2))
+        if maybe():
+            p["school"] = {"urn": rnd.choice(SCHOOL_URNS)}
+        if maybe():
+            p["home_educated"] = maybe()
         return p
 
     parts: dict[str, Any] = {
@@ -229,7 +274,14 @@ def random_record(rnd: Random, n: int, docs: list[dict[str, Any]]) -> dict[str, 
         "location": lambda: {"lat": rnd.uniform(50, 55), "lng": rnd.uniform(-3, 0)} if maybe() else {},
         "tags": lambda: rnd.sample(["dv", "hate"], rnd.randint(0, 2)),
         "offences": lambda: [{"id": rnd.choice(["o1", "o2"]), "wording": "theft"} for _ in range(rnd.randint(0, 2))],
-        "persons": lambda: [person() for _ in range(rnd.randint(0, 3))],
+        "persons": lambda: [person() | {"id": PERSON_IDS[i]} for i in range(rnd.randint(0, 3))],
+        "children": lambda: rnd.sample(PERSON_IDS, rnd.randint(0, 2)),
+        "adults": lambda: rnd.sample(PERSON_IDS, rnd.randint(0, 2)),
+        "victim": lambda: rnd.choice(PERSON_IDS),
+        "links": lambda: [
+            {"from": rnd.choice(PERSON_IDS), "to": rnd.choice(PERSON_IDS), "type": rnd.choice(LINK_TYPES)}
+            for _ in range(rnd.randint(0, 3))
+        ],
     }
     record: dict[str, Any] = {
         "specversion": "1.0",
@@ -270,19 +322,66 @@ def random_record(rnd: Random, n: int, docs: list[dict[str, Any]]) -> dict[str, 
                 record["handling"]["conditions"]["text"] = HANDLING_TEXT
         elif maybe():  # P-coded intelligence may carry free text too
             record["handling"]["conditions"] = {"text": HANDLING_TEXT}
+    if maybe():
+        record["subjects"] = rnd.sample(PERSON_IDS, rnd.randint(0, 3))
     if rnd.random() < 0.1:
         record["internal_notes"] = "never leaves the exchange"
     return record
 
 
-conditions = st.sampled_from(
-    [
-        {"name": "consent_given", "equals": {"path": "data.consent.given", "value": True}},
-        {"name": "has_identifier", "exists": "data.persons[].identifiers[].value"},
-        {"name": "acquisitive", "in": {"path": "data.category", "values": ["burglary", "theft"]}},
-        {"name": "has_pnc", "equals": {"path": "data.persons[].identifiers[].scheme", "value": "pnc"}},
-    ]
-)
+SIMPLE_CONDITIONS = [
+    {"equals": {"path": "data.consent.given", "value": True}},
+    {"exists": "data.persons[].identifiers[].value"},
+    {"exists": "data.consent.given"},
+    {"in": {"path": "data.category", "values": ["burglary", "theft"]}},
+    {"equals": {"path": "data.persons[].identifiers[].scheme", "value": "pnc"}},
+    {"prefix": {"path": "data.persons[].identifiers[].value", "value": "2015/"}},
+    {"recipient_attribute_in": {"attribute": "school_urn", "path": "data.persons[].school.urn"}},
+]
+
+
+def condition_bodies(depth: int = 2) -> st.SearchStrategy[dict[str, Any]]:
+    """One operator: a simple one, or `not`/`any`/`all` over bodies nested up to `depth` levels."""
+    simple = st.sampled_from(SIMPLE_CONDITIONS)
+    if depth == 0:
+        return simple
+    inner = condition_bodies(depth - 1)
+    return st.one_of(
+        simple,
+        st.builds(lambda b: {"not": b}, inner),
+        st.builds(lambda bs: {"any": bs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda bs: {"all": bs}, st.lists(inner, min_size=1, max_size=3)),
+    )
+
+
+conditions = st.builds(lambda n, body: {"name": f"c{n}", **body}, st.integers(0, 9), condition_bodies())
+
+SIMPLE_ELEMENT_CONDITIONS = [
+    {"listed_at": "data.children"},
+    {"listed_at": "data.adults"},
+    {"listed_at": "data.victim"},
+    {"linked": {"types": ["parent-of", "child-of", "related-to"], "listed_at": "data.adults"}},
+    {"linked": {"types": ["witness-to"], "listed_at": "data.children"}},
+    {"attribute_equals": {"path": "school.urn", "attribute": "school_urn"}},
+    {"equals": {"path": "home_educated", "value": True}},
+    {"exists": "home_educated"},
+    {"exists": "identifiers[].value"},
+    {"exists": "birth_date"},
+]
+
+
+def element_conditions(depth: int = 2) -> st.SearchStrategy[dict[str, Any]]:
+    """A `scope.persons` condition: a simple element operator or `not`/`any`/`all` nested up to `depth`."""
+    simple = st.sampled_from(SIMPLE_ELEMENT_CONDITIONS)
+    if depth == 0:
+        return simple
+    inner = element_conditions(depth - 1)
+    return st.one_of(
+        simple,
+        st.builds(lambda b: {"not": b}, inner),
+        st.builds(lambda bs: {"any": bs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda bs: {"all": bs}, st.lists(inner, min_size=1, max_size=3)),
+    )
 
 
 @st.composite
@@ -325,6 +424,11 @@ def agreement_docs(draw: st.DrawFn) -> list[dict[str, Any]]:
                 },
                 "fields": {t: draw(field_lists()) for t in types},
                 "conditions": draw(st.one_of(st.just([]), st.lists(conditions, max_size=2))),
+                "scope": {
+                    t: {"persons": draw(element_conditions())}
+                    for t in types
+                    if draw(st.integers(0, 2)) == 0  # one record type in three is scoped
+                },
                 "valid_from": start.isoformat(),
                 "valid_until": end.isoformat(),
                 "review_by": end.isoformat(),
@@ -352,12 +456,101 @@ def values(node: Any, steps: tuple[str, ...]) -> list[Any]:
     return values(node[steps[0]], steps[1:]) if isinstance(node, dict) and steps[0] in node else []
 
 
-def condition_holds(cond: dict[str, Any], record: dict[str, Any]) -> bool:
-    if "equals" in cond:
-        return cond["equals"]["value"] in values(record, steps_of(cond["equals"]["path"]))
-    if "exists" in cond:
-        return any(v not in (None, "", [], {}) for v in values(record, steps_of(cond["exists"])))
-    return any(v in cond["in"]["values"] for v in values(record, steps_of(cond["in"]["path"])))
+def condition_holds(cond: dict[str, Any], record: dict[str, Any], recipient_id: str) -> bool:
+    """An agreement condition (GOVERNANCE.md section 1): every operator it carries holds."""
+    attributes = REGISTRY.recipients[recipient_id].attributes if recipient_id in REGISTRY.recipients else {}
+    found = {
+        op: values(record, steps_of(spec["path"] if isinstance(spec, dict) else spec))
+        for op, spec in cond.items()
+        if op in ("equals", "exists", "in", "prefix", "recipient_attribute_in")
+    }
+    for op, spec in cond.items():
+        if op == "equals" and not any(v == spec["value"] for v in found[op]):
+            return False
+        if op == "exists" and not any(v not in (None, "", [], {}) for v in found[op]):
+            return False
+        if op == "in" and not any(v in spec["values"] for v in found[op]):
+            return False
+        if op == "prefix" and not any(isinstance(v, str) and v.startswith(spec["value"]) for v in found[op]):
+            return False
+        if op == "recipient_attribute_in":
+            mine = attributes.get(spec["attribute"])
+            if mine is None or not any(str(v) == mine for v in found[op]):
+                return False
+        if op == "not" and condition_holds(spec, record, recipient_id):
+            return False
+        if op == "any" and not any(condition_holds(c, record, recipient_id) for c in spec):
+            return False
+        if op == "all" and not all(condition_holds(c, record, recipient_id) for c in spec):
+            return False
+    return True
+
+
+def ids_at(record: dict[str, Any], path: str) -> set[Any]:
+    out: set[Any] = set()
+    for v in values(record, steps_of(path)):
+        out |= {i for i in v if isinstance(i, str)} if isinstance(v, list) else {v} if isinstance(v, str) else set()
+    return out
+
+
+def person_in_scope(cond: dict[str, Any], person: dict[str, Any], record: dict[str, Any], recipient_id: str) -> bool:
+    """A `scope.persons` element condition (GOVERNANCE.md section 1, Operation Encompass) for one person."""
+    attributes = REGISTRY.recipients[recipient_id].attributes
+    for op, spec in cond.items():
+        if op == "listed_at" and person.get("id") not in ids_at(record, spec):
+            return False
+        if op == "linked":
+            others = ids_at(record, spec["listed_at"])
+            if not any(
+                link.get("type") in spec["types"]
+                and person.get("id") in (link.get("from"), link.get("to"))
+                and any(end in others for end in (link.get("from"), link.get("to")) if end != person.get("id"))
+                for link in record["data"].get("links", [])
+            ):
+                return False
+        if op == "attribute_equals":
+            mine = attributes.get(spec["attribute"])
+            if mine is None or not any(str(v) == str(mine) for v in values(person, steps_of(spec["path"]))):
+                return False
+        if op == "equals" and spec["value"] not in values(person, steps_of(spec["path"])):
+            return False
+        if op == "exists" and not any(v not in (None, "", [], {}, False) for v in values(person, steps_of(spec))):
+            return False
+        if op == "not" and person_in_scope(spec, person, record, recipient_id):
+            return False
+        if op == "any" and not any(person_in_scope(c, person, record, recipient_id) for c in spec):
+            return False
+        if op == "all" and not all(person_in_scope(c, person, record, recipient_id) for c in spec):
+            return False
+    return True
+
+
+def in_scope(doc: dict[str, Any], record: dict[str, Any], recipient_id: str) -> dict[str, Any] | None:
+    """The record as the agreement's entity scope lets this recipient see it: only the persons in scope, and
+    no reference to the others (id lists, single references, links, the envelope `subjects`); None when no
+    person is in scope.  A record type the agreement does not scope is seen whole."""
+    cond = (doc.get("scope") or {}).get(record["type"], {}).get("persons")
+    if cond is None:
+        return record
+    persons = record["data"].get("persons", [])
+    kept = [p for p in persons if person_in_scope(cond, p, record, recipient_id)]
+    if not kept:
+        return None
+    gone = {p["id"] for p in persons} - {p["id"] for p in kept}
+    data = copy.deepcopy(record["data"])
+    data["persons"] = copy.deepcopy(kept)
+    for key in ("children", "adults", "defendants", "witnesses", "about"):
+        if key in data:
+            data[key] = [i for i in data[key] if i not in gone]
+    for key in ("victim", "detained_person", "defendant"):
+        if data.get(key) in gone:
+            del data[key]
+    if "links" in data:
+        data["links"] = [link for link in data["links"] if link["from"] not in gone and link["to"] not in gone]
+    view = dict(record, data=data)
+    if "subjects" in record:
+        view["subjects"] = [i for i in record["subjects"] if i not in gone]
+    return view
 
 
 def level(record: dict[str, Any]) -> int:
@@ -396,11 +589,19 @@ def permits(doc: dict[str, Any], record: dict[str, Any], recipient_id: str) -> b
         in_force
         and level(record) <= ceiling
         and handling_allows(record, doc, recipient_id)
-        and all(condition_holds(c, record) for c in doc["conditions"])
+        and all(condition_holds(c, record, recipient_id) for c in doc["conditions"])
     )
 
 
 NOTHING = object()
+
+
+class Expected(NamedTuple):
+    agreement: str
+    data: dict[str, Any]
+    paths: set[str]
+    handling: Any
+    view: dict[str, Any]  # the record after entity scoping (the record itself when the type is not scoped)
 
 
 def naive_filter(node: Any, at: tuple[str, ...], allowed: list[tuple[str, ...]]) -> Any:
@@ -426,15 +627,15 @@ def leaves(node: Any, at: str) -> set[str]:
     return {at}
 
 
-def reference(
-    docs: list[dict[str, Any]], record: dict[str, Any], recipient_id: str
-) -> tuple[str, dict, set, Any] | None:
-    """(agreement id, disclosed data, disclosed leaf paths, handling as delivered) from the first permitting
-    agreement, else None.  The handling text travels only where the agreement lists it."""
+def reference(docs: list[dict[str, Any]], record: dict[str, Any], recipient_id: str) -> Expected | None:
+    """(agreement id, disclosed data, disclosed leaf paths, handling as delivered, the scoped view) from the
+    first agreement that permits the record and has a person of it in scope, else None.  The handling text
+    travels only where the agreement lists it."""
     for doc in docs:  # agreements in id order
-        if permits(doc, record, recipient_id):
+        view = in_scope(doc, record, recipient_id) if permits(doc, record, recipient_id) else None
+        if view is not None:
             listed = doc["fields"][record["type"]]
-            kept = naive_filter(record["data"], ("data",), [steps_of(p) for p in listed])
+            kept = naive_filter(view["data"], ("data",), [steps_of(p) for p in listed])
             data = {} if kept is NOTHING else kept
             paths = leaves(data, "data") if data else set()
             handling = record.get("handling")
@@ -445,7 +646,7 @@ def reference(
                     conditions = {k: v for k, v in handling["conditions"].items() if k != "text"}
                     handling = {k: v for k, v in handling.items() if k != "conditions"}
                     handling |= {"conditions": conditions} if conditions else {}
-            return doc["id"], data, paths, handling
+            return Expected(doc["id"], data, paths, handling, view)
     return None
 
 
@@ -462,6 +663,8 @@ class Tally:
     misses: list[str] = field(default_factory=list)
     audited: int = 0
     texts: collections.Counter = field(default_factory=collections.Counter)  # handling text delivered / withheld
+    scoped: int = 0  # deliveries under an agreement that scopes the record type
+    nested: int = 0  # deliveries under an agreement with a not/any/all condition
 
 
 def compare(docs: list[dict[str, Any]], batch: list[dict[str, Any]], tally: Tally) -> None:
@@ -483,6 +686,7 @@ def compare(docs: list[dict[str, Any]], batch: list[dict[str, Any]], tally: Tall
         for recipient_id in RECIPIENT_IDS:
             tally.decisions += 1
             _compare_one(
+                docs,
                 record,
                 recipient_id,
                 reference(docs, record, recipient_id),
@@ -493,9 +697,10 @@ def compare(docs: list[dict[str, Any]], batch: list[dict[str, Any]], tally: Tall
 
 
 def _compare_one(
+    docs: list[dict[str, Any]],
     record: dict[str, Any],
     recipient_id: str,
-    expected: tuple[str, dict, set, Any] | None,
+    expected: Expected | None,
     got: Deliver | None,
     entry: dict[str, Any] | None,
     tally: Tally,
@@ -508,7 +713,7 @@ def _compare_one(
     if expected is None:
         tally.leaks.append(f"{where}: delivered under {got.agreement.id}, reference withholds")
         return
-    agreement_id, data, paths, handling = expected
+    agreement_id, data, paths, handling, view = expected
     disclosed = set(got.projection.disclosed)
     tally.leaks += [f"{where}: field {p} disclosed, reference withholds it" for p in sorted(disclosed - paths)]
     tally.misses += [f"{where}: field {p} withheld, reference discloses it" for p in sorted(paths - disclosed)]
@@ -521,10 +726,21 @@ def _compare_one(
         tally.texts["disclosed" if "handling.conditions.text" in paths else "withheld"] += 1
     if got.projection.record.get("handling") != handling:
         tally.leaks.append(f"{where}: handling {got.projection.record.get('handling')!r}, reference {handling!r}")
+    if got.projection.record.get("subjects") != view.get("subjects"):
+        tally.leaks.append(
+            f"{where}: subjects {got.projection.record.get('subjects')!r}, reference {view.get('subjects')!r}"
+        )
     if not set(got.projection.record) <= ENVELOPE | {"data"}:
         tally.leaks.append(f"{where}: non-envelope keys {sorted(set(got.projection.record) - ENVELOPE)}")
+    if view is not record:
+        tally.scoped += 1
+    doc = next(d for d in docs if d["id"] == agreement_id)
+    if any(op in c for c in doc["conditions"] for op in ("not", "any", "all")):
+        tally.nested += 1
     if entry is None or entry["agreement"] != agreement_id or set(entry["fields_disclosed"]) != paths:
         tally.leaks.append(f"{where}: disclosure not audited with recipient, agreement and fields: {entry!r}")
+    elif set(entry["subject_keys"]) != set(subject_keys(view)):
+        tally.leaks.append(f"{where}: audit names persons outside the scope: {entry['subject_keys']!r}")
     else:
         tally.audited += 1
 
@@ -569,9 +785,11 @@ def test_no_recipient_or_field_was_disclosed_that_the_reference_denies_and_none_
         f"\nno leak, no miss: {TALLY.records} records x {len(RECIPIENT_IDS)} recipients = {TALLY.decisions} "
         f"decisions; Rulebook {TALLY.deliveries} deliveries, {TALLY.withholdings} withholdings; "
         f"{TALLY.audited} disclosures audited with recipient, agreement and fields; "
-        f"leaks {len(TALLY.leaks)}, misses {len(TALLY.misses)}; handling text {dict(TALLY.texts)}"
+        f"leaks {len(TALLY.leaks)}, misses {len(TALLY.misses)}; handling text {dict(TALLY.texts)}; "
+        f"{TALLY.scoped} scoped deliveries, {TALLY.nested} under not/any/all conditions"
     )
     assert TALLY.records >= TARGET_RECORDS, "run the whole module: the two runs above feed these totals"
     assert TALLY.leaks == [] and TALLY.misses == []
     assert TALLY.texts["disclosed"] and TALLY.texts["withheld"], f"handling text not exercised: {TALLY.texts}"
     assert TALLY.deliveries > TARGET_RECORDS // 20, "the generated agreements must actually share something"
+    assert TALLY.scoped and TALLY.nested, "entity scope and nested conditions must decide some deliveries"

@@ -96,6 +96,11 @@ class Query:
     until: str | None = None
 
 
+def held_key(origin: str, record_id: str) -> str:
+    """The key of `live_holds()` for a record held through its lineage (origin and id)."""
+    return f"{origin}\x00{record_id}"
+
+
 class AuditIndex:
     """The SQLite index of the audit log: written by the audit writer, read by reports and corrections."""
 
@@ -277,34 +282,44 @@ class AuditIndex:
         return {cancels: reason or "undelivered" for cancels, reason in rows}
 
     def live_holds(self) -> dict[str, list[str]]:
-        """record id -> ids of the holds that are not released on it or on any record of its lineage.
+        """Record -> ids of the holds that are not released on it or on any record of its lineage.
 
-        A hold placed on an original covers its corrections (and theirs), and a hold placed on a
-        correction covers the record it supersedes: they are one record's history.
+        A hold names a record id and covers every record with that id; a hold placed on an original covers
+        its corrections (and theirs), and a hold placed on a correction covers the record it supersedes:
+        they are one record's history.  Lineage is keyed by origin and id (ids are unique per origin only),
+        so a record reached through lineage is keyed `held_key(origin, id)` and another origin's record
+        that reuses the id is not held by it.
         """
         holds: dict[str, set[str]] = {}
         for hold_id, record_id in self.db.execute("SELECT hold_id, record_id FROM holds WHERE released_at IS NULL"):
             holds.setdefault(record_id, set()).add(hold_id)
         if not holds:
             return {}
-        linked: dict[str, set[str]] = {}
-        for record_id, supersedes in self.db.execute(
-            "SELECT DISTINCT record_id, supersedes FROM entries WHERE supersedes IS NOT NULL "
+        linked: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        origins: dict[str, set[str]] = {}
+        for record_id, supersedes, blob in self.db.execute(
+            "SELECT DISTINCT record_id, supersedes, entry FROM entries WHERE supersedes IS NOT NULL "
             "AND operation IN ('disclose', 'withhold')"
         ):
-            linked.setdefault(record_id, set()).add(supersedes)
-            linked.setdefault(supersedes, set()).add(record_id)
-        out: dict[str, set[str]] = {}
+            entry = orjson.loads(blob)
+            origin = str(entry.get("source") or entry.get("origin") or "")
+            mine, theirs = (origin, record_id), (origin, supersedes)
+            linked.setdefault(mine, set()).add(theirs)
+            linked.setdefault(theirs, set()).add(mine)
+            origins.setdefault(record_id, set()).add(origin)
+            origins.setdefault(supersedes, set()).add(origin)
+        out: dict[str, set[str]] = {record_id: set(ids) for record_id, ids in holds.items()}
         for start, hold_ids in holds.items():
-            seen, frontier = {start}, [start]
+            frontier = [(origin, start) for origin in origins.get(start, ())]
+            seen = set(frontier)
             while frontier:
                 for other in linked.get(frontier.pop(), ()):
                     if other not in seen:
                         seen.add(other)
                         frontier.append(other)
-            for record_id in seen:
-                out.setdefault(record_id, set()).update(hold_ids)
-        return {record_id: sorted(ids) for record_id, ids in out.items()}
+            for origin, record_id in seen:
+                out.setdefault(held_key(origin, record_id), set()).update(hold_ids)
+        return {key: sorted(ids) for key, ids in out.items()}
 
     def holds(self) -> list[dict[str, Any]]:
         """Every covert hold, live and released, oldest first."""

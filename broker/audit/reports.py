@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from broker.audit.entries import name_reference, subject_key
+from broker.audit.index import held_key
 
 COLUMNS = (
     "time",
@@ -70,14 +71,18 @@ class Subject:
 
 
 def rows(entries: Iterable[dict[str, Any]], live_holds: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """One flat row per entry (lists joined), with `held` naming the live holds on its record."""
+    """One flat row per entry (lists joined), with `held` naming the live holds on its record (by id, or
+    through its lineage by origin and id: `broker.audit.index.live_holds`)."""
     out = []
     for entry in entries:
         row = {c: entry.get(c) for c in COLUMNS}
         row["purposes"] = ", ".join(entry.get("purposes") or [])
         row["fields_disclosed"] = ", ".join(entry.get("fields_disclosed") or [])
-        records = [entry.get("record_id") or ""] + [str(r.get("record_id")) for r in _records_of(entry)]
-        row["held"] = ", ".join(h for r in records for h in live_holds.get(r, []))
+        records = [(entry.get("source") or entry.get("origin"), entry.get("record_id") or "")] + [
+            (r.get("origin"), str(r.get("record_id"))) for r in _records_of(entry)
+        ]
+        held = {h for o, r in records for h in live_holds.get(r, []) + live_holds.get(held_key(str(o), r), [])}
+        row["held"] = ", ".join(sorted(held))
         if _is_enquiry(entry):  # a cross-force enquiry: the records it disclosed stand for the record
             row["record_id"] = ", ".join(f"{r.get('origin')}/{r.get('record_id')}" for r in _records_of(entry))
             row["record_type"] = "cross-force enquiry (" + str(entry.get("step")) + ")"
