@@ -13,43 +13,48 @@ Reason codes are a fixed list so that metrics, dead-letter headers and audit ent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
-# Why a record was refused at ingress (dead-lettered with this reason).
-REJECT_REASONS = (
-    "malformed_json",
-    "unsupported_content_type",
-    "body_too_large",
-    "schema_invalid",
-    "identifier_invalid",
-    "unknown_agency",
-    "classification_not_permitted",
-    "publisher_not_origin",
-    "supersedes_unknown",  # a correction of a record its origin never had decided (routing.corrections)
-    "supersedes_foreign_record",  # a correction of another origin's record
-    "supersedes_original_pending",  # a correction whose original's failed delivery was never decided again
-    "adapter_error",
-    "internal_error",
-)
 
-# The routing core failed on a record in a way it did not expect (a defect): dead-lettered, never raised.
-INTERNAL_ERROR = "internal_error"
+class RejectReason(StrEnum):
+    """Why a record was refused at ingress (dead-lettered and audited with this reason)."""
 
-# Why a recipient did not receive a record (audited as withheld).
-WITHHOLD_REASONS = (
-    "no_agreement",
-    "agreement_not_yet_valid",
-    "agreement_expired",
-    "agreement_suspended",
-    "classification_above_ceiling",
-    "handling_code_not_permitted",
-    "handling_conditions_exclude_recipient",
-    "intelligence_ungraded",
-    "legacy_handling_no_onward_sharing",
-    "condition_not_met",
-    "recipient_format_error",
-    "agreement_removed",  # a past recipient's agreement is gone: it gets a retraction notice only
-)
+    MALFORMED_JSON = "malformed_json"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    BODY_TOO_LARGE = "body_too_large"
+    SCHEMA_INVALID = "schema_invalid"
+    IDENTIFIER_INVALID = "identifier_invalid"
+    UNKNOWN_AGENCY = "unknown_agency"
+    CLASSIFICATION_NOT_PERMITTED = "classification_not_permitted"
+    PUBLISHER_NOT_ORIGIN = "publisher_not_origin"
+    SUPERSEDES_UNKNOWN = "supersedes_unknown"  # a correction of a record its origin never had decided
+    SUPERSEDES_FOREIGN_RECORD = "supersedes_foreign_record"  # a correction of another origin's record
+    SUPERSEDES_ORIGINAL_PENDING = "supersedes_original_pending"  # its original's failed delivery never redone
+    ADAPTER_ERROR = "adapter_error"
+    INTERNAL_ERROR = "internal_error"  # the routing core failed in a way it did not expect (a defect)
+
+
+class WithholdReason(StrEnum):
+    """Why a recipient did not receive a record (audited as withheld)."""
+
+    NO_AGREEMENT = "no_agreement"
+    AGREEMENT_NOT_YET_VALID = "agreement_not_yet_valid"
+    AGREEMENT_EXPIRED = "agreement_expired"
+    AGREEMENT_SUSPENDED = "agreement_suspended"
+    CLASSIFICATION_ABOVE_CEILING = "classification_above_ceiling"
+    HANDLING_CODE_NOT_PERMITTED = "handling_code_not_permitted"
+    HANDLING_CONDITIONS_EXCLUDE_RECIPIENT = "handling_conditions_exclude_recipient"
+    INTELLIGENCE_UNGRADED = "intelligence_ungraded"
+    LEGACY_HANDLING_NO_ONWARD_SHARING = "legacy_handling_no_onward_sharing"
+    CONDITION_NOT_MET = "condition_not_met"
+    RECIPIENT_FORMAT_ERROR = "recipient_format_error"
+    AGREEMENT_REMOVED = "agreement_removed"  # a past recipient's agreement is gone: a retraction notice only
+
+
+# The fixed lists, for metrics (label values pre-initialised) and documentation checks.
+REJECT_REASONS = tuple(RejectReason)
+WITHHOLD_REASONS = tuple(WithholdReason)
+INTERNAL_ERROR = RejectReason.INTERNAL_ERROR
 
 
 class InterchangeError(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 import orjson
@@ -58,9 +59,18 @@ class Outgoing:
     content_type: str = "application/json"
 
 
+class Outcome(StrEnum):
+    """What route() decided for one message."""
+
+    ROUTED = "routed"  # decided: deliveries and withholdings, each audited
+    REJECTED = "rejected"  # refused at ingress: a dead letter and a rejection entry
+    DUPLICATE = "duplicate"  # this worker routed the same record (id and bytes) already: dropped
+    WAITING = "waiting"  # a correction whose original is not audited yet: decided again later
+
+
 @dataclass(slots=True)
 class Plan:
-    outcome: str  # routed | rejected | duplicate | waiting (a correction, see below)
+    outcome: Outcome
     record_id: str | None
     correlation_id: str | None
     audit_entries: list[dict[str, Any]] = field(default_factory=list)

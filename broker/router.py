@@ -29,8 +29,8 @@ from broker import topology
 from broker.audit import entries as audit
 from broker.audit.index import Original
 from broker.config import CLASSIFICATION_LEVELS, Registry, Settings
-from broker.errors import INTERNAL_ERROR, DataError, FieldError
-from broker.message import Message, Outgoing, Plan
+from broker.errors import INTERNAL_ERROR, DataError, FieldError, RejectReason, WithholdReason
+from broker.message import Message, Outcome, Outgoing, Plan
 from broker.routing import corrections, jsonsafe
 from broker.routing.projection import without_handling_text
 from broker.routing.rules import Deliver, Rulebook, Withhold
@@ -112,7 +112,7 @@ def _route(message: Message, ctx: Context, now: dt.datetime) -> Plan:
     assert record is not None
     key = dedup_key(record["id"], message.body)
     if ctx.seen(key):
-        return Plan("duplicate", record["id"], record.get("correlation_id"), timings=timings, dedup=key)
+        return Plan(Outcome.DUPLICATE, record["id"], record.get("correlation_id"), timings=timings, dedup=key)
 
     mark = time.perf_counter()
     refusal = _admit(record, message, ctx)
@@ -128,7 +128,7 @@ def _route(message: Message, ctx: Context, now: dt.datetime) -> Plan:
         if original.state != "known":
             if message.attempt < ctx.settings.correction_wait_attempts:
                 return Plan(
-                    "waiting",
+                    Outcome.WAITING,
                     record["id"],
                     record.get("correlation_id"),
                     reason=original.state,
@@ -157,30 +157,30 @@ def _parse(message: Message, ctx: Context) -> tuple[dict[str, Any] | None, Refus
 
     if len(message.body) > ctx.settings.max_body_bytes:
         return refuse(
-            "body_too_large",
+            RejectReason.BODY_TOO_LARGE,
             "",
             f"body of {len(message.body)} bytes exceeds the limit of {ctx.settings.max_body_bytes}",
         )
     content_type = (message.content_type or "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
         return refuse(
-            "unsupported_content_type",
+            RejectReason.UNSUPPORTED_CONTENT_TYPE,
             "",
             f"content type {message.content_type!r} is not accepted; publish common-schema JSON (application/json)",
         )
     try:
         record = orjson.loads(message.body)
     except orjson.JSONDecodeError as exc:
-        return refuse("malformed_json", "", f"not valid JSON: {exc}")
+        return refuse(RejectReason.MALFORMED_JSON, "", f"not valid JSON: {exc}")
     duplicate = jsonsafe.duplicate_key(message.body, record)
     if duplicate is not None:
-        return refuse("malformed_json", duplicate, f"key {duplicate!r} appears twice in one object")
+        return refuse(RejectReason.MALFORMED_JSON, duplicate, f"key {duplicate!r} appears twice in one object")
     if not isinstance(record, dict):
-        return refuse("schema_invalid", "", f"a record must be a JSON object, not {type(record).__name__}")
+        return refuse(RejectReason.SCHEMA_INVALID, "", f"a record must be a JSON object, not {type(record).__name__}")
     if not isinstance(record.get("id"), str) or not record["id"]:
         return record, (
-            "schema_invalid",
-            [FieldError(message.message_id, "id", "schema_invalid", "every record needs a string id")],
+            RejectReason.SCHEMA_INVALID,
+            [FieldError(message.message_id, "id", RejectReason.SCHEMA_INVALID, "every record needs a string id")],
         )
     return record, None
 
@@ -189,26 +189,30 @@ def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | 
     errors = ctx.validator.validate(record)
     if errors:
         codes = {e.code for e in errors}
-        return ("identifier_invalid" if codes == {"identifier_invalid"} else "schema_invalid"), list(errors)
+        return (
+            RejectReason.IDENTIFIER_INVALID
+            if codes == {RejectReason.IDENTIFIER_INVALID}
+            else RejectReason.SCHEMA_INVALID
+        ), list(errors)
     record_id = record["id"]
     agency_code = record["origin"]["agency"]
     agency = ctx.registry.agencies.get(agency_code)
     if agency is None:
-        return "unknown_agency", [
+        return RejectReason.UNKNOWN_AGENCY, [
             FieldError(
                 record_id,
                 "origin.agency",
-                "unknown_agency",
+                RejectReason.UNKNOWN_AGENCY,
                 f"agency {agency_code!r} is not registered with this exchange",
             )
         ]
     tier = record["classification"]["tier"]
     if CLASSIFICATION_LEVELS.get(tier, 4) >= CLASSIFICATION_LEVELS["SECRET"]:
-        return "classification_not_permitted", [
+        return RejectReason.CLASSIFICATION_NOT_PERMITTED, [
             FieldError(
                 record_id,
                 "classification.tier",
-                "classification_not_permitted",
+                RejectReason.CLASSIFICATION_NOT_PERMITTED,
                 f"{tier} material must never enter the exchange",
             )
         ]
@@ -217,11 +221,11 @@ def _admit(record: dict[str, Any], message: Message, ctx: Context) -> Refusal | 
     first = first.decode(errors="replace") if isinstance(first, bytes) else first
     for publisher, required in ((message.user_id, ctx.settings.require_publisher), (first, False)):
         if (publisher or required) and publisher not in agency.publishers:
-            return "publisher_not_origin", [
+            return RejectReason.PUBLISHER_NOT_ORIGIN, [
                 FieldError(
                     record_id,
                     "origin.agency",
-                    "publisher_not_origin",
+                    RejectReason.PUBLISHER_NOT_ORIGIN,
                     f"publisher {publisher or '(none)'!r} may not publish as agency {agency_code!r}",
                 )
             ]
@@ -239,7 +243,7 @@ def _deliver(
     mark = time.perf_counter()
     record_id, correlation_id = record["id"], record.get("correlation_id")
     plan = Plan(
-        "routed",
+        Outcome.ROUTED,
         record_id,
         correlation_id,
         source=record["origin"]["agency"],
@@ -288,8 +292,10 @@ def _deliver(
                 body, content_type = render(view)
             except DataError as exc:  # the recipient's format cannot carry this record: withhold, audited
                 code = exc.errors[0].code if exc.errors else exc.reason
-                decisions[i] = Withhold(decision.recipient, decision.agreement, "recipient_format_error", code)
-                plan.withheld[decision.recipient] = "recipient_format_error"
+                decisions[i] = Withhold(
+                    decision.recipient, decision.agreement, WithholdReason.RECIPIENT_FORMAT_ERROR, code
+                )
+                plan.withheld[decision.recipient] = WithholdReason.RECIPIENT_FORMAT_ERROR
                 continue
             hashes[decision.recipient] = hashlib.sha256(body).hexdigest()
             sizes[decision.recipient] = len(body)
@@ -378,7 +384,7 @@ def _reject(
         else None
     )
     return Plan(
-        "rejected",
+        Outcome.REJECTED,
         record_id,
         correlation_id,
         audit_entries=[entry],

@@ -28,7 +28,8 @@ from typing import Any
 from broker import router, topology
 from broker.audit import entries as audit
 from broker.audit.lag import AuditLag
-from broker.message import Inbound, Message, Outgoing, Plan, audit_message
+from broker.errors import RejectReason
+from broker.message import Inbound, Message, Outcome, Outgoing, Plan, audit_message
 from broker.ops import logs
 from broker.ops.metrics import Metrics, format_label
 from broker.router import Context
@@ -187,7 +188,7 @@ class Worker:
 
     def _decide(self, inbound: Inbound, message: Message) -> None:
         plan = router.route(message, self.ctx)
-        if plan.outcome == "waiting":  # a correction whose original is not audited yet: decide it again later
+        if plan.outcome == Outcome.WAITING:  # a correction whose original is not audited yet: decide it again later
             self._wait(inbound, message, plan)
             return
         plan = self._without_confirmed(plan)
@@ -204,7 +205,7 @@ class Worker:
         """The plan for a record that comes back after a failed delivery, without the recipients whose
         delivery was confirmed then: their earlier `disclose` entry stands, and they get no second copy."""
         done = self._partial.get(plan.dedup) if plan.dedup else None
-        if not done or plan.outcome != "routed":
+        if not done or plan.outcome != Outcome.ROUTED:
             return plan
         plan.outputs = [o for o in plan.outputs if o.target not in done]
         plan.audit_entries = [
@@ -226,7 +227,7 @@ class Worker:
 
     def _carry_out(self, inbound: Inbound, plan: Plan, fmt: str) -> None:
         self._observe_stages(plan)
-        if plan.outcome == "duplicate":
+        if plan.outcome == Outcome.DUPLICATE:
             self.metrics.duplicates.inc()
             self.log.info("record_duplicate_dropped", record_id=plan.record_id, correlation_id=plan.correlation_id)
             self.acks.settle(inbound)
@@ -235,7 +236,7 @@ class Worker:
         self.metrics.child(self.metrics.received, source, fmt).inc()
         job = _Job(inbound, plan, time.perf_counter())
         self.in_flight += 1
-        if plan.outcome == "routed" and plan.dedup:
+        if plan.outcome == Outcome.ROUTED and plan.dedup:
             self._deciding[plan.dedup] = self._deciding.get(plan.dedup, 0) + 1
         self._audit_batch.append(job)
         if len(self._audit_batch) >= AUDIT_BATCH_RECORDS:
@@ -317,7 +318,7 @@ class Worker:
         self.in_flight -= 1
         self.routed += 1
         self.acks.settle(job.inbound)
-        if plan.dedup and plan.outcome == "routed":
+        if plan.dedup and plan.outcome == Outcome.ROUTED:
             self.seen.add(plan.dedup)
             self._done_deciding(plan.dedup)
         publish_seconds = time.perf_counter() - job.started
@@ -343,7 +344,7 @@ class Worker:
 
     def _fail(self, job: _Job, why: str) -> None:
         self.in_flight -= 1
-        if job.plan.dedup and job.plan.outcome == "routed":
+        if job.plan.dedup and job.plan.outcome == Outcome.ROUTED:
             self._done_deciding(job.plan.dedup)
             self._remember_confirmed(job)
         if job.failed:
@@ -424,9 +425,9 @@ class Worker:
 
     def _count(self, plan: Plan) -> None:
         m = self.metrics
-        if plan.outcome == "rejected":
-            m.child(m.rejected, plan.reason or "internal_error").inc()
-            m.child(m.dead_lettered, plan.reason or "internal_error").inc()
+        if plan.outcome == Outcome.REJECTED:
+            m.child(m.rejected, plan.reason or RejectReason.INTERNAL_ERROR).inc()
+            m.child(m.dead_lettered, plan.reason or RejectReason.INTERNAL_ERROR).inc()
             if plan.error_type:
                 m.child(m.internal_errors, plan.error_type).inc()
             return

@@ -37,7 +37,7 @@ import orjson
 from broker import topology
 from broker.audit.index import RETRACTION_NOTICE, Original, Query
 from broker.config import Agreement
-from broker.errors import FieldError
+from broker.errors import FieldError, RejectReason, WithholdReason
 from broker.routing import scope
 from broker.routing.rules import Deliver, Rulebook, Withhold, _deliver
 
@@ -46,9 +46,9 @@ RECEIPTS_QUEUE = "interchange.receipts"
 NOTICE_EXCHANGE, NOTICE_ROUTING_KEY = topology.DELIVER_EXCHANGE, "interchange.retraction"
 # the dead-letter reason of a correction whose original never became known, by the original's state
 UNRESOLVED = {
-    "unknown": "supersedes_unknown",
-    "foreign": "supersedes_foreign_record",
-    "pending": "supersedes_original_pending",
+    "unknown": RejectReason.SUPERSEDES_UNKNOWN,
+    "foreign": RejectReason.SUPERSEDES_FOREIGN_RECORD,
+    "pending": RejectReason.SUPERSEDES_ORIGINAL_PENDING,
 }
 
 
@@ -77,10 +77,10 @@ def unresolved(record: dict[str, Any], original: Original) -> tuple[str, list[Fi
     """The refusal of a correction whose original is still not known after the wait."""
     code = UNRESOLVED[original.state]
     text = {
-        "supersedes_unknown": "agency {origin} never had a record {id} decided by this exchange",
-        "supersedes_foreign_record": "record {id} was published by another agency; only its origin may "
+        RejectReason.SUPERSEDES_UNKNOWN: "agency {origin} never had a record {id} decided by this exchange",
+        RejectReason.SUPERSEDES_FOREIGN_RECORD: "record {id} was published by another agency; only its origin may "
         "supersede it and {origin} has no record {id}",
-        "supersedes_original_pending": "a delivery of record {id} from {origin} failed and it has not been "
+        RejectReason.SUPERSEDES_ORIGINAL_PENDING: "a delivery of record {id} from {origin} failed and it has not been "
         "delivered since; the correction may not overtake it",
     }[code].format(origin=record["origin"]["agency"], id=supersedes_id(record))
     return code, [FieldError(record["id"], "supersedes.id", code, text)]
@@ -103,7 +103,7 @@ def reach_past_recipients(
             continue  # removed from configuration: it has no inbox any more to tell
         agreement = agreements.get(earlier.agreement or "")
         if agreement is None:
-            extra[recipient.id] = Retract(recipient.id, None, earlier.agreement or "", "agreement_removed")
+            extra[recipient.id] = Retract(recipient.id, None, earlier.agreement or "", WithholdReason.AGREEMENT_REMOVED)
             continue
         refusal = rulebook.refusal_to_past_recipient(record, recipient, agreement)
         if refusal is not None:

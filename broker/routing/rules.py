@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from broker.config import CLASSIFICATION_LEVELS, Agency, Agreement, Recipient
+from broker.errors import WithholdReason
 from broker.routing import conditions, scope
 from broker.routing.paths import leaf_paths
 from broker.routing.projection import Projection
@@ -95,6 +96,14 @@ def classification_label(record: dict[str, Any]) -> str:
     return LEVEL_NAMES[classification_level(record)]
 
 
+# an agreement not in force on the day (Agreement.status_on) -> why its recipient is withheld
+LIFECYCLE_REASONS = {
+    "suspended": WithholdReason.AGREEMENT_SUSPENDED,
+    "not_yet_valid": WithholdReason.AGREEMENT_NOT_YET_VALID,
+    "expired": WithholdReason.AGREEMENT_EXPIRED,
+}
+
+
 class Rulebook:
     """Agreements compiled for fast deciding.
 
@@ -166,7 +175,7 @@ class Rulebook:
             record_type if isinstance(record_type, str) else repr(record_type),
         )
         if not candidates:
-            return [Withhold(None, None, "no_agreement")]
+            return [Withhold(None, None, WithholdReason.NO_AGREEMENT)]
         today = agreement_day(now)
         level = classification_level(record)
         data_paths = tuple(leaf_paths(record.get("data"), "data"))  # walked once, shared by every projection
@@ -190,14 +199,16 @@ class Rulebook:
             refusal = (
                 self._refusal(record, recipient, agreement, today, level)
                 if recipient
-                else Withhold(recipient_id, agreement, "no_agreement", "recipient is not configured")
+                else Withhold(recipient_id, agreement, WithholdReason.NO_AGREEMENT, "recipient is not configured")
             )
             if refusal is None:
                 assert recipient is not None
                 view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, self._subject(recipient))
                 if in_scope != 0:
                     return _deliver(record, view, recipient_id, agreement, data_paths)
-                refusal = Withhold(recipient_id, agreement, "condition_not_met", "no person in the agreement's scope")
+                refusal = Withhold(
+                    recipient_id, agreement, WithholdReason.CONDITION_NOT_MET, "no person in the agreement's scope"
+                )
             first_refusal = first_refusal or refusal
         assert first_refusal is not None
         return first_refusal
@@ -217,12 +228,16 @@ class Rulebook:
             or record.get("type") not in agreement.fields
             or agreement.recipient != recipient.id
         ):
-            return Withhold(recipient.id, agreement, "no_agreement", "the agreement does not cover this record")
+            return Withhold(
+                recipient.id, agreement, WithholdReason.NO_AGREEMENT, "the agreement does not cover this record"
+            )
         refusal = self._refusal(record, recipient, agreement, None)
         if refusal is None:
             _view, in_scope = scope.apply(agreement.scope.get(record["type"]), record, self._subject(recipient))
             if in_scope == 0:
-                return Withhold(recipient.id, agreement, "condition_not_met", "no person in the agreement's scope")
+                return Withhold(
+                    recipient.id, agreement, WithholdReason.CONDITION_NOT_MET, "no person in the agreement's scope"
+                )
         return refusal
 
     def _refusal(
@@ -238,7 +253,7 @@ class Rulebook:
 
         status = agreement.status_on(today) if today is not None else "active"
         if status != "active":
-            return refuse(f"agreement_{status}")
+            return refuse(LIFECYCLE_REASONS[status])
         if level is None:
             level = classification_level(record)
         compiled = self._ceilings.get(id(agreement))
@@ -250,35 +265,35 @@ class Rulebook:
                 CLASSIFICATION_LEVELS[recipient.max_classification],
             )
         if level > ceiling:
-            return refuse("classification_above_ceiling", classification_label(record))
+            return refuse(WithholdReason.CLASSIFICATION_ABOVE_CEILING, classification_label(record))
         handling_refusal = self._handling_refusal(record, recipient, agreement)
         if handling_refusal:
             return refuse(*handling_refusal)
         if agreement.conditions:
             unmet = conditions.failed(list(agreement.conditions), record, self._subject(recipient))
             if unmet:
-                return refuse("condition_not_met", unmet)
+                return refuse(WithholdReason.CONDITION_NOT_MET, unmet)
         return None
 
     @staticmethod
     def _handling_refusal(record: dict[str, Any], recipient: Recipient, agreement: Agreement) -> tuple[str, str] | None:
         handling = record.get("handling")
         if not handling:
-            return ("intelligence_ungraded", "") if record.get("type") == "intelligence.report" else None
+            return (WithholdReason.INTELLIGENCE_UNGRADED, "") if record.get("type") == "intelligence.report" else None
         if handling.get("scheme") == "5x5x5":
             level = int(handling.get("handling", "5"))
             if level >= 4:
-                return "legacy_handling_no_onward_sharing", f"5x5x5 handling {level}"
+                return WithholdReason.LEGACY_HANDLING_NO_ONWARD_SHARING, f"5x5x5 handling {level}"
             if level > agreement.legacy_max_handling:
-                return "handling_code_not_permitted", f"5x5x5 handling {level}"
+                return WithholdReason.HANDLING_CODE_NOT_PERMITTED, f"5x5x5 handling {level}"
             return None
         code = handling.get("code")
         if code not in agreement.permitted_codes:
-            return "handling_code_not_permitted", f"3x5x2 handling code {code}"
+            return WithholdReason.HANDLING_CODE_NOT_PERMITTED, f"3x5x2 handling code {code}"
         if code == "C":
             named = handling.get("conditions") or {}
             if recipient.id not in named.get("recipients", ()) and recipient.cls not in named.get(
                 "recipient_classes", ()
             ):
-                return "handling_conditions_exclude_recipient", ""
+                return WithholdReason.HANDLING_CONDITIONS_EXCLUDE_RECIPIENT, ""
         return None
