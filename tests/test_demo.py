@@ -14,7 +14,7 @@ import pytest
 from broker.audit.log import LOG_NAME
 from broker.config import PROJECT_ROOT
 from broker.demo import DEMO_ROOT
-from tests.test_usage_report import reference_counts
+from tests.test_usage_report import reference_counts, run_report
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 SUMMARY = re.compile(r"Summary: (\d+) deliveries to (\d+) recipients, (\d+) withheld, (\d+) rejected")
@@ -41,31 +41,8 @@ def test_the_usage_report_on_the_demos_traffic_equals_a_count_of_its_audit_log(d
     audit_dir = DEMO_ROOT / "audit"
     today = dt.datetime.now(dt.UTC).date()
     out = tmp_path / "usage.json"
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "broker",
-            "--audit-dir",
-            str(audit_dir),
-            "report",
-            "usage",
-            "--from",
-            str(today - dt.timedelta(days=1)),
-            "--to",
-            str(today),
-            "--format",
-            "json",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr
-    totals = orjson.loads(out.read_bytes())["totals"]
+    day, yesterday = str(today), str(today - dt.timedelta(days=1))
+    totals = orjson.loads(run_report(audit_dir, "json", out, yesterday, day))["totals"]
     ref = reference_counts(audit_dir / LOG_NAME)
     assert (totals["delivered"], totals["withheld"], totals["rejected"]) == (
         ref["delivered"],
