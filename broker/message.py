@@ -70,6 +70,8 @@ class Outcome(StrEnum):
 
 @dataclass(slots=True)
 class Plan:
+    """What route() decided must happen for one message: audit entries, publishes, and the outcome."""
+
     outcome: Outcome
     record_id: str | None
     correlation_id: str | None
@@ -116,18 +118,26 @@ class Transport(Protocol):
 
     ready: bool
 
-    def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None: ...
+    def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None:
+        """Connect; call `on_ready` once every link is up and `on_lost` when one drops."""
 
-    def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Inbound], None]) -> None: ...
+    def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Inbound], None]) -> None:
+        """Consume `queue` on `target`'s vhost with manual acks and this prefetch."""
 
-    def publish(self, out: Outgoing, callback: Callable[[bool, str], None]) -> None: ...
+    def publish(self, out: Outgoing, callback: Callable[[bool, str], None]) -> None:
+        """Publish with a confirm; `callback(ok, why)` runs when the broker confirms or refuses it."""
 
-    def ack(self, inbound: Inbound, multiple: bool = False) -> None: ...
+    def ack(self, inbound: Inbound, multiple: bool = False) -> None:
+        """Acknowledge a delivery (and every earlier one on its channel when `multiple`)."""
 
-    def reject(self, inbound: Inbound, requeue: bool = True) -> None: ...
+    def reject(self, inbound: Inbound, requeue: bool = True) -> None:
+        """Reject a delivery, back to its queue or (not requeued) to the dead-letter exchange."""
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None: ...
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run `callback` on the transport's own loop after `delay` seconds."""
 
-    def run(self) -> None: ...
+    def run(self) -> None:
+        """Run the loop until stop() is called."""
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Stop the loop and close every link."""

@@ -48,6 +48,7 @@ def dedup_key(record_id: str, body: bytes) -> str:
 
 
 def common_json(record: dict[str, Any]) -> tuple[bytes, str]:
+    """The common schema JSON rendering: a recipient with no outbound format receives the record as is."""
     return orjson.dumps(record), "application/json"
 
 
@@ -69,6 +70,7 @@ class Context:
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, validator: Any, **kwargs: Any) -> Context:
+        """A context with its Rulebook compiled from the registry."""
         rulebook = Rulebook(registry.agreements, registry.recipients, registry.agencies)
         return cls(settings, registry, validator, rulebook, **kwargs)
 

@@ -51,6 +51,7 @@ class SeenRecords:
         return record_id in self._ids
 
     def add(self, record_id: str) -> None:
+        """Remember a record key, forgetting the oldest past the limit."""
         self._ids[record_id] = None
         if len(self._ids) > self.limit:
             self._ids.popitem(last=False)
@@ -69,6 +70,7 @@ class AckBatcher:
         self.generation = -1
 
     def received(self, inbound: Inbound) -> None:
+        """Note a delivery in the order RabbitMQ gave it (a new channel starts a new order)."""
         if inbound.generation != self.generation:
             self.order.clear()
             self.done.clear()
@@ -76,6 +78,7 @@ class AckBatcher:
         self.order.append(inbound)
 
     def settle(self, inbound: Inbound, acked: bool = True) -> None:
+        """Mark a delivery settled and ack every settled delivery before the first unsettled one in one go."""
         if inbound.generation != self.generation:
             return
         self.done[inbound.delivery_tag] = acked
@@ -135,6 +138,7 @@ class Worker:
         self._held: list[Inbound] = []
 
     def start(self) -> None:
+        """Connect, consume the route queue (or its partitions) and route until stopped."""
         self.transport.start(on_ready=self._on_ready, on_lost=self._on_lost)
         if self.lag is not None:
             self.transport.call_later(self.lag_check_seconds, self._check_lag)

@@ -37,6 +37,8 @@ def agreement_day(moment: dt.datetime) -> dt.date:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
+    """A decision to send `projection` of the record to `recipient` under `agreement`."""
+
     recipient: str
     agreement: Agreement
     projection: Projection
@@ -48,6 +50,8 @@ class Deliver:
 
 @dataclass(frozen=True, slots=True)
 class Withhold:
+    """A decision not to send the record to `recipient`, with the reason code and a detail."""
+
     recipient: str | None
     agreement: Agreement | None
     reason: str
@@ -93,6 +97,7 @@ LEVEL_NAMES = {level: name for name, level in CLASSIFICATION_LEVELS.items()}
 
 
 def classification_label(record: dict[str, Any]) -> str:
+    """The record's marking as a label: `OFFICIAL`, `OFFICIAL-SENSITIVE`, `SECRET` or `TOP SECRET`."""
     return LEVEL_NAMES[classification_level(record)]
 
 
@@ -142,6 +147,7 @@ class Rulebook:
         ] = {}
 
     def provides(self, agreement: Agreement, agency_code: str) -> bool:
+        """Whether agency `agency_code` is a provider the agreement names (by code or by group)."""
         if agency_code in agreement.providers:
             return True
         agency = self.agencies.get(agency_code)

@@ -171,6 +171,7 @@ class AmqpTransport:
 
     # ------------------------------------------------------------ lifecycle
     def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None:
+        """Open a link to every vhost; `on_ready` once all are up, `on_lost` when one drops."""
         self.on_ready = on_ready
         if on_lost:
             self.on_lost = on_lost
@@ -178,6 +179,7 @@ class AmqpTransport:
         self.ioloop.call_later(1.0, self._watch_confirms)
 
     def run(self) -> None:
+        """Run pika's I/O loop until stop() (reconnecting lost links with back-off)."""
         self.ioloop.start()
 
     def stop(self) -> None:
@@ -189,9 +191,11 @@ class AmqpTransport:
         self.ioloop.call_later(0.2, self._stop_when_closed)
 
     def stop_threadsafe(self) -> None:
+        """stop() from another thread."""
         self.ioloop.add_callback_threadsafe(self.stop)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        """Run `callback` on the I/O loop after `delay` seconds."""
         return self.ioloop.call_later(delay, callback)
 
     def _stop_when_closed(self) -> None:
@@ -278,6 +282,7 @@ class AmqpTransport:
     # ------------------------------------------------------------ publishing
     @property
     def ready(self) -> bool:
+        """Whether every link (one per vhost) is connected, with its channel open and confirms on."""
         return all(link.ready for link in self.links.values())
 
     def publish(self, out: Outgoing, callback: Confirmed) -> None:
@@ -361,6 +366,7 @@ class AmqpTransport:
         return now - link.heard_at > 1.5 * self.heartbeat
 
     def pending_count(self) -> int:
+        """Publishes sent and not yet confirmed, over every link."""
         return sum(len(link.pending) for link in self.links.values())
 
     # ------------------------------------------------------------ consuming
@@ -390,6 +396,7 @@ class AmqpTransport:
                 pass
 
     def reject(self, inbound: Inbound, requeue: bool = True) -> None:
+        """Reject a delivery: back to its queue, or to the dead-letter exchange when not requeued."""
         if inbound.generation == self.generation and self.links[inbound.target].ready:
             try:
                 self.links[inbound.target].channel.basic_nack(inbound.delivery_tag, multiple=False, requeue=requeue)

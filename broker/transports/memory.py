@@ -113,10 +113,12 @@ class MemoryTransport:
 
     # ---- the Transport protocol
     def start(self, on_ready: Callable[[], None], on_lost: Callable[[str], None] | None = None) -> None:
+        """Mark the transport started and call `on_ready` at once."""
         self.on_ready = on_ready
         self._tasks.append(on_ready)
 
     def consume(self, target: str, queue: str, prefetch: int, on_message: Callable[[Inbound], None]) -> None:
+        """Deliver messages of `queue` on `target` to `on_message`, at most `prefetch` unacknowledged."""
         self._consumers.append((target, queue, prefetch, on_message))
 
     def publish(self, out: Outgoing, callback: Callable[[bool, str], None]) -> None:
@@ -140,6 +142,7 @@ class MemoryTransport:
         self._tasks.append(lambda: callback(True, "") if queues else callback(False, NO_ROUTE))
 
     def ack(self, inbound: Inbound, multiple: bool = False) -> None:
+        """Acknowledge a delivery (and every earlier one when `multiple`)."""
         tags = [t for t in self._unacked if t <= inbound.delivery_tag] if multiple else [inbound.delivery_tag]
         for tag in tags:
             self._unacked.pop(tag, None)
@@ -159,9 +162,11 @@ class MemoryTransport:
                 self.queues[(target, dead)].append(replace(stored, redelivered=False))
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run `callback` after `delay` seconds of the transport's own clock."""
         self._tasks.append(callback)
 
     def stop(self) -> None:
+        """Stop run() after the step in progress."""
         self._tasks.clear()
 
     # ---- driving it
