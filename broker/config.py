@@ -656,8 +656,9 @@ class Agreement:
         return "active"
 
 
-def agreement_from_doc(doc: dict[str, Any], file: str = "") -> Agreement:
-    """Build an Agreement from an already schema-checked document."""
+def agreement_dates(doc: dict[str, Any], file: str = "") -> dict[str, dt.date]:
+    """An agreement's valid_from, valid_until and review_by, checked, and every record type's allow-list
+    present (sharing and enquiry agreements alike)."""
     dates = {}
     for key in ("valid_from", "valid_until", "review_by"):
         try:
@@ -669,6 +670,12 @@ def agreement_from_doc(doc: dict[str, Any], file: str = "") -> Agreement:
     missing = [t for t in doc["record_types"] if t not in doc["fields"]]
     if missing:
         raise ConfigError(file, "fields", f"no field allow-list for record type(s) {', '.join(missing)}")
+    return dates
+
+
+def agreement_from_doc(doc: dict[str, Any], file: str = "") -> Agreement:
+    """Build an Agreement from an already schema-checked document."""
+    dates = agreement_dates(doc, file)
     handling = doc.get("handling", {})
     return Agreement(
         id=doc["id"],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.config import Agency, check_against_schema, load_yaml
+from broker.config import Agency, agreement_dates, check_against_schema, load_yaml
 from broker.enquiry.model import NO_ENQUIRY_AGREEMENT, PURPOSE_NOT_PERMITTED, EnquiryRefused, Identity
 from broker.errors import ConfigError
 from broker.routing.projection import Projector
@@ -59,17 +59,7 @@ class EnquiryAgreement:
 
 def agreement_from_doc(doc: dict[str, Any], file: str = "") -> EnquiryAgreement:
     """Build an EnquiryAgreement from an already schema-checked document."""
-    dates = {}
-    for key in ("valid_from", "valid_until", "review_by"):
-        try:
-            dates[key] = dt.date.fromisoformat(str(doc[key]))
-        except ValueError as exc:
-            raise ConfigError(file, key, f"not a date: {doc[key]!r}") from exc
-    if dates["valid_until"] < dates["valid_from"]:
-        raise ConfigError(file, "valid_until", "is before valid_from")
-    missing = [t for t in doc["record_types"] if t not in doc["fields"]]
-    if missing:
-        raise ConfigError(file, "fields", f"no field allow-list for record type(s) {', '.join(missing)}")
+    dates = agreement_dates(doc, file)
     return EnquiryAgreement(
         id=doc["id"],
         title=doc["title"],
