@@ -135,25 +135,7 @@ class SpiResultsAdapter(InboundAdapter):
         if isinstance(result, dict):
             key = f"{result['origin']['agency']}|{result.pop('_lineage')}"
             result = (self.lineage or self._seen).stamp(result, key, record_id=result["id"])
-            result = {k: result[k] for k in _ORDER if k in result}
         return result
-
-
-_ORDER = (
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "time",
-    "dataschema",
-    "origin",
-    "correlation_id",
-    "supersedes",
-    "classification",
-    "handling",
-    "subjects",
-    "data",
-)
 
 
 def _case(
