@@ -135,14 +135,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         spec_path = work / "relay.json"
         spec_path.write_bytes(orjson.dumps(spec))
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "bench.relay", str(spec_path)],
-            stdout=subprocess.PIPE,
-            env=harness.child_env(settings),
-        )
+        relay = harness.start_tool(settings, "bench.relay", spec_path)
         children.append(relay)
         drain = harness.wait_for_deliveries(vhosts, n * round(per_record), timeout=600, pid=relay.pid)
-        relay_out = orjson.loads(relay.communicate(timeout=60)[0].splitlines()[-1])
+        relay_out = harness.last_json_line(relay, timeout=60)
         out["ceiling_records_per_s"] = round(relay_out["records"] / relay_out["seconds"])
         out["ceiling_cpu_us_per_record"] = round(drain.cpu_seconds / n * 1e6)
 
@@ -183,14 +179,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             vhosts.purge()
             step("peer: the same backlog through a straightforward FastStream application")
             report = publish_all(settings, harness.messages(translated.bodies), window=1000)
-            peer = subprocess.Popen(
-                [sys.executable, "-m", "bench.peer", str(spec_path)],
-                stdout=subprocess.PIPE,
-                env=harness.child_env(settings),
-            )
+            peer = harness.start_tool(settings, "bench.peer", spec_path)
             children.append(peer)
             drain = harness.wait_for_deliveries(vhosts, n * round(per_record), timeout=1800, pid=peer.pid)
-            peer_out = orjson.loads(peer.communicate(timeout=60)[0].splitlines()[-1])
+            peer_out = harness.last_json_line(peer, timeout=60)
             out["peer_records_per_s"] = round(peer_out["records"] / peer_out["seconds"])
             out["peer_cpu_us_per_record"] = round(drain.cpu_seconds / n * 1e6)
             out["peer_multiple"] = round(out["route_records_per_s"] / out["peer_records_per_s"], 2)
@@ -224,16 +216,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
         )
-        probe = subprocess.Popen(
-            [sys.executable, "-m", "bench.latency", str(probe_path)],
-            stdout=subprocess.PIPE,
-            env=harness.child_env(settings),
-        )
+        probe = harness.start_tool(settings, "bench.latency", probe_path)
         children.append(probe)
         assert probe.stdout is not None
         probe.stdout.readline()  # "ready"
         harness.paced_publish(settings, harness.stream_records(count, 2 * n + 10), rate, count)
-        latencies = orjson.loads(probe.communicate(timeout=120)[0].splitlines()[-1])
+        latencies = harness.last_json_line(probe, timeout=120)
         out["paced_records_per_s"] = round(rate)
         out["latency_deliveries"] = len(latencies)
         for q in (50, 95, 99):
@@ -249,22 +237,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         vhosts.purge()
         step(f"relay-paced: the transport-only relay at {rate:.0f} records/s, its own latency")
         spec_path.write_bytes(orjson.dumps(spec | {"count": count}))
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "bench.relay", str(spec_path)],
-            stdout=subprocess.PIPE,
-            env=harness.child_env(settings),
-        )
+        relay = harness.start_tool(settings, "bench.relay", spec_path)
         children.append(relay)
-        probe = subprocess.Popen(
-            [sys.executable, "-m", "bench.latency", str(probe_path)],
-            stdout=subprocess.PIPE,
-            env=harness.child_env(settings),
-        )
+        probe = harness.start_tool(settings, "bench.latency", probe_path)
         children.append(probe)
         assert probe.stdout is not None
         probe.stdout.readline()
         harness.paced_publish(settings, harness.stream_records(count, 3 * n + 10), rate, count)
-        relay_latencies = orjson.loads(probe.communicate(timeout=120)[0].splitlines()[-1])
+        relay_latencies = harness.last_json_line(probe, timeout=120)
         for q in (50, 95, 99):
             out[f"relay_p{q}_ms"] = round(percentile(relay_latencies, q), 1)
         out["p99_over_relay_p99"] = round(out["p99_ms"] / out["relay_p99_ms"], 2) if out["relay_p99_ms"] else None

@@ -48,26 +48,22 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 def start_role(settings: Settings, role: str, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
     """`python -m broker ROLE` on the bench's vhosts; metrics_port 0 serves no metrics."""
-    argv = [
-        sys.executable,
-        "-m",
-        "broker",
-        "--amqp-url",
-        settings.amqp_url,
-        "--vhost",
-        settings.core_vhost,
-        "--vhost-prefix",
-        settings.recipient_vhost_prefix,
-        "--audit-dir",
-        str(settings.audit_dir),
-        "--agreements",
-        str(settings.agreements_dir),
-        "--metrics-port",
-        str(metrics_port),
-        role,
-    ]
+    argv = [sys.executable, "-m", "broker", *settings.cli_args(), "--agreements", str(settings.agreements_dir)]
+    argv += ["--metrics-port", str(metrics_port), role]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=child_env(settings))
+
+
+def start_tool(settings: Settings, module: str, spec: Path) -> subprocess.Popen[bytes]:
+    """`python -m MODULE SPEC` (relay, peer, latency probe) on the bench's vhosts, its stdout piped."""
+    return subprocess.Popen([sys.executable, "-m", module, str(spec)], stdout=subprocess.PIPE, env=child_env(settings))
+
+
+def last_json_line(child: subprocess.Popen[bytes], timeout: float) -> Any:
+    """What a tool printed last (its result as one JSON line), once it exits."""
+    import orjson
+
+    return orjson.loads(child.communicate(timeout=timeout)[0].splitlines()[-1])
 
 
 def stop(child: subprocess.Popen[bytes] | None) -> None:

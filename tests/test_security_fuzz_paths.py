@@ -38,6 +38,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_corrections_fuzz import changed_since, timeless
+from test_open_data import every_byte
 from test_security_fuzz import (
     ENVELOPE,
     FUZZ_SETTINGS,
@@ -221,18 +222,6 @@ def remember(ledger: Ledger, record: dict[str, Any], outcome: str, expected: dic
 
 
 # ---------------------------------------------------------------- checking one plan
-
-
-def every_byte(out: router.Outgoing) -> bytes:
-    return b"\n".join(
-        [
-            out.body,
-            (out.message_id or "").encode(),
-            (out.correlation_id or "").encode(),
-            out.content_type.encode(),
-            orjson.dumps(out.headers),
-        ]
-    )
 
 
 def record_strings(record: dict[str, Any]) -> set[str]:
