@@ -68,6 +68,9 @@ def _coalesce_pika_writes() -> None:
 
 _coalesce_pika_writes()
 CLOSE_WAIT_SECONDS = 1.0  # how long a reconnect waits for the old connections to finish closing
+# how often a link's oldest unconfirmed publish and its last heartbeat are checked: a stalled link is
+# declared lost at most this long after its confirm timeout (the check is a few comparisons per link)
+WATCH_SECONDS = 0.25
 
 
 @dataclass(slots=True)
@@ -176,7 +179,7 @@ class AmqpTransport:
         if on_lost:
             self.on_lost = on_lost
         self._connect_all()
-        self.ioloop.call_later(1.0, self._watch_confirms)
+        self.ioloop.call_later(WATCH_SECONDS, self._watch_confirms)
 
     def run(self) -> None:
         """Run pika's I/O loop until stop() (reconnecting lost links with back-off)."""
@@ -352,7 +355,7 @@ class AmqpTransport:
             if self._silent(link, now):
                 self._lost(f"nothing heard from {link.vhost} for {1.5 * self.heartbeat:g}s", self.generation)
                 break
-        self.ioloop.call_later(1.0, self._watch_confirms)
+        self.ioloop.call_later(WATCH_SECONDS, self._watch_confirms)
 
     def _silent(self, link: _Link, now: float) -> bool:
         """A ready link that received nothing for 1.5 heartbeats is dead (RabbitMQ sends a heartbeat every
